@@ -1,0 +1,48 @@
+/* loader_rng.h: counter-based hashing for everything in the loader that must be random
+ * but reproducible: the hash split of train/val and the synthetic images.
+ *
+ * There is no generator state: a value is a pure function of (key, counter), so any
+ * sample can be produced alone, by any thread, in any order, with identical results.
+ * splitmix64's finaliser is the mixing function (Steele, Lea, Flood 2014). */
+#ifndef LOADER_RNG_H
+#define LOADER_RNG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define LOADER_RNG_GOLDEN 0x9E3779B97F4A7C15ull /* splitmix64's increment */
+
+/* Returns splitmix64's finaliser of x: a bijection on 64 bits with good avalanche. */
+static inline uint64_t loader_rng_mix(uint64_t x) {
+    x ^= x >> 30;
+    x *= 0xBF58476D1CE4E5B9ull;
+    x ^= x >> 27;
+    x *= 0x94D049BB133111EBull;
+    x ^= x >> 31;
+    return x;
+}
+
+/* Returns the counter-th output of the splitmix64 stream seeded with key. */
+static inline uint64_t loader_rng_at(uint64_t key, uint64_t counter) {
+    return loader_rng_mix(key + (counter + 1) * LOADER_RNG_GOLDEN);
+}
+
+/* Returns a key derived from a parent key and one more coordinate (class, index, ...). */
+static inline uint64_t loader_rng_key(uint64_t parent, uint64_t coord) {
+    return loader_rng_mix(loader_rng_mix(parent) ^ (coord + LOADER_RNG_GOLDEN));
+}
+
+/* Returns a uniform double in [0, 1) from the top 53 bits of h. */
+static inline double loader_rng_unit(uint64_t h) {
+    return (double)(h >> 11) * 0x1.0p-53;
+}
+
+/* Returns the 64-bit FNV-1a hash of a NUL-terminated string (stable across runs and
+ * hosts, used to key a sample by its relative path). */
+static inline uint64_t loader_rng_fnv1a(const char *s) {
+    uint64_t h = 0xCBF29CE484222325ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001B3ull;
+    return h;
+}
+
+#endif

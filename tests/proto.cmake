@@ -1,0 +1,2 @@
+stoker_test(proto SOURCES test_proto.c LIBS stoker_proto)
+stoker_test(proto_zmq SOURCES test_proto_zmq.c LIBS stoker_proto)
