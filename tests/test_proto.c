@@ -279,7 +279,7 @@ Test(proto, rejects_hostile_container_counts_without_allocating) {
     for (int i = 0; i < 4; i++) msgpack_pack_uint32(&r.pk, 0);
     const uint8_t map32[] = {0xdf, 0x7f, 0xff, 0xff, 0xff};
     msgpack_sbuffer_write(&r.sb, (const char *)map32, sizeof map32);
-    expect_reject(r.sb.data, r.sb.size, NULL, 0, "metrics.values: map of 2147483647 elements");
+    expect_reject(r.sb.data, r.sb.size, NULL, 0, "metrics.values: truncated: map of 2147483647 elements");
     msgpack_sbuffer_destroy(&r.sb);
 }
 
