@@ -17,6 +17,7 @@ typedef struct FixedBuf {
 
 static int fixed_write(void *data, const char *buf, size_t len) {
     FixedBuf *fb = data;
+    if (len == 0) return 0; /* msgpack-c passes NULL for empty bodies */
     if (len > fb->cap - fb->len) return -1;
     memcpy(fb->data + fb->len, buf, len);
     fb->len += len;
