@@ -1,0 +1,1 @@
+stoker_test(augment SOURCES test_augment.c LIBS stoker_augment)
