@@ -9,13 +9,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "loader_rng.h"
+#include "stk_rng.h"
 
 /* The state of one walk: where we are (relative path and the chain of directories that
  * led here, to catch symlink loops) and where the results go. */
@@ -122,26 +123,21 @@ static int scan_add(ScanCtx *c, const char *name, uint64_t size, int32_t label, 
 
 static int scan_walk(ScanCtx *c, int fd, int32_t label, uint8_t split);
 
-/* Pushes a directory (open as fd) on the ancestor chain; returns 1 if it already is on
- * it (a symlink loop: fd is closed and the directory skipped), 0 if pushed, -1 on error. */
+/* Pushes the directory open as fd (not taken) on the ancestor chain. Returns 1 if it
+ * already is on it (a symlink loop: skip it), 0 if pushed, -1 on error. */
 static int scan_push_dir(ScanCtx *c, int fd) {
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        close(fd);
+    if (fstat(fd, &st) != 0)
         return stk_errf(c->err, "stat %s/%s: %s", c->scan->root, c->path, strerror(errno));
-    }
     for (int i = 0; i < c->depth; i++) {
         if (c->dev[i] == st.st_dev && c->ino[i] == st.st_ino) {
-            close(fd);
             c->st->other++;
             return 1;
         }
     }
-    if (c->depth >= LOADER_SCAN_MAX_DEPTH + 2) {
-        close(fd);
+    if (c->depth >= LOADER_SCAN_MAX_DEPTH + 2)
         return stk_errf(c->err, "%s/%s: more than %d directories deep", c->scan->root,
                         c->path, LOADER_SCAN_MAX_DEPTH);
-    }
     c->dev[c->depth] = st.st_dev;
     c->ino[c->depth] = st.st_ino;
     c->depth++;
@@ -162,10 +158,12 @@ static int scan_descend(ScanCtx *c, int dfd, const char *name, int32_t label, ui
                       strerror(errno));
     } else {
         int pushed = scan_push_dir(c, fd);
-        if (pushed < 0) rc = -1;
         if (pushed == 0) {
-            rc = scan_walk(c, fd, label, split);
+            rc = scan_walk(c, fd, label, split); /* closes fd */
             c->depth--;
+        } else {
+            rc = pushed < 0 ? -1 : 0;
+            close(fd);
         }
     }
     c->len = old;
@@ -296,8 +294,10 @@ static int scan_split(ScanCtx *c, int fd, const char *split_dir, uint8_t split) 
     NameList folders = {0};
     strcpy(c->path, split_dir);
     c->len = strlen(split_dir);
-    int rc = scan_push_dir(c, dup(fd));
-    if (rc != 0) return -1; /* a split dir cannot be its own ancestor: only errors */
+    int rc = scan_push_dir(c, fd);
+    if (rc > 0) return stk_errf(c->err, "%s/%s: links back to the dataset directory",
+                                c->scan->root, split_dir);
+    if (rc < 0) return -1;
     rc = scan_list_folders(c, fd, &folders);
     for (size_t i = 0; rc == 0 && i < folders.count; i++) {
         const char *name = folders.names[i];
@@ -338,11 +338,11 @@ static int cmp_sample(const void *pa, const void *pb) {
 
 /* Moves train samples whose hash of (seed, path) falls under fraction to val. */
 static void scan_hash_split(LoaderScan *sc, double fraction, uint64_t seed) {
-    uint64_t key = loader_rng_mix(seed ^ 0x5354414B53504C54ull);
+    uint64_t key = stk_rng_mix(seed ^ 0x5354414B53504C54ull);
     for (uint64_t i = 0; i < sc->num_samples; i++) {
         LoaderScanSample *s = &sc->samples[i];
-        uint64_t h = loader_rng_mix(loader_rng_fnv1a(s->path) ^ key);
-        if (loader_rng_unit(h) < fraction) s->split = LOADER_VAL;
+        uint64_t h = stk_rng_mix(stk_rng_fnv1a(s->path) ^ key);
+        if (stk_rng_unit(h) < fraction) s->split = LOADER_VAL;
     }
 }
 
@@ -354,7 +354,7 @@ static int scan_tree(ScanCtx *c, const char *dir, const LoaderScanOptions *opt) 
     int root = open(sc->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (root < 0) return stk_errf(c->err, "dataset directory %s: %s", dir, strerror(errno));
     int rc = -1, train = -1, val = -1;
-    if (scan_push_dir(c, dup(root)) != 0) goto bailout;
+    if (scan_push_dir(c, root) != 0) goto bailout;
     train = openat(root, "train", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (train < 0) {
         stk_errf(c->err, "%s/train: %s (expected DIR/train/<class>/*.jpg)", sc->root,
@@ -378,6 +378,7 @@ static int scan_tree(ScanCtx *c, const char *dir, const LoaderScanOptions *opt) 
         goto bailout;
     }
     if (val >= 0 && scan_split(c, val, "val", LOADER_VAL) != 0) goto bailout;
+    c->st->val_from_folder = val >= 0;
     rc = 0;
 bailout:
     if (val >= 0) close(val);
@@ -406,9 +407,15 @@ int loader_scan_run(LoaderScan *scan, const char *dir, const LoaderScanOptions *
     if (rc != 0) return -1;
     for (uint64_t i = 0; i < scan->num_samples; i++)
         scan->samples[i].path = scan->strings + scan->samples[i].path_off;
-    stats->val_from_folder = 0;
     stats->seed = opt->seed;
-    if (scan->num_samples && stats->num_samples[0] == 0) {} /* filled below */
-    if (stats->unknown_val_classes || scan_find_class(scan, "") >= 0) {} /* no-op */
+    if (!stats->val_from_folder) {
+        stats->val_fraction = opt->val_fraction < 0 ? LOADER_SCAN_DEFAULT_VAL_FRACTION
+                                                    : opt->val_fraction;
+        scan_hash_split(scan, stats->val_fraction, opt->seed);
+    }
+    qsort(scan->samples, scan->num_samples, sizeof *scan->samples, cmp_sample);
+    for (uint64_t i = 0; i < scan->num_samples; i++) scan->split_count[scan->samples[i].split]++;
+    stats->num_classes = scan->num_classes;
+    memcpy(stats->num_samples, scan->split_count, sizeof stats->num_samples);
     return 0;
 }

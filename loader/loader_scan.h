@@ -1,7 +1,7 @@
 /* loader_scan.h: ImageFolder scanning, as torchvision's datasets.ImageFolder reads a tree.
  *
- *   DIR/train/<class>/**.jpg      classes = sub-directories of train/, sorted by name
- *   DIR/val/<class>/**.jpg        optional; uses train's class list
+ *   DIR/train/<class>/ ... .jpg   classes = sub-directories of train/, sorted by name
+ *   DIR/val/<class>/ ... .jpg     optional; uses train's class list
  *
  * Order: classes sort by byte order of their UTF-8 names (Python's sorted() on str);
  * inside a class, files are found recursively following symlinks and ordered as

@@ -1,0 +1,343 @@
+/* data_main.c: stoker-data, the dataset tool: index an ImageFolder tree, convert
+ * Fashion-MNIST, generate a synthetic set, or show an index. Parses arguments, calls the
+ * library, prints one summary; the only place that exits.
+ * Exit status: 0 done, 1 failed, 2 bad usage. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "data_fmnist.h"
+#include "data_pool.h"
+#include "data_synth.h"
+#include "loader_index.h"
+
+#define EXIT_USAGE 2
+
+/* Every library call that can fail goes through DATA_CHECK: on failure it prints the
+ * library's message and the call, and exits 1. */
+#define DATA_CHECK(call, err) data_check((call), #call, __FILE__, __LINE__, (err))
+
+static void data_check(int rc, const char *expr, const char *file, int line, const StkErr *err) {
+    if (rc == 0) return;
+    fprintf(stderr, "stoker-data: error: %s\n  (%s failed at %s:%d)\n", err->msg, expr, file,
+            line);
+    exit(EXIT_FAILURE);
+}
+
+static const char usage_main[] =
+    "usage: stoker-data COMMAND [ARGS]   (stoker-data COMMAND --help for details)\n"
+    "  index DIR          scan an ImageFolder tree and write its index\n"
+    "  fashion-mnist OUT  write Fashion-MNIST as a JPEG ImageFolder tree, indexed\n"
+    "  synth OUT          write a synthetic, learnable ImageFolder set, indexed\n"
+    "  info INDEX         print an index's summary (and its samples with --list)\n";
+
+static const char usage_index[] =
+    "usage: stoker-data index DIR [--out FILE] [--val-fraction F] [--seed S]\n"
+    "Scans DIR/train/<class>/ (and DIR/val/<class>/ if present) as torchvision's\n"
+    "ImageFolder does and writes the index, by default to DIR/" LOADER_INDEX_DEFAULT_NAME ".\n"
+    "Classes are train/'s sub-folders sorted by name (byte order of UTF-8); files are found\n"
+    "recursively; only .jpg .jpeg .jpe .jfif (any case) count; names starting with '.' and\n"
+    "class folders without a JPEG are skipped and reported.\n"
+    "  --out FILE        where to write the index (default DIR/" LOADER_INDEX_DEFAULT_NAME ")\n"
+    "  --val-fraction F  without DIR/val: share of train/ hashed into val, 0 <= F < 1\n"
+    "                    (default 0.1); an error when DIR/val exists\n"
+    "  --seed S          seed of that hash split (default 0); stable when files are added\n";
+
+static const char usage_fmnist[] =
+    "usage: stoker-data fashion-mnist OUT [--source DIR] [--limit N] [--quality Q] [-j N]\n"
+    "Writes OUT/train/<class>/NNNNN.jpg (60,000) and OUT/val/<class>/NNNNN.jpg (10,000),\n"
+    "28x28 grayscale, then OUT/" LOADER_INDEX_DEFAULT_NAME ". NNNNN is the image's position in\n"
+    "the IDX file. Folders are the ten class names in the original order, \"T-shirt/top\"\n"
+    "written as \"T-shirt_top\"; as in ImageFolder, labels are the sorted folder indices\n"
+    "(\"Ankle boot\" = 0 ... \"Trouser\" = 9), not the original ids. Builds in\n"
+    "OUT.partial-XXXXXX and renames at the end; if OUT is already complete, does nothing.\n"
+    "  --source DIR  the four *-ubyte.gz files (default " DATA_FMNIST_DEFAULT_SOURCE ")\n"
+    "  --limit N     only the first N images of each split (for tests)\n"
+    "  --quality Q   JPEG quality 1..100 (default 95)\n"
+    "  -j N          threads (default: online CPUs)\n";
+
+static const char usage_synth[] =
+    "usage: stoker-data synth OUT --classes C --per-class N [--val-per-class M]\n"
+    "                         [--size WxH] [--seed S] [--quality Q] [-j N]\n"
+    "Writes learnable synthetic RGB JPEGs: OUT/train/class_NNN/ and OUT/val/class_NNN/,\n"
+    "then OUT/" LOADER_INDEX_DEFAULT_NAME ". A class fixes a shape kind, a hue and the shape's\n"
+    "mean size and position; images vary around them under noise (about 100 KiB per\n"
+    "500x375 file at quality 90). The same seed gives byte-identical files for any -j.\n"
+    "  --classes C        number of classes (required)\n"
+    "  --per-class N      train images per class (required)\n"
+    "  --val-per-class M  val images per class (default N/10, at least 1)\n"
+    "  --size WxH         image size (default 500x375)\n"
+    "  --seed S           seed (default 0)\n"
+    "  --quality Q        JPEG quality 1..100 (default 90)\n"
+    "  -j N               threads (default: online CPUs)\n";
+
+static const char usage_info[] =
+    "usage: stoker-data info INDEX [--list]\n"
+    "Validates INDEX and prints its root, split settings, classes with their sample\n"
+    "counts; --list also prints every sample as: split <TAB> index <TAB> label <TAB> path.\n";
+
+/* Prints a usage error and exits 2. */
+static void usage_fail(const char *usage, const char *fmt, const char *arg) {
+    fprintf(stderr, "stoker-data: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n%s", usage);
+    exit(EXIT_USAGE);
+}
+
+/* Parses a whole decimal integer in [lo, hi] or exits 2 naming the option. */
+static uint64_t parse_u64(const char *s, uint64_t lo, uint64_t hi, const char *opt,
+                          const char *usage) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-' || v < lo || v > hi) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "%s: \"%%s\" is not an integer in [%llu, %llu]", opt,
+                 (unsigned long long)lo, (unsigned long long)hi);
+        usage_fail(usage, msg, s);
+    }
+    return v;
+}
+
+/* Parses --size WxH or exits 2. */
+static void parse_size(const char *s, uint32_t *w, uint32_t *h) {
+    char buf[64];
+    const char *x = strchr(s, 'x');
+    if (!x || (size_t)(x - s) >= sizeof buf) usage_fail(usage_synth, "--size: \"%s\" is not WxH", s);
+    memcpy(buf, s, (size_t)(x - s));
+    buf[x - s] = '\0';
+    *w = (uint32_t)parse_u64(buf, DATA_SYNTH_MIN_SIDE, DATA_SYNTH_MAX_SIDE, "--size width",
+                             usage_synth);
+    *h = (uint32_t)parse_u64(x + 1, DATA_SYNTH_MIN_SIDE, DATA_SYNTH_MAX_SIDE, "--size height",
+                             usage_synth);
+}
+
+/* Returns the one positional argument left after getopt, or exits 2. */
+static const char *one_positional(int argc, char **argv, const char *what, const char *usage) {
+    if (optind >= argc) usage_fail(usage, "missing %s", what);
+    if (optind + 1 < argc) usage_fail(usage, "unexpected argument \"%s\"", argv[optind + 1]);
+    return argv[optind];
+}
+
+/* Handles -h/--help and unknown options common to all commands; exits. */
+static void common_option(int c, const char *usage) {
+    if (c == 'h') {
+        fputs(usage, stdout);
+        exit(EXIT_SUCCESS);
+    }
+    fputs(usage, stderr); /* getopt already named the bad option */
+    exit(EXIT_USAGE);
+}
+
+/* Progress on a terminal: "\r  done/total images". */
+static void print_progress(void *ctx, uint64_t done, uint64_t total) {
+    (void)ctx;
+    fprintf(stderr, "\r  %llu/%llu images", (unsigned long long)done, (unsigned long long)total);
+    if (done == total) fputc('\n', stderr);
+}
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+/* Prints the one-line summary of an index build, plus the names of skipped folders. */
+static void print_scan(const char *what, const LoaderScanStats *st) {
+    printf("%s: %u classes, %llu train + %llu val samples", what, st->num_classes,
+           (unsigned long long)st->num_samples[LOADER_TRAIN],
+           (unsigned long long)st->num_samples[LOADER_VAL]);
+    if (st->val_from_folder) printf(" (val from val/)");
+    else printf(" (val: hash split, fraction %g, seed %llu)", st->val_fraction,
+                (unsigned long long)st->seed);
+    printf("; skipped %llu hidden files, %llu hidden dirs, %llu non-JPEG, %llu other, "
+           "%u empty class folders, %u val folders not in train\n",
+           (unsigned long long)st->hidden_files, (unsigned long long)st->hidden_dirs,
+           (unsigned long long)st->non_jpeg, (unsigned long long)st->other, st->empty_classes,
+           st->unknown_val_classes);
+    if (st->empty_classes) printf("  empty class folders (not classes): %s\n",
+                                  st->empty_class_names);
+    if (st->unknown_val_classes) printf("  val folders not in train (skipped): %s\n",
+                                        st->unknown_val_names);
+}
+
+static int cmd_index(int argc, char **argv) {
+    static const struct option opts[] = {{"out", required_argument, 0, 'o'},
+                                         {"val-fraction", required_argument, 0, 'f'},
+                                         {"seed", required_argument, 0, 's'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    LoaderScanOptions so = {.val_fraction = -1, .seed = 0};
+    const char *out = NULL;
+    for (int c; (c = getopt_long(argc, argv, "h", opts, NULL)) != -1;) {
+        char *end;
+        if (c == 'o') out = optarg;
+        else if (c == 's') so.seed = parse_u64(optarg, 0, UINT64_MAX, "--seed", usage_index);
+        else if (c == 'f') {
+            so.val_fraction = strtod(optarg, &end);
+            if (end == optarg || *end || !(so.val_fraction >= 0 && so.val_fraction < 1))
+                usage_fail(usage_index, "--val-fraction: \"%s\" is not a number in [0, 1)",
+                           optarg);
+        } else common_option(c, usage_index);
+    }
+    const char *dir = one_positional(argc, argv, "DIR", usage_index);
+    char def[PATH_MAX];
+    if (!out) {
+        snprintf(def, sizeof def, "%s/%s", dir, LOADER_INDEX_DEFAULT_NAME);
+        out = def;
+    }
+    StkErr err;
+    LoaderScanStats st;
+    DATA_CHECK(loader_index_build(dir, &so, out, &st, &err), &err);
+    char what[PATH_MAX + 16];
+    snprintf(what, sizeof what, "indexed %s", out);
+    print_scan(what, &st);
+    return EXIT_SUCCESS;
+}
+
+static int cmd_fmnist(int argc, char **argv) {
+    static const struct option opts[] = {{"source", required_argument, 0, 'S'},
+                                         {"limit", required_argument, 0, 'l'},
+                                         {"quality", required_argument, 0, 'q'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    DataFmnistOptions o = {.quality = DATA_FMNIST_DEFAULT_QUALITY,
+                           .threads = data_pool_default_threads()};
+    for (int c; (c = getopt_long(argc, argv, "hj:", opts, NULL)) != -1;) {
+        if (c == 'S') o.source = optarg;
+        else if (c == 'l') o.limit = (uint32_t)parse_u64(optarg, 1, UINT32_MAX, "--limit", usage_fmnist);
+        else if (c == 'q') o.quality = (int)parse_u64(optarg, 1, 100, "--quality", usage_fmnist);
+        else if (c == 'j') o.threads = (int)parse_u64(optarg, 1, DATA_POOL_MAX_THREADS, "-j", usage_fmnist);
+        else common_option(c, usage_fmnist);
+    }
+    const char *out = one_positional(argc, argv, "OUT", usage_fmnist);
+    if (isatty(STDERR_FILENO)) o.progress = print_progress;
+    StkErr err;
+    DataFmnistResult res;
+    double t0 = now_s();
+    DATA_CHECK(data_fmnist_write(out, &o, &res, &err), &err);
+    if (res.stale_partials)
+        fprintf(stderr, "stoker-data: note: %d %s.partial-* folder(s) from interrupted runs "
+                "can be removed\n", res.stale_partials, out);
+    if (res.already_complete)
+        printf("%s is already complete (%llu train + %llu val images); nothing to do\n", out,
+               (unsigned long long)res.written[0], (unsigned long long)res.written[1]);
+    else
+        printf("wrote %s: %llu train + %llu val images in %.1f s (-j %d)\n", out,
+               (unsigned long long)res.written[0], (unsigned long long)res.written[1],
+               now_s() - t0, o.threads);
+    print_scan("index", &res.index);
+    return EXIT_SUCCESS;
+}
+
+static int cmd_synth(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"classes", required_argument, 0, 'c'}, {"per-class", required_argument, 0, 'n'},
+        {"val-per-class", required_argument, 0, 'm'}, {"size", required_argument, 0, 'z'},
+        {"seed", required_argument, 0, 's'}, {"quality", required_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    DataSynthOptions o = {.width = DATA_SYNTH_DEFAULT_WIDTH, .height = DATA_SYNTH_DEFAULT_HEIGHT,
+                          .quality = DATA_SYNTH_DEFAULT_QUALITY,
+                          .threads = data_pool_default_threads()};
+    int64_t val = -1;
+    for (int c; (c = getopt_long(argc, argv, "hj:", opts, NULL)) != -1;) {
+        if (c == 'c') o.classes = (uint32_t)parse_u64(optarg, 1, DATA_SYNTH_MAX_CLASSES, "--classes", usage_synth);
+        else if (c == 'n') o.per_class = (uint32_t)parse_u64(optarg, 1, UINT32_MAX, "--per-class", usage_synth);
+        else if (c == 'm') val = (int64_t)parse_u64(optarg, 0, UINT32_MAX, "--val-per-class", usage_synth);
+        else if (c == 'z') parse_size(optarg, &o.width, &o.height);
+        else if (c == 's') o.seed = parse_u64(optarg, 0, UINT64_MAX, "--seed", usage_synth);
+        else if (c == 'q') o.quality = (int)parse_u64(optarg, 1, 100, "--quality", usage_synth);
+        else if (c == 'j') o.threads = (int)parse_u64(optarg, 1, DATA_POOL_MAX_THREADS, "-j", usage_synth);
+        else common_option(c, usage_synth);
+    }
+    const char *out = one_positional(argc, argv, "OUT", usage_synth);
+    if (!o.classes) usage_fail(usage_synth, "missing %s", "--classes");
+    if (!o.per_class) usage_fail(usage_synth, "missing %s", "--per-class");
+    o.val_per_class = val >= 0 ? (uint32_t)val : o.per_class / 10 ? o.per_class / 10 : 1;
+    if (isatty(STDERR_FILENO)) o.progress = print_progress;
+    StkErr err;
+    DataSynthResult res;
+    double t0 = now_s();
+    DATA_CHECK(data_synth_write(out, &o, &res, &err), &err);
+    uint64_t n = res.written[0] + res.written[1], bytes = res.bytes[0] + res.bytes[1];
+    if (res.stale_partials)
+        fprintf(stderr, "stoker-data: note: %d %s.partial-* folder(s) from interrupted runs "
+                "can be removed\n", res.stale_partials, out);
+    printf("%s %s: %llu train + %llu val images, mean %.1f KiB", res.already_complete
+           ? "already complete, nothing to do:" : "wrote", out,
+           (unsigned long long)res.written[0], (unsigned long long)res.written[1],
+           n ? (double)bytes / n / 1024 : 0.0);
+    if (!res.already_complete) printf(" in %.1f s (-j %d)", now_s() - t0, o.threads);
+    printf("\n");
+    print_scan("index", &res.index);
+    return EXIT_SUCCESS;
+}
+
+/* Prints every sample of split as split, index, label, path. */
+static void list_split(const LoaderIndex *ix, LoaderSplit split) {
+    LoaderSample s;
+    for (uint64_t i = 0; loader_index_get(ix, split, i, &s) == 0; i++)
+        printf("%s\t%llu\t%d\t%s\n", split == LOADER_TRAIN ? "train" : "val",
+               (unsigned long long)i, s.label, s.path);
+}
+
+static int cmd_info(int argc, char **argv) {
+    static const struct option opts[] = {{"list", no_argument, 0, 'l'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    int list = 0;
+    for (int c; (c = getopt_long(argc, argv, "h", opts, NULL)) != -1;) {
+        if (c == 'l') list = 1;
+        else common_option(c, usage_info);
+    }
+    const char *path = one_positional(argc, argv, "INDEX", usage_info);
+    StkErr err;
+    LoaderIndex ix;
+    DATA_CHECK(loader_index_open(&ix, path, &err), &err);
+    const LoaderIndexHeader *h = ix.header;
+    printf("index %s: format %u, %llu bytes, root %s\n", path, h->version,
+           (unsigned long long)h->file_size, loader_index_root(&ix));
+    printf("%u classes, %llu train + %llu val samples, ", h->num_classes,
+           (unsigned long long)h->num_samples[0], (unsigned long long)h->num_samples[1]);
+    if (h->split_mode == LOADER_SPLIT_FOLDER) printf("val from val/\n");
+    else printf("val: hash split, fraction %g, seed %llu\n", h->val_fraction,
+                (unsigned long long)h->split_seed);
+    for (uint32_t c = 0; c < h->num_classes; c++)
+        printf("  %4u  %-24s %8llu train %8llu val\n", c, loader_index_class_name(&ix, c),
+               (unsigned long long)loader_index_class_count(&ix, c, LOADER_TRAIN),
+               (unsigned long long)loader_index_class_count(&ix, c, LOADER_VAL));
+    if (list) {
+        list_split(&ix, LOADER_TRAIN);
+        list_split(&ix, LOADER_VAL);
+    }
+    loader_index_close(&ix);
+    return EXIT_SUCCESS;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fputs(usage_main, stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(usage_main, stdout);
+        return EXIT_SUCCESS;
+    }
+    /* getopt sees "stoker-data CMD" as argv[0] (it names it in its messages); it
+     * permutes, so options may follow DIR. */
+    static char prog[64];
+    snprintf(prog, sizeof prog, "stoker-data %s", cmd);
+    argv[1] = prog;
+    if (strcmp(cmd, "index") == 0) return cmd_index(argc - 1, argv + 1);
+    if (strcmp(cmd, "fashion-mnist") == 0) return cmd_fmnist(argc - 1, argv + 1);
+    if (strcmp(cmd, "synth") == 0) return cmd_synth(argc - 1, argv + 1);
+    if (strcmp(cmd, "info") == 0) return cmd_info(argc - 1, argv + 1);
+    fprintf(stderr, "stoker-data: unknown command \"%s\"\n%s", cmd, usage_main);
+    return EXIT_USAGE;
+}

@@ -1,0 +1,44 @@
+/* test_loader_fixture.h: scratch trees for the loader and dataset suites. Every helper
+ * asserts (Criterion) on failure, so tests read as the tree they build. */
+#ifndef TEST_LOADER_FIXTURE_H
+#define TEST_LOADER_FIXTURE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Returns a fresh directory under $TMPDIR (or /tmp), malloc'd. */
+char *fx_tmpdir(void);
+
+/* Removes path and everything under it (symlinks are removed, not followed). */
+void fx_rmtree(const char *path);
+
+/* Returns "root/rel" in a malloc'd string. */
+char *fx_path(const char *root, const char *rel);
+
+/* Creates root/rel (and its parent directories) holding n bytes of data. */
+void fx_write(const char *root, const char *rel, const void *data, size_t n);
+
+/* Creates root/rel with a few placeholder bytes (the scan never decodes). */
+void fx_touch(const char *root, const char *rel);
+
+/* Creates directory root/rel and its parents. */
+void fx_mkdir(const char *root, const char *rel);
+
+/* Creates symlink root/rel pointing at target. */
+void fx_symlink(const char *target, const char *root, const char *rel);
+
+/* Reads a whole file; returns malloc'd bytes and their count in *n. */
+uint8_t *fx_read(const char *path, size_t *n);
+
+/* Returns 1 if path exists (without following a final symlink), else 0. */
+int fx_exists(const char *path);
+
+/* Returns an IDX file's bytes (malloc'd, *n bytes): big-endian magic, count, and for
+ * 3-dimensional magics rows and cols, then payload_len bytes of payload. */
+uint8_t *fx_idx_bytes(uint32_t magic, uint32_t count, uint32_t rows, uint32_t cols,
+                      const uint8_t *payload, size_t payload_len, size_t *n);
+
+/* Creates root/rel holding data gzip-compressed. */
+void fx_write_gz(const char *root, const char *rel, const void *data, size_t n);
+
+#endif
