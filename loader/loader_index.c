@@ -94,7 +94,7 @@ static int check_header(const LoaderIndex *ix, StkErr *err) {
 /* Validates section bounds, the blob's terminator and the root string. */
 static int check_sections(LoaderIndex *ix, StkErr *err) {
     const LoaderIndexHeader *h = ix->header;
-    uint64_t n = h->num_samples[LOADER_TRAIN] + h->num_samples[LOADER_VAL], end;
+    uint64_t n = h->num_samples[LOADER_TRAIN] + h->num_samples[LOADER_VAL], end = 0;
     if (n < h->num_samples[LOADER_TRAIN])
         return IX_FAIL(ix, err, "sample counts overflow");
     if (check_section(ix, err, "class table", h->classes_off, h->num_classes,

@@ -1,7 +1,6 @@
-# Until loader_decode.c joins stoker_loader, the suite compiles it directly.
-stoker_test(loader_decode SOURCES test_loader_decode.c ${PROJECT_SOURCE_DIR}/loader/loader_decode.c
-            LIBS stoker_augment PkgConfig::JPEG)
-target_include_directories(test_loader_decode PRIVATE ${PROJECT_SOURCE_DIR}/loader)
-stoker_test(loader_order SOURCES test_loader_order.c ${PROJECT_SOURCE_DIR}/loader/loader_order.c
-            LIBS stoker_proto)
-target_include_directories(test_loader_order PRIVATE ${PROJECT_SOURCE_DIR}/loader)
+# Loader process suites: JPEG decode, epoch order, batches, the process end to end.
+stoker_test(loader_decode SOURCES test_loader_decode.c LIBS stoker_loader)
+stoker_test(loader_order SOURCES test_loader_order.c LIBS stoker_loader)
+stoker_test(loader_batch SOURCES test_loader_batch.c test_loader_fixture.c LIBS stoker_loader PkgConfig::ZLIB)
+stoker_test(loader_proc SOURCES test_loader_proc.c test_loader_fixture.c LIBS stoker_loader PkgConfig::ZLIB)
+add_dependencies(test_loader_proc stoker-loader) # it runs the built tool

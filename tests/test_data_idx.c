@@ -30,7 +30,7 @@ TestSuite(data_idx, .init = setup, .fini = teardown);
  * of a known pattern; returns the path (malloc'd). */
 static char *write_idx(const char *name, uint32_t magic, uint32_t count, uint32_t rows,
                        uint32_t cols, size_t len) {
-    uint8_t *payload = malloc(len + 1);
+    uint8_t *payload = calloc(len + 1, 1);
     for (size_t i = 0; i < len; i++) payload[i] = (uint8_t)(i * 7 + 3);
     size_t n;
     uint8_t *bytes = fx_idx_bytes(magic, count, rows, cols, payload, len, &n);

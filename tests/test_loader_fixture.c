@@ -136,3 +136,25 @@ void fx_write_gz(const char *root, const char *rel, const void *data, size_t n) 
     cr_assert_eq(gzclose(gz), Z_OK);
     free(p);
 }
+
+void fx_jpeg_dataset(const char *root) {
+    static const char *good[FX_DATASET_GOOD] = {
+        "ycc420", "ycc444", "progressive", "gray", "cmyk", "restart",
+        "one_pixel", "strip_2000x3", "tall_3x200", "scaled_256x192"};
+    for (size_t i = 0; i < FX_DATASET_GOOD; i++) {
+        char src[512], rel[128];
+        snprintf(src, sizeof src, "%s/jpeg/%s.jpg", STOKER_TEST_DATA, good[i]);
+        size_t n;
+        uint8_t *bytes = fx_read(src, &n);
+        snprintf(rel, sizeof rel, "train/%c/%s.jpg", "abc"[i % 3], good[i]);
+        fx_write(root, rel, bytes, n);
+        if (i < 6) {
+            snprintf(rel, sizeof rel, "val/%c/%s.jpg", "abc"[i % 3], good[i]);
+            fx_write(root, rel, bytes, n);
+        }
+        if (i == 0) fx_write(root, "train/b/truncated.jpg", bytes, n / 2);
+        free(bytes);
+    }
+    fx_write(root, "train/b/empty.jpg", "", 0);
+    fx_write(root, "train/b/text.jpg", "hello, not a jpeg\n", 18);
+}

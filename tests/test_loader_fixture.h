@@ -41,4 +41,12 @@ uint8_t *fx_idx_bytes(uint32_t magic, uint32_t count, uint32_t rows, uint32_t co
 /* Creates root/rel holding data gzip-compressed. */
 void fx_write_gz(const char *root, const char *rel, const void *data, size_t n);
 
+/* Good JPEGs fx_jpeg_dataset puts in train/ (and 6 of them in val/). */
+#define FX_DATASET_GOOD 10
+
+/* Builds a small ImageFolder in root from the decode fixtures (tests/data/jpeg): train/
+ * with classes a, b, c holding the 10 good files and, in b, three bad ones (empty.jpg,
+ * text.jpg, truncated.jpg); val/ with six good files. */
+void fx_jpeg_dataset(const char *root);
+
 #endif

@@ -1,0 +1,213 @@
+/* test_loader_proc.c: stoker-loader as users run it: processes pushing to a socket this
+ * test binds. Exactly-once delivery over N processes, the same bytes for any N, bad
+ * files reported, clean exit on SIGTERM and on a shutdown message, usage errors. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "loader_index.h"
+#include "proto_zmq.h"
+#include "test_loader_fixture.h"
+
+static char *root, ep_data[128], ep_ctl[128], ep_rep[128];
+static void *ctx, *pull, *pub, *rep;
+
+static void *bind_sock(int type, const char *ep) {
+    void *s = zmq_socket(ctx, type);
+    StkErr err;
+    cr_assert(s && proto_zmq_setup(s, 1000, 1000, 0, &err) == 0);
+    cr_assert_eq(zmq_bind(s, ep), 0, "bind %s: %s", ep, zmq_strerror(zmq_errno()));
+    return s;
+}
+
+static void setup(void) {
+    root = fx_tmpdir();
+    fx_jpeg_dataset(root);
+    LoaderScanOptions opt = {.val_fraction = -1};
+    StkErr err;
+    cr_assert_eq(loader_index_build(root, &opt, NULL, NULL, &err), 0, "%s", err.msg);
+    snprintf(ep_data, sizeof ep_data, "ipc://%s/d", root);
+    snprintf(ep_ctl, sizeof ep_ctl, "ipc://%s/c", root);
+    snprintf(ep_rep, sizeof ep_rep, "ipc://%s/r", root);
+    ctx = zmq_ctx_new();
+    pull = bind_sock(ZMQ_PULL, ep_data);
+    pub = bind_sock(ZMQ_PUB, ep_ctl);
+    rep = bind_sock(ZMQ_PULL, ep_rep);
+}
+
+static void teardown(void) {
+    zmq_close(pull);
+    zmq_close(pub);
+    zmq_close(rep);
+    zmq_ctx_term(ctx);
+    fx_rmtree(root);
+    free(root);
+}
+
+TestSuite(loader_proc, .init = setup, .fini = teardown, .timeout = 60);
+
+/* Starts stoker-loader with the data endpoint, extra args and the dataset. */
+static pid_t spawn(const char *const *extra) {
+    const char *argv[32] = {STOKER_BIN_DIR "/stoker-loader", "--data", ep_data,
+                            "--train-crop-size", "16", "--batch", "4"};
+    int n = 7;
+    for (; *extra; extra++) argv[n++] = *extra;
+    argv[n++] = root;
+    argv[n] = NULL;
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int wait_exit(pid_t pid, int seconds) {
+    int status;
+    for (int i = 0; i < seconds * 100; i++) {
+        if (waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        usleep(10000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    cr_assert_fail("stoker-loader did not exit within %d s", seconds);
+    return -1;
+}
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    for (size_t i = 0; i < n; i++) h = (h ^ ((const uint8_t *)p)[i]) * 0x100000001B3ull;
+    return h;
+}
+
+/* Receives until `ends` end-of-epoch messages; hashes[e][index] gets each batch's hash
+ * (asserting each arrives once); returns the samples received. */
+static uint64_t collect(uint32_t ends, uint64_t hashes[2][8]) {
+    uint64_t samples = 0;
+    for (uint32_t got = 0; got < ends;) {
+        ProtoRecv r;
+        StkErr err;
+        cr_assert_eq(proto_recv(pull, &r, 0, &err), PROTO_OK, "%s", err.msg);
+        if (r.msg.type == PROTO_END_OF_EPOCH) got++;
+        if (r.msg.type == PROTO_BATCH) {
+            const ProtoBatch *b = &r.msg.u.batch;
+            cr_assert(b->epoch < 2 && b->index < 4, "epoch %u index %llu", b->epoch,
+                      (unsigned long long)b->index);
+            cr_assert_eq(hashes[b->epoch][b->index], 0, "batch %llu of epoch %u twice",
+                         (unsigned long long)b->index, b->epoch);
+            uint64_t h = fnv(fnv(0xCBF29CE484222325ull, b->pixels, proto_batch_pixel_bytes(b)),
+                             b->ids, 8ull * b->n);
+            hashes[b->epoch][b->index] = h;
+            samples += b->n;
+        }
+        proto_recv_release(&r);
+    }
+    return samples;
+}
+
+Test(loader_proc, every_batch_once_and_identical_for_1_or_3_loaders) {
+    uint64_t one[2][8] = {{0}}, three[2][8] = {{0}};
+    const char *a1[] = {"--epochs", "2", "--seed", "9", NULL};
+    pid_t p = spawn(a1);
+    cr_assert_eq(collect(2, one), 26, "13 samples per epoch, twice");
+    cr_assert_eq(wait_exit(p, 20), 0);
+    const char *a3[] = {"-j", "3", "--epochs", "2", "--seed", "9", NULL};
+    p = spawn(a3);
+    cr_assert_eq(collect(6, three), 26);
+    cr_assert_eq(wait_exit(p, 20), 0);
+    for (int e = 0; e < 2; e++)
+        for (int i = 0; i < 4; i++) {
+            cr_assert_neq(one[e][i], 0, "batch %d of epoch %d missing", i, e);
+            cr_assert_eq(one[e][i], three[e][i], "batch %d of epoch %d differs", i, e);
+        }
+}
+
+Test(loader_proc, bad_files_are_reported_once_each) {
+    const char *a[] = {"--epochs", "2", "--reports", ep_rep, NULL};
+    uint64_t h[2][8] = {{0}};
+    pid_t p = spawn(a);
+    collect(2, h);
+    cr_assert_eq(wait_exit(p, 20), 0);
+    int bad = 0;
+    char paths[3][256] = {{0}};
+    ProtoRecv r;
+    StkErr err;
+    while (proto_recv(rep, &r, ZMQ_DONTWAIT, &err) == PROTO_OK) {
+        if (r.msg.type == PROTO_BAD_FILE) {
+            cr_assert(bad < 3, "more than three bad-file reports");
+            snprintf(paths[bad++], 256, "%.*s: %.*s", (int)r.msg.u.bad_file.path.len,
+                     r.msg.u.bad_file.path.ptr, (int)r.msg.u.bad_file.reason.len,
+                     r.msg.u.bad_file.reason.ptr);
+        }
+        proto_recv_release(&r);
+    }
+    cr_assert_eq(bad, 3, "%d bad-file reports", bad);
+    for (int i = 0; i < 3; i++) cr_assert(strstr(paths[i], "/train/b/"), "%s", paths[i]);
+}
+
+/* Receives a couple of batches from an endless loader, then stops it with `stop`. */
+static void stop_midway(const char *const *args, void (*stop)(pid_t)) {
+    pid_t p = spawn(args);
+    for (int got = 0; got < 2;) {
+        ProtoRecv r;
+        StkErr err;
+        cr_assert_eq(proto_recv(pull, &r, 0, &err), PROTO_OK, "%s", err.msg);
+        got += r.msg.type == PROTO_BATCH;
+        proto_recv_release(&r);
+    }
+    stop(p);
+    /* nobody reads any more: the loader is blocked on a full socket and must still go */
+    if (kill(p, 0) == 0 || waitpid(p, NULL, WNOHANG) == 0)
+        cr_assert_eq(wait_exit(p, 10), 0, "exit status after stop");
+}
+
+static void sigterm(pid_t p) { kill(p, SIGTERM); }
+
+/* PUB drops messages sent before a subscriber's subscription arrives (ZeroMQ's slow
+ * joiner), so like a supervisor we repeat the shutdown until the process is gone. */
+static void shutdown_msg(pid_t p) {
+    ProtoMsg m = {.type = PROTO_SHUTDOWN};
+    m.u.shutdown.reason = proto_str("test");
+    ProtoOut out;
+    StkErr err;
+    cr_assert_eq(proto_out_init(&out, &err), 0);
+    for (int i = 0; i < 100 && kill(p, 0) == 0; i++) {
+        cr_assert_eq(proto_send(&out, pub, &m, NULL, 0, &err), PROTO_OK, "%s", err.msg);
+        int status;
+        pid_t w = waitpid(p, &status, WNOHANG);
+        if (w == p) { /* put it back for stop_midway's wait: it exited with status */
+            cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d", status);
+            break;
+        }
+        usleep(50000);
+    }
+    proto_out_free(&out);
+}
+
+Test(loader_proc, sigterm_stops_one_loader_cleanly) {
+    const char *a[] = {"--epochs", "100000", NULL};
+    stop_midway(a, sigterm);
+}
+
+Test(loader_proc, sigterm_stops_all_workers_cleanly) {
+    const char *a[] = {"-j", "2", "--epochs", "100000", NULL};
+    stop_midway(a, sigterm);
+}
+
+Test(loader_proc, shutdown_message_stops_it) {
+    const char *a[] = {"--epochs", "100000", "--control", ep_ctl, NULL};
+    usleep(100000);
+    stop_midway(a, shutdown_msg);
+}
+
+Test(loader_proc, usage_errors_exit_2) {
+    const char *a[] = {"--batch", "many", NULL};
+    cr_assert_eq(wait_exit(spawn(a), 10), 2);
+    const char *b[] = {"--split", "test", NULL};
+    cr_assert_eq(wait_exit(spawn(b), 10), 2);
+}
