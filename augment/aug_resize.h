@@ -36,7 +36,8 @@ typedef struct AugWork {
     int32_t *coef;  /* fixed-point coefficients, horizontal then vertical */
     int32_t *bound; /* (first source index, count) per output column then row */
     uint8_t *tmp;   /* the horizontal pass's output */
-    size_t coef_cap, bound_cap, tmp_cap; /* elements allocated in each */
+    int32_t *acc;   /* one output row's sums in the vertical pass */
+    size_t coef_cap, bound_cap, tmp_cap, acc_cap; /* elements allocated in each */
 } AugWork;
 
 void aug_work_free(AugWork *w);
