@@ -202,10 +202,42 @@ static int setup(Proc *p, StkErr *err) {
     return 0;
 }
 
+/* Resident set size in MB from /proc/self/statm, or -1. */
+static double rss_mb(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages, resident;
+    int ok = f && fscanf(f, "%ld %ld", &pages, &resident) == 2;
+    if (f) fclose(f);
+    return ok ? resident * (double)sysconf(_SC_PAGESIZE) / 1e6 : -1;
+}
+
+static double mono_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* One line per epoch on stderr and a metrics report: what a user watching wants. */
+static void epoch_summary(Proc *p, uint32_t epoch, uint64_t samples, double seconds) {
+    double rss = rss_mb();
+    if (!p->cfg->quiet)
+        fprintf(stderr, "stoker-loader[%u]: epoch %u: %llu images in %.2f s (%.0f/s), RSS %.1f MB\n",
+                p->cfg->id, epoch, (unsigned long long)samples, seconds, samples / seconds, rss);
+    ProtoMsg m = {.type = PROTO_METRICS};
+    ProtoMetrics *mm = &m.u.metrics;
+    *mm = (ProtoMetrics){.role = PROTO_ROLE_LOADER, .id = p->cfg->id, .epoch = epoch, .count = 4};
+    mm->items[0] = (ProtoMetric){proto_str("loader_images"), (double)samples};
+    mm->items[1] = (ProtoMetric){proto_str("loader_images_per_s"), samples / seconds};
+    mm->items[2] = (ProtoMetric){proto_str("loader_rss_mb"), rss};
+    mm->items[3] = (ProtoMetric){proto_str("loader_bad_files"), (double)p->batcher.bad_count};
+    report(p, &m);
+}
+
 /* Makes and sends this loader's batches of one epoch, then its end-of-epoch. */
 static int run_epoch(Proc *p, uint32_t epoch, StkErr *err) {
     const LoaderProcConfig *c = p->cfg;
     uint64_t nb = loader_batcher_batches(&p->batcher), samples = 0, batches = 0;
+    double t0 = mono_s();
     for (uint64_t b = c->id; b < nb; b += c->loaders) {
         Slot *slot = acquire(p);
         if (!slot) return 1;
@@ -226,7 +258,9 @@ static int run_epoch(Proc *p, uint32_t epoch, StkErr *err) {
     }
     ProtoMsg end = {.type = PROTO_END_OF_EPOCH};
     end.u.end_of_epoch = (ProtoEndOfEpoch){c->id, epoch, samples, batches};
-    return send_msg(p, &end, NULL, err);
+    int rc = send_msg(p, &end, NULL, err);
+    if (rc == 0) epoch_summary(p, epoch, samples, mono_s() - t0);
+    return rc;
 }
 
 static void teardown(Proc *p, int flush) {

@@ -25,6 +25,7 @@ typedef struct LoaderProcConfig {
     const char *reports;      /* reports endpoint or NULL */
     const char *index_path;   /* the dataset index */
     const char *root;         /* dataset root override or NULL */
+    int quiet;                /* no per-epoch line on stderr */
 } LoaderProcConfig;
 
 /* Installs SIGINT/SIGTERM handlers that make loader_proc_run stop at the next poll. */

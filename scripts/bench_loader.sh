@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Loader throughput against torchvision, in one run on one machine.
+#
+# Makes a synthetic ImageFolder of 4,000 JPEGs of 500x375 (q90, ~100 KiB), then measures
+#   - stoker-loader -j N feeding bench_sink (a counting stand-in for the trainer), and
+#   - torchvision ImageFolder + DataLoader (Pillow, RandomResizedCrop 224 + flip, batch
+#     256) with N workers (0 = the main process),
+# for N in CORES (default: 1 2 4 ... up to the core count), and one loader's RSS over 10
+# epochs. Prints a markdown table and writes it into docs/BENCHMARKS.md between markers
+# named after MACHINE (default: the host name). Last line:
+#   loader_per_core_vs_torchvision=R   (1 stoker loader / 1 torchvision worker)
+# usage: scripts/bench_loader.sh [MACHINE]     env: CORES="1 2 15" PYTHON=... DATA=...
+set -euo pipefail
+cd "$(dirname "$0")/.."
+machine=${1:-$(hostname)}
+bin=build/bin
+[ -x $bin/stoker-loader ] || scripts/setup.sh >/dev/null
+data=${DATA:-data/bench-synth-500x375}
+ncores=$(nproc)
+if [ -z "${CORES:-}" ]; then
+  CORES="1"; n=2; while [ $n -lt "$ncores" ]; do CORES="$CORES $n"; n=$((n * 2)); done
+  [ "$ncores" -gt 1 ] && CORES="$CORES $((ncores > 2 ? ncores - 1 : ncores))"
+fi
+if [ -z "${PYTHON:-}" ]; then
+  for p in /usr/bin/python3 python3; do
+    "$p" -c "import torchvision" 2>/dev/null && { PYTHON=$p; break; }
+  done
+fi
+[ -n "${PYTHON:-}" ] || { echo "bench_loader.sh: no python with torchvision" >&2; exit 2; }
+
+[ -f "$data/stoker.index" ] ||
+  $bin/stoker-data synth "$data" --classes 10 --per-class 400 --size 500x375 --seed 1 | tail -1
+sock=$(mktemp -d /tmp/stoker-bench-XXXXXX)
+trap 'rm -rf "$sock"' EXIT
+
+# images/s of N stoker loaders over 2 epochs (the sink times from its first batch)
+stoker_rate() {
+  $bin/bench_sink --bind "ipc://$sock/d" --loaders "$1" --epochs 2 >"$sock/sink.txt" &
+  local sink=$!
+  sleep 0.2
+  $bin/stoker-loader --data "ipc://$sock/d" -j "$1" --batch 256 --epochs 2 -q "$data"
+  wait $sink
+  sed -E 's/.* ([0-9.]+) images\/s.*/\1/' "$sock/sink.txt"
+}
+
+torch_rate() { "$PYTHON" scripts/bench_torchvision_loader.py "$data" "$1" 2 | cut -d' ' -f2; }
+
+echo "bench_loader.sh: $machine, $ncores cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(date -u +%F)"
+table="| cores | stoker-loader images/s | torchvision images/s (workers) | ratio |\n| --- | --- | --- | --- |\n"
+t0_main=$(torch_rate 0)
+declare -A st tv
+for n in $CORES; do
+  st[$n]=$(stoker_rate "$n")
+  tv[$n]=$(torch_rate "$n")
+  ratio=$(awk -v a="${st[$n]}" -v b="${tv[$n]}" 'BEGIN{printf "%.2f", a/b}')
+  table+="| $n | ${st[$n]} | ${tv[$n]} | ${ratio}x |\n"
+  echo "  $n cores: stoker ${st[$n]}, torchvision ${tv[$n]} images/s (${ratio}x)"
+done
+table+="| (torchvision main process, no worker) | | $t0_main | |\n"
+last=$(echo "$CORES" | awk '{print $NF}')
+scale_st=$(awk -v a="${st[$last]}" -v b="${st[1]}" 'BEGIN{printf "%.1f", a/b}')
+scale_tv=$(awk -v a="${tv[$last]}" -v b="${tv[1]}" 'BEGIN{printf "%.1f", a/b}')
+
+# RSS of one loader, epoch 2 against epoch 10
+$bin/bench_sink --bind "ipc://$sock/r" --loaders 1 --epochs 10 >/dev/null &
+sink=$!
+sleep 0.2
+$bin/stoker-loader --data "ipc://$sock/r" --batch 256 --epochs 10 "$data" 2>"$sock/rss.txt"
+wait $sink
+rss2=$(grep -m1 'epoch 1:' "$sock/rss.txt" | sed -E 's/.*RSS ([0-9.]+) MB/\1/')
+rss10=$(grep 'epoch 9:' "$sock/rss.txt" | sed -E 's/.*RSS ([0-9.]+) MB/\1/')
+rss_change=$(awk -v a="$rss2" -v b="$rss10" 'BEGIN{printf "%+.1f", (b-a)/a*100}')
+
+ratio1=$(awk -v a="${st[1]}" -v b="${tv[1]}" 'BEGIN{printf "%.2f", a/b}')
+block=$(printf '%b' "<!-- bench_loader:$machine begin -->\n### Loader vs torchvision: $machine ($ncores cores), $(date -u +%F)\n\n\`scripts/bench_loader.sh $machine\`: 4,000 synthetic 500x375 JPEGs (q90), RandomResizedCrop 224 + flip, batch 256, 2 epochs; torchvision $("$PYTHON" -c 'import torchvision; print(torchvision.__version__)') with Pillow via $PYTHON.\n\n$table\nScaling from 1 to $last cores: stoker ${scale_st}x, torchvision ${scale_tv}x. One loader's RSS: $rss2 MB after epoch 2, $rss10 MB after epoch 10 ($rss_change%).\n<!-- bench_loader:$machine end -->")
+echo "$block"
+if [ -f docs/BENCHMARKS.md ]; then
+  "$PYTHON" - "$machine" "$block" <<'PY'
+import re, sys
+machine, block = sys.argv[1], sys.argv[2]
+text = open("docs/BENCHMARKS.md").read()
+pat = re.compile(r"<!-- bench_loader:%s begin -->.*?<!-- bench_loader:%s end -->" % (re.escape(machine), re.escape(machine)), re.S)
+text = pat.sub(lambda m: block, text) if pat.search(text) else text.rstrip("\n") + "\n\n" + block + "\n"
+open("docs/BENCHMARKS.md", "w").write(text)
+PY
+fi
+echo "loader_per_core_vs_torchvision=$ratio1"
