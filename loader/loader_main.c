@@ -32,7 +32,8 @@ static void usage(FILE *f) {
         "  --hwm H             batches queued on the socket per loader (2)\n"
         "  --control EP        control endpoint (SUB: shutdown)\n"
         "  --reports EP        reports endpoint (PUSH: bad files, heartbeats, errors)\n"
-        "  --root DIR          dataset root if it moved since it was indexed\n");
+        "  --root DIR          dataset root if it moved since it was indexed\n"
+        "  -q, --quiet         no per-epoch line (images/s, RSS) on stderr\n");
 }
 
 /* Parses argv into c; returns 0, 1 for --help, -1 (message printed) on bad usage. */
@@ -46,14 +47,15 @@ static int parse(int argc, char **argv, LoaderProcConfig *c, int *workers, char 
         {"train-crop-size", 1, 0, O_TCROP}, {"val-resize-size", 1, 0, O_VRESIZE},
         {"val-crop-size", 1, 0, O_VCROP}, {"drop-last", 0, 0, O_DROP},
         {"max-pixels", 1, 0, O_MAXPX}, {"hwm", 1, 0, O_HWM}, {"control", 1, 0, O_CONTROL},
-        {"reports", 1, 0, O_REPORTS}, {"root", 1, 0, O_ROOT}, {"help", 0, 0, 'h'}, {0}};
+        {"reports", 1, 0, O_REPORTS}, {"root", 1, 0, O_ROOT}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {0}};
     int tcrop = 224, vcrop = 224, opt;
-    while ((opt = getopt_long(argc, argv, "j:h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "j:hq", opts, NULL)) != -1) {
         char *end = NULL;
         unsigned long long v = optarg ? strtoull(optarg, &end, 10) : 0;
         int numeric = optarg && end && *end == '\0' && optarg[0] != '-';
         switch (opt) {
         case 'h': usage(stdout); return 1;
+        case 'q': c->quiet = 1; continue;
         case O_DATA: c->data = optarg; continue;
         case O_CONTROL: c->control = optarg; continue;
         case O_REPORTS: c->reports = optarg; continue;
