@@ -8,7 +8,7 @@
  *   naive       msgpack-c the obvious way: pack everything into an sbuffer (copying the
  *               pixels), zmq_send (copying again), msgpack_unpack_next on receipt
  *
- * usage: bench_proto [--n 256] [--size 224] [--batches 60]
+ * usage: bench_proto [--n 256] [--size 224] [--batches 60] [--reps 2]
  * Prints one line per variant: batches/s, GB/s, sender CPU ms per batch. */
 #include <msgpack.h>
 #include <stdatomic.h>
@@ -218,11 +218,13 @@ static void run(const Cfg *cfg, Variant v, uint8_t *staging) {
 
 int main(int argc, char **argv) {
     Cfg cfg = {.n = 256, .side = 224, .batches = 60};
+    int reps = 2;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--n")) cfg.n = (uint32_t)atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--size")) cfg.side = (uint32_t)atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--batches")) cfg.batches = (uint32_t)atoi(argv[i + 1]);
-        else { fprintf(stderr, "usage: bench_proto [--n N] [--size S] [--batches B]\n"); return 2; }
+        else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
+        else { fprintf(stderr, "usage: bench_proto [--n N] [--size S] [--batches B] [--reps R]\n"); return 2; }
     }
     if (cfg.n < 1 || cfg.n > 256 || cfg.side < 1 || cfg.batches < 10) {
         fprintf(stderr, "bench_proto: need 1 <= n <= 256, size >= 1, batches >= 10\n");
@@ -233,8 +235,9 @@ int main(int argc, char **argv) {
     memset(staging, 0, cfg.pixel_bytes);
     printf("batch %ux%ux%ux3 = %.1f MB, %u batches over ipc://, receiver copies once\n", cfg.n,
            cfg.side, cfg.side, cfg.pixel_bytes / 1e6, cfg.batches);
-    for (int rep = 0; rep < 2; rep++)
-        for (Variant v = TWO_FRAME; v <= NAIVE; v++) run(&cfg, v, staging);
+    /* variants interleaved, order rotated each repetition, so drift favours none */
+    for (int rep = 0; rep < reps; rep++)
+        for (int k = 0; k < 3; k++) run(&cfg, (Variant)((k + rep) % 3), staging);
     free(staging);
     return 0;
 }

@@ -8,6 +8,10 @@
 
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define STK_ERR_LEN 512
 
 typedef struct StkErr {
@@ -20,5 +24,9 @@ int stk_errf(StkErr *err, const char *fmt, ...) __attribute__((format(printf, 2,
 
 /* Prepends "prefix: " to an existing message (context added on the way up); returns -1. */
 int stk_err_wrap(StkErr *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

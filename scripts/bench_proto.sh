@@ -6,6 +6,6 @@
 # usage: scripts/bench_proto.sh [--batches N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh >/dev/null
+[ -x build/bin/bench_proto ] || scripts/setup.sh >/dev/null
 echo "date: $(date -u +%F)  machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 build/bin/bench_proto --n 256 --size 224 "$@"
