@@ -13,7 +13,8 @@
 LoaderBatchConfig loader_batch_config_default(void) {
     return (LoaderBatchConfig){.split = LOADER_TRAIN, .seed = 0, .batch = 256,
                                .drop_last = 0, .train = 1, .crop = 224, .val_resize = 256,
-                               .rrc = aug_rrc_default(), .flip_p = 0.5, .max_pixels = 0};
+                               .rrc = aug_rrc_default(), .flip_p = 0.5, .max_pixels = 0,
+                               .jitter = {0, 0, 0}, .erase = {.p = 0}};
 }
 
 static int check_config(const LoaderBatchConfig *c, StkErr *err) {
@@ -23,6 +24,14 @@ static int check_config(const LoaderBatchConfig *c, StkErr *err) {
     if (!c->train && c->val_resize < c->crop)
         return stk_errf(err, "eval resize %d is smaller than the crop %d", c->val_resize, c->crop);
     if (c->flip_p < 0 || c->flip_p > 1) return stk_errf(err, "flip probability %g", c->flip_p);
+    if (c->jitter.brightness < 0 || c->jitter.contrast < 0 || c->jitter.saturation < 0)
+        return stk_errf(err, "color jitter strengths must be >= 0");
+    if (c->erase.p < 0 || c->erase.p > 1 ||
+        (c->erase.p > 0 && !(c->erase.scale_lo > 0 && c->erase.scale_lo <= c->erase.scale_hi &&
+                             c->erase.scale_hi < 1 && c->erase.ratio_lo > 0 &&
+                             c->erase.ratio_lo <= c->erase.ratio_hi)))
+        return stk_errf(err, "random erasing p %g scale %g-%g ratio %g-%g", c->erase.p,
+                        c->erase.scale_lo, c->erase.scale_hi, c->erase.ratio_lo, c->erase.ratio_hi);
     if (!(c->rrc.scale_lo > 0 && c->rrc.scale_lo <= c->rrc.scale_hi && c->rrc.scale_hi <= 1 &&
           c->rrc.ratio_lo > 0 && c->rrc.ratio_lo <= c->rrc.ratio_hi))
         return stk_errf(err, "RandomResizedCrop ranges scale %g-%g ratio %g-%g", c->rrc.scale_lo,
@@ -100,7 +109,13 @@ static int decode_sample(LoaderBatcher *b, uint64_t s, uint64_t key, AugImage *s
         aug_eval_geometry(w, h, b->cfg.val_resize, b->cfg.crop, &spec.out_w, &spec.out_h,
                           &spec.win_x, &spec.win_y);
     }
-    return loader_decode_crop(&b->dec, &spec, slot, err);
+    if (loader_decode_crop(&b->dec, &spec, slot, err)) return -1;
+    if (b->cfg.train) {
+        /* torchvision's order: crop, flip, ColorJitter, (ToTensor, Normalize), erasing */
+        aug_color_jitter(slot, &b->cfg.jitter, stk_rng_key(key, 2));
+        aug_random_erase(slot, &b->cfg.erase, stk_rng_key(key, 3));
+    }
+    return 0;
 }
 
 /* Tries sample s; on failure marks it bad and reports it the first time. */

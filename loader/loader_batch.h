@@ -14,6 +14,7 @@
 
 #include <stdint.h>
 
+#include "aug_color.h"
 #include "aug_crop.h"
 #include "loader_decode.h"
 #include "loader_index.h"
@@ -30,6 +31,8 @@ typedef struct LoaderBatchConfig {
     int val_resize;         /* eval: the short side is resized to this first */
     AugRrcParams rrc;       /* RandomResizedCrop ranges */
     double flip_p;          /* probability of a horizontal flip (train) */
+    AugJitter jitter;       /* train: ColorJitter after the flip; all 0 = off */
+    AugErase erase;         /* train: RandomErasing last; p 0 = off */
     uint64_t max_pixels;    /* decoder's pixel cap; 0: LOADER_DEFAULT_MAX_PIXELS */
 } LoaderBatchConfig;
 

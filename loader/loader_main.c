@@ -28,6 +28,10 @@ static void usage(FILE *f) {
         "  --val-resize-size R eval: resize the short side to R (256)\n"
         "  --val-crop-size C   eval: then centre-crop C (224)\n"
         "  --drop-last         drop the last partial batch\n"
+        "  --color-jitter B[,C,S] ColorJitter(brightness B, contrast C, saturation S);\n"
+        "                      one value sets all three (off by default)\n"
+        "  --random-erase P    RandomErasing with probability P (torchvision's scale and\n"
+        "                      ratio; fills with the ImageNet mean colour; off by default)\n"
         "  --max-pixels N      refuse images over N pixels (100000000)\n"
         "  --hwm H             batches queued on the socket per loader (2)\n"
         "  --control EP        control endpoint (SUB: shutdown)\n"
@@ -39,13 +43,14 @@ static void usage(FILE *f) {
 /* Parses argv into c; returns 0, 1 for --help, -1 (message printed) on bad usage. */
 static int parse(int argc, char **argv, LoaderProcConfig *c, int *workers, char **dataset) {
     enum { O_DATA = 256, O_SPLIT, O_ID, O_LOADERS, O_BATCH, O_EPOCHS, O_START, O_SEED,
-           O_TCROP, O_VRESIZE, O_VCROP, O_DROP, O_MAXPX, O_HWM, O_CONTROL, O_REPORTS, O_ROOT };
+           O_TCROP, O_VRESIZE, O_VCROP, O_DROP, O_JITTER, O_ERASE, O_MAXPX, O_HWM, O_CONTROL, O_REPORTS, O_ROOT };
     static const struct option opts[] = {
         {"data", 1, 0, O_DATA}, {"split", 1, 0, O_SPLIT}, {"workers", 1, 0, 'j'},
         {"id", 1, 0, O_ID}, {"loaders", 1, 0, O_LOADERS}, {"batch", 1, 0, O_BATCH},
         {"epochs", 1, 0, O_EPOCHS}, {"start-epoch", 1, 0, O_START}, {"seed", 1, 0, O_SEED},
         {"train-crop-size", 1, 0, O_TCROP}, {"val-resize-size", 1, 0, O_VRESIZE},
         {"val-crop-size", 1, 0, O_VCROP}, {"drop-last", 0, 0, O_DROP},
+        {"color-jitter", 1, 0, O_JITTER}, {"random-erase", 1, 0, O_ERASE},
         {"max-pixels", 1, 0, O_MAXPX}, {"hwm", 1, 0, O_HWM}, {"control", 1, 0, O_CONTROL},
         {"reports", 1, 0, O_REPORTS}, {"root", 1, 0, O_ROOT}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {0}};
     int tcrop = 224, vcrop = 224, opt;
@@ -61,6 +66,21 @@ static int parse(int argc, char **argv, LoaderProcConfig *c, int *workers, char 
         case O_REPORTS: c->reports = optarg; continue;
         case O_ROOT: c->root = optarg; continue;
         case O_DROP: c->batch.drop_last = 1; continue;
+        case O_JITTER: {
+            AugJitter *j = &c->batch.jitter;
+            int got = sscanf(optarg, "%lf,%lf,%lf", &j->brightness, &j->contrast, &j->saturation);
+            if (got == 1) j->contrast = j->saturation = j->brightness;
+            if (got != 1 && got != 3) break;
+            continue;
+        }
+        case O_ERASE: {
+            char *e = NULL;
+            double p = strtod(optarg, &e);
+            if (!e || *e || p < 0 || p > 1) break;
+            c->batch.erase = aug_erase_default();
+            c->batch.erase.p = p;
+            continue;
+        }
         case O_SPLIT:
             if (strcmp(optarg, "train") && strcmp(optarg, "val")) break;
             c->batch.split = optarg[0] == 't' ? LOADER_TRAIN : LOADER_VAL;

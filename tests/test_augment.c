@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "aug_color.h"
 #include "aug_crop.h"
 #include "aug_resize.h"
 
@@ -159,4 +160,89 @@ Test(augment, flip_mirrors_rows) {
     aug_flip_h(&img);
     uint8_t want[12] = {5, 6, 3, 4, 1, 2, 11, 12, 9, 10, 7, 8};
     cr_assert(!memcmp(px, want, sizeof want));
+}
+
+Test(augment, color_operations_match_pillow_imageenhance) {
+    FILE *f = fopen(STOKER_TEST_DATA "/aug_color.bin", "rb");
+    cr_assert(f);
+    char magic[4];
+    uint32_t version, n;
+    int32_t w, h;
+    cr_assert(fread(magic, 4, 1, f) == 1 && !memcmp(magic, "STKC", 4));
+    cr_assert(fread(&version, 4, 1, f) == 1 && fread(&w, 4, 1, f) == 1 &&
+              fread(&h, 4, 1, f) == 1 && fread(&n, 4, 1, f) == 1 && w * h < 100000);
+    size_t bytes = (size_t)w * h * 3;
+    uint8_t *src = malloc(bytes), *want = malloc(bytes), *got = malloc(bytes);
+    cr_assert(fread(src, 1, bytes, f) == bytes);
+    static const char *names[] = {"brightness", "contrast", "saturation"};
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t op;
+        float factor;
+        cr_assert(fread(&op, 4, 1, f) == 1 && fread(&factor, 4, 1, f) == 1 && op < 3);
+        cr_assert(fread(want, 1, bytes, f) == bytes);
+        memcpy(got, src, bytes);
+        AugImage img = {got, w, h, 3, (size_t)w * 3};
+        if (op == 0) aug_adjust_brightness(&img, factor);
+        if (op == 1) aug_adjust_contrast(&img, factor);
+        if (op == 2) aug_adjust_saturation(&img, factor);
+        size_t differ = 0;
+        for (size_t k = 0; k < bytes; k++) differ += got[k] != want[k];
+        cr_assert_eq(differ, 0, "%s %.3f: %zu of %zu bytes differ from Pillow", names[op],
+                     factor, differ, bytes);
+    }
+    fclose(f);
+    free(src), free(want), free(got);
+}
+
+Test(augment, color_jitter_is_keyed_and_off_when_zero) {
+    uint8_t a[16 * 16 * 3], b[16 * 16 * 3], orig[16 * 16 * 3];
+    for (size_t i = 0; i < sizeof a; i++) orig[i] = (uint8_t)(i * 37 + 11);
+    AugJitter j = {0.4, 0.4, 0.4}, off = {0, 0, 0};
+    memcpy(a, orig, sizeof a), memcpy(b, orig, sizeof b);
+    AugImage ia = {a, 16, 16, 3, 48}, ib = {b, 16, 16, 3, 48};
+    aug_color_jitter(&ia, &j, 99);
+    aug_color_jitter(&ib, &j, 99);
+    cr_assert(!memcmp(a, b, sizeof a), "same key, different result");
+    cr_assert(memcmp(a, orig, sizeof a), "jitter changed nothing");
+    int differ = 0;
+    for (uint64_t k = 0; k < 8; k++) {
+        memcpy(b, orig, sizeof b);
+        aug_color_jitter(&ib, &j, 1000 + k);
+        differ += memcmp(a, b, sizeof a) != 0;
+    }
+    cr_assert_eq(differ, 8);
+    memcpy(b, orig, sizeof b);
+    aug_color_jitter(&ib, &off, 5);
+    cr_assert(!memcmp(b, orig, sizeof b), "all-zero jitter must be the identity");
+}
+
+Test(augment, random_erasing_follows_torchvision_rules) {
+    AugErase e = aug_erase_default();
+    enum { W = 32, H = 24 };
+    static uint8_t px[H][W][3];
+    int erased_images = 0;
+    double frac_sum = 0;
+    for (uint64_t key = 0; key < 2000; key++) {
+        memset(px, 200, sizeof px);
+        AugImage img = {&px[0][0][0], W, H, 3, W * 3};
+        aug_random_erase(&img, &e, key);
+        int count = 0, x0 = W, x1 = -1, y0 = H, y1 = -1;
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++)
+                if (px[y][x][0] == 124 && px[y][x][1] == 116 && px[y][x][2] == 104) {
+                    count++;
+                    x0 = x < x0 ? x : x0, x1 = x > x1 ? x : x1;
+                    y0 = y < y0 ? y : y0, y1 = y > y1 ? y : y1;
+                }
+        if (!count) continue;
+        erased_images++;
+        /* one solid rectangle, strictly smaller than the image on both sides */
+        cr_assert_eq(count, (x1 - x0 + 1) * (y1 - y0 + 1), "not a rectangle");
+        cr_assert(x1 - x0 + 1 < W && y1 - y0 + 1 < H);
+        frac_sum += (double)count / (W * H);
+    }
+    /* p = 0.5, and a few draws find no fitting rectangle in 10 tries */
+    cr_assert(erased_images > 850 && erased_images < 1050, "%d of 2000 erased", erased_images);
+    double mean = frac_sum / erased_images;
+    cr_assert(mean > 0.08 && mean < 0.2, "mean erased fraction %f", mean);
 }

@@ -66,6 +66,8 @@ static void fill(LoaderBatcher *b, uint32_t epoch, uint64_t i, Batch *out, BadLo
 
 Test(loader_batch, identical_whoever_makes_them_in_whatever_order) {
     LoaderBatchConfig c = config(1);
+    c.jitter = (AugJitter){0.4, 0.4, 0.4};
+    c.erase = aug_erase_default();
     LoaderBatcher one, other;
     StkErr err;
     cr_assert_eq(loader_batcher_init(&one, &ix, NULL, &c, &err), 0, "%s", err.msg);
