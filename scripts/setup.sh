@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 #   libzmq3-dev         sockets between processes      libmsgpack-dev   message encoding
 #   libturbojpeg0-dev   JPEG decode/encode             zlib1g-dev       gzip'd IDX files
 #   libcriterion-dev    the test framework             dataset-fashion-mnist  default data
+#   libjansson-dev      JSON (safetensors headers)
 pkgs=(cmake make gcc pkg-config libzmq3-dev libmsgpack-dev libturbojpeg0-dev zlib1g-dev
-      libcriterion-dev dataset-fashion-mnist)
+      libcriterion-dev dataset-fashion-mnist libjansson-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

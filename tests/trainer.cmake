@@ -1,0 +1,2 @@
+# Trainer suites: checkpoints (safetensors).
+stoker_test(st_file SOURCES test_st_file.c LIBS stoker_model)
