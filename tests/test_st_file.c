@@ -161,3 +161,23 @@ Test(st_file, missing_file_names_it) {
     cr_assert_eq(st_open(&f, "/nonexistent/m.safetensors", &err), -1);
     cr_assert(strstr(err.msg, "/nonexistent/m.safetensors: No such file"), "%s", err.msg);
 }
+
+/* The reference reader, where it is installed (the GPU test machine has it; Debian 12
+ * does not package it): huggingface's safetensors must read what we write. */
+Test(st_file, huggingface_safetensors_reads_our_files) {
+    if (system("LD_LIBRARY_PATH= python3 -c 'import safetensors.numpy' 2>/dev/null"))
+        cr_skip_test("python3 has no safetensors package here");
+    StTensor t[4];
+    size_t n = sample(t);
+    StMeta meta[1] = {{"epoch", "3"}};
+    StkErr err;
+    cr_assert_eq(st_write(path, t, n, meta, 1, &err), 0, "%s", err.msg);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "LD_LIBRARY_PATH= python3 -c \"import sys; from safetensors import safe_open; "
+             "f = safe_open('%s', 'np'); w = f.get_tensor('layer1.0.conv1.weight'); "
+             "ok = w.shape == (2, 3) and w[1, 2] == 6 and int(f.get_tensor('bn1.num_batches_tracked')) == 42 "
+             "and f.get_tensor('empty').shape == (0, 7) and f.metadata()['epoch'] == '3'; "
+             "sys.exit(0 if ok else 1)\"", path);
+    cr_assert_eq(system(cmd), 0, "safetensors could not read our file as written");
+}
