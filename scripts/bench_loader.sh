@@ -21,6 +21,10 @@ if [ -z "${CORES:-}" ]; then
   CORES="1"; n=2; while [ $n -lt "$ncores" ]; do CORES="$CORES $n"; n=$((n * 2)); done
   [ "$ncores" -gt 1 ] && CORES="$CORES $((ncores > 2 ? ncores - 1 : ncores))"
 fi
+if [ -z "${PYTHON:-}" ] && ! /usr/bin/python3 -c "import torchvision" 2>/dev/null &&
+   command -v apt-get >/dev/null; then
+  scripts/setup.sh --with-torch >/dev/null
+fi
 if [ -z "${PYTHON:-}" ]; then
   for p in /usr/bin/python3 python3; do
     "$p" -c "import torchvision" 2>/dev/null && { PYTHON=$p; break; }
