@@ -1,0 +1,2 @@
+# Optimizers and learning-rate schedules against torch.optim.
+stoker_test(optim SOURCES test_optim.c LIBS stoker_model m)
