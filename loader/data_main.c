@@ -1,7 +1,8 @@
 /* data_main.c: stoker-data, the dataset tool: index an ImageFolder tree, convert
- * Fashion-MNIST, generate a synthetic set, or show an index. Parses arguments, calls the
- * library, prints one summary; the only place that exits.
- * Exit status: 0 done, 1 failed, 2 bad usage. */
+ * Fashion-MNIST, generate a synthetic set, show an index, verify that every file
+ * decodes, or shrink large photos. Parses arguments, calls the library, prints one
+ * summary; the only place that exits.
+ * Exit status: 0 done, 1 failed (verify: bad files found), 2 bad usage. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -13,7 +14,10 @@
 
 #include "data_fmnist.h"
 #include "data_pool.h"
+#include "data_shrink.h"
 #include "data_synth.h"
+#include "data_verify.h"
+#include "loader_decode.h"
 #include "loader_index.h"
 
 #define EXIT_USAGE 2
@@ -34,7 +38,9 @@ static const char usage_main[] =
     "  index DIR          scan an ImageFolder tree and write its index\n"
     "  fashion-mnist OUT  write Fashion-MNIST as a JPEG ImageFolder tree, indexed\n"
     "  synth OUT          write a synthetic, learnable ImageFolder set, indexed\n"
-    "  info INDEX         print an index's summary (and its samples with --list)\n";
+    "  info INDEX         print an index's summary (and its samples with --list)\n"
+    "  verify DIR         decode every file as the loader does; list the bad ones\n"
+    "  shrink SRC DST     copy a dataset with large photos re-encoded smaller\n";
 
 static const char usage_index[] =
     "usage: stoker-data index DIR [--out FILE] [--val-fraction F] [--seed S]\n"
@@ -81,6 +87,42 @@ static const char usage_info[] =
     "Validates INDEX and prints its root, split settings, classes with their sample\n"
     "counts; --list also prints every sample as: split <TAB> index <TAB> label <TAB> path.\n";
 
+/* The help texts spell these defaults out. */
+_Static_assert(LOADER_DEFAULT_MAX_PIXELS == 100000000ull, "update usage_verify, usage_shrink");
+_Static_assert(DATA_SHRINK_MAX_SIDE == 8192 && DATA_SHRINK_DEFAULT_QUALITY == 90,
+               "update usage_shrink");
+
+static const char usage_verify[] =
+    "usage: stoker-data verify DIR [--max-pixels N] [-j N]\n"
+    "Decodes every sample of DIR/" LOADER_INDEX_DEFAULT_NAME " (train, then val) in full with the\n"
+    "loader's decoder and pixel cap; prints each file the loader would skip as\n"
+    "\"bad: PATH: REASON\" (PATH relative to DIR, in index order), then the line\n"
+    "\"verified: N ok, M bad\". Files are read under DIR even if the index recorded\n"
+    "another root. Without an index, DIR is scanned as `stoker-data index DIR` would\n"
+    "scan it and nothing is written (a note on stderr says so); a damaged index is an error.\n"
+    "  --max-pixels N  reject images over N pixels, as stoker-loader does (default 100000000)\n"
+    "  -j N            threads (default: online CPUs)\n"
+    "Exit status: 0 every file decodes, 1 bad files (or an error), 2 bad usage.\n";
+
+static const char usage_shrink[] =
+    "usage: stoker-data shrink SRC DST --max-side S [--quality Q] [--max-pixels N] [-j N]\n"
+    "Copies every sample of SRC's index (or of a scan of SRC, without one) to the same\n"
+    "relative path under DST, which must not exist. Each file is decoded first, as\n"
+    "`verify` does; bad files are listed as \"bad: PATH: REASON\" and left out. Images\n"
+    "whose longer side is at most S are copied byte for byte; larger ones are decoded at\n"
+    "a DCT scale, resized (Pillow's antialiased bilinear) to a longer side of S and a\n"
+    "shorter side of round(short * S / long), at least 1, and encoded at quality Q, 4:2:0;\n"
+    "grayscale stays grayscale, CMYK becomes RGB, EXIF and ICC data are dropped (the\n"
+    "loader reads neither). Builds DST.partial-XXXXXX, renames it to DST, then writes\n"
+    "DST/" LOADER_INDEX_DEFAULT_NAME " with SRC's split (the val/ folder, or the same hash fraction\n"
+    "and seed).\n"
+    "  --max-side S    longer side of shrunk images, 1..8192 (required)\n"
+    "  --quality Q     JPEG quality 1..100 (default 90)\n"
+    "  --max-pixels N  reject images over N pixels (default 100000000; raise it to\n"
+    "                  shrink larger photos)\n"
+    "  -j N            threads (default: online CPUs)\n"
+    "Exit status: 0 DST written (bad files listed and left out), 1 failed, 2 bad usage.\n";
+
 /* Prints a usage error and exits 2. */
 static void usage_fail(const char *usage, const char *fmt, const char *arg) {
     fprintf(stderr, "stoker-data: ");
@@ -122,6 +164,12 @@ static const char *one_positional(int argc, char **argv, const char *what, const
     if (optind >= argc) usage_fail(usage, "missing %s", what);
     if (optind + 1 < argc) usage_fail(usage, "unexpected argument \"%s\"", argv[optind + 1]);
     return argv[optind];
+}
+
+/* Checks that SRC and DST are the two positional arguments left, or exits 2. */
+static void two_positionals(int argc, char **argv, const char *usage) {
+    if (optind + 2 > argc) usage_fail(usage, "missing %s", optind >= argc ? "SRC and DST" : "DST");
+    if (optind + 2 < argc) usage_fail(usage, "unexpected argument \"%s\"", argv[optind + 2]);
 }
 
 /* Handles -h/--help and unknown options common to all commands; exits. */
@@ -319,6 +367,95 @@ static int cmd_info(int argc, char **argv) {
     return EXIT_SUCCESS;
 }
 
+/* Prints each bad file as "bad: PATH: REASON", in index order. */
+static void print_bad(const DataBadList *b) {
+    for (size_t i = 0; i < b->count; i++) printf("bad: %s\n", b->items[i].text);
+}
+
+static int cmd_verify(int argc, char **argv) {
+    static const struct option opts[] = {{"max-pixels", required_argument, 0, 'p'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    DataVerifyOptions o = {.threads = data_pool_default_threads(),
+                           .max_pixels = LOADER_DEFAULT_MAX_PIXELS};
+    for (int c; (c = getopt_long(argc, argv, "hj:", opts, NULL)) != -1;) {
+        if (c == 'p') o.max_pixels = parse_u64(optarg, 1, UINT64_MAX, "--max-pixels", usage_verify);
+        else if (c == 'j') o.threads = (int)parse_u64(optarg, 1, DATA_POOL_MAX_THREADS, "-j", usage_verify);
+        else common_option(c, usage_verify);
+    }
+    const char *dir = one_positional(argc, argv, "DIR", usage_verify);
+    if (isatty(STDERR_FILENO)) o.progress = print_progress;
+    StkErr err;
+    DataVerifyResult res;
+    double t0 = now_s();
+    DATA_CHECK(data_verify_run(dir, &o, &res, &err), &err);
+    double dt = now_s() - t0;
+    uint64_t n = res.ok + res.bad.count;
+    if (!res.from_index)
+        fprintf(stderr, "stoker-data: note: %s has no %s: verified a scan of it, nothing "
+                "written (`stoker-data index %s` writes the index)\n", dir,
+                LOADER_INDEX_DEFAULT_NAME, dir);
+    fprintf(stderr, "stoker-data: decoded %llu files in %.2f s (%.0f files/s, -j %d)\n",
+            (unsigned long long)n, dt, dt > 0 ? n / dt : 0.0, o.threads);
+    print_bad(&res.bad);
+    printf("verified: %llu ok, %zu bad\n", (unsigned long long)res.ok, res.bad.count);
+    int rc = res.bad.count ? EXIT_FAILURE : EXIT_SUCCESS;
+    data_verify_result_free(&res);
+    return rc;
+}
+
+/* Prints shrink's summary: counts, bytes before and after, time. */
+static void print_shrink(const char *src, const char *dst, const DataShrinkResult *r,
+                         double dt, int threads) {
+    uint64_t n = r->copied + r->shrunk + r->bad.count;
+    printf("shrunk %s -> %s: %llu copied, %llu shrunk, %zu bad; %.1f MiB -> %.1f MiB (%.0f%%) "
+           "in %.1f s (%.0f files/s, -j %d)\n", src, dst, (unsigned long long)r->copied,
+           (unsigned long long)r->shrunk, r->bad.count, r->bytes_in / 1048576.0,
+           r->bytes_out / 1048576.0, r->bytes_in ? 100.0 * r->bytes_out / r->bytes_in : 100.0,
+           dt, dt > 0 ? n / dt : 0.0, threads);
+    if (r->index.num_classes != r->src_classes)
+        fprintf(stderr, "stoker-data: warning: %s has %u classes, %s had %u: a class lost "
+                "every file, so labels differ\n", dst, r->index.num_classes, src,
+                r->src_classes);
+}
+
+static int cmd_shrink(int argc, char **argv) {
+    static const struct option opts[] = {{"max-side", required_argument, 0, 'm'},
+                                         {"quality", required_argument, 0, 'q'},
+                                         {"max-pixels", required_argument, 0, 'p'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    DataShrinkOptions o = {.quality = DATA_SHRINK_DEFAULT_QUALITY,
+                           .threads = data_pool_default_threads(),
+                           .max_pixels = LOADER_DEFAULT_MAX_PIXELS};
+    for (int c; (c = getopt_long(argc, argv, "hj:", opts, NULL)) != -1;) {
+        if (c == 'm') o.max_side = (int)parse_u64(optarg, 1, DATA_SHRINK_MAX_SIDE, "--max-side", usage_shrink);
+        else if (c == 'q') o.quality = (int)parse_u64(optarg, 1, 100, "--quality", usage_shrink);
+        else if (c == 'p') o.max_pixels = parse_u64(optarg, 1, UINT64_MAX, "--max-pixels", usage_shrink);
+        else if (c == 'j') o.threads = (int)parse_u64(optarg, 1, DATA_POOL_MAX_THREADS, "-j", usage_shrink);
+        else common_option(c, usage_shrink);
+    }
+    two_positionals(argc, argv, usage_shrink);
+    const char *src = argv[optind], *dst = argv[optind + 1];
+    if (!o.max_side) usage_fail(usage_shrink, "missing %s", "--max-side");
+    if (isatty(STDERR_FILENO)) o.progress = print_progress;
+    StkErr err;
+    DataShrinkResult res;
+    double t0 = now_s();
+    DATA_CHECK(data_shrink_run(src, dst, &o, &res, &err), &err);
+    if (res.stale_partials)
+        fprintf(stderr, "stoker-data: note: %d %s.partial-* folder(s) from interrupted runs "
+                "can be removed\n", res.stale_partials, dst);
+    if (!res.from_index)
+        fprintf(stderr, "stoker-data: note: %s has no %s: shrank the files of a scan of it\n",
+                src, LOADER_INDEX_DEFAULT_NAME);
+    print_bad(&res.bad);
+    print_shrink(src, dst, &res, now_s() - t0, o.threads);
+    print_scan("index", &res.index);
+    data_shrink_result_free(&res);
+    return EXIT_SUCCESS;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fputs(usage_main, stderr);
@@ -338,6 +475,8 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "fashion-mnist") == 0) return cmd_fmnist(argc - 1, argv + 1);
     if (strcmp(cmd, "synth") == 0) return cmd_synth(argc - 1, argv + 1);
     if (strcmp(cmd, "info") == 0) return cmd_info(argc - 1, argv + 1);
+    if (strcmp(cmd, "verify") == 0) return cmd_verify(argc - 1, argv + 1);
+    if (strcmp(cmd, "shrink") == 0) return cmd_shrink(argc - 1, argv + 1);
     fprintf(stderr, "stoker-data: unknown command \"%s\"\n%s", cmd, usage_main);
     return EXIT_USAGE;
 }

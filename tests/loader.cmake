@@ -9,3 +9,7 @@ stoker_test(data_fmnist SOURCES test_data_fmnist.c test_loader_fixture.c LIBS ${
 stoker_test(data_synth SOURCES test_data_synth.c test_loader_fixture.c LIBS ${LOADER_TEST_LIBS})
 stoker_test(data_cli SOURCES test_data_cli.c test_loader_fixture.c LIBS ${LOADER_TEST_LIBS})
 add_dependencies(test_data_cli stoker-data) # it runs the built tool
+stoker_test(data_verify SOURCES test_data_verify.c test_loader_fixture.c LIBS ${LOADER_TEST_LIBS})
+add_dependencies(test_data_verify stoker-data) # its CLI tests run the built tool
+stoker_test(data_shrink SOURCES test_data_shrink.c test_loader_fixture.c LIBS ${LOADER_TEST_LIBS})
+add_dependencies(test_data_shrink stoker-data)

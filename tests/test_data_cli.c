@@ -42,9 +42,9 @@ Test(data_cli, no_arguments_is_a_usage_error) {
 }
 
 Test(data_cli, every_command_has_help) {
-    const char *cmds[] = {"index", "fashion-mnist", "synth", "info"};
+    const char *cmds[] = {"index", "fashion-mnist", "synth", "info", "verify", "shrink"};
     char args[64], want[64];
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 6; i++) {
         snprintf(args, sizeof args, "%s --help", cmds[i]);
         snprintf(want, sizeof want, "usage: stoker-data %s ", cmds[i]);
         cr_expect_eq(run(args), 0, "%s", args);

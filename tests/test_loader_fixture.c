@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <turbojpeg.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -157,4 +159,59 @@ void fx_jpeg_dataset(const char *root) {
     }
     fx_write(root, "train/b/empty.jpg", "", 0);
     fx_write(root, "train/b/text.jpg", "hello, not a jpeg\n", 18);
+}
+
+double fx_gradient_value(double x, double y, int w, int h, int ch, int gray) {
+    double r = w > 1 ? 255.0 * x / (w - 1) : 0, g = h > 1 ? 255.0 * y / (h - 1) : 0;
+    if (gray) return (r + g) / 2;
+    return ch == 0 ? r : ch == 1 ? g : 255.0 - r;
+}
+
+void fx_gradient_jpeg(const char *root, const char *rel, int w, int h, int gray) {
+    int c = gray ? 1 : 3;
+    uint8_t *px = malloc((size_t)w * h * c);
+    cr_assert_not_null(px);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            for (int ch = 0; ch < c; ch++)
+                px[((size_t)y * w + x) * c + ch] =
+                    (uint8_t)(fx_gradient_value(x, y, w, h, ch, gray) + 0.5);
+    tjhandle tj = tjInitCompress();
+    cr_assert_not_null(tj);
+    unsigned char *jpeg = NULL;
+    unsigned long n = 0;
+    cr_assert_eq(tjCompress2(tj, px, w, 0, h, gray ? TJPF_GRAY : TJPF_RGB, &jpeg, &n,
+                             gray ? TJSAMP_GRAY : TJSAMP_420, 95, 0), 0, "tjCompress2: %s",
+                 tjGetErrorStr2(tj));
+    fx_write(root, rel, jpeg, n);
+    tjFree(jpeg);
+    tjDestroy(tj);
+    free(px);
+}
+
+/* Copies file path into buf (cap bytes, NUL-terminated, truncated). */
+static void read_log(const char *path, char *buf, size_t cap) {
+    if (!buf || !cap) return;
+    size_t n;
+    uint8_t *text = fx_read(path, &n);
+    n = n < cap - 1 ? n : cap - 1;
+    memcpy(buf, text, n);
+    buf[n] = '\0';
+    free(text);
+}
+
+int fx_run_tool(const char *dir, const char *tool, const char *args, char *out,
+                size_t out_cap, char *errout, size_t err_cap) {
+    char cmd[8192], *log = fx_path(dir, "tool.out"), *elog = fx_path(dir, "tool.err");
+    snprintf(cmd, sizeof cmd, "'%s/%s' %s >'%s' 2>'%s'", STOKER_BIN_DIR, tool, args, log,
+             elog);
+    int st = system(cmd);
+    read_log(log, out, out_cap);
+    read_log(elog, errout, err_cap);
+    unlink(log);
+    unlink(elog);
+    free(log);
+    free(elog);
+    cr_assert(WIFEXITED(st), "%s %s did not exit", tool, args);
+    return WEXITSTATUS(st);
 }

@@ -49,4 +49,19 @@ void fx_write_gz(const char *root, const char *rel, const void *data, size_t n);
  * text.jpg, truncated.jpg); val/ with six good files. */
 void fx_jpeg_dataset(const char *root);
 
+/* The value of channel ch (0..2) at pixel (x, y) of fx_gradient_jpeg's w x h image
+ * before compression: R rises left to right, G top to bottom, B = 255 - R; a gray
+ * image holds (R + G) / 2 in every channel. Linear, so a resize keeps it (inside). */
+double fx_gradient_value(double x, double y, int w, int h, int ch, int gray);
+
+/* Creates root/rel: a w x h JPEG of fx_gradient_value made with TurboJPEG at quality
+ * 95 (4:2:0, or one grayscale component if gray). */
+void fx_gradient_jpeg(const char *root, const char *rel, int w, int h, int gray);
+
+/* Runs STOKER_BIN_DIR/tool with args (a shell fragment), logs in dir. Its stdout and
+ * stderr are copied, NUL-terminated and truncated to fit, into out and errout (either
+ * may be NULL). Returns the exit status; asserts that it exited. */
+int fx_run_tool(const char *dir, const char *tool, const char *args, char *out,
+                size_t out_cap, char *errout, size_t err_cap);
+
 #endif
