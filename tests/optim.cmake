@@ -1,2 +1,3 @@
 # Optimizers and learning-rate schedules against torch.optim.
 stoker_test(optim SOURCES test_optim.c LIBS stoker_model m)
+stoker_test(train_input SOURCES test_train_input.c LIBS stoker_trainer)
