@@ -122,14 +122,17 @@ static int parse(int argc, char **argv, LoaderProcConfig *c, int *workers, char 
     return 0;
 }
 
-/* DATASET may be the ImageFolder (its index is DATASET/stoker.index) or the index. */
-static int resolve_index(const char *dataset, char *buf, size_t cap) {
+/* DATASET may be the ImageFolder (its index is DATASET/stoker.index, and its files are
+ * read under DATASET even if the tree moved since it was indexed) or the index itself
+ * (files under the root it recorded, or --root). */
+static int resolve_index(const char *dataset, char *buf, size_t cap, int *is_dir) {
     struct stat st;
     if (stat(dataset, &st)) {
         fprintf(stderr, "stoker-loader: %s: %s\n", dataset, strerror(errno));
         return -1;
     }
-    if (!S_ISDIR(st.st_mode)) return snprintf(buf, cap, "%s", dataset) >= (int)cap ? -1 : 0;
+    *is_dir = S_ISDIR(st.st_mode);
+    if (!*is_dir) return snprintf(buf, cap, "%s", dataset) >= (int)cap ? -1 : 0;
     snprintf(buf, cap, "%s/%s", dataset, LOADER_INDEX_DEFAULT_NAME);
     if (access(buf, R_OK)) {
         fprintf(stderr, "stoker-loader: %s has no index (%s): run `stoker-data index %s` first\n",
@@ -192,7 +195,9 @@ int main(int argc, char **argv) {
     int rc = parse(argc, argv, &c, &workers, &dataset);
     if (rc) return rc > 0 ? 0 : 2;
     char index[4096];
-    if (resolve_index(dataset, index, sizeof index)) return 2;
+    int is_dir;
+    if (resolve_index(dataset, index, sizeof index, &is_dir)) return 2;
     c.index_path = index;
+    if (is_dir && !c.root) c.root = dataset;
     return workers > 1 ? run_workers(&c, workers) : run_one(&c);
 }

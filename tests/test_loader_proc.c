@@ -51,13 +51,16 @@ static void teardown(void) {
 
 TestSuite(loader_proc, .init = setup, .fini = teardown, .timeout = 60);
 
-/* Starts stoker-loader with the data endpoint, extra args and the dataset. */
-static pid_t spawn(const char *const *extra) {
+/* Starts stoker-loader with the data endpoint, extra args and the dataset (or root). */
+static pid_t spawn_on(const char *dataset, const char *const *extra);
+static pid_t spawn(const char *const *extra) { return spawn_on(root, extra); }
+
+static pid_t spawn_on(const char *dataset, const char *const *extra) {
     const char *argv[32] = {STOKER_BIN_DIR "/stoker-loader", "--data", ep_data,
                             "--train-crop-size", "16", "--batch", "4"};
     int n = 7;
     for (; *extra; extra++) argv[n++] = *extra;
-    argv[n++] = root;
+    argv[n++] = dataset;
     argv[n] = NULL;
     pid_t pid = fork();
     cr_assert(pid >= 0);
@@ -210,4 +213,21 @@ Test(loader_proc, usage_errors_exit_2) {
     cr_assert_eq(wait_exit(spawn(a), 10), 2);
     const char *b[] = {"--split", "test", NULL};
     cr_assert_eq(wait_exit(spawn(b), 10), 2);
+}
+
+Test(loader_proc, a_dataset_moved_after_indexing_still_loads) {
+    char *tree = fx_tmpdir(), moved[512];
+    fx_jpeg_dataset(tree);
+    LoaderScanOptions opt = {.val_fraction = -1};
+    StkErr err;
+    cr_assert_eq(loader_index_build(tree, &opt, NULL, NULL, &err), 0, "%s", err.msg);
+    snprintf(moved, sizeof moved, "%s-moved", tree);
+    cr_assert_eq(rename(tree, moved), 0);
+    uint64_t h[2][8] = {{0}};
+    const char *a[] = {"-q", NULL};
+    pid_t p = spawn_on(moved, a);
+    cr_assert_eq(collect(1, h), 13, "every sample read from the moved tree");
+    cr_assert_eq(wait_exit(p, 20), 0);
+    fx_rmtree(moved);
+    free(tree);
 }
