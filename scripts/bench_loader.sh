@@ -37,17 +37,22 @@ fi
 sock=$(mktemp -d /tmp/stoker-bench-XXXXXX)
 trap 'rm -rf "$sock"' EXIT
 
-# images/s of N stoker loaders over 2 epochs (the sink times from its first batch)
+# Epochs per measurement: 4,000 images make 16 batches of 256 per epoch, so with many
+# workers one of them does an extra batch per epoch; more epochs keep that tail small.
+epochs_for() { echo $((2 + $1 / 2)); }
+
+# images/s of N stoker loaders (the sink times from its first batch to the last)
 stoker_rate() {
-  $bin/bench_sink --bind "ipc://$sock/d" --loaders "$1" --epochs 2 >"$sock/sink.txt" &
+  local e; e=$(epochs_for "$1")
+  $bin/bench_sink --bind "ipc://$sock/d" --loaders "$1" --epochs "$e" >"$sock/sink.txt" &
   local sink=$!
   sleep 0.2
-  $bin/stoker-loader --data "ipc://$sock/d" -j "$1" --batch 256 --epochs 2 -q "$data"
+  $bin/stoker-loader --data "ipc://$sock/d" -j "$1" --batch 256 --epochs "$e" -q "$data"
   wait $sink
   sed -E 's/.* ([0-9.]+) images\/s.*/\1/' "$sock/sink.txt"
 }
 
-torch_rate() { "$PYTHON" scripts/bench_torchvision_loader.py "$data" "$1" 2 | cut -d' ' -f2; }
+torch_rate() { "$PYTHON" scripts/bench_torchvision_loader.py "$data" "$1" "$(epochs_for "$1")" | cut -d' ' -f2; }
 
 echo "bench_loader.sh: $machine, $ncores cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(date -u +%F)"
 table="| cores | stoker-loader images/s | torchvision images/s (workers) | ratio |\n| --- | --- | --- | --- |\n"
@@ -76,7 +81,7 @@ rss10=$(grep 'epoch 9:' "$sock/rss.txt" | sed -E 's/.*RSS ([0-9.]+) MB/\1/')
 rss_change=$(awk -v a="$rss2" -v b="$rss10" 'BEGIN{printf "%+.1f", (b-a)/a*100}')
 
 ratio1=$(awk -v a="${st[1]}" -v b="${tv[1]}" 'BEGIN{printf "%.2f", a/b}')
-block=$(printf '%b' "<!-- bench_loader:$machine begin -->\n### Loader vs torchvision: $machine ($ncores cores), $(date -u +%F)\n\n\`scripts/bench_loader.sh $machine\`: 4,000 synthetic 500x375 JPEGs (q90), RandomResizedCrop 224 + flip, batch 256, 2 epochs; torchvision $("$PYTHON" -c 'import torchvision; print(torchvision.__version__)') with Pillow via $PYTHON.\n\n$table\nScaling from 1 to $last cores: stoker ${scale_st}x, torchvision ${scale_tv}x. One loader's RSS: $rss2 MB after epoch 2, $rss10 MB after epoch 10 ($rss_change%).\n<!-- bench_loader:$machine end -->")
+block=$(printf '%b' "<!-- bench_loader:$machine begin -->\n### Loader vs torchvision: $machine ($ncores cores), $(date -u +%F)\n\n\`scripts/bench_loader.sh $machine\`: 4,000 synthetic 500x375 JPEGs (q90), RandomResizedCrop 224 + flip, batch 256, 2 + cores/2 epochs per row; torchvision $("$PYTHON" -c 'import torchvision; print(torchvision.__version__)') with Pillow via $PYTHON.\n\n$table\nScaling from 1 to $last cores: stoker ${scale_st}x, torchvision ${scale_tv}x. One loader's RSS: $rss2 MB after epoch 2, $rss10 MB after epoch 10 ($rss_change%).\n<!-- bench_loader:$machine end -->")
 echo "$block"
 if [ -f docs/BENCHMARKS.md ]; then
   "$PYTHON" - "$machine" "$block" <<'PY'
