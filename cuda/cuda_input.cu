@@ -28,7 +28,8 @@ __global__ void input_normalize_kernel(const uint8_t *__restrict__ in, T *__rest
         const uint8_t *px = in + p * c;
         long long img = p / hw, pos = p % hw;
         for (int ch = 0; ch < c; ch++) {
-            float v = px[ch] * a.scale[ch] + a.shift[ch];
+            /* no FMA contraction: the CPU twin (trainer/cpu_input.c) rounds twice too */
+            float v = __fadd_rn(__fmul_rn((float)px[ch], a.scale[ch]), a.shift[ch]);
             size_t o = nchw ? (size_t)((img * c + ch) * hw + pos) : (size_t)(p * c + ch);
             store(out, o, v);
         }

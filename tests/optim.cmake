@@ -1,3 +1,4 @@
 # Optimizers and learning-rate schedules against torch.optim.
 stoker_test(optim SOURCES test_optim.c LIBS stoker_model m)
 stoker_test(train_input SOURCES test_train_input.c LIBS stoker_trainer)
+stoker_test(cpu_input SOURCES test_cpu_input.c LIBS stoker_trainer)

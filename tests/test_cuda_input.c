@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cuda_device.h"
+#include "cpu_input.h"
 #include "cuda_input.h"
 
 static void need_gpu(void) {
@@ -67,6 +68,29 @@ Test(cuda_input, float32_nchw_matches_cpu) { check(CUDA_F32, CUDA_NCHW); }
 Test(cuda_input, float32_nhwc_matches_cpu) { check(CUDA_F32, CUDA_NHWC); }
 Test(cuda_input, bf16_nchw_matches_cpu) { check(CUDA_BF16, CUDA_NCHW); }
 Test(cuda_input, bf16_nhwc_matches_cpu) { check(CUDA_BF16, CUDA_NHWC); }
+
+/* The GPU kernel and the CPU backend's twin give the same float32 bits. */
+Test(cuda_input, float32_equals_the_cpu_backend_bit_for_bit) {
+    need_gpu();
+    const int n = 2, h = 9, w = 11, c = 3;
+    const size_t count = (size_t)n * h * w * c;
+    uint8_t px[2 * 9 * 11 * 3];
+    float cpu[2 * 9 * 11 * 3], gpu[2 * 9 * 11 * 3];
+    for (size_t i = 0; i < count; i++) px[i] = (uint8_t)(i * 13 + 7);
+    StkErr err;
+    cr_assert_eq(cpu_input_normalize(px, cpu, (Shape4){n, c, h, w}, CPU_IMAGENET_MEAN,
+                                     CPU_IMAGENET_STD, &err), 0, "%s", err.msg);
+    void *d_in, *d_out;
+    cr_assert_eq(cudaMalloc(&d_in, count), cudaSuccess);
+    cr_assert_eq(cudaMalloc(&d_out, count * 4), cudaSuccess);
+    cr_assert_eq(cudaMemcpy(d_in, px, count, cudaMemcpyHostToDevice), cudaSuccess);
+    cr_assert_eq(cuda_input_normalize(d_in, d_out, n, h, w, c, CPU_IMAGENET_MEAN,
+                                      CPU_IMAGENET_STD, CUDA_F32, CUDA_NCHW, 0, &err), 0, "%s", err.msg);
+    cr_assert_eq(cudaMemcpy(gpu, d_out, count * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+    cr_assert(!memcmp(cpu, gpu, sizeof cpu), "GPU and CPU normalisation differ");
+    cudaFree(d_in);
+    cudaFree(d_out);
+}
 
 Test(cuda_input, rejects_bad_arguments_before_launching) {
     const float mean[3] = {0}, std_ok[3] = {1, 1, 1}, std_zero[3] = {1, 0, 1};
