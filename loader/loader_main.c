@@ -28,6 +28,8 @@ static void usage(FILE *f) {
         "  --val-resize-size R eval: resize the short side to R (256)\n"
         "  --val-crop-size C   eval: then centre-crop C (224)\n"
         "  --drop-last         drop the last partial batch\n"
+        "  --rrc-scale LO,HI   RandomResizedCrop's area range (0.08,1)\n"
+        "  --rrc-ratio LO,HI   RandomResizedCrop's aspect range (0.75,1.3333)\n"
         "  --color-jitter B[,C,S] ColorJitter(brightness B, contrast C, saturation S);\n"
         "                      one value sets all three (off by default)\n"
         "  --random-erase P    RandomErasing with probability P (torchvision's scale and\n"
@@ -37,13 +39,15 @@ static void usage(FILE *f) {
         "  --control EP        control endpoint (SUB: shutdown)\n"
         "  --reports EP        reports endpoint (PUSH: bad files, heartbeats, errors)\n"
         "  --root DIR          dataset root if it moved since it was indexed\n"
-        "  -q, --quiet         no per-epoch line (images/s, RSS) on stderr\n");
+        "  -q, --quiet         no per-epoch line (images/s, RSS) on stderr\n"
+        "  --stay              after the last epoch, stay connected until SIGTERM or a\n"
+        "                      shutdown message (for receivers that are still reading)\n");
 }
 
 /* Parses argv into c; returns 0, 1 for --help, -1 (message printed) on bad usage. */
 static int parse(int argc, char **argv, LoaderProcConfig *c, int *workers, char **dataset) {
     enum { O_DATA = 256, O_SPLIT, O_ID, O_LOADERS, O_BATCH, O_EPOCHS, O_START, O_SEED,
-           O_TCROP, O_VRESIZE, O_VCROP, O_DROP, O_JITTER, O_ERASE, O_MAXPX, O_HWM, O_CONTROL, O_REPORTS, O_ROOT };
+           O_TCROP, O_VRESIZE, O_VCROP, O_DROP, O_JITTER, O_ERASE, O_RRC_SCALE, O_RRC_RATIO, O_MAXPX, O_HWM, O_CONTROL, O_REPORTS, O_ROOT, O_STAY };
     static const struct option opts[] = {
         {"data", 1, 0, O_DATA}, {"split", 1, 0, O_SPLIT}, {"workers", 1, 0, 'j'},
         {"id", 1, 0, O_ID}, {"loaders", 1, 0, O_LOADERS}, {"batch", 1, 0, O_BATCH},
@@ -51,8 +55,9 @@ static int parse(int argc, char **argv, LoaderProcConfig *c, int *workers, char 
         {"train-crop-size", 1, 0, O_TCROP}, {"val-resize-size", 1, 0, O_VRESIZE},
         {"val-crop-size", 1, 0, O_VCROP}, {"drop-last", 0, 0, O_DROP},
         {"color-jitter", 1, 0, O_JITTER}, {"random-erase", 1, 0, O_ERASE},
+        {"rrc-scale", 1, 0, O_RRC_SCALE}, {"rrc-ratio", 1, 0, O_RRC_RATIO},
         {"max-pixels", 1, 0, O_MAXPX}, {"hwm", 1, 0, O_HWM}, {"control", 1, 0, O_CONTROL},
-        {"reports", 1, 0, O_REPORTS}, {"root", 1, 0, O_ROOT}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {0}};
+        {"reports", 1, 0, O_REPORTS}, {"root", 1, 0, O_ROOT}, {"quiet", 0, 0, 'q'}, {"stay", 0, 0, O_STAY}, {"help", 0, 0, 'h'}, {0}};
     int tcrop = 224, vcrop = 224, opt;
     while ((opt = getopt_long(argc, argv, "j:hq", opts, NULL)) != -1) {
         char *end = NULL;
@@ -61,6 +66,7 @@ static int parse(int argc, char **argv, LoaderProcConfig *c, int *workers, char 
         switch (opt) {
         case 'h': usage(stdout); return 1;
         case 'q': c->quiet = 1; continue;
+        case O_STAY: c->stay = 1; continue;
         case O_DATA: c->data = optarg; continue;
         case O_CONTROL: c->control = optarg; continue;
         case O_REPORTS: c->reports = optarg; continue;
@@ -72,6 +78,15 @@ static int parse(int argc, char **argv, LoaderProcConfig *c, int *workers, char 
             if (got == 1) j->contrast = j->saturation = j->brightness;
             if (got != 1 && got != 3) break;
             continue;
+        }
+        case O_RRC_SCALE:
+        case O_RRC_RATIO: {
+            double lo, hi;
+            if (sscanf(optarg, "%lf,%lf", &lo, &hi) != 2) break;
+            AugRrcParams *r = &c->batch.rrc;
+            if (opt == O_RRC_SCALE) r->scale_lo = lo, r->scale_hi = hi;
+            else r->ratio_lo = lo, r->ratio_hi = hi;
+            continue; /* ranges are checked with the rest of the config */
         }
         case O_ERASE: {
             char *e = NULL;
@@ -149,17 +164,35 @@ static void forward(int sig) {
     for (int i = 0; i < nchildren; i++) kill(children[i], sig);
 }
 
-static int run_one(const LoaderProcConfig *c) {
+/* Runs one loader whose signal handlers are in place. */
+static int run_proc(const LoaderProcConfig *c) {
     StkErr err;
-    if (loader_proc_signals(&err) || loader_proc_run(c, &err)) {
+    if (loader_proc_run(c, &err)) {
         fprintf(stderr, "stoker-loader[%u]: %s\n", c->id, err.msg);
         return 1;
     }
     return 0;
 }
 
-/* Starts `workers` loaders as children and waits for them; non-zero if any failed. */
+static int run_one(const LoaderProcConfig *c) {
+    StkErr err;
+    if (loader_proc_signals(&err)) {
+        fprintf(stderr, "stoker-loader[%u]: %s\n", c->id, err.msg);
+        return 1;
+    }
+    return run_proc(c);
+}
+
+/* Starts `workers` loaders as children and waits for them; non-zero if any failed.
+ * SIGINT/SIGTERM stay blocked while forking: a child must not run the parent's
+ * forwarding handler (it would swallow its own stop), so it installs its self-pipe
+ * handler first and only then unblocks; a signal that came meanwhile is delivered then. */
 static int run_workers(LoaderProcConfig *c, int workers) {
+    sigset_t stops, old;
+    sigemptyset(&stops);
+    sigaddset(&stops, SIGINT);
+    sigaddset(&stops, SIGTERM);
+    sigprocmask(SIG_BLOCK, &stops, &old);
     struct sigaction sa = {0};
     sa.sa_handler = forward;
     sigaction(SIGTERM, &sa, NULL);
@@ -169,15 +202,23 @@ static int run_workers(LoaderProcConfig *c, int workers) {
         pid_t pid = fork();
         if (pid < 0) {
             fprintf(stderr, "stoker-loader: fork: %s\n", strerror(errno));
-            forward(SIGTERM);
             break;
         }
         if (pid == 0) {
             c->id = (uint32_t)i;
-            _exit(run_one(c));
+            StkErr err;
+            int rc = loader_proc_signals(&err);
+            sigprocmask(SIG_SETMASK, &old, NULL);
+            if (rc) {
+                fprintf(stderr, "stoker-loader[%d]: %s\n", i, err.msg);
+                _exit(1);
+            }
+            _exit(run_proc(c));
         }
         children[nchildren++] = pid;
     }
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    if (nchildren < workers) forward(SIGTERM);
     int failed = nchildren < workers;
     for (int i = 0; i < nchildren; i++) {
         int status;

@@ -287,6 +287,7 @@ int loader_proc_run(const LoaderProcConfig *cfg, StkErr *err) {
     int rc = setup(&p, err);
     for (uint32_t e = cfg->start_epoch; rc == 0 && e < cfg->start_epoch + cfg->epochs; e++)
         rc = run_epoch(&p, e, err);
+    while (rc == 0 && cfg->stay && !p.stop) wait_events(&p, 0, HEARTBEAT_MS);
     if (rc < 0 && p.reports && err) {
         ProtoMsg m = {.type = PROTO_ERROR};
         m.u.error = (ProtoError){PROTO_ROLE_LOADER, cfg->id, proto_str(err->msg)};

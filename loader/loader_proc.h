@@ -26,6 +26,11 @@ typedef struct LoaderProcConfig {
     const char *index_path;   /* the dataset index */
     const char *root;         /* dataset root override or NULL */
     int quiet;                /* no per-epoch line on stderr */
+    int stay;                 /* after the last epoch, stay connected until a shutdown
+                                 message or signal: a PUSH socket that closes while its
+                                 peer's queue is full loses its last message (ZeroMQ
+                                 4.3), so a receiver that may still be reading (the
+                                 trainer) stops the loaders itself */
 } LoaderProcConfig;
 
 /* Installs SIGINT/SIGTERM handlers that make loader_proc_run stop at the next poll. */

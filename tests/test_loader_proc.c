@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "loader_index.h"
+#include "train_input.h"
 #include "proto_zmq.h"
 #include "test_loader_fixture.h"
 
@@ -230,4 +231,34 @@ Test(loader_proc, a_dataset_moved_after_indexing_still_loads) {
     cr_assert_eq(wait_exit(p, 20), 0);
     fx_rmtree(moved);
     free(tree);
+}
+
+/* A trainer whose window is full while the loader finishes: without --stay the loader's
+ * exit loses the message ZeroMQ was holding (4.3), with it every batch arrives. */
+Test(loader_proc, a_slow_trainer_gets_every_batch_from_a_loader_that_stays) {
+    TrainInput *in;
+    StkErr err;
+    char ep[128];
+    snprintf(ep, sizeof ep, "ipc://%s/t", root);
+    TrainInputConfig c = {.endpoint = ep, .batches_per_epoch = 4, .batch = 4, .height = 16,
+                          .width = 16, .channels = 3, .epochs = 1, .window = 1};
+    cr_assert_eq(train_input_open(&in, ctx, &c, &err), 0, "%s", err.msg);
+    const char *argv[] = {STOKER_BIN_DIR "/stoker-loader", "--data", ep, "--train-crop-size",
+                          "16", "--batch", "4", "--stay", "-q", root, NULL};
+    pid_t p = fork();
+    if (p == 0) {
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    int got = 0, done = 0;
+    while (!done) {
+        TrainBatch b;
+        cr_assert_eq(train_input_next(in, 0, 10000, &b, &done, &err), 0, "%s", err.msg);
+        got += !done;
+        usleep(200000); /* the loader is long finished by the last batches */
+    }
+    cr_assert_eq(got, 4);
+    kill(p, SIGTERM);
+    cr_assert_eq(wait_exit(p, 10), 0);
+    train_input_close(in);
 }
