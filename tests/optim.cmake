@@ -2,3 +2,4 @@
 stoker_test(optim SOURCES test_optim.c LIBS stoker_model m)
 stoker_test(train_input SOURCES test_train_input.c LIBS stoker_trainer)
 stoker_test(cpu_input SOURCES test_cpu_input.c LIBS stoker_trainer)
+stoker_test(cpu_net SOURCES test_cpu_net.c LIBS stoker_trainer m)

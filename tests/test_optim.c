@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "optim.h"
-#include "sched.h"
+#include "lr_sched.h"
 
 static FILE *open_fixture(void) {
     FILE *f = fopen(STOKER_TEST_DATA "/optim.bin", "rb");

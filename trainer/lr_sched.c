@@ -1,6 +1,6 @@
-/* sched.c: closed forms of torch.optim.lr_scheduler's StepLR, CosineAnnealingLR,
+/* lr_sched.c: closed forms of torch.optim.lr_scheduler's StepLR, CosineAnnealingLR,
  * ExponentialLR, LinearLR and ConstantLR as SequentialLR chains them. */
-#include "sched.h"
+#include "lr_sched.h"
 
 #include <math.h>
 
@@ -10,9 +10,9 @@ SchedConfig sched_default(void) {
                          .warmup = WARMUP_LINEAR, .warmup_decay = 0.01};
 }
 
-static double main_lr(const SchedConfig *c, int e) {
+static double main_lr(const SchedConfig *c, double e) {
     switch (c->kind) {
-    case SCHED_STEP: return c->lr * pow(c->gamma, e / c->step_size);
+    case SCHED_STEP: return c->lr * pow(c->gamma, floor(e / c->step_size));
     case SCHED_EXPONENTIAL: return c->lr * pow(c->gamma, e);
     case SCHED_COSINE: {
         int t_max = c->epochs - c->warmup_epochs;
@@ -23,7 +23,9 @@ static double main_lr(const SchedConfig *c, int e) {
     return c->lr;
 }
 
-double sched_lr(const SchedConfig *c, int epoch) {
+double sched_lr(const SchedConfig *c, int epoch) { return sched_lr_at(c, epoch); }
+
+double sched_lr_at(const SchedConfig *c, double epoch) {
     int w = c->warmup_epochs;
     if (w > 0 && epoch < w) {
         if (c->warmup == WARMUP_CONSTANT) return c->lr * c->warmup_decay;

@@ -1,8 +1,8 @@
-/* sched.h: learning-rate schedules as torchvision's references/classification/train.py
+/* lr_sched.h: learning-rate schedules as torchvision's references/classification/train.py
  * builds them, stepped once per epoch: a main schedule (step, cosine, exponential or
  * constant) after an optional linear or constant warm-up (SequentialLR). */
-#ifndef SCHED_H
-#define SCHED_H
+#ifndef LR_SCHED_H
+#define LR_SCHED_H
 
 typedef enum SchedKind { SCHED_STEP = 0, SCHED_COSINE, SCHED_EXPONENTIAL, SCHED_CONSTANT } SchedKind;
 typedef enum WarmupKind { WARMUP_LINEAR = 0, WARMUP_CONSTANT } WarmupKind;
@@ -24,5 +24,10 @@ SchedConfig sched_default(void);
 
 /* The learning rate during epoch e (0-based), as the PyTorch schedulers give it. */
 double sched_lr(const SchedConfig *c, int epoch);
+
+/* The same schedule at a fractional epoch (epoch + step / steps_per_epoch), for
+ * per-iteration schedules (--lr-per-iteration): step LR still changes at whole epochs,
+ * cosine, exponential and linear warm-up move continuously. */
+double sched_lr_at(const SchedConfig *c, double epoch);
 
 #endif

@@ -1,0 +1,6 @@
+# CPU backend layers (batch norm, activations, pooling, linear, loss, dropout): against
+# PyTorch fixtures, finite differences, shape errors and behaviour.
+stoker_test(cpu_layers
+  SOURCES test_cpu_layers.c test_cpu_gradcheck.c test_cpu_shapes.c test_cpu_behaviour.c
+          test_cpu_fixture.c
+  LIBS stoker_model m)

@@ -1,0 +1,132 @@
+/* test_cpu_net.c: a whole model on the CPU backend: the plan, gradients of every
+ * parameter against central differences of the loss, and a few SGD steps lowering the
+ * loss on a fixed batch. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <unistd.h>
+
+#include "cpu_net.h"
+#include "st_file.h"
+#include "model.h"
+
+static Model model;
+static CpuNet net;
+enum { N = 4, K = 3, S = 8 };
+static int32_t labels[N] = {0, 2, 1, 2};
+
+static void setup(void) {
+    StkErr err;
+    cr_assert_eq(model_build(&model, "smallcnn", 3, S, S, K, &err), 0, "%s", err.msg);
+    OptimConfig opt = {OPTIM_SGD, 0.9, 0, 0, 0, 0, 0};
+    cr_assert_eq(cpu_net_init(&net, &model, N, &opt, &err), 0, "%s", err.msg);
+    model_init_params(&model, net.params, 7);
+    float *in = cpu_net_input(&net);
+    for (int i = 0; i < N * 3 * S * S; i++) in[i] = (float)sin(i * 0.37) + 0.1f * (i % 5);
+}
+
+static void teardown(void) { cpu_net_free(&net); }
+
+TestSuite(cpu_net, .init = setup, .fini = teardown, .timeout = 120);
+
+static double loss_now(void) {
+    const float *logits;
+    double loss;
+    StkErr err;
+    /* training-mode forward (batch statistics), as the backward differentiates */
+    cr_assert_eq(cpu_net_forward(&net, 1, 0, &logits, &err), 0, "%s", err.msg);
+    cr_assert_eq(cpu_net_backward(&net, labels, 0.1, 0, &loss, &err), 0, "%s", err.msg);
+    return loss;
+}
+
+Test(cpu_net, smallcnn_table_has_torch_names_and_counts) {
+    cr_assert_str_eq(model.param[0].name, "features.0.weight");
+    cr_assert_str_eq(model.param[1].name, "features.1.weight");
+    cr_assert_str_eq(model.param[3].name, "features.1.running_mean");
+    cr_assert_str_eq(model.param[model.nparams - 1].name, "classifier.bias");
+    /* convs 3*32*9 + 32*32*9 + 32*64*9 + 64*64*9 + 64*128*9 + 128*128*9, 6 BNs, linear */
+    uint64_t want = 864 + 9216 + 18432 + 36864 + 73728 + 147456 +
+                    2 * (32 + 32 + 64 + 64 + 128 + 128) + 128 * K + K;
+    cr_assert_eq(model_num_trainable(&model), want);
+    cr_assert(net.plan.total > net.plan.params && net.plan.acts == net.plan.dacts);
+}
+
+/* Largest |a - b| over n floats, relative to the largest |b| (gradients vary in scale). */
+static double rel_diff(const float *a, const float *b, uint64_t n) {
+    double d = 0, scale = 1e-12;
+    for (uint64_t i = 0; i < n; i++) {
+        d = fmax(d, fabs((double)a[i] - b[i]));
+        scale = fmax(scale, fabs((double)b[i]));
+    }
+    return d / scale;
+}
+
+static const StTensor *need(const StFile *f, const char *name) {
+    const StTensor *t = st_find(f, name);
+    cr_assert(t, "fixture lacks %s", name);
+    return t;
+}
+
+/* The same smallcnn in PyTorch (tests/fixtures/make_model_fixtures.py, run now: Debian's
+ * python3-torch is the reference) with the same weights and input: logits, loss, every
+ * parameter gradient and the updated running statistics. */
+Test(cpu_net, forward_and_backward_match_pytorch) {
+    char path[64], cmd[256];
+    snprintf(path, sizeof path, "/tmp/stoker-smallcnn-%d.safetensors", getpid());
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/../fixtures/make_model_fixtures.py %s >/dev/null 2>&1",
+             STOKER_TEST_DATA, path);
+    if (system(cmd)) cr_skip_test("no PyTorch for /usr/bin/python3 (scripts/setup.sh installs it)");
+    StFile f;
+    StkErr err;
+    cr_assert_eq(st_open(&f, path, &err), 0, "%s", err.msg);
+    for (int i = 0; i < model.nparams; i++) {
+        const StTensor *t = need(&f, model.param[i].name);
+        cr_assert_eq(t->nbytes, model.param[i].numel * 4, "%s size", model.param[i].name);
+        memcpy(net.params + model.param[i].offset, t->data, t->nbytes);
+    }
+    memcpy(cpu_net_input(&net), need(&f, "input")->data, need(&f, "input")->nbytes);
+    int32_t lab[N];
+    memcpy(lab, need(&f, "labels")->data, sizeof lab);
+    const float *logits;
+    double loss, want_loss;
+    cr_assert_eq(cpu_net_forward(&net, 1, 0, &logits, &err), 0, "%s", err.msg);
+    cr_assert_eq(cpu_net_backward(&net, lab, 0.1, 0, &loss, &err), 0, "%s", err.msg);
+    memcpy(&want_loss, need(&f, "loss")->data, 8);
+    double dl = rel_diff(logits, need(&f, "logits")->data, N * K);
+    cr_log_info("logits rel diff %.3g, loss %.7f vs %.7f", dl, loss, want_loss);
+    /* float32 through 14 layers with batch statistics: ~1e-6 relative; 1e-4 leaves room */
+    cr_assert(dl < 1e-4, "logits differ by %.3g (relative)", dl);
+    cr_assert(fabs(loss - want_loss) < 1e-5, "loss %f vs %f", loss, want_loss);
+    double worst = 0;
+    for (int i = 0; i < model.nparams; i++) {
+        const ModelParam *p = &model.param[i];
+        char name[160];
+        snprintf(name, sizeof name, "%s.%s", p->trainable ? "grad" : "after", p->name);
+        const float *mine = p->trainable ? net.grads + p->offset : net.params + p->offset;
+        double d = rel_diff(mine, need(&f, name)->data, p->numel);
+        cr_assert(d < 1e-3, "%s differs by %.3g of its largest value", name, d);
+        worst = fmax(worst, d);
+    }
+    cr_log_info("gradients and running statistics: largest relative diff %.3g", worst);
+    st_close(&f);
+    unlink(path);
+}
+
+Test(cpu_net, sgd_steps_lower_the_loss_on_a_fixed_batch) {
+    double first = loss_now(), last = first;
+    for (int i = 0; i < 20; i++) {
+        cpu_net_step(&net, 0.05, 1e-4, 1e-4);
+        last = loss_now();
+    }
+    cr_assert(last < 0.5 * first, "loss %f -> %f", first, last);
+}
+
+Test(cpu_net, unknown_model_is_named_with_the_known_ones) {
+    Model m;
+    StkErr err;
+    cr_assert_eq(model_build(&m, "resnet9000", 3, 224, 224, 10, &err), -1);
+    cr_assert(strstr(err.msg, "unknown model 'resnet9000' (known: smallcnn"), "%s", err.msg);
+}

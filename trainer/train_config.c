@@ -1,0 +1,150 @@
+/* train_config.c: stoker-train's flags (see train_config.h). */
+#include "train_config.h"
+
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f) {
+    fprintf(f,
+        "usage: stoker-train --data-path DIR [options]   (flags as torchvision's train.py)\n"
+        "  --model NAME            smallcnn (default; 28x28 inputs)\n"
+        "  --device cpu|cuda       cpu (the CUDA trainer is not built yet)\n"
+        "  -b, --batch-size N      32     --epochs N 2      -j, --workers N  loader processes (2)\n"
+        "  --opt sgd|adamw         sgd    --lr F 0.1   --momentum F 0.9   --nesterov\n"
+        "  --weight-decay F        1e-4   --norm-weight-decay F (default: --weight-decay)\n"
+        "  --label-smoothing F     0\n"
+        "  --lr-scheduler steplr|cosineannealinglr|exponentiallr (steplr)\n"
+        "  --lr-step-size N 30  --lr-gamma F 0.1  --lr-min F 0\n"
+        "  --lr-warmup-epochs N 0  --lr-warmup-method linear|constant  --lr-warmup-decay F 0.01\n"
+        "  --train-crop-size N  --val-resize-size N  --val-crop-size N  (28 for smallcnn, else 224/256/224)\n"
+        "  --rrc-scale LO,HI       RandomResizedCrop area range for the loaders (0.08,1)\n"
+        "  --output-dir DIR        runs/<time>   --resume CKPT   --seed N 0\n"
+        "  --deterministic         consume batches in index order   --print-freq N 50\n"
+        "  --lr-per-iteration      move the LR schedule every step, not every epoch\n");
+}
+
+static int bad(const char *what, const char *v) {
+    fprintf(stderr, "stoker-train: %s: '%s'\n", what, v ? v : "");
+    return -1;
+}
+
+static int num(const char *s, double lo, double hi, double *out) {
+    char *e;
+    double v = strtod(s, &e);
+    if (e == s || *e || !(v >= lo && v <= hi)) return -1;
+    *out = v;
+    return 0;
+}
+
+enum { O_DATA = 256, O_MODEL, O_DEVICE, O_OUT, O_RESUME, O_EPOCHS, O_OPT, O_LR, O_MOM, O_NEST,
+       O_WD, O_NWD, O_LS, O_SCHED, O_STEP, O_GAMMA, O_LRMIN, O_WEP, O_WMETH, O_WDEC, O_SEED,
+       O_TCROP, O_VRES, O_VCROP, O_RRC, O_DET, O_PRINT, O_PERIT };
+
+static const struct option opts[] = {
+    {"data-path", 1, 0, O_DATA}, {"model", 1, 0, O_MODEL}, {"device", 1, 0, O_DEVICE},
+    {"output-dir", 1, 0, O_OUT}, {"resume", 1, 0, O_RESUME}, {"batch-size", 1, 0, 'b'},
+    {"epochs", 1, 0, O_EPOCHS}, {"workers", 1, 0, 'j'}, {"opt", 1, 0, O_OPT}, {"lr", 1, 0, O_LR},
+    {"momentum", 1, 0, O_MOM}, {"nesterov", 0, 0, O_NEST}, {"weight-decay", 1, 0, O_WD},
+    {"wd", 1, 0, O_WD}, {"norm-weight-decay", 1, 0, O_NWD}, {"label-smoothing", 1, 0, O_LS},
+    {"lr-scheduler", 1, 0, O_SCHED}, {"lr-step-size", 1, 0, O_STEP}, {"lr-gamma", 1, 0, O_GAMMA},
+    {"lr-min", 1, 0, O_LRMIN}, {"lr-warmup-epochs", 1, 0, O_WEP},
+    {"lr-warmup-method", 1, 0, O_WMETH}, {"lr-warmup-decay", 1, 0, O_WDEC}, {"seed", 1, 0, O_SEED},
+    {"train-crop-size", 1, 0, O_TCROP}, {"val-resize-size", 1, 0, O_VRES},
+    {"val-crop-size", 1, 0, O_VCROP}, {"rrc-scale", 1, 0, O_RRC}, {"deterministic", 0, 0, O_DET},
+    {"print-freq", 1, 0, O_PRINT}, {"lr-per-iteration", 0, 0, O_PERIT}, {"help", 0, 0, 'h'}, {0}};
+
+/* One numeric flag into its field; -1 when it is not one of them or out of range. */
+static int numeric(TrainConfig *c, int opt, const char *arg) {
+    double v;
+    struct { int opt; double lo, hi; } r[] = {
+        {'b', 1, 65536}, {O_EPOCHS, 1, 100000}, {'j', 1, 1024}, {O_LR, 0, 1e3}, {O_MOM, 0, 1},
+        {O_WD, 0, 10}, {O_NWD, 0, 10}, {O_LS, 0, 1}, {O_STEP, 1, 1e6}, {O_GAMMA, 0, 10},
+        {O_LRMIN, 0, 1e3}, {O_WEP, 0, 1e5}, {O_WDEC, 0, 1}, {O_SEED, 0, 1e18}, {O_TCROP, 1, 4096},
+        {O_VRES, 1, 8192}, {O_VCROP, 1, 4096}, {O_PRINT, 1, 1e9}};
+    for (size_t i = 0; i < sizeof r / sizeof *r; i++) {
+        if (r[i].opt != opt) continue;
+        if (num(arg, r[i].lo, r[i].hi, &v)) return -1;
+        switch (opt) {
+        case 'b': c->batch_size = (int)v; break;
+        case O_EPOCHS: c->epochs = c->sched.epochs = (int)v; break;
+        case 'j': c->workers = (int)v; break;
+        case O_LR: c->sched.lr = v; break;
+        case O_MOM: c->opt.momentum = v; break;
+        case O_WD: c->weight_decay = v; break;
+        case O_NWD: c->norm_weight_decay = v; break;
+        case O_LS: c->label_smoothing = v; break;
+        case O_STEP: c->sched.step_size = (int)v; break;
+        case O_GAMMA: c->sched.gamma = v; break;
+        case O_LRMIN: c->sched.lr_min = v; break;
+        case O_WEP: c->sched.warmup_epochs = (int)v; break;
+        case O_WDEC: c->sched.warmup_decay = v; break;
+        case O_SEED: c->seed = (uint64_t)v; break;
+        case O_TCROP: c->train_crop = (int)v; break;
+        case O_VRES: c->val_resize = (int)v; break;
+        case O_VCROP: c->val_crop = (int)v; break;
+        case O_PRINT: c->print_freq = (int)v; break;
+        }
+        return 0;
+    }
+    return -1;
+}
+
+/* A named choice; -1 if arg is none of names. */
+static int choice(const char *arg, const char *const *names) {
+    for (int i = 0; names[i]; i++)
+        if (!strcmp(arg, names[i])) return i;
+    return -1;
+}
+
+static int word(TrainConfig *c, int opt, const char *arg) {
+    static const char *const opts_[] = {"sgd", "adamw", NULL};
+    static const char *const scheds[] = {"steplr", "cosineannealinglr", "exponentiallr", NULL};
+    static const char *const methods[] = {"linear", "constant", NULL};
+    static const char *const devices[] = {"cpu", "cuda", NULL};
+    int k;
+    switch (opt) {
+    case O_DATA: c->data_path = arg; return 0;
+    case O_MODEL: c->model = arg; return 0;
+    case O_OUT: c->output_dir = arg; return 0;
+    case O_RESUME: c->resume = arg; return 0;
+    case O_RRC: c->rrc_scale = arg; return 0;
+    case O_OPT: if ((k = choice(arg, opts_)) < 0) return -1; c->opt.kind = (OptimKind)k; return 0;
+    case O_SCHED: if ((k = choice(arg, scheds)) < 0) return -1; c->sched.kind = (SchedKind)k; return 0;
+    case O_WMETH: if ((k = choice(arg, methods)) < 0) return -1; c->sched.warmup = (WarmupKind)k; return 0;
+    case O_DEVICE: if (choice(arg, devices) < 0) return -1; c->device = arg; return 0;
+    }
+    return numeric(c, opt, arg);
+}
+
+int train_config_parse(TrainConfig *c, int argc, char **argv) {
+    *c = (TrainConfig){.model = "smallcnn", .device = "cpu", .batch_size = 32, .epochs = 2,
+                       .workers = 2, .sched = sched_default(), .weight_decay = 1e-4,
+                       .norm_weight_decay = NAN, .print_freq = 50};
+    c->opt = (OptimConfig){OPTIM_SGD, 0.9, 0, 0, 0.9, 0.999, 1e-8};
+    c->sched.epochs = 2;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "b:j:h", opts, NULL)) != -1) {
+        if (opt == 'h') return usage(stdout), 1;
+        if (opt == '?') return usage(stderr), -1;
+        if (opt == O_NEST) { c->opt.nesterov = 1; continue; }
+        if (opt == O_DET) { c->deterministic = 1; continue; }
+        if (opt == O_PERIT) { c->lr_per_iteration = 1; continue; }
+        if (word(c, opt, optarg)) return bad("bad value", optarg);
+    }
+    if (optind != argc) return bad("unexpected argument", argv[optind]);
+    if (!c->data_path) return bad("--data-path is required", "");
+    if (strcmp(c->device, "cpu"))
+        return bad("--device cuda: the CUDA trainer is not built yet (issue 6); use", "cpu");
+    if (isnan(c->norm_weight_decay)) c->norm_weight_decay = c->weight_decay;
+    int small = !strcmp(c->model, "smallcnn");
+    if (!c->train_crop) c->train_crop = small ? 28 : 224;
+    if (!c->val_resize) c->val_resize = small ? 28 : 256;
+    if (!c->val_crop) c->val_crop = small ? 28 : 224;
+    if (c->val_crop > c->val_resize) return bad("--val-crop-size is larger than --val-resize-size", "");
+    if (c->sched.kind == SCHED_COSINE && c->sched.warmup_epochs >= c->epochs)
+        return bad("--lr-warmup-epochs must be below --epochs for cosine", "");
+    return 0;
+}

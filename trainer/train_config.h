@@ -1,0 +1,39 @@
+/* train_config.h: stoker-train's settings, parsed from flags named as torchvision's
+ * references/classification/train.py names them where it has one. */
+#ifndef TRAIN_CONFIG_H
+#define TRAIN_CONFIG_H
+
+#include <stdint.h>
+
+#include "optim.h"
+#include "lr_sched.h"
+
+typedef struct TrainConfig {
+    const char *data_path;   /* --data-path: an ImageFolder (indexed if it has no index) */
+    const char *model;       /* --model (smallcnn) */
+    const char *device;      /* --device cpu|cuda (cpu: the CUDA trainer is issue 6) */
+    const char *output_dir;  /* --output-dir (runs/<time>) */
+    const char *resume;      /* --resume: a checkpoint to start from */
+    int batch_size;          /* --batch-size (32, as train.py) */
+    int epochs;              /* --epochs */
+    int workers;             /* -j/--workers: loader processes */
+    OptimConfig opt;         /* --opt sgd|adamw, --momentum, --nesterov */
+    SchedConfig sched;       /* --lr, --lr-scheduler, --lr-step-size, --lr-gamma, --lr-min,
+                                --lr-warmup-epochs, --lr-warmup-method, --lr-warmup-decay */
+    double weight_decay;     /* --weight-decay (1e-4) */
+    double norm_weight_decay; /* --norm-weight-decay (default: the weight decay) */
+    double label_smoothing;  /* --label-smoothing (0) */
+    uint64_t seed;           /* --seed */
+    int train_crop, val_resize, val_crop; /* --train-crop-size, --val-resize-size, --val-crop-size */
+    const char *rrc_scale;   /* --rrc-scale LO,HI passed to the loaders, or NULL */
+    int deterministic;       /* --deterministic: batches in index order */
+    int lr_per_iteration;    /* --lr-per-iteration: move the schedule every step (torchvision
+                                steps it per epoch) */
+    int print_freq;          /* --print-freq (steps between progress lines) */
+} TrainConfig;
+
+/* Parses argv (after defaults); returns 0, 1 for --help (printed), -1 after printing
+ * what is wrong (bad flag, impossible value). */
+int train_config_parse(TrainConfig *c, int argc, char **argv);
+
+#endif

@@ -1,0 +1,299 @@
+/* train_main.c: stoker-train on the CPU backend. It starts its own loader processes
+ * (stoker-loader next to this program) on private ipc:// sockets, trains, evaluates the
+ * val split after every epoch and writes checkpoints/last.safetensors (and
+ * best.safetensors by top-1) under --output-dir. */
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ckpt.h"
+#include "cpu_input.h"
+#include "cpu_loss.h"
+#include "cpu_net.h"
+#include "loader_index.h"
+#include "loader_order.h"
+#include "train_config.h"
+#include "train_input.h"
+
+typedef struct Run {
+    TrainConfig cfg;
+    LoaderIndex ix;
+    Model model;
+    CpuNet net;
+    void *ctx;
+    TrainInput *train, *val;
+    char sock[64], out[PATH_MAX], loader[PATH_MAX];
+    pid_t train_loaders, val_loaders;
+    uint64_t n_train, n_val, train_batches, val_batches;
+    double best_top1;
+} Run;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Explains a data timeout with what the receiving side saw. */
+static void die_input(TrainInput *in, const char *what, const StkErr *err) {
+    TrainInputStats s;
+    train_input_stats(in, &s);
+    fprintf(stderr, "stoker-train: %s: %s (received %llu, duplicates %llu, rejected %llu%s%s)\n",
+            what, err->msg, (unsigned long long)s.received, (unsigned long long)s.duplicates,
+            (unsigned long long)s.rejected, s.rejected ? ": " : "", s.last_reject);
+    exit(1);
+}
+
+static void die(const char *what, const StkErr *err) {
+    fprintf(stderr, "stoker-train: %s: %s\n", what, err ? err->msg : strerror(errno));
+    exit(1);
+}
+
+/* Starts stoker-loader with args (NULL-terminated) plus the dataset; returns its pid.
+ * Loaders get --stay: they exit when stop_loaders says so, after their last batch was
+ * taken (see loader_proc.h). */
+static pid_t spawn_loader(Run *r, const char **args) {
+    const char *argv[48] = {r->loader};
+    int n = 1;
+    for (; *args && n < 46; args++) argv[n++] = *args;
+    argv[n++] = r->cfg.data_path;
+    argv[n] = NULL;
+    pid_t pid = fork();
+    if (pid == 0) {
+        execv(argv[0], (char *const *)argv);
+        fprintf(stderr, "stoker-train: exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    if (pid < 0) die("fork", NULL);
+    return pid;
+}
+
+static void stop_loaders(pid_t pid) {
+    if (pid <= 0) return;
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+}
+
+static void start_train_loaders(Run *r) {
+    char ep[128], j[16], b[16], e[16], seed[32], crop[16];
+    snprintf(ep, sizeof ep, "ipc://%s/train", r->sock);
+    snprintf(j, sizeof j, "%d", r->cfg.workers);
+    snprintf(b, sizeof b, "%d", r->cfg.batch_size);
+    snprintf(e, sizeof e, "%d", r->cfg.epochs);
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)r->cfg.seed);
+    snprintf(crop, sizeof crop, "%d", r->cfg.train_crop);
+    const char *args[24] = {"--data", ep, "-j", j, "--batch", b, "--epochs", e, "--seed", seed,
+                            "--train-crop-size", crop, "--drop-last", "-q", "--stay"};
+    int n = 15;
+    if (r->cfg.rrc_scale) args[n++] = "--rrc-scale", args[n++] = r->cfg.rrc_scale;
+    args[n] = NULL;
+    r->train_loaders = spawn_loader(r, args);
+}
+
+static void start_val_loaders(Run *r, int epoch) {
+    char ep[128], j[16], b[16], e[16], res[16], crop[16];
+    snprintf(ep, sizeof ep, "ipc://%s/val", r->sock);
+    snprintf(j, sizeof j, "%d", r->cfg.workers);
+    snprintf(b, sizeof b, "%d", r->cfg.batch_size);
+    snprintf(e, sizeof e, "%d", epoch);
+    snprintf(res, sizeof res, "%d", r->cfg.val_resize);
+    snprintf(crop, sizeof crop, "%d", r->cfg.val_crop);
+    const char *args[] = {"--data", ep, "--split", "val", "-j", j, "--batch", b, "--epochs", "1",
+                          "--start-epoch", e, "--val-resize-size", res, "--val-crop-size", crop,
+                          "-q", "--stay", NULL};
+    r->val_loaders = spawn_loader(r, args);
+}
+
+/* Opens (or builds) the dataset index and sizes the run from it. */
+static void open_dataset(Run *r) {
+    char path[PATH_MAX];
+    StkErr err;
+    snprintf(path, sizeof path, "%s/%s", r->cfg.data_path, LOADER_INDEX_DEFAULT_NAME);
+    if (access(path, R_OK)) {
+        LoaderScanOptions opt = {.val_fraction = -1};
+        fprintf(stderr, "stoker-train: indexing %s\n", r->cfg.data_path);
+        if (loader_index_build(r->cfg.data_path, &opt, NULL, NULL, &err)) die("index", &err);
+    }
+    if (loader_index_open(&r->ix, path, &err)) die("index", &err);
+    r->n_train = loader_index_count(&r->ix, LOADER_TRAIN);
+    r->n_val = loader_index_count(&r->ix, LOADER_VAL);
+    r->train_batches = loader_order_batches(r->n_train, (uint32_t)r->cfg.batch_size, 1);
+    r->val_batches = loader_order_batches(r->n_val, (uint32_t)r->cfg.batch_size, 0);
+    if (!r->train_batches)
+        die("dataset", &(StkErr){"fewer training samples than one batch"});
+}
+
+static TrainInput *open_input(Run *r, const char *name, uint64_t batches, int crop) {
+    char ep[128];
+    snprintf(ep, sizeof ep, "ipc://%s/%s", r->sock, name);
+    TrainInputConfig c = {.endpoint = ep, .batches_per_epoch = batches,
+                          .batch = (uint32_t)r->cfg.batch_size, .height = (uint32_t)crop,
+                          .width = (uint32_t)crop, .channels = 3, .start_epoch = 0,
+                          .epochs = (uint32_t)r->cfg.epochs,
+                          .deterministic = r->cfg.deterministic,
+                          .window = 2 * (uint32_t)r->cfg.workers + 2};
+    TrainInput *in;
+    StkErr err;
+    if (train_input_open(&in, r->ctx, &c, &err)) die("data socket", &err);
+    return in;
+}
+
+static void setup(Run *r, const char *argv0) {
+    StkErr err;
+    char self[PATH_MAX];
+    snprintf(self, sizeof self, "%s", argv0); /* dirname may write into its argument */
+    snprintf(r->loader, sizeof r->loader, "%s/stoker-loader", dirname(self));
+    open_dataset(r);
+    uint32_t classes = loader_index_num_classes(&r->ix);
+    if (model_build(&r->model, r->cfg.model, 3, r->cfg.train_crop, r->cfg.train_crop,
+                    (int)classes, &err))
+        die("model", &err);
+    if (cpu_net_init(&r->net, &r->model, r->cfg.batch_size, &r->cfg.opt, &err)) die("model", &err);
+    model_init_params(&r->model, r->net.params, r->cfg.seed);
+    if (r->cfg.resume &&
+        ckpt_load(r->cfg.resume, &r->model, r->net.params, r->net.num_batches_tracked, &err))
+        die("--resume", &err);
+    strcpy(r->sock, "/tmp/stoker-XXXXXX");
+    if (!mkdtemp(r->sock)) die("mkdtemp", NULL); /* mode 0700: the sockets are private */
+    r->ctx = zmq_ctx_new();
+    r->train = open_input(r, "train", r->train_batches, r->cfg.train_crop);
+    r->val = open_input(r, "val", r->val_batches, r->cfg.val_crop);
+    printf("stoker-train: %s, %llu parameters, %u classes; %llu train / %llu val samples; "
+           "batch %d, %d epochs, %d loaders; CPU backend, plan %.1f MB\n",
+           r->model.arch, (unsigned long long)model_num_trainable(&r->model), classes,
+           (unsigned long long)r->n_train, (unsigned long long)r->n_val, r->cfg.batch_size,
+           r->cfg.epochs, r->cfg.workers, r->net.plan.total / 1e6);
+}
+
+static void normalize(Run *r, const TrainBatch *b, int crop) {
+    StkErr err;
+    Shape4 s = {(int)b->n, 3, crop, crop};
+    if (cpu_input_normalize(b->pixels, cpu_net_input(&r->net), s, CPU_IMAGENET_MEAN,
+                            CPU_IMAGENET_STD, &err))
+        die("input", &err);
+    size_t per = (size_t)3 * crop * crop; /* a short eval batch: padding samples are zeros */
+    memset(cpu_net_input(&r->net) + b->n * per, 0, (r->cfg.batch_size - (int)b->n) * per * 4);
+}
+
+static double train_epoch(Run *r, int epoch) {
+    double lr = sched_lr(&r->cfg.sched, epoch), loss_sum = 0, t0 = now_s();
+    uint64_t steps = 0;
+    StkErr err;
+    for (;;) {
+        TrainBatch b;
+        int done;
+        if (train_input_next(r->train, (uint32_t)epoch, 600000, &b, &done, &err))
+            die_input(r->train, "train data", &err);
+        if (done) break;
+        normalize(r, &b, r->cfg.train_crop);
+        const float *logits;
+        double loss;
+        uint64_t key = b.epoch * 1000003ull + b.index;
+        if (cpu_net_forward(&r->net, 1, key, &logits, &err) ||
+            cpu_net_backward(&r->net, b.labels, r->cfg.label_smoothing, key, &loss, &err))
+            die("step", &err);
+        if (r->cfg.lr_per_iteration)
+            lr = sched_lr_at(&r->cfg.sched, epoch + (double)steps / (double)r->train_batches);
+        cpu_net_step(&r->net, lr, r->cfg.weight_decay, r->cfg.norm_weight_decay);
+        loss_sum += loss;
+        if (++steps % (uint64_t)r->cfg.print_freq == 0)
+            printf("epoch %d step %llu/%llu  loss %.4f  lr %.4g  %.0f images/s\n", epoch,
+                   (unsigned long long)steps, (unsigned long long)r->train_batches,
+                   loss_sum / steps, lr, steps * r->cfg.batch_size / (now_s() - t0));
+    }
+    return loss_sum / (double)steps;
+}
+
+/* Evaluates the val split: mean loss, top-1 and top-5 in percent. */
+static void evaluate(Run *r, int epoch, double *loss, double *top1, double *top5) {
+    StkErr err;
+    start_val_loaders(r, epoch);
+    int k = r->model.num_classes;
+    float *scratch = malloc((size_t)r->cfg.batch_size * k * 4);
+    double loss_sum = 0;
+    uint64_t seen = 0, c1 = 0, c5 = 0;
+    for (;;) {
+        TrainBatch b;
+        int done, t1, t5;
+        if (train_input_next(r->val, (uint32_t)epoch, 60000, &b, &done, &err))
+            die_input(r->val, "val data", &err);
+        if (done) break;
+        normalize(r, &b, r->cfg.val_crop);
+        const float *logits;
+        double l;
+        if (cpu_net_forward(&r->net, 0, 0, &logits, &err) ||
+            cpu_ce_loss((int)b.n, k, logits, b.labels, 0, &l, scratch, &err) ||
+            cpu_topk_correct((int)b.n, k, logits, b.labels, &t1, &t5, &err))
+            die("eval", &err);
+        loss_sum += l * b.n, seen += b.n, c1 += (uint64_t)t1, c5 += (uint64_t)t5;
+    }
+    free(scratch);
+    stop_loaders(r->val_loaders); /* every batch is here; they stayed so none was lost */
+    r->val_loaders = 0;
+    *loss = loss_sum / (double)seen;
+    *top1 = 100.0 * c1 / seen;
+    *top5 = 100.0 * c5 / seen;
+}
+
+static void save(Run *r, const char *name, int epoch) {
+    char path[PATH_MAX + 64], ep[16];
+    snprintf(path, sizeof path, "%s/checkpoints/%s", r->out, name);
+    snprintf(ep, sizeof ep, "%d", epoch);
+    StMeta meta[2] = {{"format", "pt"}, {"epoch", ep}};
+    StkErr err;
+    if (ckpt_save(path, &r->model, r->net.params, r->net.num_batches_tracked, meta, 2, &err))
+        fprintf(stderr, "stoker-train: checkpoint not written: %s\n", err.msg);
+}
+
+static void make_output_dir(Run *r) {
+    if (r->cfg.output_dir) snprintf(r->out, sizeof r->out, "%s", r->cfg.output_dir);
+    else {
+        time_t t = time(NULL);
+        strftime(r->out, sizeof r->out, "runs/%Y%m%d-%H%M%S", localtime(&t));
+        mkdir("runs", 0755);
+    }
+    char ck[PATH_MAX + 16];
+    snprintf(ck, sizeof ck, "%s/checkpoints", r->out);
+    if ((mkdir(r->out, 0755) && errno != EEXIST) || (mkdir(ck, 0755) && errno != EEXIST))
+        die(r->out, NULL);
+}
+
+int main(int argc, char **argv) {
+    static Run r;
+    int rc = train_config_parse(&r.cfg, argc, argv);
+    if (rc) return rc > 0 ? 0 : 2;
+    signal(SIGPIPE, SIG_IGN);
+    setvbuf(stdout, NULL, _IOLBF, 0); /* progress lines appear as they happen, also in logs */
+    make_output_dir(&r);
+    setup(&r, argv[0]);
+    start_train_loaders(&r);
+    double t0 = now_s();
+    for (int e = 0; e < r.cfg.epochs; e++) {
+        double te = now_s(), train_loss = train_epoch(&r, e), vl, t1, t5;
+        double train_s = now_s() - te;
+        evaluate(&r, e, &vl, &t1, &t5);
+        printf("epoch %d: train loss %.4f (%.1f s, %.0f images/s)  val loss %.4f  top-1 %.2f%%  "
+               "top-5 %.2f%%  (%.1f s so far)\n", e, train_loss, train_s,
+               r.train_batches * r.cfg.batch_size / train_s, vl, t1, t5, now_s() - t0);
+        fflush(stdout);
+        save(&r, "last.safetensors", e);
+        if (t1 > r.best_top1) r.best_top1 = t1, save(&r, "best.safetensors", e);
+    }
+    stop_loaders(r.train_loaders);
+    train_input_close(r.train);
+    train_input_close(r.val);
+    zmq_ctx_term(r.ctx);
+    rmdir(r.sock);
+    cpu_net_free(&r.net);
+    loader_index_close(&r.ix);
+    printf("stoker-train: best val top-1 %.2f%%, checkpoints in %s/checkpoints\n", r.best_top1, r.out);
+    return 0;
+}
