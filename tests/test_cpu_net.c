@@ -9,6 +9,7 @@
 
 #include <unistd.h>
 
+#include "ckpt.h"
 #include "cpu_net.h"
 #include "st_file.h"
 #include "model.h"
@@ -113,6 +114,42 @@ Test(cpu_net, forward_and_backward_match_pytorch) {
     cr_log_info("gradients and running statistics: largest relative diff %.3g", worst);
     st_close(&f);
     unlink(path);
+}
+
+/* A checkpoint stoker writes loads into the PyTorch model with strict=True and gives the
+ * same eval-mode logits. */
+Test(cpu_net, checkpoint_loads_strictly_in_pytorch_with_the_same_logits) {
+    char ckpt[64], inputs[64], cmd[512];
+    snprintf(ckpt, sizeof ckpt, "/tmp/stoker-ckpt-%d.safetensors", getpid());
+    snprintf(inputs, sizeof inputs, "/tmp/stoker-inputs-%d.safetensors", getpid());
+    if (system("/usr/bin/python3 -c 'import torch' 2>/dev/null"))
+        cr_skip_test("no PyTorch for /usr/bin/python3 (scripts/setup.sh installs it)");
+    loss_now(); /* a training forward moves the running statistics off their defaults */
+    StkErr err;
+    cr_assert_eq(ckpt_save(ckpt, &model, net.params, net.num_batches_tracked, NULL, 0, &err), 0,
+                 "%s", err.msg);
+    StTensor in = {.name = "input", .dtype = ST_F32, .ndim = 4, .shape = {N, 3, S, S},
+                   .data = cpu_net_input(&net)};
+    cr_assert_eq(st_write(inputs, &in, 1, NULL, 0, &err), 0, "%s", err.msg);
+    const float *logits;
+    cr_assert_eq(cpu_net_forward(&net, 0, 0, &logits, &err), 0, "%s", err.msg);
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/../fixtures/check_ckpt_torch.py %s %s %d",
+             STOKER_TEST_DATA, ckpt, inputs, K);
+    FILE *p = popen(cmd, "r");
+    cr_assert(p);
+    double worst = 0;
+    int count = 0;
+    float v;
+    while (count < N * K && fscanf(p, "%f", &v) == 1) {
+        worst = fmax(worst, fabs(v - logits[count]));
+        count++;
+    }
+    cr_assert_eq(pclose(p), 0, "PyTorch refused the checkpoint (strict=True)");
+    cr_assert_eq(count, N * K);
+    cr_log_info("PyTorch logits from our checkpoint: largest |diff| %.3g", worst);
+    cr_assert(worst < 1e-4, "logits differ by %g", worst);
+    unlink(ckpt);
+    unlink(inputs);
 }
 
 Test(cpu_net, sgd_steps_lower_the_loss_on_a_fixed_batch) {
