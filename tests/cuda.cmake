@@ -1,4 +1,8 @@
 # GPU suites: built with the CUDA backend; they skip where no GPU is present (CI).
+# cpu_input.c is compiled in directly: the GPU kernel is checked against the CPU backend's
+# twin without linking the whole CPU backend (oneDNN) into a GPU test.
 if(STOKER_HAVE_CUDA)
-  stoker_test(cuda_input SOURCES test_cuda_input.c LIBS stoker_cuda stoker_trainer m)
+  stoker_test(cuda_input SOURCES test_cuda_input.c ${PROJECT_SOURCE_DIR}/trainer/cpu_input.c
+              LIBS stoker_cuda m)
+  target_include_directories(test_cuda_input PRIVATE ${PROJECT_SOURCE_DIR}/trainer)
 endif()
