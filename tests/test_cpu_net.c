@@ -71,49 +71,73 @@ static const StTensor *need(const StFile *f, const char *name) {
     return t;
 }
 
-/* The same smallcnn in PyTorch (tests/fixtures/make_model_fixtures.py, run now: Debian's
- * python3-torch is the reference) with the same weights and input: logits, loss, every
+/* Builds arch (k classes, size x size, batch n) and checks one training-mode forward and
+ * backward against PyTorch with the same weights and input (fixture made now by
+ * tests/fixtures/make_model_fixtures.py with Debian's python3-torch): logits, loss, every
  * parameter gradient and the updated running statistics. */
-Test(cpu_net, forward_and_backward_match_pytorch) {
-    char path[64], cmd[256];
-    snprintf(path, sizeof path, "/tmp/stoker-smallcnn-%d.safetensors", getpid());
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/../fixtures/make_model_fixtures.py %s >/dev/null 2>&1",
-             STOKER_TEST_DATA, path);
+static void check_against_pytorch(const char *arch, int k, int size, int n, double grad_tol) {
+    char path[64], cmd[320];
+    snprintf(path, sizeof path, "/tmp/stoker-%s-%d.safetensors", arch, getpid());
+    if (!strcmp(arch, "smallcnn"))
+        snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/../fixtures/make_model_fixtures.py %s >/dev/null 2>&1",
+                 STOKER_TEST_DATA, path);
+    else
+        snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/../fixtures/make_model_fixtures.py %s %s %d %d %d "
+                 ">/dev/null 2>&1", STOKER_TEST_DATA, path, arch, k, size, n);
     if (system(cmd)) cr_skip_test("no PyTorch for /usr/bin/python3 (scripts/setup.sh installs it)");
-    StFile f;
+    static Model m;
+    CpuNet cn;
     StkErr err;
+    cr_assert_eq(model_build(&m, arch, 3, size, size, k, &err), 0, "%s", err.msg);
+    OptimConfig opt = {OPTIM_SGD, 0.9, 0, 0, 0, 0, 0};
+    cr_assert_eq(cpu_net_init(&cn, &m, n, &opt, &err), 0, "%s", err.msg);
+    StFile f;
     cr_assert_eq(st_open(&f, path, &err), 0, "%s", err.msg);
-    for (int i = 0; i < model.nparams; i++) {
-        const StTensor *t = need(&f, model.param[i].name);
-        cr_assert_eq(t->nbytes, model.param[i].numel * 4, "%s size", model.param[i].name);
-        memcpy(net.params + model.param[i].offset, t->data, t->nbytes);
+    for (int i = 0; i < m.nparams; i++) {
+        const StTensor *t = need(&f, m.param[i].name);
+        cr_assert_eq(t->nbytes, m.param[i].numel * 4, "%s size", m.param[i].name);
+        memcpy(cn.params + m.param[i].offset, t->data, t->nbytes);
     }
-    memcpy(cpu_net_input(&net), need(&f, "input")->data, need(&f, "input")->nbytes);
-    int32_t lab[N];
-    memcpy(lab, need(&f, "labels")->data, sizeof lab);
+    memcpy(cpu_net_input(&cn), need(&f, "input")->data, need(&f, "input")->nbytes);
+    int32_t *lab = malloc(sizeof *lab * (size_t)n);
+    memcpy(lab, need(&f, "labels")->data, sizeof *lab * (size_t)n);
     const float *logits;
     double loss, want_loss;
-    cr_assert_eq(cpu_net_forward(&net, 1, 0, &logits, &err), 0, "%s", err.msg);
-    cr_assert_eq(cpu_net_backward(&net, lab, 0.1, 0, &loss, &err), 0, "%s", err.msg);
+    cr_assert_eq(cpu_net_forward(&cn, 1, 0, &logits, &err), 0, "%s", err.msg);
+    cr_assert_eq(cpu_net_backward(&cn, lab, 0.1, 0, &loss, &err), 0, "%s", err.msg);
     memcpy(&want_loss, need(&f, "loss")->data, 8);
-    double dl = rel_diff(logits, need(&f, "logits")->data, N * K);
-    cr_log_info("logits rel diff %.3g, loss %.7f vs %.7f", dl, loss, want_loss);
-    /* float32 through 14 layers with batch statistics: ~1e-6 relative; 1e-4 leaves room */
-    cr_assert(dl < 1e-4, "logits differ by %.3g (relative)", dl);
-    cr_assert(fabs(loss - want_loss) < 1e-5, "loss %f vs %f", loss, want_loss);
+    double dl = rel_diff(logits, need(&f, "logits")->data, (uint64_t)n * k);
+    cr_log_info("%s: logits rel diff %.3g, loss %.7f vs %.7f", arch, dl, loss, want_loss);
+    /* float32 through the network with batch statistics: ~1e-6 relative; 1e-4 leaves room */
+    cr_assert(dl < 1e-4, "%s: logits differ by %.3g (relative)", arch, dl);
+    cr_assert(fabs(loss - want_loss) < 1e-5, "%s: loss %f vs %f", arch, loss, want_loss);
     double worst = 0;
-    for (int i = 0; i < model.nparams; i++) {
-        const ModelParam *p = &model.param[i];
+    for (int i = 0; i < m.nparams; i++) {
+        const ModelParam *p = &m.param[i];
         char name[160];
         snprintf(name, sizeof name, "%s.%s", p->trainable ? "grad" : "after", p->name);
-        const float *mine = p->trainable ? net.grads + p->offset : net.params + p->offset;
+        const float *mine = p->trainable ? cn.grads + p->offset : cn.params + p->offset;
         double d = rel_diff(mine, need(&f, name)->data, p->numel);
-        cr_assert(d < 1e-3, "%s differs by %.3g of its largest value", name, d);
+        cr_assert(d < grad_tol, "%s: %s differs by %.3g of its largest value", arch, name, d);
         worst = fmax(worst, d);
     }
-    cr_log_info("gradients and running statistics: largest relative diff %.3g", worst);
+    cr_log_info("%s: gradients and running statistics: largest relative diff %.3g", arch, worst);
+    free(lab);
     st_close(&f);
+    cpu_net_free(&cn);
     unlink(path);
+}
+
+Test(cpu_net, smallcnn_forward_and_backward_match_pytorch) {
+    check_against_pytorch("smallcnn", K, S, N, 1e-3);
+}
+
+/* torchvision.models.resnet18 itself (its module names are ours), small: 64x64, batch 4,
+ * so layer4's batch statistics still see 16 values per channel (at 32x32 with batch 2 they
+ * see 2, and float32 rounding grows to 8e-4 of the logits in both implementations'
+ * disagreement: ill-conditioned, not wrong). Measured: logits 2.8e-6, gradients 4.7e-6. */
+Test(cpu_net, resnet18_forward_and_backward_match_torchvision) {
+    check_against_pytorch("resnet18", 5, 64, 4, 1e-3);
 }
 
 /* A checkpoint stoker writes loads into the PyTorch model with strict=True and gives the

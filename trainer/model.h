@@ -64,8 +64,8 @@ typedef struct Model {
 } Model;
 
 /* Builds architecture `arch` for inputs of c x h x w with num_classes outputs. Known:
- * "smallcnn" (the 28x28 default; any size works). Returns 0 or -1 + err (unknown arch,
- * input too small). */
+ * "smallcnn" (the 28x28 default; any size works), "resnet18" and "resnet34" (torchvision's,
+ * same module names). Returns 0 or -1 + err (unknown arch, input too small). */
 int model_build(Model *m, const char *arch, int c, int h, int w, int num_classes, StkErr *err);
 
 /* Architectures model_build knows, NULL-terminated. */
