@@ -3,3 +3,6 @@ stoker_test(optim SOURCES test_optim.c LIBS stoker_model m)
 stoker_test(train_input SOURCES test_train_input.c LIBS stoker_trainer)
 stoker_test(cpu_input SOURCES test_cpu_input.c LIBS stoker_trainer)
 stoker_test(cpu_net SOURCES test_cpu_net.c LIBS stoker_trainer m)
+stoker_test(train_resume SOURCES test_train_resume.c test_loader_fixture.c
+            LIBS stoker_loader PkgConfig::ZLIB)
+add_dependencies(test_train_resume stoker-train stoker-loader) # it runs the built tools

@@ -34,6 +34,7 @@ typedef struct Run {
     pid_t train_loaders, val_loaders;
     uint64_t n_train, n_val, train_batches, val_batches;
     double best_top1;
+    int start_epoch;     /* 0, or the epoch after the one --resume's checkpoint ended */
 } Run;
 
 static double now_s(void) {
@@ -83,16 +84,18 @@ static void stop_loaders(pid_t pid) {
 }
 
 static void start_train_loaders(Run *r) {
-    char ep[128], j[16], b[16], e[16], seed[32], crop[16];
+    char ep[128], j[16], b[16], e[16], seed[32], crop[16], start[16];
     snprintf(ep, sizeof ep, "ipc://%s/train", r->sock);
     snprintf(j, sizeof j, "%d", r->cfg.workers);
     snprintf(b, sizeof b, "%d", r->cfg.batch_size);
-    snprintf(e, sizeof e, "%d", r->cfg.epochs);
+    snprintf(e, sizeof e, "%d", r->cfg.epochs - r->start_epoch);
+    snprintf(start, sizeof start, "%d", r->start_epoch);
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)r->cfg.seed);
     snprintf(crop, sizeof crop, "%d", r->cfg.train_crop);
     const char *args[24] = {"--data", ep, "-j", j, "--batch", b, "--epochs", e, "--seed", seed,
-                            "--train-crop-size", crop, "--drop-last", "-q", "--stay"};
-    int n = 15;
+                            "--train-crop-size", crop, "--drop-last", "-q", "--stay",
+                            "--start-epoch", start};
+    int n = 17;
     if (r->cfg.rrc_scale) args[n++] = "--rrc-scale", args[n++] = r->cfg.rrc_scale;
     args[n] = NULL;
     r->train_loaders = spawn_loader(r, args);
@@ -136,14 +139,56 @@ static TrainInput *open_input(Run *r, const char *name, uint64_t batches, int cr
     snprintf(ep, sizeof ep, "ipc://%s/%s", r->sock, name);
     TrainInputConfig c = {.endpoint = ep, .batches_per_epoch = batches,
                           .batch = (uint32_t)r->cfg.batch_size, .height = (uint32_t)crop,
-                          .width = (uint32_t)crop, .channels = 3, .start_epoch = 0,
-                          .epochs = (uint32_t)r->cfg.epochs,
+                          .width = (uint32_t)crop, .channels = 3,
+                          .start_epoch = (uint32_t)r->start_epoch,
+                          .epochs = (uint32_t)(r->cfg.epochs - r->start_epoch),
                           .deterministic = r->cfg.deterministic,
                           .window = 2 * (uint32_t)r->cfg.workers + 2};
     TrainInput *in;
     StkErr err;
     if (train_input_open(&in, r->ctx, &c, &err)) die("data socket", &err);
     return in;
+}
+
+/* "x.safetensors" -> "x.state.safetensors": the training state beside a checkpoint. */
+static void state_path(const char *ckpt, char *out, size_t cap) {
+    size_t n = strlen(ckpt);
+    const char *ext = ".safetensors";
+    if (n > strlen(ext) && !strcmp(ckpt + n - strlen(ext), ext)) n -= strlen(ext);
+    snprintf(out, cap, "%.*s.state.safetensors", (int)n, ckpt);
+}
+
+/* --resume: the weights, then the optimizer state, step count and epoch beside them, so
+ * the run goes on exactly where it stopped. */
+static void resume(Run *r) {
+    StkErr err;
+    char path[PATH_MAX + 32];
+    if (ckpt_load(r->cfg.resume, &r->model, r->net.params, r->net.num_batches_tracked, &err))
+        die("--resume", &err);
+    state_path(r->cfg.resume, path, sizeof path);
+    StFile f;
+    if (st_open(&f, path, &err)) die("--resume: training state", &err);
+    const StTensor *t = st_find(&f, "optimizer.state");
+    size_t want = r->model.trainable_floats * (size_t)optim_state_per_element(&r->cfg.opt) * 4;
+    const char *epoch = st_meta(&f, "epoch"), *steps = st_meta(&f, "steps");
+    if (!epoch || !steps || (want && (!t || t->nbytes != want))) {
+        StkErr e2;
+        stk_errf(&e2, "%s: no optimizer state of %zu bytes, epoch and steps for this model "
+                      "and --opt", path, want);
+        die("--resume", &e2);
+    }
+    if (want) memcpy(r->net.optim_state, t->data, want);
+    r->net.steps = strtoull(steps, NULL, 10);
+    r->start_epoch = atoi(epoch) + 1;
+    st_close(&f);
+    if (r->start_epoch >= r->cfg.epochs) {
+        StkErr e3;
+        stk_errf(&e3, "the checkpoint ends at epoch %d; --epochs %d leaves nothing to do",
+                 r->start_epoch - 1, r->cfg.epochs);
+        die("--resume", &e3);
+    }
+    printf("stoker-train: resuming after epoch %d (step %llu) from %s\n", r->start_epoch - 1,
+           (unsigned long long)r->net.steps, r->cfg.resume);
 }
 
 static void setup(Run *r, const char *argv0) {
@@ -158,9 +203,7 @@ static void setup(Run *r, const char *argv0) {
         die("model", &err);
     if (cpu_net_init(&r->net, &r->model, r->cfg.batch_size, &r->cfg.opt, &err)) die("model", &err);
     model_init_params(&r->model, r->net.params, r->cfg.seed);
-    if (r->cfg.resume &&
-        ckpt_load(r->cfg.resume, &r->model, r->net.params, r->net.num_batches_tracked, &err))
-        die("--resume", &err);
+    if (r->cfg.resume) resume(r);
     strcpy(r->sock, "/tmp/stoker-XXXXXX");
     if (!mkdtemp(r->sock)) die("mkdtemp", NULL); /* mode 0700: the sockets are private */
     r->ctx = zmq_ctx_new();
@@ -251,6 +294,16 @@ static void save(Run *r, const char *name, int epoch) {
     StkErr err;
     if (ckpt_save(path, &r->model, r->net.params, r->net.num_batches_tracked, meta, 2, &err))
         fprintf(stderr, "stoker-train: checkpoint not written: %s\n", err.msg);
+    /* the training state beside it: optimizer moments, steps, epoch (for --resume) */
+    char spath[PATH_MAX + 96], steps[32];
+    state_path(path, spath, sizeof spath);
+    snprintf(steps, sizeof steps, "%llu", (unsigned long long)r->net.steps);
+    StMeta smeta[3] = {{"epoch", ep}, {"steps", steps}, {"model", r->model.arch}};
+    size_t n = r->model.trainable_floats * (size_t)optim_state_per_element(&r->cfg.opt);
+    StTensor t = {.name = "optimizer.state", .dtype = ST_F32, .ndim = 1, .shape = {(int64_t)n},
+                  .data = r->net.optim_state};
+    if (st_write(spath, &t, n ? 1 : 0, smeta, 3, &err))
+        fprintf(stderr, "stoker-train: training state not written: %s\n", err.msg);
 }
 
 static void make_output_dir(Run *r) {
@@ -276,7 +329,7 @@ int main(int argc, char **argv) {
     setup(&r, argv[0]);
     start_train_loaders(&r);
     double t0 = now_s();
-    for (int e = 0; e < r.cfg.epochs; e++) {
+    for (int e = r.start_epoch; e < r.cfg.epochs; e++) {
         double te = now_s(), train_loss = train_epoch(&r, e), vl, t1, t5;
         double train_s = now_s() - te;
         evaluate(&r, e, &vl, &t1, &t5);
