@@ -78,9 +78,10 @@ static void file_entry(TrainInput *in, uint32_t k) {
     const ProtoBatch *b = &r->msg.u.batch;
     StkErr why;
     int keep = 0;
+    if (r->msg.type == PROTO_BATCH) in->stats.received++;
     if (r->msg.type != PROTO_BATCH) {
         /* end-of-epoch and the like: completeness comes from the indices */
-    } else if (in->stats.received++, b->epoch < in->cfg.start_epoch) {
+    } else if (b->epoch < in->cfg.start_epoch) {
         in->stats.stale++;
     } else if (check_batch(in, b, &why)) {
         in->stats.rejected++;
