@@ -15,9 +15,11 @@ cd "$(dirname "$0")/.."
 #   libjansson-dev      JSON (safetensors headers)
 #   libdnnl-dev         oneDNN: CPU convolutions       libopenblas-dev  BLAS (linear layers)
 #   python3-torch       the CPU reference the tests compare models against
+#   ocl-icd-opencl-dev  only a Recommends of libdnnl-dev, but oneDNN's CMake config
+#                       (Debian's build has an OpenCL GPU runtime) requires OpenCL to configure
 pkgs=(cmake make gcc pkg-config libzmq3-dev libmsgpack-dev libturbojpeg0-dev zlib1g-dev
-      libcriterion-dev dataset-fashion-mnist libjansson-dev libdnnl-dev libopenblas-dev
-      python3-torch)
+      libcriterion-dev dataset-fashion-mnist libjansson-dev libdnnl-dev ocl-icd-opencl-dev
+      libopenblas-dev python3-torch)
 [ "${1:-}" = "--with-torch" ] && pkgs+=(python3-torchvision)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,6 +1,6 @@
 /* cpu_linear.c: nn.Linear forward and backward as three sgemm calls (see cpu_linear.h).
- * OpenBLAS splits sgemm over output blocks, not over the summed dimension, so results do
- * not depend on its thread count (test_cpu_behaviour.c compares 1 and 4 threads). */
+ * OpenBLAS gives the same bits run after run at a fixed thread count (what --deterministic
+ * needs), but not across thread counts on every CPU (test_cpu_behaviour.c). */
 #include "cpu_linear.h"
 
 #include <cblas.h> /* cblas_sgemm */
