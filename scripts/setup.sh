@@ -2,8 +2,8 @@
 # Installs the Debian packages stoker needs (only those missing) and builds it into
 # build/ (Release). Idempotent: a second run installs nothing and rebuilds only what
 # changed. Extra CMake arguments: STOKER_CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=61".
-# --with-torch also installs Debian's python3-torchvision, the peer the benchmark scripts
-# measure against (they pass it themselves when it is missing).
+# --with-torch is accepted for older scripts: torchvision is now always installed (the
+# tests check every model against it).
 # usage: scripts/setup.sh [--with-torch]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,13 +14,12 @@ cd "$(dirname "$0")/.."
 #   libcriterion-dev    the test framework             dataset-fashion-mnist  default data
 #   libjansson-dev      JSON (safetensors headers)
 #   libdnnl-dev         oneDNN: CPU convolutions       libopenblas-dev  BLAS (linear layers)
-#   python3-torch       the CPU reference the tests compare models against
+#   python3-torch, python3-torchvision  the CPU reference the tests compare models against
 #   ocl-icd-opencl-dev  only a Recommends of libdnnl-dev, but oneDNN's CMake config
 #                       (Debian's build has an OpenCL GPU runtime) requires OpenCL to configure
 pkgs=(cmake make gcc pkg-config libzmq3-dev libmsgpack-dev libturbojpeg0-dev zlib1g-dev
       libcriterion-dev dataset-fashion-mnist libjansson-dev libdnnl-dev ocl-icd-opencl-dev
-      libopenblas-dev python3-torch)
-[ "${1:-}" = "--with-torch" ] && pkgs+=(python3-torchvision)
+      libopenblas-dev python3-torch python3-torchvision)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
