@@ -5,4 +5,6 @@ if(STOKER_HAVE_CUDA)
   stoker_test(cuda_input SOURCES test_cuda_input.c ${PROJECT_SOURCE_DIR}/trainer/cpu_input.c
               LIBS stoker_cuda m)
   target_include_directories(test_cuda_input PRIVATE ${PROJECT_SOURCE_DIR}/trainer)
+  # The CUDA backend against the CPU backend, layer by layer through whole models.
+  stoker_test(cuda_net SOURCES test_cuda_net.c LIBS stoker_cuda_net m)
 endif()

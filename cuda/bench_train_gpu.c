@@ -1,0 +1,79 @@
+/* bench_train_gpu.c: training steps of a model on the CUDA backend with synthetic data
+ * already on the GPU (what scripts/bench_train.sh compares with PyTorch in the same
+ * run). Prints one line: model, batch, precision, set-up seconds (cuDNN algorithm
+ * search included), images/s over the timed steps, and device memory in use.
+ * usage: bench_train_gpu MODEL [--batch B] [--size S] [--steps N] [--warmup W] [--strict] */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cuda_net.h"
+#include "stk_rng.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void die(const char *what, const StkErr *err) {
+    fprintf(stderr, "bench_train_gpu: %s: %s\n", what, err->msg);
+    exit(1);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: bench_train_gpu MODEL [--batch B] [--size S] [--steps N] [--warmup W] [--strict]\n");
+        return 2;
+    }
+    const char *arch = argv[1];
+    int batch = 256, size = 224, steps = 30, warmup = 5, strict = 0;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--strict")) strict = 1;
+        else if (i + 1 < argc && !strcmp(argv[i], "--batch")) batch = atoi(argv[++i]);
+        else if (i + 1 < argc && !strcmp(argv[i], "--size")) size = atoi(argv[++i]);
+        else if (i + 1 < argc && !strcmp(argv[i], "--steps")) steps = atoi(argv[++i]);
+        else if (i + 1 < argc && !strcmp(argv[i], "--warmup")) warmup = atoi(argv[++i]);
+        else { fprintf(stderr, "bench_train_gpu: unknown argument %s\n", argv[i]); return 2; }
+    }
+    static Model m;
+    static CudaNet net;
+    StkErr err;
+    if (model_build(&m, arch, 3, size, size, 1000, &err)) die("model", &err);
+    OptimConfig opt = {OPTIM_SGD, 0.9, 0, 0, 0, 0, 0};
+    CudaNetOptions o = {.strict_fp32 = strict};
+    double t0 = now_s();
+    if (cuda_net_init(&net, &m, batch, &opt, &o, &err)) die("init", &err);
+    float *host = malloc(4 * (m.total_floats > (uint64_t)batch * 3 * size * size
+                                  ? m.total_floats : (uint64_t)batch * 3 * size * size));
+    model_init_params(&m, host, 1);
+    if (cuda_net_set_params(&net, host, &err)) die("params", &err);
+    for (size_t i = 0; i < (size_t)batch * 3 * size * size; i++)
+        host[i] = (float)stk_rng_unit(stk_rng_at(3, i)) * 4 - 2;
+    if (cuda_net_set_input_nchw(&net, host, &err)) die("input", &err);
+    int32_t *labels = malloc(sizeof *labels * (size_t)batch);
+    for (int i = 0; i < batch; i++) labels[i] = (int32_t)(stk_rng_at(4, (uint64_t)i) % 1000);
+    double setup = now_s() - t0, loss = 0, t1 = 0;
+    for (int s = 0; s < warmup + steps; s++) {
+        if (s == warmup) {
+            if (cuda_net_loss(&net, &loss, &err)) die("sync", &err);
+            t1 = now_s();
+        }
+        const float *logits;
+        if (cuda_net_forward(&net, 1, 0, &logits, &err) || cuda_net_backward(&net, labels, 0, 0, &err) ||
+            cuda_net_step(&net, 0.01, 1e-4, 1e-4, &err))
+            die("step", &err);
+    }
+    if (cuda_net_loss(&net, &loss, &err)) die("sync", &err);
+    double dt = now_s() - t1;
+    size_t free_b, total_b;
+    cudaMemGetInfo(&free_b, &total_b);
+    printf("stoker %s batch=%d size=%d precision=%s setup_s=%.2f images_per_s=%.1f "
+           "step_ms=%.2f loss=%.4f plan_mib=%.0f used_mib=%.0f\n",
+           arch, batch, size, strict ? "fp32" : "tf32", setup, steps * batch / dt, dt / steps * 1e3,
+           loss, net.plan.total / 1048576.0, (total_b - free_b) / 1048576.0);
+    cuda_net_free(&net);
+    free(host), free(labels);
+    return 0;
+}

@@ -1,0 +1,56 @@
+/* cuda_conv.h: one convolution layer on cuDNN, NHWC float32 activations and KRSC
+ * (out_c, kh, kw, in_c/groups) weights, with torch.nn.Conv2d's semantics (ConvDesc,
+ * trainer/cpu_conv.h). The descriptors and the three algorithms (forward, backward data,
+ * backward filter) are chosen once per layer by cudnnFind*AlgorithmEx (measured on the
+ * layer's own buffers) within a workspace bound; the passes then only run. `strict`
+ * keeps float32 arithmetic (no TF32 tensor cores): what the checks against the CPU
+ * backend need; without it cuDNN may use TF32, as PyTorch does by default. */
+#ifndef CUDA_CONV_H
+#define CUDA_CONV_H
+
+#include <stddef.h>
+
+#include <cudnn.h>
+
+#include "cpu_conv.h" /* ConvDesc */
+#include "stk_err.h"
+
+typedef struct CudaConv {
+    ConvDesc d;
+    Shape4 in, out;                       /* batched NCHW-named shapes (data is NHWC) */
+    cudnnTensorDescriptor_t x, y;
+    cudnnFilterDescriptor_t w;
+    cudnnConvolutionDescriptor_t conv;
+    cudnnConvolutionFwdAlgo_t fwd;
+    cudnnConvolutionBwdDataAlgo_t bwd_data;
+    cudnnConvolutionBwdFilterAlgo_t bwd_filter;
+    size_t ws_fwd, ws_bwd_data, ws_bwd_filter; /* workspace bytes each needs */
+} CudaConv;
+
+/* Buffers cuda_conv_init measures the algorithms on (device; contents overwritten). */
+typedef struct CudaConvScratch {
+    float *x, *w, *y, *dx, *dw;           /* big enough for the layer */
+    void *ws;                             /* workspace of ws_limit bytes */
+    size_t ws_limit;
+} CudaConvScratch;
+
+/* Makes the descriptors for d on a batched input shape and picks the fastest algorithm
+ * of each pass whose workspace fits ws_limit (and, when strict, uses no tensor-op math).
+ * need_dx = 0 skips the backward-data choice (a network's first layer). */
+int cuda_conv_init(CudaConv *cv, cudnnHandle_t h, const ConvDesc *d, Shape4 in, int strict,
+                   int need_dx, const CudaConvScratch *sc, StkErr *err);
+void cuda_conv_free(CudaConv *cv);
+
+/* y = conv(x, w) (+ nothing: the bias is a separate per-channel add). */
+int cuda_conv_forward(const CudaConv *cv, cudnnHandle_t h, const float *x, const float *w,
+                      float *y, void *ws, StkErr *err);
+
+/* dx = conv_transpose(dy, w). */
+int cuda_conv_backward_data(const CudaConv *cv, cudnnHandle_t h, const float *dy,
+                            const float *w, float *dx, void *ws, StkErr *err);
+
+/* dw = correlation of x with dy (overwritten, not accumulated). */
+int cuda_conv_backward_filter(const CudaConv *cv, cudnnHandle_t h, const float *x,
+                              const float *dy, float *dw, void *ws, StkErr *err);
+
+#endif

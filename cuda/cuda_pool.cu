@@ -1,0 +1,138 @@
+/* cuda_pool.cu: NHWC pooling kernels (see cuda_pool.h). One thread per output (forward)
+ * or input (max-pool backward) element, channels fastest, so neighbours touch
+ * neighbouring addresses. */
+#include <math.h>
+
+#include "cuda_check.h"
+#include "cuda_pool.h"
+
+#define POOL_BLOCK 256
+#define POOL_MAX_BLOCKS 8192
+
+static unsigned grid_for(size_t n) {
+    size_t b = (n + POOL_BLOCK - 1) / POOL_BLOCK;
+    return (unsigned)(b < POOL_MAX_BLOCKS ? (b ? b : 1) : POOL_MAX_BLOCKS);
+}
+
+#define GRID_STRIDE(i, n)                                                               \
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n);            \
+         i += (size_t)gridDim.x * blockDim.x)
+
+__global__ void maxpool_fwd_kernel(CpuMaxPool p, Shape4 in, Shape4 out, const float *x, float *y,
+                                   int32_t *argmax) {
+    size_t total = (size_t)out.n * out.h * out.w * out.c;
+    GRID_STRIDE(i, total) {
+        int c = (int)(i % out.c);
+        size_t r = i / out.c;
+        int ow = (int)(r % out.w), oh = (int)(r / out.w % out.h), n = (int)(r / out.w / out.h);
+        float best = -INFINITY;
+        int bi = -1;
+        for (int kh = 0; kh < p.kh; kh++) {
+            int ih = oh * p.sh - p.ph + kh;
+            if (ih < 0 || ih >= in.h) continue;
+            for (int kw = 0; kw < p.kw; kw++) {
+                int iw = ow * p.sw - p.pw + kw;
+                if (iw < 0 || iw >= in.w) continue;
+                float v = x[(((size_t)n * in.h + ih) * in.w + iw) * in.c + c];
+                /* as cpu_pool.c and PyTorch: v > best or v is NaN (the last NaN wins) */
+                if (bi < 0 || v > best || isnan(v)) best = v, bi = ih * in.w + iw;
+            }
+        }
+        y[i] = best;
+        argmax[i] = bi;
+    }
+}
+
+__global__ void maxpool_bwd_kernel(CpuMaxPool p, Shape4 in, Shape4 out, const float *dy,
+                                   const int32_t *argmax, float *dx) {
+    size_t total = (size_t)in.n * in.h * in.w * in.c;
+    GRID_STRIDE(i, total) {
+        int c = (int)(i % in.c);
+        size_t r = i / in.c;
+        int iw = (int)(r % in.w), ih = (int)(r / in.w % in.h), n = (int)(r / in.w / in.h);
+        int self = ih * in.w + iw;
+        /* outputs whose window holds (ih, iw): oh * sh - ph <= ih <= oh * sh - ph + kh - 1 */
+        int oh0 = (ih + p.ph - p.kh + p.sh) / p.sh, oh1 = (ih + p.ph) / p.sh;
+        int ow0 = (iw + p.pw - p.kw + p.sw) / p.sw, ow1 = (iw + p.pw) / p.sw;
+        if (ih + p.ph - p.kh + 1 < 0) oh0 = 0;
+        if (iw + p.pw - p.kw + 1 < 0) ow0 = 0;
+        float g = 0.0f;
+        for (int oh = oh0; oh <= oh1 && oh < out.h; oh++)
+            for (int ow = ow0; ow <= ow1 && ow < out.w; ow++) {
+                size_t o = (((size_t)n * out.h + oh) * out.w + ow) * out.c + c;
+                if (argmax[o] == self) g += dy[o];
+            }
+        dx[i] = g;
+    }
+}
+
+__global__ void avgpool_fwd_kernel(Shape4 in, const float *x, float *y) {
+    size_t total = (size_t)in.n * in.c;
+    size_t hw = (size_t)in.h * in.w;
+    GRID_STRIDE(i, total) {
+        int c = (int)(i % in.c);
+        size_t n = i / in.c;
+        const float *p = x + n * hw * in.c + c;
+        float s = 0.0f;
+        for (size_t k = 0; k < hw; k++) s += p[k * in.c];
+        y[i] = s / (float)hw;
+    }
+}
+
+__global__ void avgpool_bwd_kernel(Shape4 in, const float *dy, float *dx) {
+    size_t total = (size_t)in.n * in.h * in.w * in.c;
+    float inv = 1.0f / (float)((size_t)in.h * in.w);
+    GRID_STRIDE(i, total) {
+        int c = (int)(i % in.c);
+        size_t n = i / ((size_t)in.h * in.w * in.c);
+        dx[i] = dy[n * in.c + c] * inv;
+    }
+}
+
+static int check_max(const CpuMaxPool *p, Shape4 in, Shape4 out, const char *fn, StkErr *err) {
+    Shape4 want;
+    if (cpu_maxpool_out_shape(p, in, &want, err)) return stk_err_wrap(err, "%s", fn);
+    if (want.n != out.n || want.c != out.c || want.h != out.h || want.w != out.w)
+        return stk_errf(err, "%s: output %dx%dx%dx%d, the geometry gives %dx%dx%dx%d", fn, out.n,
+                        out.c, out.h, out.w, want.n, want.c, want.h, want.w);
+    return 0;
+}
+
+extern "C" int cuda_maxpool_forward(const CpuMaxPool *p, Shape4 in, Shape4 out, const float *x,
+                                    float *y, int32_t *argmax, cudaStream_t s, StkErr *err) {
+    if (check_max(p, in, out, "cuda_maxpool_forward", err)) return -1;
+    maxpool_fwd_kernel<<<grid_for(shape4_numel(out)), POOL_BLOCK, 0, s>>>(*p, in, out, x, y, argmax);
+    CUDA_TRY(err, cudaGetLastError());
+    return 0;
+}
+
+extern "C" int cuda_maxpool_backward(const CpuMaxPool *p, Shape4 in, Shape4 out, const float *dy,
+                                     const int32_t *argmax, float *dx, cudaStream_t s,
+                                     StkErr *err) {
+    if (check_max(p, in, out, "cuda_maxpool_backward", err)) return -1;
+    maxpool_bwd_kernel<<<grid_for(shape4_numel(in)), POOL_BLOCK, 0, s>>>(*p, in, out, dy, argmax, dx);
+    CUDA_TRY(err, cudaGetLastError());
+    return 0;
+}
+
+static int check_avg(Shape4 in, const char *fn, StkErr *err) {
+    if (in.n < 1 || in.c < 1 || in.h < 1 || in.w < 1)
+        return stk_errf(err, "%s: shape %dx%dx%dx%d", fn, in.n, in.c, in.h, in.w);
+    return 0;
+}
+
+extern "C" int cuda_avgpool_forward(Shape4 in, const float *x, float *y, cudaStream_t s,
+                                    StkErr *err) {
+    if (check_avg(in, "cuda_avgpool_forward", err)) return -1;
+    avgpool_fwd_kernel<<<grid_for((size_t)in.n * in.c), POOL_BLOCK, 0, s>>>(in, x, y);
+    CUDA_TRY(err, cudaGetLastError());
+    return 0;
+}
+
+extern "C" int cuda_avgpool_backward(Shape4 in, const float *dy, float *dx, cudaStream_t s,
+                                     StkErr *err) {
+    if (check_avg(in, "cuda_avgpool_backward", err)) return -1;
+    avgpool_bwd_kernel<<<grid_for(shape4_numel(in)), POOL_BLOCK, 0, s>>>(in, dy, dx);
+    CUDA_TRY(err, cudaGetLastError());
+    return 0;
+}

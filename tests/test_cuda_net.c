@@ -1,0 +1,233 @@
+/* test_cuda_net.c: the CUDA backend (cuda_net) against the CPU backend (cpu_net), the
+ * reference that is itself checked against PyTorch: same model, same weights, same
+ * input; logits, loss, every gradient, the running statistics and the parameters after
+ * optimizer steps. Strict float32 on the GPU (no TF32). Tolerances, relative to each
+ * tensor's largest value: logits 1e-4, gradients 2e-3 (cuDNN's algorithms sum in other
+ * orders than oneDNN, and batch norm's backward amplifies that where few values make a
+ * channel's statistics), parameters after a step from the same gradients 1e-6. Skips
+ * where there is no GPU. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu_input.h"
+#include "cpu_net.h"
+#include "cuda_device.h"
+#include "cuda_input.h"
+#include "cuda_net.h"
+#include "stk_rng.h"
+
+static void need_gpu(void) {
+    int count;
+    StkErr err;
+    cuda_device_count(&count, &err);
+    if (count == 0) cr_skip_test("%s", err.msg);
+}
+
+static void fill(float *x, size_t n, uint64_t key, float lo, float hi) {
+    for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * (float)stk_rng_unit(stk_rng_at(key, i));
+}
+
+/* max |a - b| / max |b| over n values */
+static double rel_diff(const float *a, const float *b, size_t n) {
+    double d = 0, scale = 1e-12;
+    for (size_t i = 0; i < n; i++) {
+        d = fmax(d, fabs((double)a[i] - b[i]));
+        scale = fmax(scale, fabs((double)b[i]));
+    }
+    return d / scale;
+}
+
+typedef struct Pair {
+    Model m;
+    CpuNet cpu;
+    CudaNet gpu;
+    int n;
+    float *host;    /* total_floats: the GPU's tensors brought back */
+    int32_t *labels;
+} Pair;
+
+static void pair_init(Pair *p, const char *arch, int c, int size, int k, int n, OptimConfig opt) {
+    StkErr err;
+    cr_assert_eq(model_build(&p->m, arch, c, size, size, k, &err), 0, "%s", err.msg);
+    cr_assert_eq(cpu_net_init(&p->cpu, &p->m, n, &opt, &err), 0, "%s", err.msg);
+    CudaNetOptions o = {.strict_fp32 = 1};
+    cr_assert_eq(cuda_net_init(&p->gpu, &p->m, n, &opt, &o, &err), 0, "%s", err.msg);
+    model_init_params(&p->m, p->cpu.params, 7);
+    cr_assert_eq(cuda_net_set_params(&p->gpu, p->cpu.params, &err), 0, "%s", err.msg);
+    p->n = n;
+    p->host = malloc(4 * p->m.total_floats);
+    p->labels = malloc(sizeof *p->labels * (size_t)n);
+    for (int i = 0; i < n; i++) p->labels[i] = (int32_t)stk_rng_below(stk_rng_at(99, (uint64_t)i), (uint64_t)k);
+}
+
+static void pair_free(Pair *p) {
+    cpu_net_free(&p->cpu);
+    cuda_net_free(&p->gpu);
+    free(p->host), free(p->labels);
+}
+
+/* Same NCHW float input into both. */
+static void pair_input(Pair *p, uint64_t key) {
+    StkErr err;
+    Shape4 s = p->m.input;
+    size_t count = (size_t)p->n * shape4_numel(s);
+    fill(cpu_net_input(&p->cpu), count, key, -2, 2);
+    cr_assert_eq(cuda_net_set_input_nchw(&p->gpu, cpu_net_input(&p->cpu), &err), 0, "%s", err.msg);
+}
+
+/* One training forward + backward on both; compares logits, loss, gradients and the
+ * running statistics. */
+static void pair_train_pass(Pair *p, double grad_tol) {
+    StkErr err;
+    const float *cl, *gl;
+    double closs, gloss;
+    int k = p->m.num_classes;
+    cr_assert_eq(cpu_net_forward(&p->cpu, 1, 0, &cl, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_net_forward(&p->gpu, 1, 0, &gl, &err), 0, "%s", err.msg);
+    cr_assert_eq(cpu_net_backward(&p->cpu, p->labels, 0.1, 0, &closs, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_net_backward(&p->gpu, p->labels, 0.1, 0, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_net_loss(&p->gpu, &gloss, &err), 0, "%s", err.msg);
+    float *logits = malloc(4 * (size_t)p->n * k);
+    cr_assert_eq(cuda_net_get_logits(&p->gpu, logits, &err), 0, "%s", err.msg);
+    double dl = rel_diff(logits, cl, (size_t)p->n * k);
+    cr_log_info("%s: logits %.3g, loss %.7f vs %.7f", p->m.arch, dl, gloss, closs);
+    cr_assert(dl < 1e-4, "%s: logits differ by %.3g", p->m.arch, dl);
+    cr_assert(fabs(gloss - closs) < 1e-5 * (1 + fabs(closs)), "%s: loss %.7f vs %.7f", p->m.arch, gloss, closs);
+    free(logits);
+    cr_assert_eq(cuda_net_get_grads(&p->gpu, p->host, &err), 0, "%s", err.msg);
+    /* every tensor is logged before any assertion, so a failure shows the whole picture */
+    double worst = 0;
+    const char *worst_name = "";
+    for (int i = 0; i < p->m.nparams; i++) {
+        const ModelParam *q = &p->m.param[i];
+        if (!q->trainable) continue;
+        double d = rel_diff(p->host + q->offset, p->cpu.grads + q->offset, q->numel);
+        if (d > grad_tol) {
+            size_t far = 0;
+            for (uint64_t j = 0; j < q->numel; j++)
+                far += fabs(p->host[q->offset + j] - p->cpu.grads[q->offset + j]) > grad_tol * 1e-1 *
+                       fabs(p->cpu.grads[q->offset + j]) + 1e-7;
+            cr_log_warn("%s: grad %s differs by %.3g; %zu of %llu elements off by more than "
+                        "%.0e of themselves", p->m.arch, q->name, d, far,
+                        (unsigned long long)q->numel, grad_tol * 1e-1);
+        }
+        if (d > worst) worst = d, worst_name = q->name;
+    }
+    cr_log_info("%s: gradients: largest relative difference %.3g (%s)", p->m.arch, worst, worst_name);
+    cr_assert(worst < grad_tol, "%s: grad %s differs by %.3g", p->m.arch, worst_name, worst);
+    cr_assert_eq(cuda_net_get_params(&p->gpu, p->host, &err), 0, "%s", err.msg);
+    for (int i = 0; i < p->m.nparams; i++) {
+        const ModelParam *q = &p->m.param[i];
+        if (q->trainable) continue;
+        double d = rel_diff(p->host + q->offset, p->cpu.params + q->offset, q->numel);
+        cr_assert(d < 1e-4, "%s: %s differs by %.3g after the forward", p->m.arch, q->name, d);
+    }
+}
+
+/* One optimizer step on both from the same gradients (the GPU's, copied into the CPU
+ * net): the update itself is compared tightly, apart from how the gradients were made.
+ * AdamW's first steps move every weight by about lr whatever the gradient's size, so
+ * gradients equal only to rounding would give lr-sized differences where they are tiny. */
+static void pair_step_and_compare(Pair *p, double lr, double wd, double norm_wd) {
+    StkErr err;
+    cr_assert_eq(cuda_net_get_grads(&p->gpu, p->cpu.grads, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_net_set_params(&p->gpu, p->cpu.params, &err), 0, "%s", err.msg);
+    cpu_net_step(&p->cpu, lr, wd, norm_wd);
+    cr_assert_eq(cuda_net_step(&p->gpu, lr, wd, norm_wd, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_net_get_params(&p->gpu, p->host, &err), 0, "%s", err.msg);
+    double d = rel_diff(p->host, p->cpu.params, p->m.trainable_floats);
+    cr_log_info("%s: parameters after step %llu: %.3g", p->m.arch, (unsigned long long)p->cpu.steps, d);
+    cr_assert(d < 1e-6, "%s: parameters differ by %.3g after step %llu", p->m.arch, d,
+              (unsigned long long)p->cpu.steps);
+}
+
+Test(cuda_net, smallcnn_sgd_nesterov_matches_cpu_over_three_steps, .timeout = 120) {
+    need_gpu();
+    static Pair p;
+    OptimConfig opt = {OPTIM_SGD, 0.9, 0, 1, 0, 0, 0};
+    pair_init(&p, "smallcnn", 3, 16, 10, 8, opt);
+    for (int step = 0; step < 3; step++) {
+        pair_input(&p, 100 + (uint64_t)step);
+        pair_train_pass(&p, 2e-3);
+        pair_step_and_compare(&p, 0.05, 1e-4, 0);
+    }
+    pair_free(&p);
+}
+
+Test(cuda_net, smallcnn_adamw_matches_cpu, .timeout = 120) {
+    need_gpu();
+    static Pair p;
+    OptimConfig opt = {OPTIM_ADAMW, 0, 0, 0, 0.9, 0.999, 1e-8};
+    pair_init(&p, "smallcnn", 1, 28, 10, 16, opt);
+    for (int step = 0; step < 2; step++) {
+        pair_input(&p, 200 + (uint64_t)step);
+        pair_train_pass(&p, 2e-3);
+        pair_step_and_compare(&p, 1e-3, 0.05, 0.05);
+    }
+    pair_free(&p);
+}
+
+Test(cuda_net, resnet18_matches_cpu, .timeout = 300) {
+    need_gpu();
+    static Pair p;
+    OptimConfig opt = {OPTIM_SGD, 0.9, 0, 0, 0, 0, 0};
+    pair_init(&p, "resnet18", 3, 64, 10, 8, opt);
+    pair_input(&p, 300);
+    pair_train_pass(&p, 2e-3);
+    pair_step_and_compare(&p, 0.1, 1e-4, 1e-4);
+    pair_free(&p);
+}
+
+/* Eval mode (running statistics) from the trainer's real input path: uint8 NHWC
+ * normalised on the GPU by cuda_input_normalize straight into the network's input, and by
+ * cpu_input_normalize on the CPU. */
+Test(cuda_net, eval_from_uint8_batches_matches_cpu, .timeout = 120) {
+    need_gpu();
+    static Pair p;
+    OptimConfig opt = {OPTIM_SGD, 0.9, 0, 0, 0, 0, 0};
+    pair_init(&p, "resnet18", 3, 32, 5, 4, opt);
+    pair_input(&p, 400);
+    pair_train_pass(&p, 2e-3); /* running statistics move away from 0 and 1 */
+    const int n = 4, h = 32, w = 32, c = 3;
+    const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
+    uint8_t px[4 * 32 * 32 * 3], *d_px;
+    for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)(stk_rng_at(5, i) >> 56);
+    StkErr err;
+    cr_assert_eq(cpu_input_normalize(px, cpu_net_input(&p.cpu), (Shape4){n, c, h, w}, mean, std, &err), 0, "%s", err.msg);
+    cr_assert_eq(cudaMalloc((void **)&d_px, sizeof px), cudaSuccess);
+    cr_assert_eq(cudaMemcpy(d_px, px, sizeof px, cudaMemcpyHostToDevice), cudaSuccess);
+    cr_assert_eq(cuda_input_normalize(d_px, cuda_net_input(&p.gpu), n, h, w, c, mean, std, CUDA_F32,
+                                      CUDA_NHWC, p.gpu.stream, &err), 0, "%s", err.msg);
+    const float *cl, *gl;
+    cr_assert_eq(cpu_net_forward(&p.cpu, 0, 0, &cl, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_net_forward(&p.gpu, 0, 0, &gl, &err), 0, "%s", err.msg);
+    float logits[4 * 5];
+    cr_assert_eq(cuda_net_get_logits(&p.gpu, logits, &err), 0, "%s", err.msg);
+    double d = rel_diff(logits, cl, 4 * 5);
+    cr_assert(d < 1e-4, "eval logits differ by %.3g", d);
+    cudaFree(d_px);
+    pair_free(&p);
+}
+
+Test(cuda_net, refuses_what_it_lacks_and_names_out_of_memory, .timeout = 120) {
+    need_gpu();
+    static Model m;
+    StkErr err;
+    CudaNet net;
+    OptimConfig opt = {OPTIM_SGD, 0.9, 0, 0, 0, 0, 0};
+    cr_assert_eq(model_build(&m, "resnet18", 3, 224, 224, 1000, &err), 0, "%s", err.msg);
+    /* ~100 TB of activations: cudaMalloc must fail and the message must say so */
+    cr_assert_eq(cuda_net_init(&net, &m, 1 << 20, &opt, NULL, &err), -1);
+    cr_assert(strstr(err.msg, "cudaMalloc") && strstr(err.msg, "plan needs"), "%s", err.msg);
+    memset(&m, 0, sizeof m);
+    snprintf(m.arch, sizeof m.arch, "drop");
+    m.input = (Shape4){1, 4, 1, 1};
+    m.num_classes = 4;
+    model_add_linear(&m, "fc", model_add_dropout(&m, 0, 0.5), 4);
+    model_layout(&m);
+    cr_assert_eq(cuda_net_init(&net, &m, 2, &opt, NULL, &err), -1);
+    cr_assert(strstr(err.msg, "dropout"), "%s", err.msg);
+}
