@@ -95,7 +95,7 @@ static int make_layers(CpuNet *net, StkErr *err) {
             cpu_conv_init(&net->conv[li], &net->dn, &l->conv, batched(net, l->in), l->in != 0, err))
             return stk_err_wrap(err, "layer %s", l->name);
         if (l->kind == LAYER_BN)
-            net->bn[li] = (CpuBn){.c = l->out.c, .eps = 1e-5, .momentum = 0.1,
+            net->bn[li] = (CpuBn){.c = l->out.c, .eps = l->eps, .momentum = l->momentum,
                                   .weight = net->params + p[0].offset,
                                   .bias = net->params + p[1].offset,
                                   .running_mean = net->params + p[2].offset,
@@ -155,6 +155,9 @@ static int forward_layer(CpuNet *net, int li, int train, uint64_t key, StkErr *e
     case LAYER_DROPOUT:
         return cpu_dropout_forward(shape4_numel(xs), l->p, train, stk_rng_key(key, (uint64_t)li),
                                    x, y, err);
+    case LAYER_SCALE: return cpu_scale_forward(xs, x, act(net, l->in2), y, err);
+    case LAYER_DROP_PATH:
+        return cpu_drop_path_forward(xs, l->p, train, stk_rng_key(key, (uint64_t)li), x, y, err);
     }
     return stk_errf(err, "layer %d: unknown kind", li);
 }
@@ -181,6 +184,20 @@ static void grad_commit(CpuNet *net, int node) {
         for (size_t i = 0; i < n; i++) d[i] += net->scratch[i];
     }
     net->dact_set[node] = 1;
+}
+
+/* y = x * s: dx = dy * s, then ds = sum over h, w of dy * x; one at a time, since both
+ * may need the scratch buffer (x is also read by the SE branch's pooling, s only here). */
+static int backward_scale(CpuNet *net, const ModelLayer *l, Shape4 xs, const float *dy,
+                          StkErr *err) {
+    const float *x = act(net, l->in), *s = act(net, l->in2);
+    if (l->in != 0) {
+        if (cpu_scale_backward(xs, x, s, dy, grad_target(net, l->in), NULL, err)) return -1;
+        grad_commit(net, l->in);
+    }
+    if (cpu_scale_backward(xs, x, s, dy, NULL, grad_target(net, l->in2), err)) return -1;
+    grad_commit(net, l->in2);
+    return 0;
 }
 
 /* One layer backward: from dact[li + 1] to its input(s) and its parameters' gradients. */
@@ -223,6 +240,10 @@ static int backward_layer(CpuNet *net, int li, uint64_t key, StkErr *err) {
     case LAYER_DROPOUT:
         if (dx) rc = cpu_dropout_backward(shape4_numel(xs), l->p, 1, stk_rng_key(key, (uint64_t)li),
                                           dy, dx, err);
+        break;
+    case LAYER_SCALE: return backward_scale(net, l, xs, dy, err);
+    case LAYER_DROP_PATH:
+        if (dx) rc = cpu_drop_path_backward(xs, l->p, 1, stk_rng_key(key, (uint64_t)li), dy, dx, err);
         break;
     }
     if (!rc && dx) grad_commit(net, l->in);

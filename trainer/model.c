@@ -77,6 +77,8 @@ int model_add_bn(Model *m, const char *name, int in) {
     add_param(m, l, "bias", 1, c, 1, 1);
     add_param(m, l, "running_mean", 1, c, 0, 0);
     add_param(m, l, "running_var", 1, c, 0, 0);
+    l->eps = m->bn_eps;
+    l->momentum = m->bn_momentum;
     m->nbn++;
     return finish(m, l);
 }
@@ -134,6 +136,53 @@ int model_add_dropout(Model *m, int in, double p) {
     return finish(m, l);
 }
 
+int model_add_scale(Model *m, int x, int s) {
+    ModelLayer *l = append(m, LAYER_SCALE, NULL, x);
+    if (!l) return -1;
+    if (s < 0 || s > m->nlayers) return fail(m, "a scale reads a node that does not exist");
+    Shape4 xs = model_node_shape(m, x), ss = model_node_shape(m, s);
+    if (ss.c != xs.c || ss.h != 1 || ss.w != 1)
+        return fail(m, "a channel scale that is not one value per channel of its input");
+    l->in2 = s;
+    return finish(m, l);
+}
+
+int model_add_drop_path(Model *m, const char *name, int in, double p) {
+    ModelLayer *l = append(m, LAYER_DROP_PATH, name, in);
+    if (!l) return -1;
+    if (!(p >= 0.0 && p <= 1.0)) return fail(m, "a stochastic-depth probability outside [0, 1]");
+    l->p = p;
+    return finish(m, l);
+}
+
+int model_add_conv_bn_act(Model *m, const char *prefix, int in, int out_c, int k, int stride,
+                          int groups, int act) {
+    char conv[MODEL_NAME_LEN], bn[MODEL_NAME_LEN];
+    snprintf(conv, sizeof conv, "%s.0", prefix);
+    snprintf(bn, sizeof bn, "%s.1", prefix);
+    int x = model_add_conv(m, conv, in, out_c, k, stride, (k - 1) / 2, groups, 0);
+    x = model_add_bn(m, bn, x);
+    return act < 0 ? x : model_add_act(m, x, (CpuActKind)act);
+}
+
+int model_add_se(Model *m, const char *prefix, int x, int squeeze_c, CpuActKind act,
+                 CpuActKind scale_act) {
+    char fc1[MODEL_NAME_LEN], fc2[MODEL_NAME_LEN];
+    snprintf(fc1, sizeof fc1, "%s.fc1", prefix);
+    snprintf(fc2, sizeof fc2, "%s.fc2", prefix);
+    int c = model_node_shape(m, x).c;
+    int s = model_add_act(m, model_add_conv(m, fc1, model_add_avgpool(m, x), squeeze_c, 1, 1, 0, 1, 1), act);
+    s = model_add_act(m, model_add_conv(m, fc2, s, c, 1, 1, 0, 1, 1), scale_act);
+    return model_add_scale(m, x, s);
+}
+
+int model_make_divisible(double v, int divisor) {
+    int r = (int)(v + divisor / 2.0) / divisor * divisor;
+    if (r < divisor) r = divisor;
+    if (r < 0.9 * v) r += divisor;
+    return r;
+}
+
 /* Lays the table out: trainable tensors first, then buffers. */
 void model_layout(Model *m) {
     uint64_t off = 0;
@@ -163,6 +212,28 @@ static void fill(float *x, uint64_t n, float v) {
     for (uint64_t j = 0; j < n; j++) x[j] = v;
 }
 
+/* Conv weight: kaiming-normal with fan_out = out_c * kh * kw and gain sqrt(2) (every
+ * torchvision family; for a depthwise conv too, as PyTorch computes fan_out). */
+static void init_conv_weight(const ModelParam *w, float *x, uint64_t key) {
+    double std = sqrt(2.0 / (double)(w->shape[0] * w->shape[2] * w->shape[3]));
+    for (uint64_t j = 0; j < w->numel; j++) x[j] = (float)(std * normal(key, j));
+}
+
+/* Parameter k of conv or linear layer l under m's scheme. */
+static void init_weighted(const Model *m, const ModelLayer *l, int k, float *x, uint64_t key) {
+    const ModelParam *p = &m->param[l->param0 + k], *w = &m->param[l->param0];
+    if (l->kind == LAYER_CONV && k == 0) init_conv_weight(p, x, key);
+    else if (m->init != MODEL_INIT_RESNET && k == 1) fill(x, p->numel, 0.0f); /* biases */
+    else if (l->kind == LAYER_CONV) /* bias: PyTorch's default */
+        fill_uniform(x, p->numel, 1.0 / sqrt((double)(w->shape[1] * w->shape[2] * w->shape[3])), key);
+    else if (m->init == MODEL_INIT_MOBILENET)
+        for (uint64_t j = 0; j < p->numel; j++) x[j] = (float)(0.01 * normal(key, j));
+    else if (m->init == MODEL_INIT_EFFICIENTNET)
+        fill_uniform(x, p->numel, 1.0 / sqrt((double)l->linear.out), key);
+    else /* PyTorch's default for a linear weight and bias */
+        fill_uniform(x, p->numel, 1.0 / sqrt((double)l->linear.in), key);
+}
+
 void model_init_params(const Model *m, float *params, uint64_t seed) {
     for (int li = 0; li < m->nlayers; li++) {
         const ModelLayer *l = &m->layer[li];
@@ -170,17 +241,10 @@ void model_init_params(const Model *m, float *params, uint64_t seed) {
             const ModelParam *p = &m->param[l->param0 + k];
             float *x = params + p->offset;
             uint64_t key = stk_rng_key(seed, (uint64_t)(l->param0 + k));
-            if (l->kind == LAYER_BN) { /* weight, bias, running_mean, running_var */
+            if (l->kind == LAYER_BN) /* weight, bias, running_mean, running_var */
                 fill(x, p->numel, k == 0 || k == 3 ? 1.0f : 0.0f);
-            } else if (l->kind == LAYER_CONV && k == 0) { /* kaiming normal, fan_out, relu */
-                double std = sqrt(2.0 / (double)(p->shape[0] * p->shape[2] * p->shape[3]));
-                for (uint64_t j = 0; j < p->numel; j++) x[j] = (float)(std * normal(key, j));
-            } else if (l->kind == LAYER_CONV) { /* bias: PyTorch's default */
-                const ModelParam *w = &m->param[l->param0];
-                fill_uniform(x, p->numel, 1.0 / sqrt((double)(w->shape[1] * w->shape[2] * w->shape[3])), key);
-            } else if (l->kind == LAYER_LINEAR) { /* PyTorch's default for weight and bias */
-                fill_uniform(x, p->numel, 1.0 / sqrt((double)l->linear.in), key);
-            }
+            else if (l->kind == LAYER_CONV || l->kind == LAYER_LINEAR)
+                init_weighted(m, l, k, x, key);
         }
     }
 }

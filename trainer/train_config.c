@@ -10,7 +10,8 @@
 static void usage(FILE *f) {
     fprintf(f,
         "usage: stoker-train --data-path DIR [options]   (flags as torchvision's train.py)\n"
-        "  --model NAME            smallcnn (default; 28x28 inputs), resnet18, resnet34\n"
+        "  --model NAME            smallcnn (default; 28x28 inputs), resnet18, resnet34, resnet50,\n"
+        "                          mobilenet_v3_small, mobilenet_v3_large, efficientnet_b0\n"
         "  --device cpu|cuda       cpu (the CUDA trainer is not built yet)\n"
         "  -b, --batch-size N      32     --epochs N 2      -j, --workers N  loader processes (2)\n"
         "  --opt sgd|adamw         sgd    --lr F 0.1   --momentum F 0.9   --nesterov\n"
