@@ -2,7 +2,7 @@
  * already on the GPU (what scripts/bench_train.sh compares with PyTorch in the same
  * run). Prints one line: model, batch, precision, set-up seconds (cuDNN algorithm
  * search included), images/s over the timed steps, and device memory in use.
- * usage: bench_train_gpu MODEL [--batch B] [--size S] [--steps N] [--warmup W] [--strict] */
+ * usage: bench_train_gpu MODEL [--batch B] [--size S] [--steps N] [--warmup W] [--precision fp32|tf32|bf16] [--profile] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,15 +22,52 @@ static void die(const char *what, const StkErr *err) {
     exit(1);
 }
 
+static const char *kind_name(const ModelLayer *l) {
+    static const char *names[] = {"conv", "bn", "act", "maxpool", "avgpool", "linear", "add",
+                                  "dropout", "scale", "drop_path"};
+    if (l->kind == LAYER_CONV && l->conv.groups > 1) return "conv-grouped";
+    return (unsigned)l->kind < sizeof names / sizeof *names ? names[l->kind] : "?";
+}
+
+/* Five profiled steps after the timed ones; per layer kind, forward and backward ms per
+ * step (the events themselves cost a little: the total is above the timed step). */
+static void report_profile(CudaNet *net, const Model *m, const int32_t *labels, StkErr *err) {
+    const int steps = 5;
+    if (cuda_net_profile_start(net, err)) die("profile", err);
+    for (int s = 0; s < steps; s++)
+        if (cuda_net_forward(net, 1, 0, err) || cuda_net_backward(net, labels, 0, 0, err) ||
+            cuda_net_profile_read(net, err) || cuda_net_step(net, 0.01, 1e-4, 1e-4, err))
+            die("profiled step", err);
+    double f[16] = {0}, b[16] = {0}, total = 0;
+    const char *names[16] = {0};
+    int nk = 0;
+    for (int li = 0; li < m->nlayers; li++) {
+        const char *k = kind_name(&m->layer[li]);
+        int i = 0;
+        while (i < nk && strcmp(names[i], k)) i++;
+        if (i == nk) names[nk++] = k;
+        f[i] += net->prof_ms[li] / steps;
+        b[i] += net->prof_ms[m->nlayers + li] / steps;
+        total += (net->prof_ms[li] + net->prof_ms[m->nlayers + li]) / steps;
+    }
+    for (int i = 0; i < nk; i++)
+        printf("profile %-13s forward %7.2f ms  backward %7.2f ms  (%4.1f%%)\n", names[i], f[i], b[i],
+               100 * (f[i] + b[i]) / total);
+    printf("profile total %.2f ms per step in layers\n", total);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: bench_train_gpu MODEL [--batch B] [--size S] [--steps N] [--warmup W] [--strict]\n");
+        fprintf(stderr, "usage: bench_train_gpu MODEL [--batch B] [--size S] [--steps N] [--warmup W] [--precision fp32|tf32|bf16] [--profile]\n");
         return 2;
     }
     const char *arch = argv[1];
-    int batch = 256, size = 224, steps = 30, warmup = 5, strict = 0;
+    int batch = 256, size = 224, steps = 30, warmup = 5;
+    const char *prec = "bf16";
+    int profile = 0;
     for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "--strict")) strict = 1;
+        if (!strcmp(argv[i], "--profile")) profile = 1;
+        else if (i + 1 < argc && !strcmp(argv[i], "--precision")) prec = argv[++i];
         else if (i + 1 < argc && !strcmp(argv[i], "--batch")) batch = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--size")) size = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--steps")) steps = atoi(argv[++i]);
@@ -42,7 +79,12 @@ int main(int argc, char **argv) {
     StkErr err;
     if (model_build(&m, arch, 3, size, size, 1000, &err)) die("model", &err);
     OptimConfig opt = {OPTIM_SGD, 0.9, 0, 0, 0, 0, 0};
-    CudaNetOptions o = {.strict_fp32 = strict};
+    CudaNetOptions o = {.precision = !strcmp(prec, "fp32") ? CUDA_PREC_FP32
+                                     : !strcmp(prec, "tf32") ? CUDA_PREC_TF32 : CUDA_PREC_BF16};
+    if (strcmp(prec, "fp32") && strcmp(prec, "tf32") && strcmp(prec, "bf16")) {
+        fprintf(stderr, "bench_train_gpu: --precision %s: fp32, tf32 or bf16\n", prec);
+        return 2;
+    }
     double t0 = now_s();
     if (cuda_net_init(&net, &m, batch, &opt, &o, &err)) die("init", &err);
     float *host = malloc(4 * (m.total_floats > (uint64_t)batch * 3 * size * size
@@ -60,18 +102,18 @@ int main(int argc, char **argv) {
             if (cuda_net_loss(&net, &loss, &err)) die("sync", &err);
             t1 = now_s();
         }
-        const float *logits;
-        if (cuda_net_forward(&net, 1, 0, &logits, &err) || cuda_net_backward(&net, labels, 0, 0, &err) ||
+        if (cuda_net_forward(&net, 1, (uint64_t)s, &err) || cuda_net_backward(&net, labels, 0, (uint64_t)s, &err) ||
             cuda_net_step(&net, 0.01, 1e-4, 1e-4, &err))
             die("step", &err);
     }
     if (cuda_net_loss(&net, &loss, &err)) die("sync", &err);
     double dt = now_s() - t1;
+    if (profile) report_profile(&net, &m, labels, &err);
     size_t free_b, total_b;
     cudaMemGetInfo(&free_b, &total_b);
     printf("stoker %s batch=%d size=%d precision=%s setup_s=%.2f images_per_s=%.1f "
            "step_ms=%.2f loss=%.4f plan_mib=%.0f used_mib=%.0f\n",
-           arch, batch, size, strict ? "fp32" : "tf32", setup, steps * batch / dt, dt / steps * 1e3,
+           arch, batch, size, prec, setup, steps * batch / dt, dt / steps * 1e3,
            loss, net.plan.total / 1048576.0, (total_b - free_b) / 1048576.0);
     cuda_net_free(&net);
     free(host), free(labels);

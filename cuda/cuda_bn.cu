@@ -4,6 +4,7 @@
  * is fixed and results repeat run after run. */
 #include "cuda_bn.h"
 #include "cuda_check.h"
+#include "cuda_dtype.h"
 #include "cuda_elem.h"
 
 #define BN_X 32
@@ -12,14 +13,15 @@
 #define BN_MAX_BLOCKS 8192
 
 /* part[by * c + ch] = sum (x - x[0, ch]), part[(split + by) * c + ch] = sum of squares. */
-__global__ void bn_stats_kernel(size_t m, int c, const float *__restrict__ x, float *part) {
+template <typename T>
+__global__ void bn_stats_kernel(size_t m, int c, const T *__restrict__ x, float *part) {
     __shared__ float a1[BN_Y][BN_X], a2[BN_Y][BN_X];
     int ch = blockIdx.x * BN_X + threadIdx.x;
     float s1 = 0.0f, s2 = 0.0f;
     if (ch < c) {
-        float k = x[ch];
+        float k = ld(x + ch);
         for (size_t r = blockIdx.y * BN_Y + threadIdx.y; r < m; r += (size_t)gridDim.y * BN_Y) {
-            float d = x[r * c + ch] - k;
+            float d = ld(x + r * c + ch) - k;
             s1 += d;
             s2 += d * d;
         }
@@ -34,14 +36,15 @@ __global__ void bn_stats_kernel(size_t m, int c, const float *__restrict__ x, fl
     }
 }
 
-__global__ void bn_stats_final_kernel(size_t m, int c, int split, const float *x, const float *part,
+template <typename T>
+__global__ void bn_stats_final_kernel(size_t m, int c, int split, const T *x, const float *part,
                                       CudaBn bn, float *save_mean, float *save_invstd) {
     int ch = blockIdx.x * blockDim.x + threadIdx.x;
     if (ch >= c) return;
     double s1 = 0, s2 = 0;
     for (int p = 0; p < split; p++) s1 += part[(size_t)p * c + ch], s2 += part[(size_t)(split + p) * c + ch];
     double dm = (double)m, d = s1 / dm;
-    double mean = x[ch] + d, var = s2 / dm - d * d;
+    double mean = ld(x + ch) + d, var = s2 / dm - d * d;
     if (var < 0) var = 0;
     save_mean[ch] = (float)mean;
     save_invstd[ch] = (float)(1.0 / sqrt(var + (double)bn.eps));
@@ -50,25 +53,27 @@ __global__ void bn_stats_final_kernel(size_t m, int c, int split, const float *x
     bn.running_var[ch] = (float)(mom * var * dm / (dm - 1.0) + (1.0 - mom) * bn.running_var[ch]);
 }
 
-__global__ void bn_apply_kernel(size_t n, int c, const float *x, const float *__restrict__ mean,
+template <typename T>
+__global__ void bn_apply_kernel(size_t n, int c, const T *x, const float *__restrict__ mean,
                                 const float *__restrict__ invstd, const float *__restrict__ w,
-                                const float *__restrict__ b, float *y) {
+                                const float *__restrict__ b, T *y) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         int ch = (int)(i % c);
-        y[i] = (x[i] - mean[ch]) * (invstd[ch] * w[ch]) + b[ch];
+        st(y + i, (ld(x + i) - mean[ch]) * (invstd[ch] * w[ch]) + b[ch]);
     }
 }
 
-__global__ void bn_eval_kernel(size_t n, int c, const float *x, CudaBn bn, float *y) {
+template <typename T> __global__ void bn_eval_kernel(size_t n, int c, const T *x, CudaBn bn, T *y) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         int ch = (int)(i % c);
         float a = (float)(1.0 / sqrt((double)bn.running_var[ch] + bn.eps)) * bn.weight[ch];
-        y[i] = (x[i] - bn.running_mean[ch]) * a + bn.bias[ch];
+        st(y + i, (ld(x + i) - bn.running_mean[ch]) * a + bn.bias[ch]);
     }
 }
 
 /* part[by * c + ch] = sum dy, part[(split + by) * c + ch] = sum (x - mean) dy. */
-__global__ void bn_grad_kernel(size_t m, int c, const float *__restrict__ x, const float *__restrict__ dy,
+template <typename T>
+__global__ void bn_grad_kernel(size_t m, int c, const T *__restrict__ x, const T *__restrict__ dy,
                                const float *__restrict__ mean, float *part) {
     __shared__ float a1[BN_Y][BN_X], a2[BN_Y][BN_X];
     int ch = blockIdx.x * BN_X + threadIdx.x;
@@ -76,9 +81,9 @@ __global__ void bn_grad_kernel(size_t m, int c, const float *__restrict__ x, con
     if (ch < c) {
         float mu = mean[ch];
         for (size_t r = blockIdx.y * BN_Y + threadIdx.y; r < m; r += (size_t)gridDim.y * BN_Y) {
-            float g = dy[r * c + ch];
+            float g = ld(dy + r * c + ch);
             s1 += g;
-            s2 += (x[r * c + ch] - mu) * g;
+            s2 += (ld(x + r * c + ch) - mu) * g;
         }
     }
     a1[threadIdx.y][threadIdx.x] = s1;
@@ -107,11 +112,12 @@ __global__ void bn_grad_final_kernel(size_t m, int c, int split, float *part, co
     coef[2 * c + ch] = (float)(is * w[ch]);
 }
 
-__global__ void bn_dx_kernel(size_t n, int c, const float *x, const float *dy, const float *mean,
-                             const float *coef, float *dx) {
+template <typename T>
+__global__ void bn_dx_kernel(size_t n, int c, const T *x, const T *dy, const float *mean,
+                             const float *coef, T *dx) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         int ch = (int)(i % c);
-        dx[i] = (dy[i] - coef[ch] - (x[i] - mean[ch]) * coef[c + ch]) * coef[2 * c + ch];
+        st(dx + i, (ld(dy + i) - coef[ch] - (ld(x + i) - mean[ch]) * coef[c + ch]) * coef[2 * c + ch]);
     }
 }
 
@@ -129,49 +135,51 @@ static int check(const CudaBn *bn, size_t m, int train, const char *fn, StkErr *
     return 0;
 }
 
-extern "C" int cuda_bn_forward_train(const CudaBn *bn, size_t m, const float *x, float *y,
-                                     float *save_mean, float *save_invstd, float *part,
+extern "C" int cuda_bn_forward_train(const CudaBn *bn, CudaDtype dt, size_t m, const void *x,
+                                     void *y, float *save_mean, float *save_invstd, float *part,
                                      cudaStream_t s, StkErr *err) {
     if (check(bn, m, 1, "cuda_bn_forward_train", err)) return -1;
     int c = bn->c, split = cuda_colsum_split(m);
     dim3 block(BN_X, BN_Y), grid((unsigned)((c + BN_X - 1) / BN_X), (unsigned)split);
-    bn_stats_kernel<<<grid, block, 0, s>>>(m, c, x, part);
-    CUDA_TRY(err, cudaGetLastError());
-    bn_stats_final_kernel<<<(unsigned)((c + 127) / 128), 128, 0, s>>>(m, c, split, x, part, *bn,
-                                                                      save_mean, save_invstd);
-    CUDA_TRY(err, cudaGetLastError());
     size_t n = m * (size_t)c;
-    bn_apply_kernel<<<elem_grid(n), BN_BLOCK, 0, s>>>(n, c, x, save_mean, save_invstd, bn->weight,
-                                                       bn->bias, y);
+    CUDA_DISPATCH(dt, T, {
+        bn_stats_kernel<T><<<grid, block, 0, s>>>(m, c, (const T *)x, part);
+        bn_stats_final_kernel<T><<<(unsigned)((c + 127) / 128), 128, 0, s>>>(
+            m, c, split, (const T *)x, part, *bn, save_mean, save_invstd);
+        bn_apply_kernel<T><<<elem_grid(n), BN_BLOCK, 0, s>>>(n, c, (const T *)x, save_mean,
+                                                             save_invstd, bn->weight, bn->bias, (T *)y);
+    });
     CUDA_TRY(err, cudaGetLastError());
     return 0;
 }
 
-extern "C" int cuda_bn_forward_eval(const CudaBn *bn, size_t m, const float *x, float *y,
-                                    cudaStream_t s, StkErr *err) {
+extern "C" int cuda_bn_forward_eval(const CudaBn *bn, CudaDtype dt, size_t m, const void *x,
+                                    void *y, cudaStream_t s, StkErr *err) {
     if (check(bn, m, 0, "cuda_bn_forward_eval", err)) return -1;
     size_t n = m * (size_t)bn->c;
-    bn_eval_kernel<<<elem_grid(n), BN_BLOCK, 0, s>>>(n, bn->c, x, *bn, y);
+    CUDA_DISPATCH(dt, T, bn_eval_kernel<T><<<elem_grid(n), BN_BLOCK, 0, s>>>(n, bn->c, (const T *)x,
+                                                                              *bn, (T *)y));
     CUDA_TRY(err, cudaGetLastError());
     return 0;
 }
 
-extern "C" int cuda_bn_backward_train(const CudaBn *bn, size_t m, const float *x,
-                                      const float *dy, const float *save_mean,
-                                      const float *save_invstd, float *dx, float *dweight,
+extern "C" int cuda_bn_backward_train(const CudaBn *bn, CudaDtype dt, size_t m, const void *x,
+                                      const void *dy, const float *save_mean,
+                                      const float *save_invstd, void *dx, float *dweight,
                                       float *dbias, float *part, cudaStream_t s, StkErr *err) {
     if (check(bn, m, 1, "cuda_bn_backward_train", err)) return -1;
     int c = bn->c, split = cuda_colsum_split(m);
     dim3 block(BN_X, BN_Y), grid((unsigned)((c + BN_X - 1) / BN_X), (unsigned)split);
-    bn_grad_kernel<<<grid, block, 0, s>>>(m, c, x, dy, save_mean, part);
-    CUDA_TRY(err, cudaGetLastError());
     /* the coefficients go after the partial sums (2 * split * c floats) */
     float *coef = part + (size_t)2 * split * c;
-    bn_grad_final_kernel<<<(unsigned)((c + 127) / 128), 128, 0, s>>>(m, c, split, part, save_invstd,
-                                                                     bn->weight, dweight, dbias, coef);
-    CUDA_TRY(err, cudaGetLastError());
     size_t n = m * (size_t)c;
-    bn_dx_kernel<<<elem_grid(n), BN_BLOCK, 0, s>>>(n, c, x, dy, save_mean, coef, dx);
+    CUDA_DISPATCH(dt, T, {
+        bn_grad_kernel<T><<<grid, block, 0, s>>>(m, c, (const T *)x, (const T *)dy, save_mean, part);
+        bn_grad_final_kernel<<<(unsigned)((c + 127) / 128), 128, 0, s>>>(
+            m, c, split, part, save_invstd, bn->weight, dweight, dbias, coef);
+        bn_dx_kernel<T><<<elem_grid(n), BN_BLOCK, 0, s>>>(n, c, (const T *)x, (const T *)dy,
+                                                          save_mean, coef, (T *)dx);
+    });
     CUDA_TRY(err, cudaGetLastError());
     return 0;
 }

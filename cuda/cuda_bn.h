@@ -1,8 +1,9 @@
-/* cuda_bn.h: batch normalisation on NHWC float32 device data, viewed as an [m, c] matrix
- * (m = n*h*w), with the semantics of trainer/cpu_bn.h (PyTorch's BatchNorm2d): training
- * forward with batch statistics and running-stat update, eval forward, training
- * backward. Tensors are device pointers; `part` is scratch of cuda_colsum_scratch(c)
- * floats (cuda_elem.h). Each returns 0 or -1 + err (bad shape, launch failure). */
+/* cuda_bn.h: batch normalisation on NHWC device data (float32 or bfloat16, `dt`), viewed
+ * as an [m, c] matrix (m = n*h*w), with the semantics of trainer/cpu_bn.h (PyTorch's
+ * BatchNorm2d): training forward with batch statistics and running-stat update, eval
+ * forward, training backward. Statistics, gamma, beta and their gradients are float32, as
+ * under PyTorch's autocast. Tensors are device pointers; `part` is scratch of
+ * cuda_colsum_scratch(c) floats (cuda_elem.h). Each returns 0 or -1 + err. */
 #ifndef CUDA_BN_H
 #define CUDA_BN_H
 
@@ -10,6 +11,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "cuda_dtype.h"
 #include "stk_err.h"
 
 #ifdef __cplusplus
@@ -28,17 +30,17 @@ typedef struct CudaBn {
 /* Training forward: per-channel mean and biased variance over the m rows (a one-pass sum
  * shifted by each channel's first value, combined in double), y = xhat * gamma + beta,
  * save_mean/save_invstd[c] for the backward, running statistics updated. m >= 2. */
-int cuda_bn_forward_train(const CudaBn *bn, size_t m, const float *x, float *y,
+int cuda_bn_forward_train(const CudaBn *bn, CudaDtype dt, size_t m, const void *x, void *y,
                           float *save_mean, float *save_invstd, float *part, cudaStream_t s,
                           StkErr *err);
 
 /* Eval forward with the running statistics; y may alias x. */
-int cuda_bn_forward_eval(const CudaBn *bn, size_t m, const float *x, float *y, cudaStream_t s,
-                         StkErr *err);
+int cuda_bn_forward_eval(const CudaBn *bn, CudaDtype dt, size_t m, const void *x, void *y,
+                         cudaStream_t s, StkErr *err);
 
 /* Training backward: dx (may alias dy), dweight[c] = sum dy * xhat, dbias[c] = sum dy. */
-int cuda_bn_backward_train(const CudaBn *bn, size_t m, const float *x, const float *dy,
-                           const float *save_mean, const float *save_invstd, float *dx,
+int cuda_bn_backward_train(const CudaBn *bn, CudaDtype dt, size_t m, const void *x,
+                           const void *dy, const float *save_mean, const float *save_invstd, void *dx,
                            float *dweight, float *dbias, float *part, cudaStream_t s,
                            StkErr *err);
 

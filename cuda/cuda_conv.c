@@ -15,7 +15,8 @@
         for (int i_ = 0; i_ < (count) && !found_; i_++) {                               \
             if ((results)[i_].status != CUDNN_STATUS_SUCCESS) continue;                 \
             if ((results)[i_].memory > (limit)) continue;                               \
-            if ((strict) && (results)[i_].mathType == CUDNN_TENSOR_OP_MATH) continue;   \
+            if ((strict) && (results)[i_].mathType != CUDNN_FMA_MATH &&                 \
+                (results)[i_].mathType != CUDNN_DEFAULT_MATH) continue;                 \
             *(out_algo) = (results)[i_].algo;                                           \
             *(out_ws) = (results)[i_].memory;                                           \
             found_ = 1;                                                                 \
@@ -26,23 +27,42 @@
     } while (0)
 
 static int describe(CudaConv *cv, const ConvDesc *d, Shape4 in, int strict, StkErr *err) {
+    cudnnDataType_t t = cv->dt == CUDA_BF16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
     CUDNN_TRY(err, cudnnCreateTensorDescriptor(&cv->x));
     CUDNN_TRY(err, cudnnCreateTensorDescriptor(&cv->y));
     CUDNN_TRY(err, cudnnCreateFilterDescriptor(&cv->w));
     CUDNN_TRY(err, cudnnCreateConvolutionDescriptor(&cv->conv));
-    CUDNN_TRY(err, cudnnSetTensor4dDescriptor(cv->x, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, in.n,
+    CUDNN_TRY(err, cudnnSetTensor4dDescriptor(cv->x, CUDNN_TENSOR_NHWC, t, in.n,
                                               in.c, in.h, in.w));
-    CUDNN_TRY(err, cudnnSetFilter4dDescriptor(cv->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, d->out_c,
+    CUDNN_TRY(err, cudnnSetFilter4dDescriptor(cv->w, t, CUDNN_TENSOR_NHWC, d->out_c,
                                               d->in_c / d->groups, d->kh, d->kw));
     CUDNN_TRY(err, cudnnSetConvolution2dDescriptor(cv->conv, d->pad_h, d->pad_w, d->stride_h,
                                                    d->stride_w, 1, 1, CUDNN_CROSS_CORRELATION,
                                                    CUDNN_DATA_FLOAT));
     CUDNN_TRY(err, cudnnSetConvolutionGroupCount(cv->conv, d->groups));
-    CUDNN_TRY(err, cudnnSetConvolutionMathType(cv->conv, strict ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH));
+    /* bfloat16 accumulates in float32 (the compute type above) on tensor cores */
+    cudnnMathType_t math = cv->dt == CUDA_BF16 ? CUDNN_TENSOR_OP_MATH : strict ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH;
+    CUDNN_TRY(err, cudnnSetConvolutionMathType(cv->conv, math));
     int n, c, h, w;
     CUDNN_TRY(err, cudnnGetConvolution2dForwardOutputDim(cv->conv, cv->x, cv->w, &n, &c, &h, &w));
     cv->out = (Shape4){n, c, h, w};
-    CUDNN_TRY(err, cudnnSetTensor4dDescriptor(cv->y, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, n, c, h, w));
+    CUDNN_TRY(err, cudnnSetTensor4dDescriptor(cv->y, CUDNN_TENSOR_NHWC, t, n, c, h, w));
+    return 0;
+}
+
+/* What each chosen algorithm asks for when asked directly: a search's reported memory
+ * has been seen smaller than what the run needs (CUDNN_STATUS_BAD_PARAM at run time). */
+static int need_workspace(CudaConv *cv, cudnnHandle_t h, int need_dx, StkErr *err) {
+    size_t f, d = 0, g;
+    CUDNN_TRY(err, cudnnGetConvolutionForwardWorkspaceSize(h, cv->x, cv->w, cv->conv, cv->y, cv->fwd, &f));
+    if (need_dx)
+        CUDNN_TRY(err, cudnnGetConvolutionBackwardDataWorkspaceSize(h, cv->w, cv->y, cv->conv, cv->x,
+                                                                    cv->bwd_data, &d));
+    CUDNN_TRY(err, cudnnGetConvolutionBackwardFilterWorkspaceSize(h, cv->x, cv->y, cv->conv, cv->w,
+                                                                  cv->bwd_filter, &g));
+    cv->ws_fwd = f > cv->ws_fwd ? f : cv->ws_fwd;
+    cv->ws_bwd_data = d > cv->ws_bwd_data ? d : cv->ws_bwd_data;
+    cv->ws_bwd_filter = g > cv->ws_bwd_filter ? g : cv->ws_bwd_filter;
     return 0;
 }
 
@@ -68,18 +88,20 @@ static int choose(CudaConv *cv, cudnnHandle_t h, int strict, int need_dx,
                        g, sc->ws, sc->ws_limit));
     PICK(g, cnt, strict, sc->ws_limit, &cv->bwd_filter, &cv->ws_bwd_filter, cv->conv,
          "backward-filter", err);
-    return 0;
+    return need_workspace(cv, h, need_dx, err);
 }
 
-int cuda_conv_init(CudaConv *cv, cudnnHandle_t h, const ConvDesc *d, Shape4 in, int strict,
+int cuda_conv_init(CudaConv *cv, cudnnHandle_t h, const ConvDesc *d, CudaDtype dt, Shape4 in, int strict,
                    int need_dx, const CudaConvScratch *sc, StkErr *err) {
     memset(cv, 0, sizeof *cv);
     cv->d = *d;
+    cv->dt = dt;
     cv->in = in;
     if (d->groups < 1 || d->in_c % d->groups || d->out_c % d->groups || in.c != d->in_c)
         return stk_errf(err, "cuda_conv_init: %d -> %d channels in %d groups on a %d-channel input",
                         d->in_c, d->out_c, d->groups, in.c);
-    if (describe(cv, d, in, strict, err) || choose(cv, h, strict, need_dx, sc, err)) {
+    int strict32 = strict && dt == CUDA_F32;
+    if (describe(cv, d, in, strict32, err) || choose(cv, h, strict32, need_dx, sc, err)) {
         cuda_conv_free(cv);
         return -1;
     }
@@ -94,24 +116,24 @@ void cuda_conv_free(CudaConv *cv) {
     cv->x = cv->y = NULL, cv->w = NULL, cv->conv = NULL;
 }
 
-int cuda_conv_forward(const CudaConv *cv, cudnnHandle_t h, const float *x, const float *w,
-                      float *y, void *ws, StkErr *err) {
+int cuda_conv_forward(const CudaConv *cv, cudnnHandle_t h, const void *x, const void *w,
+                      void *y, void *ws, StkErr *err) {
     const float one = 1.0f, zero = 0.0f;
     CUDNN_TRY(err, cudnnConvolutionForward(h, &one, cv->x, x, cv->w, w, cv->conv, cv->fwd, ws,
                                            cv->ws_fwd, &zero, cv->y, y));
     return 0;
 }
 
-int cuda_conv_backward_data(const CudaConv *cv, cudnnHandle_t h, const float *dy,
-                            const float *w, float *dx, void *ws, StkErr *err) {
+int cuda_conv_backward_data(const CudaConv *cv, cudnnHandle_t h, const void *dy,
+                            const void *w, void *dx, void *ws, StkErr *err) {
     const float one = 1.0f, zero = 0.0f;
     CUDNN_TRY(err, cudnnConvolutionBackwardData(h, &one, cv->w, w, cv->y, dy, cv->conv,
                                                 cv->bwd_data, ws, cv->ws_bwd_data, &zero, cv->x, dx));
     return 0;
 }
 
-int cuda_conv_backward_filter(const CudaConv *cv, cudnnHandle_t h, const float *x,
-                              const float *dy, float *dw, void *ws, StkErr *err) {
+int cuda_conv_backward_filter(const CudaConv *cv, cudnnHandle_t h, const void *x,
+                              const void *dy, void *dw, void *ws, StkErr *err) {
     const float one = 1.0f, zero = 0.0f;
     CUDNN_TRY(err, cudnnConvolutionBackwardFilter(h, &one, cv->x, x, cv->y, dy, cv->conv,
                                                   cv->bwd_filter, ws, cv->ws_bwd_filter, &zero,

@@ -1,10 +1,10 @@
-/* cuda_conv.h: one convolution layer on cuDNN, NHWC float32 activations and KRSC
- * (out_c, kh, kw, in_c/groups) weights, with torch.nn.Conv2d's semantics (ConvDesc,
- * trainer/cpu_conv.h). The descriptors and the three algorithms (forward, backward data,
+/* cuda_conv.h: one convolution layer on cuDNN, NHWC activations and KRSC (out_c, kh, kw,
+ * in_c/groups) weights of one dtype (float32, or bfloat16 with float32 accumulation),
+ * with torch.nn.Conv2d's semantics (ConvDesc, trainer/cpu_conv.h). The descriptors and the three algorithms (forward, backward data,
  * backward filter) are chosen once per layer by cudnnFind*AlgorithmEx (measured on the
  * layer's own buffers) within a workspace bound; the passes then only run. `strict`
  * keeps float32 arithmetic (no TF32 tensor cores): what the checks against the CPU
- * backend need; without it cuDNN may use TF32, as PyTorch does by default. */
+ * backend need; without it cuDNN may use TF32 for float32, as PyTorch does by default. */
 #ifndef CUDA_CONV_H
 #define CUDA_CONV_H
 
@@ -13,10 +13,12 @@
 #include <cudnn.h>
 
 #include "cpu_conv.h" /* ConvDesc */
+#include "cuda_dtype.h"
 #include "stk_err.h"
 
 typedef struct CudaConv {
     ConvDesc d;
+    CudaDtype dt;
     Shape4 in, out;                       /* batched NCHW-named shapes (data is NHWC) */
     cudnnTensorDescriptor_t x, y;
     cudnnFilterDescriptor_t w;
@@ -29,7 +31,7 @@ typedef struct CudaConv {
 
 /* Buffers cuda_conv_init measures the algorithms on (device; contents overwritten). */
 typedef struct CudaConvScratch {
-    float *x, *w, *y, *dx, *dw;           /* big enough for the layer */
+    void *x, *w, *y, *dx, *dw;            /* big enough for the layer, of its dtype */
     void *ws;                             /* workspace of ws_limit bytes */
     size_t ws_limit;
 } CudaConvScratch;
@@ -37,20 +39,20 @@ typedef struct CudaConvScratch {
 /* Makes the descriptors for d on a batched input shape and picks the fastest algorithm
  * of each pass whose workspace fits ws_limit (and, when strict, uses no tensor-op math).
  * need_dx = 0 skips the backward-data choice (a network's first layer). */
-int cuda_conv_init(CudaConv *cv, cudnnHandle_t h, const ConvDesc *d, Shape4 in, int strict,
+int cuda_conv_init(CudaConv *cv, cudnnHandle_t h, const ConvDesc *d, CudaDtype dt, Shape4 in, int strict,
                    int need_dx, const CudaConvScratch *sc, StkErr *err);
 void cuda_conv_free(CudaConv *cv);
 
 /* y = conv(x, w) (+ nothing: the bias is a separate per-channel add). */
-int cuda_conv_forward(const CudaConv *cv, cudnnHandle_t h, const float *x, const float *w,
-                      float *y, void *ws, StkErr *err);
+int cuda_conv_forward(const CudaConv *cv, cudnnHandle_t h, const void *x, const void *w,
+                      void *y, void *ws, StkErr *err);
 
 /* dx = conv_transpose(dy, w). */
-int cuda_conv_backward_data(const CudaConv *cv, cudnnHandle_t h, const float *dy,
-                            const float *w, float *dx, void *ws, StkErr *err);
+int cuda_conv_backward_data(const CudaConv *cv, cudnnHandle_t h, const void *dy,
+                            const void *w, void *dx, void *ws, StkErr *err);
 
 /* dw = correlation of x with dy (overwritten, not accumulated). */
-int cuda_conv_backward_filter(const CudaConv *cv, cudnnHandle_t h, const float *x,
-                              const float *dy, float *dw, void *ws, StkErr *err);
+int cuda_conv_backward_filter(const CudaConv *cv, cudnnHandle_t h, const void *x,
+                              const void *dy, void *dw, void *ws, StkErr *err);
 
 #endif

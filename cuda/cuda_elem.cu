@@ -54,35 +54,88 @@ __device__ static inline float act_df(int kind, float x) {
     return 0.0f;
 }
 
-__global__ void act_fwd_kernel(int kind, size_t n, const float *x, float *y) {
-    GRID_STRIDE(i, n) y[i] = act_f(kind, x[i]);
+template <typename T> __global__ void act_fwd_kernel(int kind, size_t n, const T *x, T *y) {
+    GRID_STRIDE(i, n) st(y + i, act_f(kind, ld(x + i)));
 }
 
-__global__ void act_bwd_kernel(int kind, size_t n, const float *x, const float *dy, float *dx) {
-    GRID_STRIDE(i, n) dx[i] = dy[i] * act_df(kind, x[i]);
+template <typename T>
+__global__ void act_bwd_kernel(int kind, size_t n, const T *x, const T *dy, T *dx) {
+    GRID_STRIDE(i, n) st(dx + i, ld(dy + i) * act_df(kind, ld(x + i)));
 }
 
-__global__ void add_kernel(size_t n, const float *a, const float *b, float *y) {
-    GRID_STRIDE(i, n) y[i] = a[i] + b[i];
+template <typename T> __global__ void add_kernel(size_t n, const T *a, const T *b, T *y) {
+    GRID_STRIDE(i, n) st(y + i, ld(a + i) + ld(b + i));
 }
 
-__global__ void bias_add_kernel(size_t n, int c, const float *__restrict__ b, float *y) {
-    GRID_STRIDE(i, n) y[i] += b[i % c];
+template <typename T>
+__global__ void bias_add_kernel(size_t n, int c, const float *__restrict__ b, T *y) {
+    GRID_STRIDE(i, n) st(y + i, ld(y + i) + b[i % c]);
 }
 
-__global__ void scale_kernel(size_t n, int hwc, int c, const float *x, const float *sc, float *y) {
-    GRID_STRIDE(i, n) y[i] = x[i] * sc[(i / hwc) * c + i % c];
+template <typename A, typename B> __global__ void cast_kernel(size_t n, const A *src, B *dst) {
+    GRID_STRIDE(i, n) st(dst + i, ld(src + i));
+}
+
+template <typename T>
+__global__ void scale_fwd_kernel(size_t total, int hwc, int c, const T *x, const T *sc, T *y) {
+    GRID_STRIDE(i, total) st(y + i, ld(x + i) * ld(sc + (i / hwc) * c + i % c));
+}
+
+template <typename T>
+__global__ void scale_dx_kernel(size_t total, int hwc, int c, const T *sc, const T *dy, T *dx) {
+    GRID_STRIDE(i, total) st(dx + i, ld(dy + i) * ld(sc + (i / hwc) * c + i % c));
+}
+
+/* ds[n, c] = sum over hw of dy * x: block (channel chunk of 32, sample), 16 lanes over
+ * the rows, reduced in shared memory (parallel over large spatial extents). */
+#define SCALE_X 32
+#define SCALE_Y 16
+template <typename T>
+__global__ void scale_ds_kernel(int hw, int c, const T *x, const T *dy, T *ds) {
+    __shared__ float acc[SCALE_Y][SCALE_X];
+    int ch = blockIdx.x * SCALE_X + threadIdx.x;
+    size_t base = (size_t)blockIdx.y * hw * c + ch;
+    float a = 0.0f;
+    if (ch < c)
+        for (int k = threadIdx.y; k < hw; k += SCALE_Y) a += ld(dy + base + (size_t)k * c) * ld(x + base + (size_t)k * c);
+    acc[threadIdx.y][threadIdx.x] = a;
+    __syncthreads();
+    if (threadIdx.y == 0 && ch < c) {
+        for (int t = 1; t < SCALE_Y; t++) a += acc[t][threadIdx.x];
+        st(ds + (size_t)blockIdx.y * c + ch, a);
+    }
+}
+
+/* stk_rng.h's splitmix64 finaliser and stream, on the device. */
+__device__ static inline uint64_t rng_mix(uint64_t x) {
+    x ^= x >> 30;
+    x *= 0xBF58476D1CE4E5B9ull;
+    x ^= x >> 27;
+    x *= 0x94D049BB133111EBull;
+    x ^= x >> 31;
+    return x;
+}
+
+template <typename T>
+__global__ void mask_kernel(size_t n, size_t run, double keep_p, float scale, uint64_t key,
+                            const T *x, T *y) {
+    GRID_STRIDE(i, n) {
+        uint64_t h = rng_mix(key + (i / run + 1) * 0x9E3779B97F4A7C15ull);
+        int keep = (double)(h >> 11) * 0x1.0p-53 < keep_p;
+        st(y + i, keep ? ld(x + i) * scale : 0.0f);
+    }
 }
 
 /* Partial column sums: block (bx, by) sums channels [32 bx, 32 bx + 32) over the rows
  * r = by * 8 + ty (mod 8 * gridDim.y), writes part[by * c + ch]. */
-__global__ void colsum_part_kernel(size_t m, int c, const float *__restrict__ x, float *part) {
+template <typename T>
+__global__ void colsum_part_kernel(size_t m, int c, const T *__restrict__ x, float *part) {
     __shared__ float acc[COLSUM_Y][COLSUM_X];
     int ch = blockIdx.x * COLSUM_X + threadIdx.x;
     float s = 0.0f;
     if (ch < c)
         for (size_t r = blockIdx.y * COLSUM_Y + threadIdx.y; r < m; r += (size_t)gridDim.y * COLSUM_Y)
-            s += x[r * c + ch];
+            s += ld(x + r * c + ch);
     acc[threadIdx.y][threadIdx.x] = s;
     __syncthreads();
     if (threadIdx.y == 0 && ch < c) {
@@ -99,71 +152,119 @@ __global__ void colsum_final_kernel(int c, int split, const float *part, float *
     out[ch] = (float)s;
 }
 
-extern "C" size_t cuda_colsum_scratch(int c) { return ((size_t)COLSUM_SPLIT_MAX * 2 + 3) * (size_t)c; /* + batch norm's 3c coefficients */ }
+extern "C" size_t cuda_colsum_scratch(int c) {
+    return ((size_t)COLSUM_SPLIT_MAX * 2 + 3) * (size_t)c; /* + batch norm's 3c coefficients */
+}
 
 extern "C" int cuda_colsum_split(size_t m) {
     size_t s = m / COLSUM_ROWS_PER_BLOCK;
     return (int)(s < 1 ? 1 : s > COLSUM_SPLIT_MAX ? COLSUM_SPLIT_MAX : s);
 }
 
-static int check_kind(CpuActKind kind, const char *fn, StkErr *err) {
+static int check_kind(CpuActKind kind, CudaDtype dt, const char *fn, StkErr *err) {
     if ((int)kind < 0 || kind >= CPU_ACT_COUNT) return stk_errf(err, "%s: activation %d unknown", fn, (int)kind);
+    if (dt != CUDA_F32 && dt != CUDA_BF16) return stk_errf(err, "%s: dtype %d unknown", fn, (int)dt);
     return 0;
 }
 
-extern "C" int cuda_act_forward(CpuActKind kind, size_t n, const float *x, float *y,
+extern "C" int cuda_act_forward(CpuActKind kind, CudaDtype dt, size_t n, const void *x, void *y,
                                 cudaStream_t s, StkErr *err) {
-    if (check_kind(kind, "cuda_act_forward", err)) return -1;
+    if (check_kind(kind, dt, "cuda_act_forward", err)) return -1;
     if (!n) return 0;
-    act_fwd_kernel<<<grid_for(n), ELEM_BLOCK, 0, s>>>((int)kind, n, x, y);
+    CUDA_DISPATCH(dt, T, act_fwd_kernel<T><<<grid_for(n), ELEM_BLOCK, 0, s>>>((int)kind, n,
+                                                                             (const T *)x, (T *)y));
     CUDA_TRY(err, cudaGetLastError());
     return 0;
 }
 
-extern "C" int cuda_act_backward(CpuActKind kind, size_t n, const float *x, const float *dy,
-                                 float *dx, cudaStream_t s, StkErr *err) {
-    if (check_kind(kind, "cuda_act_backward", err)) return -1;
+extern "C" int cuda_act_backward(CpuActKind kind, CudaDtype dt, size_t n, const void *x,
+                                 const void *dy, void *dx, cudaStream_t s, StkErr *err) {
+    if (check_kind(kind, dt, "cuda_act_backward", err)) return -1;
     if (!n) return 0;
-    act_bwd_kernel<<<grid_for(n), ELEM_BLOCK, 0, s>>>((int)kind, n, x, dy, dx);
+    CUDA_DISPATCH(dt, T, act_bwd_kernel<T><<<grid_for(n), ELEM_BLOCK, 0, s>>>(
+                             (int)kind, n, (const T *)x, (const T *)dy, (T *)dx));
     CUDA_TRY(err, cudaGetLastError());
     return 0;
 }
 
-extern "C" int cuda_add(size_t n, const float *a, const float *b, float *y, cudaStream_t s,
-                        StkErr *err) {
+extern "C" int cuda_add(CudaDtype dt, size_t n, const void *a, const void *b, void *y,
+                        cudaStream_t s, StkErr *err) {
     if (!n) return 0;
-    add_kernel<<<grid_for(n), ELEM_BLOCK, 0, s>>>(n, a, b, y);
+    CUDA_DISPATCH(dt, T, add_kernel<T><<<grid_for(n), ELEM_BLOCK, 0, s>>>(n, (const T *)a,
+                                                                         (const T *)b, (T *)y));
     CUDA_TRY(err, cudaGetLastError());
     return 0;
 }
 
-extern "C" int cuda_bias_add(size_t m, int c, const float *b, float *y, cudaStream_t s,
-                             StkErr *err) {
+extern "C" int cuda_bias_add(CudaDtype dt, size_t m, int c, const float *b, void *y,
+                             cudaStream_t s, StkErr *err) {
     if (c < 1) return stk_errf(err, "cuda_bias_add: %d channels", c);
     size_t n = m * (size_t)c;
     if (!n) return 0;
-    bias_add_kernel<<<grid_for(n), ELEM_BLOCK, 0, s>>>(n, c, b, y);
+    CUDA_DISPATCH(dt, T, bias_add_kernel<T><<<grid_for(n), ELEM_BLOCK, 0, s>>>(n, c, b, (T *)y));
     CUDA_TRY(err, cudaGetLastError());
     return 0;
 }
 
-extern "C" int cuda_scale_forward(int n, int hw, int c, const float *x, const float *sc,
-                                  float *y, cudaStream_t s, StkErr *err) {
-    if (n < 1 || hw < 1 || c < 1) return stk_errf(err, "cuda_scale_forward: shape %dx%dx%d", n, hw, c);
-    size_t total = (size_t)n * hw * c;
-    scale_kernel<<<grid_for(total), ELEM_BLOCK, 0, s>>>(total, hw * c, c, x, sc, y);
+extern "C" int cuda_cast(CudaDtype from, CudaDtype to, size_t n, const void *src, void *dst,
+                         cudaStream_t s, StkErr *err) {
+    if (!n) return 0;
+    if (from == to) {
+        CUDA_TRY(err, cudaMemcpyAsync(dst, src, n * cuda_dtype_size(from), cudaMemcpyDeviceToDevice, s));
+        return 0;
+    }
+    if (from == CUDA_F32)
+        cast_kernel<<<grid_for(n), ELEM_BLOCK, 0, s>>>(n, (const float *)src, (__nv_bfloat16 *)dst);
+    else
+        cast_kernel<<<grid_for(n), ELEM_BLOCK, 0, s>>>(n, (const __nv_bfloat16 *)src, (float *)dst);
     CUDA_TRY(err, cudaGetLastError());
     return 0;
 }
 
-extern "C" int cuda_colsum(size_t m, int c, const float *x, float *out, float *part,
+extern "C" int cuda_colsum(CudaDtype dt, size_t m, int c, const void *x, float *out, float *part,
                            cudaStream_t s, StkErr *err) {
     if (c < 1 || m < 1) return stk_errf(err, "cuda_colsum: %zu x %d", m, c);
     int split = cuda_colsum_split(m);
     dim3 block(COLSUM_X, COLSUM_Y), grid((unsigned)((c + COLSUM_X - 1) / COLSUM_X), (unsigned)split);
-    colsum_part_kernel<<<grid, block, 0, s>>>(m, c, x, part);
+    CUDA_DISPATCH(dt, T, colsum_part_kernel<T><<<grid, block, 0, s>>>(m, c, (const T *)x, part));
     CUDA_TRY(err, cudaGetLastError());
     colsum_final_kernel<<<(unsigned)((c + 127) / 128), 128, 0, s>>>(c, split, part, out);
+    CUDA_TRY(err, cudaGetLastError());
+    return 0;
+}
+
+extern "C" int cuda_scale_forward(CudaDtype dt, int n, int hw, int c, const void *x,
+                                  const void *sc, void *y, cudaStream_t s, StkErr *err) {
+    if (n < 1 || hw < 1 || c < 1) return stk_errf(err, "cuda_scale_forward: shape %dx%dx%d", n, hw, c);
+    size_t total = (size_t)n * hw * c;
+    CUDA_DISPATCH(dt, T, scale_fwd_kernel<T><<<grid_for(total), ELEM_BLOCK, 0, s>>>(
+                             total, hw * c, c, (const T *)x, (const T *)sc, (T *)y));
+    CUDA_TRY(err, cudaGetLastError());
+    return 0;
+}
+
+extern "C" int cuda_scale_backward(CudaDtype dt, int n, int hw, int c, const void *x,
+                                   const void *sc, const void *dy, void *dx, void *ds,
+                                   cudaStream_t s, StkErr *err) {
+    if (n < 1 || hw < 1 || c < 1) return stk_errf(err, "cuda_scale_backward: shape %dx%dx%d", n, hw, c);
+    size_t total = (size_t)n * hw * c;
+    dim3 block(SCALE_X, SCALE_Y), grid((unsigned)((c + SCALE_X - 1) / SCALE_X), (unsigned)n);
+    if (ds) CUDA_DISPATCH(dt, T, scale_ds_kernel<T><<<grid, block, 0, s>>>(hw, c, (const T *)x,
+                                                                         (const T *)dy, (T *)ds));
+    if (dx) CUDA_DISPATCH(dt, T, scale_dx_kernel<T><<<grid_for(total), ELEM_BLOCK, 0, s>>>(
+                                     total, hw * c, c, (const T *)sc, (const T *)dy, (T *)dx));
+    CUDA_TRY(err, cudaGetLastError());
+    return 0;
+}
+
+extern "C" int cuda_dropout_mask(CudaDtype dt, size_t n, size_t run, double p, uint64_t key,
+                                 const void *x, void *y, cudaStream_t s, StkErr *err) {
+    if (!(p >= 0 && p <= 1)) return stk_errf(err, "cuda_dropout_mask: p = %g outside [0, 1]", p);
+    if (run < 1 || n % run) return stk_errf(err, "cuda_dropout_mask: %zu elements in runs of %zu", n, run);
+    if (!n) return 0;
+    float scale = p < 1.0 ? (float)(1.0 / (1.0 - p)) : 0.0f;
+    CUDA_DISPATCH(dt, T, mask_kernel<T><<<grid_for(n), ELEM_BLOCK, 0, s>>>(
+                             n, run, 1.0 - p, scale, key, (const T *)x, (T *)y));
     CUDA_TRY(err, cudaGetLastError());
     return 0;
 }

@@ -1,9 +1,10 @@
-/* cuda_elem.h: the CUDA backend's elementwise and per-channel operations on float32
- * device buffers: activations (the same functions and gradients as trainer/cpu_act.h),
- * residual add, gradient accumulation, per-channel bias and the per-channel sum that
- * gives bias gradients. Per-channel operations take NHWC data as an [m, c] matrix (m =
- * n*h*w rows of c channels). Every launcher checks its arguments, launches on `stream`
- * and checks the launch; it returns 0 or -1 + err. */
+/* cuda_elem.h: the CUDA backend's elementwise and per-channel operations on device
+ * buffers of float32 or bfloat16 (`dt`; arithmetic in float): activations (the functions
+ * and gradients of trainer/cpu_act.h), residual add, per-channel bias, the per-channel
+ * sum that gives bias gradients, and dtype casts. Per-channel operations take NHWC data
+ * as an [m, c] matrix (m = n*h*w rows of c channels); per-channel parameters and their
+ * gradients are always float32. Every launcher checks its arguments, launches on
+ * `stream` and checks the launch; it returns 0 or -1 + err. */
 #ifndef CUDA_ELEM_H
 #define CUDA_ELEM_H
 
@@ -13,6 +14,7 @@
 #include <cuda_runtime_api.h>
 
 #include "cpu_act.h" /* CpuActKind: the activation codes both backends share */
+#include "cuda_dtype.h"
 #include "stk_err.h"
 
 #ifdef __cplusplus
@@ -20,24 +22,26 @@ extern "C" {
 #endif
 
 /* y[i] = f(x[i]); y may alias x. */
-int cuda_act_forward(CpuActKind kind, size_t n, const float *x, float *y, cudaStream_t s,
-                     StkErr *err);
+int cuda_act_forward(CpuActKind kind, CudaDtype dt, size_t n, const void *x, void *y,
+                     cudaStream_t s, StkErr *err);
 
 /* dx[i] = dy[i] * f'(x[i]) (x: the forward's input); dx may alias dy. */
-int cuda_act_backward(CpuActKind kind, size_t n, const float *x, const float *dy, float *dx,
-                      cudaStream_t s, StkErr *err);
+int cuda_act_backward(CpuActKind kind, CudaDtype dt, size_t n, const void *x, const void *dy,
+                      void *dx, cudaStream_t s, StkErr *err);
 
 /* y = a + b (y may alias either). */
-int cuda_add(size_t n, const float *a, const float *b, float *y, cudaStream_t s, StkErr *err);
+int cuda_add(CudaDtype dt, size_t n, const void *a, const void *b, void *y, cudaStream_t s,
+             StkErr *err);
 
-/* y[r, c] += b[c] over an [m, c] matrix. */
-int cuda_bias_add(size_t m, int c, const float *b, float *y, cudaStream_t s, StkErr *err);
+/* y[r, c] += b[c] over an [m, c] matrix; b is float32. */
+int cuda_bias_add(CudaDtype dt, size_t m, int c, const float *b, void *y, cudaStream_t s,
+                  StkErr *err);
 
-/* out[c] = sum over rows r of x[r, c] for an [m, c] matrix (summed in float per thread
- * over a bounded stretch of rows, then in double: order fixed, so results repeat). `part`
- * is scratch of cuda_colsum_scratch(c) floats. */
-int cuda_colsum(size_t m, int c, const float *x, float *out, float *part, cudaStream_t s,
-                StkErr *err);
+/* out[c] (float32) = sum over rows r of x[r, c] for an [m, c] matrix: summed in float
+ * per thread over a bounded stretch of rows, then in double, in a fixed order, so
+ * results repeat. `part` is scratch of cuda_colsum_scratch(c) floats. */
+int cuda_colsum(CudaDtype dt, size_t m, int c, const void *x, float *out, float *part,
+                cudaStream_t s, StkErr *err);
 
 /* Floats of scratch cuda_colsum (and the batch-norm reductions) need for c channels. */
 size_t cuda_colsum_scratch(int c);
@@ -45,9 +49,25 @@ size_t cuda_colsum_scratch(int c);
 /* How many blocks split m rows in those reductions (1..512). */
 int cuda_colsum_split(size_t m);
 
-/* y[n, c, 1, 1] = x[n, c, h, w] * s[n, c] for NHWC x (squeeze-and-excitation's scale). */
-int cuda_scale_forward(int n, int hw, int c, const float *x, const float *sc, float *y,
-                       cudaStream_t s, StkErr *err);
+/* Squeeze-and-excitation's scale on NHWC x [n, hw, c] and s [n, c]: y = x * s per
+ * channel; backward dx = dy * s (NULL skips) and ds[n, c] = sum over hw of dy * x (float
+ * sums; NULL skips). y and dx may alias x and dy. */
+int cuda_scale_forward(CudaDtype dt, int n, int hw, int c, const void *x, const void *sc,
+                       void *y, cudaStream_t s, StkErr *err);
+int cuda_scale_backward(CudaDtype dt, int n, int hw, int c, const void *x, const void *sc,
+                        const void *dy, void *dx, void *ds, cudaStream_t s, StkErr *err);
+
+/* Dropout's mask (cpu_act.h's, bit for bit: element r keeps iff
+ * stk_rng_unit(stk_rng_at(key, r)) < 1 - p, kept ones scaled by (float)(1 / (1 - p))),
+ * applied to n elements in runs of `run` (1: dropout; a sample's size: stochastic depth,
+ * the order of elements inside a run does not matter, so NHWC gives the CPU's masks).
+ * y may alias x. */
+int cuda_dropout_mask(CudaDtype dt, size_t n, size_t run, double p, uint64_t key,
+                      const void *x, void *y, cudaStream_t s, StkErr *err);
+
+/* dst = src converted (float32 <-> bfloat16, or a copy when the types are equal). */
+int cuda_cast(CudaDtype from, CudaDtype to, size_t n, const void *src, void *dst,
+              cudaStream_t s, StkErr *err);
 
 #ifdef __cplusplus
 }

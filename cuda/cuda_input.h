@@ -9,16 +9,12 @@
 
 #include <cuda_runtime_api.h>
 
+#include "cuda_dtype.h" /* CudaDtype */
 #include "stk_err.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-typedef enum CudaDtype {
-    CUDA_F32 = 0,  /* float */
-    CUDA_BF16 = 1, /* __nv_bfloat16, round to nearest even */
-} CudaDtype;
 
 typedef enum CudaLayout {
     CUDA_NCHW = 0,

@@ -3,6 +3,7 @@
 #include <math.h>
 
 #include "cuda_check.h"
+#include "cuda_dtype.h"
 #include "cuda_loss.h"
 
 #define LOSS_BLOCK 256
@@ -24,34 +25,36 @@ __device__ static double block_reduce(double v, int op) {
     return r;
 }
 
-__global__ void ce_kernel(int n, int k, const float *__restrict__ logits, const int32_t *labels,
-                          float eps, float *row_loss, float *dlogits) {
+template <typename T>
+__global__ void ce_kernel(int n, int k, const T *__restrict__ logits, const int32_t *labels,
+                          float eps, float *row_loss, T *dlogits) {
     int row = blockIdx.x;
-    const float *x = logits + (size_t)row * k;
+    const T *x = logits + (size_t)row * k;
     double mx = -INFINITY;
-    for (int j = threadIdx.x; j < k; j += LOSS_BLOCK) mx = fmax(mx, (double)x[j]);
+    for (int j = threadIdx.x; j < k; j += LOSS_BLOCK) mx = fmax(mx, (double)ld(x + j));
     mx = block_reduce(mx, 1);
     double se = 0, sx = 0;
-    for (int j = threadIdx.x; j < k; j += LOSS_BLOCK) se += exp(x[j] - mx), sx += x[j];
+    for (int j = threadIdx.x; j < k; j += LOSS_BLOCK) se += exp(ld(x + j) - mx), sx += ld(x + j);
     se = block_reduce(se, 0);
     sx = block_reduce(sx, 0);
     int label = labels[row];
     int ok = label >= 0 && label < k;
     double lse = mx + log(se);
     if (threadIdx.x == 0)
-        row_loss[row] = ok ? (float)(lse - (1.0 - eps) * x[label] - eps / k * sx) : NAN;
+        row_loss[row] = ok ? (float)(lse - (1.0 - eps) * ld(x + label) - eps / k * sx) : NAN;
     if (!dlogits) return;
     for (int j = threadIdx.x; j < k; j += LOSS_BLOCK) {
         double q = eps / k + (j == label ? 1.0 - eps : 0.0);
-        dlogits[(size_t)row * k + j] = (float)((exp(x[j] - lse) - q) / n);
+        st(dlogits + (size_t)row * k + j, (float)((exp(ld(x + j) - lse) - q) / n));
     }
 }
 
-extern "C" int cuda_ce_loss(int n, int k, const float *logits, const int32_t *labels, float eps,
-                            float *row_loss, float *dlogits, cudaStream_t s, StkErr *err) {
+extern "C" int cuda_ce_loss(CudaDtype dt, int n, int k, const void *logits, const int32_t *labels,
+                            float eps, float *row_loss, void *dlogits, cudaStream_t s, StkErr *err) {
     if (n < 1 || k < 1) return stk_errf(err, "cuda_ce_loss: %d rows of %d classes", n, k);
     if (!(eps >= 0 && eps <= 1)) return stk_errf(err, "cuda_ce_loss: label smoothing %g outside [0, 1]", eps);
-    ce_kernel<<<(unsigned)n, LOSS_BLOCK, 0, s>>>(n, k, logits, labels, eps, row_loss, dlogits);
+    CUDA_DISPATCH(dt, T, ce_kernel<T><<<(unsigned)n, LOSS_BLOCK, 0, s>>>(
+                             n, k, (const T *)logits, labels, eps, row_loss, (T *)dlogits));
     CUDA_TRY(err, cudaGetLastError());
     return 0;
 }

@@ -8,17 +8,20 @@
 
 #include <cuda_runtime_api.h>
 
+#include "cuda_dtype.h"
 #include "stk_err.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* row_loss[i] = the loss of row i (the caller averages the n values: it copies them to
- * the host anyway for logging); dlogits (may be NULL) = (softmax - q) / n. labels are
+/* row_loss[i] (float32) = the loss of row i (the caller averages the n values: it copies
+ * them to the host anyway for logging); dlogits (may be NULL; same dtype as the logits) =
+ * (softmax - q) / n. The loss is computed in double from the logits as stored (under
+ * autocast PyTorch also takes bfloat16 logits up to float32 for the loss). labels are
  * device int32 in [0, k): a label outside gives a NaN row loss rather than a fault. */
-int cuda_ce_loss(int n, int k, const float *logits, const int32_t *labels, float eps,
-                 float *row_loss, float *dlogits, cudaStream_t s, StkErr *err);
+int cuda_ce_loss(CudaDtype dt, int n, int k, const void *logits, const int32_t *labels,
+                 float eps, float *row_loss, void *dlogits, cudaStream_t s, StkErr *err);
 
 #ifdef __cplusplus
 }

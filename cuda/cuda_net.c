@@ -12,6 +12,7 @@
 #include "cuda_loss.h"
 #include "cuda_optim.h"
 #include "cuda_pool.h"
+#include "stk_rng.h"
 
 #define CUDA_NET_DEFAULT_WORKSPACE (256ull << 20)
 
@@ -40,29 +41,51 @@ static uint64_t biggest_node(const Model *m, int batch) {
     return b;
 }
 
+/* Layers whose weight (their first parameter) feeds a cuDNN or cuBLAS product. */
+static int has_product(const ModelLayer *l) { return l->kind == LAYER_CONV || l->kind == LAYER_LINEAR; }
+
+/* bfloat16 elements of weight copies, and the largest single weight (the gradient slot). */
+static void lowp_sizes(const Model *m, uint64_t *copies, uint64_t *largest) {
+    *copies = *largest = 0;
+    for (int li = 0; li < m->nlayers; li++)
+        if (has_product(&m->layer[li])) {
+            uint64_t n = m->param[m->layer[li].param0].numel;
+            *copies += n;
+            *largest = n > *largest ? n : *largest;
+        }
+}
+
+static CudaDtype dtype_of(CudaPrecision p) { return p == CUDA_PREC_BF16 ? CUDA_BF16 : CUDA_F32; }
+
 CudaNetPlan cuda_net_plan(const Model *m, int batch, const OptimConfig *opt,
                           const CudaNetOptions *o) {
     CudaNetPlan p = {0};
-    uint64_t acts = 0, saved = 0;
+    CudaPrecision prec = o ? o->precision : CUDA_PREC_FP32;
+    uint64_t es = cuda_dtype_size(dtype_of(prec)), acts = 0, saved = 0, copies, largest;
     for (int node = 0; node <= m->nlayers; node++)
         acts += (uint64_t)batch * shape4_numel(model_node_shape(m, node));
     for (int li = 0; li < m->nlayers; li++) saved += saved_floats(m, li, batch);
+    lowp_sizes(m, &copies, &largest);
     p.params = 4 * m->total_floats;
     p.grads = 4 * m->trainable_floats;
     p.optim = 4 * m->trainable_floats * (uint64_t)optim_state_per_element(opt);
-    p.acts = 4 * acts;
-    p.dacts = 4 * acts;
+    p.lowp = prec == CUDA_PREC_BF16 ? 2 * (copies + largest) : 0;
+    p.acts = es * acts;
+    p.dacts = es * acts;
     p.saved = 4 * saved;
-    p.scratch = 4 * (biggest_node(m, batch) + cuda_colsum_scratch(max_channels(m)) + 2ull * batch);
+    p.scratch = es * biggest_node(m, batch) + 4 * (cuda_colsum_scratch(max_channels(m)) + 2ull * batch);
     p.workspace = o && o->workspace_limit ? o->workspace_limit : CUDA_NET_DEFAULT_WORKSPACE;
-    p.total = p.params + p.grads + p.optim + p.acts + p.dacts + p.saved + p.scratch + p.workspace;
+    p.total = p.params + p.grads + p.optim + p.lowp + p.acts + p.dacts + p.saved + p.scratch +
+              p.workspace;
     return p;
 }
 
-float *cuda_net_input(CudaNet *net) { return net->acts; }
+void *cuda_net_input(CudaNet *net) { return net->acts; }
 
-static float *act(CudaNet *net, int node) { return net->acts + net->act_off[node]; }
-static float *dact(CudaNet *net, int node) { return net->dacts + net->act_off[node]; }
+static size_t esize(const CudaNet *net) { return cuda_dtype_size(net->dt); }
+static void *act(CudaNet *net, int node) { return (char *)net->acts + net->act_off[node] * esize(net); }
+static void *dact(CudaNet *net, int node) { return (char *)net->dacts + net->act_off[node] * esize(net); }
+static int lowp(const CudaNet *net) { return net->dt == CUDA_BF16; }
 
 static Shape4 batched(const CudaNet *net, int node) {
     Shape4 s = model_node_shape(net->m, node);
@@ -73,6 +96,38 @@ static Shape4 batched(const CudaNet *net, int node) {
 /* Rows of a node's NHWC matrix: n * h * w. */
 static size_t rows(Shape4 s) { return (size_t)s.n * s.h * s.w; }
 
+/* The weight a product reads (the bfloat16 copy in bf16) and where its gradient lands. */
+static void *weight(CudaNet *net, int li) {
+    const ModelLayer *l = &net->m->layer[li];
+    if (lowp(net)) return (uint16_t *)net->lowp + net->lowp_off[li];
+    return net->params + net->m->param[l->param0].offset;
+}
+static void *weight_grad(CudaNet *net, int li) {
+    if (lowp(net)) return net->lowp_grad;
+    return net->grads + net->m->param[net->m->layer[li].param0].offset;
+}
+
+/* After a product's weight gradient: widen the bfloat16 slot into the float32 arena. */
+static int weight_grad_done(CudaNet *net, int li, StkErr *err) {
+    if (!lowp(net)) return 0;
+    const ModelParam *w = &net->m->param[net->m->layer[li].param0];
+    return cuda_cast(CUDA_BF16, CUDA_F32, w->numel, net->lowp_grad, net->grads + w->offset,
+                     net->stream, err);
+}
+
+/* Refreshes every bfloat16 weight copy from the float32 master weights. */
+static int refresh_lowp(CudaNet *net, StkErr *err) {
+    if (!lowp(net)) return 0;
+    for (int li = 0; li < net->m->nlayers; li++) {
+        if (!has_product(&net->m->layer[li])) continue;
+        const ModelParam *w = &net->m->param[net->m->layer[li].param0];
+        if (cuda_cast(CUDA_F32, CUDA_BF16, w->numel, net->params + w->offset, weight(net, li),
+                      net->stream, err))
+            return -1;
+    }
+    return 0;
+}
+
 static int dev_alloc(void **p, uint64_t bytes, const char *what, const CudaNet *net, StkErr *err) {
     cudaError_t st = cudaMalloc(p, bytes ? bytes : 4);
     if (st != cudaSuccess)
@@ -81,36 +136,49 @@ static int dev_alloc(void **p, uint64_t bytes, const char *what, const CudaNet *
     return 0;
 }
 
-static int allocate(CudaNet *net, StkErr *err) {
+/* Host tables (offsets per node, per saving layer, per weight copy). */
+static int host_tables(CudaNet *net, StkErr *err) {
     const Model *m = net->m;
     int nodes = m->nlayers + 1;
     net->act_off = calloc((size_t)nodes, sizeof *net->act_off);
     net->saved_off = calloc((size_t)m->nlayers, sizeof *net->saved_off);
+    net->lowp_off = calloc((size_t)m->nlayers, sizeof *net->lowp_off);
     net->dact_set = calloc((size_t)nodes, 1);
     net->conv = calloc((size_t)m->nlayers, sizeof *net->conv);
     net->bn = calloc((size_t)m->nlayers, sizeof *net->bn);
     net->num_batches_tracked = calloc((size_t)(m->nbn ? m->nbn : 1), sizeof(int64_t));
-    if (!net->act_off || !net->saved_off || !net->dact_set || !net->conv || !net->bn ||
-        !net->num_batches_tracked)
+    if (!net->act_off || !net->saved_off || !net->lowp_off || !net->dact_set || !net->conv ||
+        !net->bn || !net->num_batches_tracked)
         return stk_errf(err, "cuda_net: out of host memory");
-    uint64_t off = 0, saved = 0;
+    uint64_t off = 0, saved = 0, low = 0;
     for (int node = 0; node < nodes; node++)
         net->act_off[node] = off, off += shape4_numel(batched(net, node));
-    for (int li = 0; li < m->nlayers; li++)
+    for (int li = 0; li < m->nlayers; li++) {
         net->saved_off[li] = saved, saved += saved_floats(m, li, net->batch);
+        if (has_product(&m->layer[li])) net->lowp_off[li] = low, low += m->param[m->layer[li].param0].numel;
+    }
+    return 0;
+}
+
+static int allocate(CudaNet *net, StkErr *err) {
+    const Model *m = net->m;
     const CudaNetPlan *p = &net->plan;
-    uint64_t big = biggest_node(m, net->batch);
+    if (host_tables(net, err)) return -1;
+    uint64_t big = biggest_node(m, net->batch), copies, largest;
+    lowp_sizes(m, &copies, &largest);
     if (dev_alloc((void **)&net->params, p->params, "parameters", net, err) ||
         dev_alloc((void **)&net->grads, p->grads, "gradients", net, err) ||
         dev_alloc((void **)&net->optim_state, p->optim, "optimizer state", net, err) ||
-        dev_alloc((void **)&net->acts, p->acts, "activations", net, err) ||
-        dev_alloc((void **)&net->dacts, p->dacts, "activation gradients", net, err) ||
+        dev_alloc(&net->lowp, p->lowp, "bfloat16 weights", net, err) ||
+        dev_alloc(&net->acts, p->acts, "activations", net, err) ||
+        dev_alloc(&net->dacts, p->dacts, "activation gradients", net, err) ||
         dev_alloc((void **)&net->saved, p->saved, "saved state", net, err) ||
-        dev_alloc((void **)&net->scratch, p->scratch, "scratch", net, err) ||
+        dev_alloc(&net->scratch, p->scratch, "scratch", net, err) ||
         dev_alloc(&net->workspace, p->workspace, "cuDNN workspace", net, err))
         return -1;
     net->workspace_bytes = p->workspace;
-    net->part = net->scratch + big;
+    net->lowp_grad = (uint16_t *)net->lowp + copies;
+    net->part = (float *)((char *)net->scratch + big * esize(net));
     net->row_loss = net->part + cuda_colsum_scratch(max_channels(m));
     net->labels = (int32_t *)(net->row_loss + net->batch);
     CUDA_TRY(err, cudaMemset(net->params, 0, p->params));
@@ -128,8 +196,8 @@ static int make_handles(CudaNet *net, StkErr *err) {
     CUDNN_TRY(err, cudnnSetStream(net->dnn, net->stream));
     CUBLAS_TRY(err, cublasCreate(&net->blas));
     CUBLAS_TRY(err, cublasSetStream(net->blas, net->stream));
-    CUBLAS_TRY(err, cublasSetMathMode(net->blas, net->o.strict_fp32 ? CUBLAS_PEDANTIC_MATH
-                                                                    : CUBLAS_TF32_TENSOR_OP_MATH));
+    /* each product names its compute type (cuda_linear.c); nothing implicit */
+    CUBLAS_TRY(err, cublasSetMathMode(net->blas, CUBLAS_PEDANTIC_MATH));
     return 0;
 }
 
@@ -140,17 +208,13 @@ static int check_layers(const Model *m, StkErr *err) {
         Shape4 xs = model_node_shape(m, l->in);
         switch (l->kind) {
         case LAYER_CONV: case LAYER_BN: case LAYER_ACT: case LAYER_MAXPOOL: case LAYER_AVGPOOL:
-        case LAYER_ADD:
+        case LAYER_ADD: case LAYER_DROPOUT: case LAYER_SCALE: case LAYER_DROP_PATH:
             break;
         case LAYER_LINEAR:
             /* NHWC and NCHW flatten alike only without spatial extent */
             if (xs.h * xs.w != 1)
                 return stk_errf(err, "cuda_net: linear layer %s reads a %dx%dx%d tensor; the CUDA "
                                 "backend needs it pooled to 1x1 first", l->name, xs.c, xs.h, xs.w);
-            break;
-        case LAYER_DROPOUT:
-            if (l->p != 0)
-                return stk_errf(err, "cuda_net: dropout (layer #%d) is not in the CUDA backend yet", li);
             break;
         default:
             return stk_errf(err, "cuda_net: layer %s #%d: kind %d is not in the CUDA backend yet",
@@ -169,11 +233,11 @@ static int make_layers(CudaNet *net, StkErr *err) {
         const ModelLayer *l = &m->layer[li];
         const ModelParam *p = &m->param[l->param0];
         if (l->kind == LAYER_CONV) {
-            CudaConvScratch sc = {act(net, l->in), net->params + p[0].offset, act(net, li + 1),
-                                  dact(net, l->in), net->grads + p[0].offset, net->workspace,
+            CudaConvScratch sc = {act(net, l->in), weight(net, li), act(net, li + 1),
+                                  dact(net, l->in), weight_grad(net, li), net->workspace,
                                   net->workspace_bytes};
-            if (cuda_conv_init(&net->conv[li], net->dnn, &l->conv, batched(net, l->in),
-                               net->o.strict_fp32, l->in != 0, &sc, err))
+            if (cuda_conv_init(&net->conv[li], net->dnn, &l->conv, net->dt, batched(net, l->in),
+                               net->o.precision == CUDA_PREC_FP32, l->in != 0, &sc, err))
                 return stk_err_wrap(err, "layer %s", l->name);
             const CudaConv *cv = &net->conv[li];
             size_t w = cv->ws_fwd > cv->ws_bwd_data ? cv->ws_fwd : cv->ws_bwd_data;
@@ -181,7 +245,7 @@ static int make_layers(CudaNet *net, StkErr *err) {
             need = w > need ? w : need;
         }
         if (l->kind == LAYER_BN)
-            net->bn[li] = (CudaBn){.c = l->out.c, .eps = 1e-5f, .momentum = 0.1f,
+            net->bn[li] = (CudaBn){.c = l->out.c, .eps = (float)l->eps, .momentum = (float)l->momentum,
                                    .weight = net->params + p[0].offset,
                                    .bias = net->params + p[1].offset,
                                    .running_mean = net->params + p[2].offset,
@@ -204,6 +268,7 @@ int cuda_net_init(CudaNet *net, const Model *m, int batch, const OptimConfig *op
     net->batch = batch;
     net->opt = *opt;
     if (o) net->o = *o;
+    net->dt = dtype_of(net->o.precision);
     net->plan = cuda_net_plan(m, batch, opt, &net->o);
     if (check_layers(m, err) || allocate(net, err) || make_handles(net, err) ||
         make_layers(net, err)) {
@@ -219,12 +284,14 @@ void cuda_net_free(CudaNet *net) {
     if (net->dnn) cudnnDestroy(net->dnn);
     if (net->blas) cublasDestroy(net->blas);
     if (net->stream) cudaStreamDestroy(net->stream);
-    cudaFree(net->params), cudaFree(net->grads), cudaFree(net->optim_state);
+    cudaFree(net->params), cudaFree(net->grads), cudaFree(net->optim_state), cudaFree(net->lowp);
     cudaFree(net->acts), cudaFree(net->dacts), cudaFree(net->saved), cudaFree(net->scratch);
     cudaFree(net->workspace);
     cudaFreeHost(net->host_loss), cudaFreeHost(net->host_stage);
+    for (int i = 0; net->prof_ev && i < 2 * (net->m->nlayers + 1); i++) cudaEventDestroy(net->prof_ev[i]);
+    free(net->prof_ev), free(net->prof_ms);
     free(net->conv), free(net->bn), free(net->num_batches_tracked);
-    free(net->act_off), free(net->saved_off), free(net->dact_set);
+    free(net->act_off), free(net->saved_off), free(net->lowp_off), free(net->dact_set);
     memset(net, 0, sizeof *net);
 }
 
@@ -235,109 +302,179 @@ static int bn_index(const Model *m, int li) {
     return k;
 }
 
-static int forward_layer(CudaNet *net, int li, int train, StkErr *err) {
+static CudaLinear linear_of(const CudaNet *net, const ModelLayer *l) {
+    return (CudaLinear){l->linear.in, l->linear.out, net->dt, net->o.precision == CUDA_PREC_TF32};
+}
+
+/* Dropout (elementwise) or stochastic depth (whole samples) in training; else a copy. */
+static int drop(CudaNet *net, const ModelLayer *l, int li, uint64_t key, int train, Shape4 xs,
+                const void *x, void *y, StkErr *err) {
+    size_t n = shape4_numel(xs);
+    if (!train || l->p == 0) {
+        CUDA_TRY(err, cudaMemcpyAsync(y, x, n * esize(net), cudaMemcpyDeviceToDevice, net->stream));
+        return 0;
+    }
+    size_t run = l->kind == LAYER_DROP_PATH ? n / (size_t)xs.n : 1;
+    return cuda_dropout_mask(net->dt, n, run, l->p, stk_rng_key(key, (uint64_t)li), x, y,
+                             net->stream, err);
+}
+
+static int forward_layer(CudaNet *net, int li, int train, uint64_t key, StkErr *err) {
     const ModelLayer *l = &net->m->layer[li];
     const ModelParam *p = &net->m->param[l->param0];
-    const float *x = act(net, l->in);
-    float *y = act(net, li + 1), *sv = net->saved + net->saved_off[li];
+    const void *x = act(net, l->in);
+    void *y = act(net, li + 1);
+    float *sv = net->saved + net->saved_off[li];
     Shape4 xs = batched(net, l->in), ys = batched(net, li + 1);
     cudaStream_t s = net->stream;
+    CudaDtype dt = net->dt;
     switch (l->kind) {
     case LAYER_CONV:
-        if (cuda_conv_forward(&net->conv[li], net->dnn, x, net->params + p[0].offset, y,
-                              net->workspace, err))
+        if (cuda_conv_forward(&net->conv[li], net->dnn, x, weight(net, li), y, net->workspace, err))
             return -1;
-        return l->conv.bias ? cuda_bias_add(rows(ys), ys.c, net->params + p[1].offset, y, s, err) : 0;
+        return l->conv.bias ? cuda_bias_add(dt, rows(ys), ys.c, net->params + p[1].offset, y, s, err) : 0;
     case LAYER_BN:
-        if (!train) return cuda_bn_forward_eval(&net->bn[li], rows(xs), x, y, s, err);
+        if (!train) return cuda_bn_forward_eval(&net->bn[li], dt, rows(xs), x, y, s, err);
         net->num_batches_tracked[bn_index(net->m, li)]++;
-        return cuda_bn_forward_train(&net->bn[li], rows(xs), x, y, sv, sv + l->out.c, net->part, s, err);
-    case LAYER_ACT: return cuda_act_forward(l->act, shape4_numel(xs), x, y, s, err);
-    case LAYER_MAXPOOL: return cuda_maxpool_forward(&l->pool, xs, ys, x, y, (int32_t *)sv, s, err);
-    case LAYER_AVGPOOL: return cuda_avgpool_forward(xs, x, y, s, err);
-    case LAYER_LINEAR:
-        return cuda_linear_forward(net->blas, s, xs.n, l->linear.in, l->linear.out, x,
-                                   net->params + p[0].offset, net->params + p[1].offset, y, err);
-    case LAYER_ADD: return cuda_add(shape4_numel(ys), x, act(net, l->in2), y, s, err);
-    case LAYER_DROPOUT: /* p == 0 (check_layers): the identity */
-        CUDA_TRY(err, cudaMemcpyAsync(y, x, 4 * shape4_numel(xs), cudaMemcpyDeviceToDevice, s));
-        return 0;
+        return cuda_bn_forward_train(&net->bn[li], dt, rows(xs), x, y, sv, sv + l->out.c, net->part,
+                                     s, err);
+    case LAYER_ACT: return cuda_act_forward(l->act, dt, shape4_numel(xs), x, y, s, err);
+    case LAYER_MAXPOOL: return cuda_maxpool_forward(&l->pool, dt, xs, ys, x, y, (int32_t *)sv, s, err);
+    case LAYER_AVGPOOL: return cuda_avgpool_forward(dt, xs, x, y, s, err);
+    case LAYER_LINEAR: {
+        CudaLinear lin = linear_of(net, l);
+        return cuda_linear_forward(&lin, net->blas, s, xs.n, x, weight(net, li),
+                                   net->params + p[1].offset, y, err);
+    }
+    case LAYER_ADD: return cuda_add(dt, shape4_numel(ys), x, act(net, l->in2), y, s, err);
+    case LAYER_SCALE:
+        return cuda_scale_forward(dt, xs.n, xs.h * xs.w, xs.c, x, act(net, l->in2), y, s, err);
+    case LAYER_DROPOUT: case LAYER_DROP_PATH: return drop(net, l, li, key, train, xs, x, y, err);
     }
     return stk_errf(err, "layer %d: unknown kind", li);
 }
 
-int cuda_net_forward(CudaNet *net, int train, uint64_t dropout_key, const float **logits,
-                     StkErr *err) {
-    (void)dropout_key; /* dropout with p > 0 is refused at init for now */
+/* Profiling: event i of the forward (phase 0) or backward (phase 1) sequence. */
+static int mark(CudaNet *net, int phase, int i, StkErr *err) {
+    if (net->prof_ev) CUDA_TRY(err, cudaEventRecord(net->prof_ev[phase * (net->m->nlayers + 1) + i], net->stream));
+    return 0;
+}
+
+int cuda_net_forward(CudaNet *net, int train, uint64_t dropout_key, StkErr *err) {
     for (int li = 0; li < net->m->nlayers; li++)
-        if (forward_layer(net, li, train, err))
+        if (mark(net, 0, li, err) || forward_layer(net, li, train, dropout_key, err))
             return stk_err_wrap(err, "forward %s #%d", net->m->layer[li].name, li);
-    *logits = act(net, net->m->nlayers);
+    return mark(net, 0, net->m->nlayers, err);
+}
+
+int cuda_net_profile_start(CudaNet *net, StkErr *err) {
+    int n = 2 * (net->m->nlayers + 1);
+    net->prof_ev = calloc((size_t)n, sizeof *net->prof_ev);
+    net->prof_ms = calloc((size_t)2 * net->m->nlayers, sizeof *net->prof_ms);
+    if (!net->prof_ev || !net->prof_ms) return stk_errf(err, "cuda_net_profile_start: out of memory");
+    for (int i = 0; i < n; i++) CUDA_TRY(err, cudaEventCreate(&net->prof_ev[i]));
+    return 0;
+}
+
+int cuda_net_profile_read(CudaNet *net, StkErr *err) {
+    int L = net->m->nlayers;
+    CUDA_TRY(err, cudaStreamSynchronize(net->stream));
+    for (int li = 0; li < L; li++) {
+        float f, b;
+        CUDA_TRY(err, cudaEventElapsedTime(&f, net->prof_ev[li], net->prof_ev[li + 1]));
+        /* backward runs layers from the last: event j precedes layer L - 1 - j */
+        CUDA_TRY(err, cudaEventElapsedTime(&b, net->prof_ev[L + 1 + (L - 1 - li)],
+                                           net->prof_ev[L + 1 + (L - li)]));
+        net->prof_ms[li] += f;
+        net->prof_ms[L + li] += b;
+    }
     return 0;
 }
 
 /* As cpu_net.c: a node's first gradient is written in place, later ones go to scratch
  * and are added. */
-static float *grad_target(CudaNet *net, int node) {
+static void *grad_target(CudaNet *net, int node) {
     return net->dact_set[node] ? net->scratch : dact(net, node);
 }
 
 static int grad_commit(CudaNet *net, int node, StkErr *err) {
     if (net->dact_set[node]) {
-        float *d = dact(net, node);
-        if (cuda_add(shape4_numel(batched(net, node)), d, net->scratch, d, net->stream, err)) return -1;
+        void *d = dact(net, node);
+        if (cuda_add(net->dt, shape4_numel(batched(net, node)), d, net->scratch, d, net->stream, err))
+            return -1;
     }
     net->dact_set[node] = 1;
     return 0;
 }
 
-static int backward_layer(CudaNet *net, int li, StkErr *err) {
+static int backward_conv(CudaNet *net, int li, const void *x, const void *dy, void *dx, StkErr *err) {
+    const ModelLayer *l = &net->m->layer[li];
+    Shape4 ys = batched(net, li + 1);
+    if (cuda_conv_backward_filter(&net->conv[li], net->dnn, x, dy, weight_grad(net, li),
+                                  net->workspace, err) ||
+        weight_grad_done(net, li, err))
+        return -1;
+    if (l->conv.bias && cuda_colsum(net->dt, rows(ys), ys.c, dy,
+                                    net->grads + net->m->param[l->param0 + 1].offset, net->part,
+                                    net->stream, err))
+        return -1;
+    return dx ? cuda_conv_backward_data(&net->conv[li], net->dnn, dy, weight(net, li), dx,
+                                        net->workspace, err) : 0;
+}
+
+/* Both inputs of an add get dy; both of a scale get their own gradient. */
+static int backward_two(CudaNet *net, const ModelLayer *l, const void *dy, StkErr *err) {
+    Shape4 xs = batched(net, l->in);
+    size_t bytes = shape4_numel(batched(net, l->in)) * esize(net);
+    cudaStream_t s = net->stream;
+    if (l->in != 0) {
+        void *dx = grad_target(net, l->in);
+        if (l->kind == LAYER_ADD) CUDA_TRY(err, cudaMemcpyAsync(dx, dy, bytes, cudaMemcpyDeviceToDevice, s));
+        else if (cuda_scale_backward(net->dt, xs.n, xs.h * xs.w, xs.c, act(net, l->in),
+                                     act(net, l->in2), dy, dx, NULL, s, err))
+            return -1;
+        if (grad_commit(net, l->in, err)) return -1;
+    }
+    void *d2 = grad_target(net, l->in2);
+    if (l->kind == LAYER_ADD) CUDA_TRY(err, cudaMemcpyAsync(d2, dy, bytes, cudaMemcpyDeviceToDevice, s));
+    else if (cuda_scale_backward(net->dt, xs.n, xs.h * xs.w, xs.c, act(net, l->in), act(net, l->in2),
+                                 dy, NULL, d2, s, err))
+        return -1;
+    return grad_commit(net, l->in2, err);
+}
+
+static int backward_layer(CudaNet *net, int li, uint64_t key, StkErr *err) {
     const ModelLayer *l = &net->m->layer[li];
     const ModelParam *p = &net->m->param[l->param0];
-    const float *x = act(net, l->in), *dy = dact(net, li + 1);
+    if (l->kind == LAYER_ADD || l->kind == LAYER_SCALE) return backward_two(net, l, dact(net, li + 1), err);
+    const void *x = act(net, l->in), *dy = dact(net, li + 1);
     Shape4 xs = batched(net, l->in), ys = batched(net, li + 1);
     float *sv = net->saved + net->saved_off[li];
-    float *dx = l->in == 0 ? NULL : grad_target(net, l->in);
+    void *dx = l->in == 0 ? NULL : grad_target(net, l->in);
     cudaStream_t s = net->stream;
+    CudaDtype dt = net->dt;
     int rc = 0;
     switch (l->kind) {
-    case LAYER_CONV:
-        rc = cuda_conv_backward_filter(&net->conv[li], net->dnn, x, dy, net->grads + p[0].offset,
-                                       net->workspace, err);
-        if (!rc && l->conv.bias)
-            rc = cuda_colsum(rows(ys), ys.c, dy, net->grads + p[1].offset, net->part, s, err);
-        if (!rc && dx)
-            rc = cuda_conv_backward_data(&net->conv[li], net->dnn, dy, net->params + p[0].offset,
-                                         dx, net->workspace, err);
-        break;
+    case LAYER_CONV: rc = backward_conv(net, li, x, dy, dx, err); break;
     case LAYER_BN:
-        rc = cuda_bn_backward_train(&net->bn[li], rows(xs), x, dy, sv, sv + l->out.c,
+        rc = cuda_bn_backward_train(&net->bn[li], dt, rows(xs), x, dy, sv, sv + l->out.c,
                                     dx ? dx : net->scratch, net->grads + p[0].offset,
                                     net->grads + p[1].offset, net->part, s, err);
         break;
-    case LAYER_ACT: if (dx) rc = cuda_act_backward(l->act, shape4_numel(xs), x, dy, dx, s, err); break;
+    case LAYER_ACT: if (dx) rc = cuda_act_backward(l->act, dt, shape4_numel(xs), x, dy, dx, s, err); break;
     case LAYER_MAXPOOL:
-        if (dx) rc = cuda_maxpool_backward(&l->pool, xs, ys, dy, (const int32_t *)sv, dx, s, err);
+        if (dx) rc = cuda_maxpool_backward(&l->pool, dt, xs, ys, dy, (const int32_t *)sv, dx, s, err);
         break;
-    case LAYER_AVGPOOL: if (dx) rc = cuda_avgpool_backward(xs, dy, dx, s, err); break;
-    case LAYER_LINEAR:
-        rc = cuda_linear_backward(net->blas, s, xs.n, l->linear.in, l->linear.out, x,
-                                  net->params + p[0].offset, dy, dx, net->grads + p[0].offset,
-                                  net->grads + p[1].offset, net->part, err);
+    case LAYER_AVGPOOL: if (dx) rc = cuda_avgpool_backward(dt, xs, dy, dx, s, err); break;
+    case LAYER_LINEAR: {
+        CudaLinear lin = linear_of(net, l);
+        rc = cuda_linear_backward(&lin, net->blas, s, xs.n, x, weight(net, li), dy, dx,
+                                  weight_grad(net, li), net->grads + p[1].offset, net->part, err);
+        if (!rc) rc = weight_grad_done(net, li, err);
         break;
-    case LAYER_ADD: {
-        size_t bytes = 4 * shape4_numel(ys);
-        if (dx) {
-            CUDA_TRY(err, cudaMemcpyAsync(dx, dy, bytes, cudaMemcpyDeviceToDevice, s));
-            if (grad_commit(net, l->in, err)) return -1;
-        }
-        float *d2 = grad_target(net, l->in2);
-        CUDA_TRY(err, cudaMemcpyAsync(d2, dy, bytes, cudaMemcpyDeviceToDevice, s));
-        return grad_commit(net, l->in2, err);
     }
-    case LAYER_DROPOUT:
-        if (dx) CUDA_TRY(err, cudaMemcpyAsync(dx, dy, 4 * shape4_numel(xs), cudaMemcpyDeviceToDevice, s));
-        break;
+    case LAYER_DROPOUT: case LAYER_DROP_PATH: if (dx) rc = drop(net, l, li, key, 1, xs, dy, dx, err); break;
+    default: return stk_errf(err, "layer %d: unknown kind", li);
     }
     if (!rc && dx) rc = grad_commit(net, l->in, err);
     return rc;
@@ -345,22 +482,21 @@ static int backward_layer(CudaNet *net, int li, StkErr *err) {
 
 int cuda_net_backward(CudaNet *net, const int32_t *labels, double eps, uint64_t dropout_key,
                       StkErr *err) {
-    (void)dropout_key;
     const Model *m = net->m;
     cudaStream_t s = net->stream;
     memset(net->dact_set, 0, (size_t)m->nlayers + 1);
     CUDA_TRY(err, cudaMemcpyAsync(net->labels, labels, sizeof *labels * (size_t)net->batch,
                                   cudaMemcpyHostToDevice, s));
-    if (cuda_ce_loss(net->batch, m->num_classes, act(net, m->nlayers), net->labels, (float)eps,
-                     net->row_loss, dact(net, m->nlayers), s, err))
+    if (cuda_ce_loss(net->dt, net->batch, m->num_classes, act(net, m->nlayers), net->labels,
+                     (float)eps, net->row_loss, dact(net, m->nlayers), s, err))
         return -1;
     CUDA_TRY(err, cudaMemcpyAsync(net->host_loss, net->row_loss, sizeof(float) * (size_t)net->batch,
                                   cudaMemcpyDeviceToHost, s));
     net->dact_set[m->nlayers] = 1;
     for (int li = m->nlayers - 1; li >= 0; li--)
-        if (backward_layer(net, li, err))
+        if (mark(net, 1, m->nlayers - 1 - li, err) || backward_layer(net, li, dropout_key, err))
             return stk_err_wrap(err, "backward %s #%d", m->layer[li].name, li);
-    return 0;
+    return mark(net, 1, m->nlayers, err);
 }
 
 int cuda_net_loss(CudaNet *net, double *loss, StkErr *err) {
@@ -388,7 +524,7 @@ int cuda_net_step(CudaNet *net, double lr, double wd, double norm_wd, StkErr *er
                                      net->steps == 1, net->stream, err);
         if (rc) return stk_err_wrap(err, "step %s", p->name);
     }
-    return 0;
+    return refresh_lowp(net, err);
 }
 
 /* OIHW <-> KRSC (OHWI) for one convolution weight; to_krsc picks the direction. */
@@ -405,7 +541,7 @@ static void conv_weight_layout(const ConvDesc *d, const float *src, float *dst, 
                 }
 }
 
-/* Converts n floats of a parameter arena image (host) between layouts in place of
+/* Converts the first n floats of a parameter arena image (host) between layouts into
  * dst: every convolution weight is transposed, the rest copied. */
 static void arena_layout(const Model *m, const float *src, float *dst, uint64_t n, int to_krsc) {
     memcpy(dst, src, 4 * n);
@@ -423,6 +559,7 @@ int cuda_net_set_params(CudaNet *net, const float *host, StkErr *err) {
     CUDA_TRY(err, cudaStreamSynchronize(net->stream));
     arena_layout(net->m, host, net->host_stage, n, 1);
     CUDA_TRY(err, cudaMemcpyAsync(net->params, net->host_stage, 4 * n, cudaMemcpyHostToDevice, net->stream));
+    if (refresh_lowp(net, err)) return -1;
     CUDA_TRY(err, cudaStreamSynchronize(net->stream));
     return 0;
 }
@@ -445,12 +582,17 @@ int cuda_net_get_grads(CudaNet *net, float *host, StkErr *err) {
 int cuda_net_set_input_nchw(CudaNet *net, const float *host, StkErr *err) {
     Shape4 s = batched(net, 0);
     size_t hw = (size_t)s.h * s.w;
+    uint16_t *half = (uint16_t *)net->host_stage;
     CUDA_TRY(err, cudaStreamSynchronize(net->stream));
     for (int n = 0; n < s.n; n++)
         for (int c = 0; c < s.c; c++)
-            for (size_t i = 0; i < hw; i++)
-                net->host_stage[((size_t)n * hw + i) * s.c + c] = host[((size_t)n * s.c + c) * hw + i];
-    CUDA_TRY(err, cudaMemcpyAsync(act(net, 0), net->host_stage, 4 * shape4_numel(s),
+            for (size_t i = 0; i < hw; i++) {
+                size_t to = ((size_t)n * hw + i) * s.c + c;
+                float v = host[((size_t)n * s.c + c) * hw + i];
+                if (lowp(net)) half[to] = cuda_f32_to_bf16(v);
+                else net->host_stage[to] = v;
+            }
+    CUDA_TRY(err, cudaMemcpyAsync(act(net, 0), net->host_stage, shape4_numel(s) * esize(net),
                                   cudaMemcpyHostToDevice, net->stream));
     CUDA_TRY(err, cudaStreamSynchronize(net->stream));
     return 0;
@@ -458,8 +600,10 @@ int cuda_net_set_input_nchw(CudaNet *net, const float *host, StkErr *err) {
 
 int cuda_net_get_logits(CudaNet *net, float *host, StkErr *err) {
     size_t n = (size_t)net->batch * net->m->num_classes;
-    CUDA_TRY(err, cudaMemcpyAsync(host, act(net, net->m->nlayers), 4 * n, cudaMemcpyDeviceToHost,
-                                  net->stream));
+    CUDA_TRY(err, cudaMemcpyAsync(net->host_stage, act(net, net->m->nlayers), n * esize(net),
+                                  cudaMemcpyDeviceToHost, net->stream));
     CUDA_TRY(err, cudaStreamSynchronize(net->stream));
+    const uint16_t *half = (const uint16_t *)net->host_stage;
+    for (size_t i = 0; i < n; i++) host[i] = lowp(net) ? cuda_bf16_to_f32(half[i]) : net->host_stage[i];
     return 0;
 }

@@ -2,10 +2,14 @@
  * the same memory plan (one device arena per kind of memory, sized once for a batch),
  * forward, backward and optimizer step, and the same numerics within float tolerance.
  *
- * Layout on the device: activations NHWC (cuDNN's fast layout); parameters in the
- * model's table order and offsets, but convolution weights as KRSC (out_c, kh, kw,
- * in_c/groups) instead of PyTorch's OIHW; cuda_net_set_params / get_params / get_grads
- * convert, so what the host sees (checkpoints, tests) is always PyTorch's layout.
+ * Layout on the device: activations NHWC (cuDNN's fast layout) in the precision's dtype;
+ * parameters float32 in the model's table order and offsets (the master copy the
+ * optimizer updates), but convolution weights as KRSC (out_c, kh, kw, in_c/groups)
+ * instead of PyTorch's OIHW; cuda_net_set_params / get_params / get_grads convert, so
+ * what the host sees (checkpoints, tests) is always PyTorch's layout and float32. In
+ * bfloat16, convolution and linear weights also have a bfloat16 copy (refreshed after
+ * every step) that the products read, and their gradients arrive in bfloat16 and are
+ * widened into the float32 gradient arena: PyTorch's autocast, in arenas.
  * All work is queued on net->stream; nothing is allocated after cuda_net_init; the host
  * waits only where a function says so. */
 #ifndef CUDA_NET_H
@@ -24,11 +28,20 @@
 
 /* Bytes of each device arena for a model and batch: the plan. */
 typedef struct CudaNetPlan {
-    uint64_t params, grads, optim, acts, dacts, saved, scratch, workspace, total;
+    uint64_t params, grads, optim, lowp, acts, dacts, saved, scratch, workspace, total;
 } CudaNetPlan;
 
+/* What the products compute in. */
+typedef enum CudaPrecision {
+    CUDA_PREC_FP32 = 0, /* float32 throughout, no TF32 (what the CPU checks need) */
+    CUDA_PREC_TF32 = 1, /* float32 storage, TF32 tensor cores in convolutions and linear
+                         * layers (PyTorch's default for convolutions) */
+    CUDA_PREC_BF16 = 2, /* bfloat16 activations and weights copies, float32 master
+                         * weights, statistics and accumulation (PyTorch's bf16 autocast) */
+} CudaPrecision;
+
 typedef struct CudaNetOptions {
-    int strict_fp32;        /* 1: no TF32 anywhere (checks against the CPU backend) */
+    CudaPrecision precision;
     size_t workspace_limit; /* bytes cuDNN may use per convolution (0: 256 MiB) */
 } CudaNetOptions;
 
@@ -40,11 +53,16 @@ typedef struct CudaNet {
     cudaStream_t stream;
     cudnnHandle_t dnn;
     cublasHandle_t blas;
+    CudaDtype dt;             /* activations' element type */
     CudaConv *conv;           /* [nlayers], LAYER_CONV entries */
     CudaBn *bn;               /* [nlayers], LAYER_BN entries (device views into params) */
-    float *params, *grads, *optim_state;     /* device arenas */
-    float *acts, *dacts, *saved, *scratch;   /* device: nodes, their gradients, per-layer
-                                                saved state, one node-sized scratch */
+    float *params, *grads, *optim_state;     /* device arenas, float32 */
+    void *lowp;               /* bfloat16: weight copies, then one weight-gradient slot */
+    uint64_t *lowp_off;       /* [nlayers] elements into lowp, per conv/linear layer */
+    void *lowp_grad;          /* bfloat16: the slot a layer's weight gradient lands in */
+    void *acts, *dacts;       /* device: every node's output and gradient, dtype dt */
+    float *saved;             /* device: per-layer saved state (float32 / int32) */
+    void *scratch;            /* device: one node-sized buffer of dtype dt */
     float *part;              /* device: reduction scratch (cuda_colsum_scratch) */
     void *workspace;          /* device: cuDNN workspace, the largest any pass chose */
     size_t workspace_bytes;
@@ -57,6 +75,9 @@ typedef struct CudaNet {
     uint8_t *dact_set;
     uint64_t steps;
     CudaNetPlan plan;
+    cudaEvent_t *prof_ev;     /* profiling on: [2 * (nlayers + 1)] events, forward then
+                                 backward, one before each layer and one after the last */
+    double *prof_ms;          /* [2 * nlayers]: accumulated ms per layer, forward then backward */
 } CudaNet;
 
 /* Sizes the arenas for m at batch without touching the GPU (workspace: the limit). */
@@ -72,14 +93,14 @@ int cuda_net_init(CudaNet *net, const Model *m, int batch, const OptimConfig *op
                   const CudaNetOptions *o, StkErr *err);
 void cuda_net_free(CudaNet *net);
 
-/* The input node's device buffer: batch x h x w x c float32, NHWC (cuda_input_normalize
- * writes it from a uint8 batch). */
-float *cuda_net_input(CudaNet *net);
+/* The input node's device buffer: batch x h x w x c of net->dt, NHWC
+ * (cuda_input_normalize writes it from a uint8 batch). */
+void *cuda_net_input(CudaNet *net);
 
 /* Runs the model on the input; train selects batch statistics (and updates the running
- * ones). *logits: device pointer to batch x num_classes floats. */
-int cuda_net_forward(CudaNet *net, int train, uint64_t dropout_key, const float **logits,
-                     StkErr *err);
+ * ones) and dropout (masks as the CPU backend's for the same key). The logits stay on the
+ * device (cuda_net_get_logits). */
+int cuda_net_forward(CudaNet *net, int train, uint64_t dropout_key, StkErr *err);
 
 /* Cross-entropy of the last forward against host labels (copied to the device),
  * gradients of every parameter (overwritten). Does not wait: cuda_net_loss does. */
@@ -92,9 +113,15 @@ int cuda_net_loss(CudaNet *net, double *loss, StkErr *err);
 /* One optimizer step over every trainable tensor (as cpu_net_step). */
 int cuda_net_step(CudaNet *net, double lr, double wd, double norm_wd, StkErr *err);
 
+/* Profiling (for benchmarks; costs an event per layer): from now on every layer's
+ * forward and backward time is accumulated into net->prof_ms (cuda_net_profile_read adds
+ * the last step's times after waiting). Returns 0 or -1 + err. */
+int cuda_net_profile_start(CudaNet *net, StkErr *err);
+int cuda_net_profile_read(CudaNet *net, StkErr *err);
+
 /* Host <-> device in PyTorch's layouts (waits for the stream): every parameter and
  * buffer (model_total floats), trainable gradients (trainable floats), the input from
- * NCHW floats, the logits [batch, k]. */
+ * NCHW floats, the logits [batch, k] as float32. */
 int cuda_net_set_params(CudaNet *net, const float *host, StkErr *err);
 int cuda_net_get_params(CudaNet *net, float *host, StkErr *err);
 int cuda_net_get_grads(CudaNet *net, float *host, StkErr *err);

@@ -4,6 +4,7 @@
 #include <math.h>
 
 #include "cuda_check.h"
+#include "cuda_dtype.h"
 #include "cuda_pool.h"
 
 #define POOL_BLOCK 256
@@ -18,7 +19,8 @@ static unsigned grid_for(size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n);            \
          i += (size_t)gridDim.x * blockDim.x)
 
-__global__ void maxpool_fwd_kernel(CpuMaxPool p, Shape4 in, Shape4 out, const float *x, float *y,
+template <typename T>
+__global__ void maxpool_fwd_kernel(CpuMaxPool p, Shape4 in, Shape4 out, const T *x, T *y,
                                    int32_t *argmax) {
     size_t total = (size_t)out.n * out.h * out.w * out.c;
     GRID_STRIDE(i, total) {
@@ -33,18 +35,19 @@ __global__ void maxpool_fwd_kernel(CpuMaxPool p, Shape4 in, Shape4 out, const fl
             for (int kw = 0; kw < p.kw; kw++) {
                 int iw = ow * p.sw - p.pw + kw;
                 if (iw < 0 || iw >= in.w) continue;
-                float v = x[(((size_t)n * in.h + ih) * in.w + iw) * in.c + c];
+                float v = ld(x + (((size_t)n * in.h + ih) * in.w + iw) * in.c + c);
                 /* as cpu_pool.c and PyTorch: v > best or v is NaN (the last NaN wins) */
                 if (bi < 0 || v > best || isnan(v)) best = v, bi = ih * in.w + iw;
             }
         }
-        y[i] = best;
+        st(y + i, best);
         argmax[i] = bi;
     }
 }
 
-__global__ void maxpool_bwd_kernel(CpuMaxPool p, Shape4 in, Shape4 out, const float *dy,
-                                   const int32_t *argmax, float *dx) {
+template <typename T>
+__global__ void maxpool_bwd_kernel(CpuMaxPool p, Shape4 in, Shape4 out, const T *dy,
+                                   const int32_t *argmax, T *dx) {
     size_t total = (size_t)in.n * in.h * in.w * in.c;
     GRID_STRIDE(i, total) {
         int c = (int)(i % in.c);
@@ -60,32 +63,39 @@ __global__ void maxpool_bwd_kernel(CpuMaxPool p, Shape4 in, Shape4 out, const fl
         for (int oh = oh0; oh <= oh1 && oh < out.h; oh++)
             for (int ow = ow0; ow <= ow1 && ow < out.w; ow++) {
                 size_t o = (((size_t)n * out.h + oh) * out.w + ow) * out.c + c;
-                if (argmax[o] == self) g += dy[o];
+                if (argmax[o] == self) g += ld(dy + o);
             }
-        dx[i] = g;
+        st(dx + i, g);
     }
 }
 
-__global__ void avgpool_fwd_kernel(Shape4 in, const float *x, float *y) {
-    size_t total = (size_t)in.n * in.c;
+/* Per-sample channel means: block (channel chunk of 32, sample) with 16 lanes over the
+ * h*w rows, reduced in shared memory: parallel over the spatial extent, which is large
+ * where squeeze-and-excitation pools early layers (112x112). */
+#define AVG_X 32
+#define AVG_Y 16
+template <typename T> __global__ void avgpool_fwd_kernel(Shape4 in, const T *x, T *y) {
+    __shared__ float acc[AVG_Y][AVG_X];
+    int c = blockIdx.x * AVG_X + threadIdx.x, n = blockIdx.y;
     size_t hw = (size_t)in.h * in.w;
-    GRID_STRIDE(i, total) {
-        int c = (int)(i % in.c);
-        size_t n = i / in.c;
-        const float *p = x + n * hw * in.c + c;
-        float s = 0.0f;
-        for (size_t k = 0; k < hw; k++) s += p[k * in.c];
-        y[i] = s / (float)hw;
+    float s = 0.0f;
+    if (c < in.c)
+        for (size_t k = threadIdx.y; k < hw; k += AVG_Y) s += ld(x + ((size_t)n * hw + k) * in.c + c);
+    acc[threadIdx.y][threadIdx.x] = s;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < in.c) {
+        for (int t = 1; t < AVG_Y; t++) s += acc[t][threadIdx.x];
+        st(y + (size_t)n * in.c + c, s / (float)hw);
     }
 }
 
-__global__ void avgpool_bwd_kernel(Shape4 in, const float *dy, float *dx) {
+template <typename T> __global__ void avgpool_bwd_kernel(Shape4 in, const T *dy, T *dx) {
     size_t total = (size_t)in.n * in.h * in.w * in.c;
     float inv = 1.0f / (float)((size_t)in.h * in.w);
     GRID_STRIDE(i, total) {
         int c = (int)(i % in.c);
         size_t n = i / ((size_t)in.h * in.w * in.c);
-        dx[i] = dy[n * in.c + c] * inv;
+        st(dx + i, ld(dy + n * in.c + c) * inv);
     }
 }
 
@@ -98,19 +108,22 @@ static int check_max(const CpuMaxPool *p, Shape4 in, Shape4 out, const char *fn,
     return 0;
 }
 
-extern "C" int cuda_maxpool_forward(const CpuMaxPool *p, Shape4 in, Shape4 out, const float *x,
-                                    float *y, int32_t *argmax, cudaStream_t s, StkErr *err) {
+extern "C" int cuda_maxpool_forward(const CpuMaxPool *p, CudaDtype dt, Shape4 in, Shape4 out,
+                                    const void *x, void *y, int32_t *argmax, cudaStream_t s,
+                                    StkErr *err) {
     if (check_max(p, in, out, "cuda_maxpool_forward", err)) return -1;
-    maxpool_fwd_kernel<<<grid_for(shape4_numel(out)), POOL_BLOCK, 0, s>>>(*p, in, out, x, y, argmax);
+    CUDA_DISPATCH(dt, T, maxpool_fwd_kernel<T><<<grid_for(shape4_numel(out)), POOL_BLOCK, 0, s>>>(
+                             *p, in, out, (const T *)x, (T *)y, argmax));
     CUDA_TRY(err, cudaGetLastError());
     return 0;
 }
 
-extern "C" int cuda_maxpool_backward(const CpuMaxPool *p, Shape4 in, Shape4 out, const float *dy,
-                                     const int32_t *argmax, float *dx, cudaStream_t s,
-                                     StkErr *err) {
+extern "C" int cuda_maxpool_backward(const CpuMaxPool *p, CudaDtype dt, Shape4 in, Shape4 out,
+                                     const void *dy, const int32_t *argmax, void *dx,
+                                     cudaStream_t s, StkErr *err) {
     if (check_max(p, in, out, "cuda_maxpool_backward", err)) return -1;
-    maxpool_bwd_kernel<<<grid_for(shape4_numel(in)), POOL_BLOCK, 0, s>>>(*p, in, out, dy, argmax, dx);
+    CUDA_DISPATCH(dt, T, maxpool_bwd_kernel<T><<<grid_for(shape4_numel(in)), POOL_BLOCK, 0, s>>>(
+                             *p, in, out, (const T *)dy, argmax, (T *)dx));
     CUDA_TRY(err, cudaGetLastError());
     return 0;
 }
@@ -121,18 +134,20 @@ static int check_avg(Shape4 in, const char *fn, StkErr *err) {
     return 0;
 }
 
-extern "C" int cuda_avgpool_forward(Shape4 in, const float *x, float *y, cudaStream_t s,
-                                    StkErr *err) {
+extern "C" int cuda_avgpool_forward(CudaDtype dt, Shape4 in, const void *x, void *y,
+                                    cudaStream_t s, StkErr *err) {
     if (check_avg(in, "cuda_avgpool_forward", err)) return -1;
-    avgpool_fwd_kernel<<<grid_for((size_t)in.n * in.c), POOL_BLOCK, 0, s>>>(in, x, y);
+    dim3 block(AVG_X, AVG_Y), grid((unsigned)((in.c + AVG_X - 1) / AVG_X), (unsigned)in.n);
+    CUDA_DISPATCH(dt, T, avgpool_fwd_kernel<T><<<grid, block, 0, s>>>(in, (const T *)x, (T *)y));
     CUDA_TRY(err, cudaGetLastError());
     return 0;
 }
 
-extern "C" int cuda_avgpool_backward(Shape4 in, const float *dy, float *dx, cudaStream_t s,
-                                     StkErr *err) {
+extern "C" int cuda_avgpool_backward(CudaDtype dt, Shape4 in, const void *dy, void *dx,
+                                     cudaStream_t s, StkErr *err) {
     if (check_avg(in, "cuda_avgpool_backward", err)) return -1;
-    avgpool_bwd_kernel<<<grid_for(shape4_numel(in)), POOL_BLOCK, 0, s>>>(in, dy, dx);
+    CUDA_DISPATCH(dt, T, avgpool_bwd_kernel<T><<<grid_for(shape4_numel(in)), POOL_BLOCK, 0, s>>>(
+                             in, (const T *)dy, (T *)dx));
     CUDA_TRY(err, cudaGetLastError());
     return 0;
 }

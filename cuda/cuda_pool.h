@@ -1,5 +1,5 @@
-/* cuda_pool.h: max pooling and global (adaptive 1x1) average pooling on NHWC float32
- * device data, with trainer/cpu_pool.h's semantics (PyTorch's MaxPool2d and
+/* cuda_pool.h: max pooling and global (adaptive 1x1) average pooling on NHWC device data
+ * (float32 or bfloat16, `dt`; sums in float), with trainer/cpu_pool.h's semantics (PyTorch's MaxPool2d and
  * AdaptiveAvgPool2d(1)): -inf padding, NaN wins, argmax the first maximum in window
  * order. Returns 0 or -1 + err. */
 #ifndef CUDA_POOL_H
@@ -14,22 +14,23 @@ extern "C" {
 #endif
 
 #include "cpu_pool.h" /* CpuMaxPool and its output shape: the geometry both backends share */
+#include "cuda_dtype.h"
 #include "stk_err.h"
 
 /* y [n, oh, ow, c] from x [n, h, w, c]; argmax[n, oh, ow, c] = ih * w + iw. */
-int cuda_maxpool_forward(const CpuMaxPool *p, Shape4 in, Shape4 out, const float *x, float *y,
+int cuda_maxpool_forward(const CpuMaxPool *p, CudaDtype dt, Shape4 in, Shape4 out, const void *x, void *y,
                          int32_t *argmax, cudaStream_t s, StkErr *err);
 
 /* dx [n, h, w, c] = the sum of dy over the outputs whose argmax is that input (gathered
  * per input element: no atomics, the same bits every run). */
-int cuda_maxpool_backward(const CpuMaxPool *p, Shape4 in, Shape4 out, const float *dy,
-                          const int32_t *argmax, float *dx, cudaStream_t s, StkErr *err);
+int cuda_maxpool_backward(const CpuMaxPool *p, CudaDtype dt, Shape4 in, Shape4 out, const void *dy,
+                          const int32_t *argmax, void *dx, cudaStream_t s, StkErr *err);
 
 /* y[n, c] = mean over h, w of x[n, h, w, c]. */
-int cuda_avgpool_forward(Shape4 in, const float *x, float *y, cudaStream_t s, StkErr *err);
+int cuda_avgpool_forward(CudaDtype dt, Shape4 in, const void *x, void *y, cudaStream_t s, StkErr *err);
 
 /* dx[n, h, w, c] = dy[n, c] / (h * w). */
-int cuda_avgpool_backward(Shape4 in, const float *dy, float *dx, cudaStream_t s, StkErr *err);
+int cuda_avgpool_backward(CudaDtype dt, Shape4 in, const void *dy, void *dx, cudaStream_t s, StkErr *err);
 
 #ifdef __cplusplus
 }

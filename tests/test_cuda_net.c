@@ -1,11 +1,11 @@
 /* test_cuda_net.c: the CUDA backend (cuda_net) against the CPU backend (cpu_net), the
  * reference that is itself checked against PyTorch: same model, same weights, same
  * input; logits, loss, every gradient, the running statistics and the parameters after
- * optimizer steps. Strict float32 on the GPU (no TF32). Tolerances, relative to each
- * tensor's largest value: logits 1e-4, gradients 2e-3 (cuDNN's algorithms sum in other
- * orders than oneDNN, and batch norm's backward amplifies that where few values make a
- * channel's statistics), parameters after a step from the same gradients 1e-6. Skips
- * where there is no GPU. */
+ * optimizer steps. Strict float32 on the GPU (no TF32) unless a test says bfloat16.
+ * Tolerances: logits 1e-4 of their largest value; gradients 2e-3 of the largest gradient
+ * of their layer (cuDNN's algorithms sum in other orders than oneDNN, and batch norm's
+ * backward amplifies that), looser for deep nets below, with the reason; parameters
+ * after a step from the same gradients 1e-6. Skips where there is no GPU. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -49,11 +49,12 @@ typedef struct Pair {
     int32_t *labels;
 } Pair;
 
-static void pair_init(Pair *p, const char *arch, int c, int size, int k, int n, OptimConfig opt) {
+static void pair_init_prec(Pair *p, const char *arch, int c, int size, int k, int n, OptimConfig opt,
+                           CudaPrecision prec) {
     StkErr err;
     cr_assert_eq(model_build(&p->m, arch, c, size, size, k, &err), 0, "%s", err.msg);
     cr_assert_eq(cpu_net_init(&p->cpu, &p->m, n, &opt, &err), 0, "%s", err.msg);
-    CudaNetOptions o = {.strict_fp32 = 1};
+    CudaNetOptions o = {.precision = prec};
     cr_assert_eq(cuda_net_init(&p->gpu, &p->m, n, &opt, &o, &err), 0, "%s", err.msg);
     model_init_params(&p->m, p->cpu.params, 7);
     cr_assert_eq(cuda_net_set_params(&p->gpu, p->cpu.params, &err), 0, "%s", err.msg);
@@ -61,6 +62,10 @@ static void pair_init(Pair *p, const char *arch, int c, int size, int k, int n, 
     p->host = malloc(4 * p->m.total_floats);
     p->labels = malloc(sizeof *p->labels * (size_t)n);
     for (int i = 0; i < n; i++) p->labels[i] = (int32_t)stk_rng_below(stk_rng_at(99, (uint64_t)i), (uint64_t)k);
+}
+
+static void pair_init(Pair *p, const char *arch, int c, int size, int k, int n, OptimConfig opt) {
+    pair_init_prec(p, arch, c, size, k, n, opt, CUDA_PREC_FP32);
 }
 
 static void pair_free(Pair *p) {
@@ -82,11 +87,11 @@ static void pair_input(Pair *p, uint64_t key) {
  * running statistics. */
 static void pair_train_pass(Pair *p, double grad_tol) {
     StkErr err;
-    const float *cl, *gl;
+    const float *cl;
     double closs, gloss;
     int k = p->m.num_classes;
     cr_assert_eq(cpu_net_forward(&p->cpu, 1, 0, &cl, &err), 0, "%s", err.msg);
-    cr_assert_eq(cuda_net_forward(&p->gpu, 1, 0, &gl, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_net_forward(&p->gpu, 1, 0, &err), 0, "%s", err.msg);
     cr_assert_eq(cpu_net_backward(&p->cpu, p->labels, 0.1, 0, &closs, &err), 0, "%s", err.msg);
     cr_assert_eq(cuda_net_backward(&p->gpu, p->labels, 0.1, 0, &err), 0, "%s", err.msg);
     cr_assert_eq(cuda_net_loss(&p->gpu, &gloss, &err), 0, "%s", err.msg);
@@ -98,23 +103,27 @@ static void pair_train_pass(Pair *p, double grad_tol) {
     cr_assert(fabs(gloss - closs) < 1e-5 * (1 + fabs(closs)), "%s: loss %.7f vs %.7f", p->m.arch, gloss, closs);
     free(logits);
     cr_assert_eq(cuda_net_get_grads(&p->gpu, p->host, &err), 0, "%s", err.msg);
-    /* every tensor is logged before any assertion, so a failure shows the whole picture */
+    /* every tensor is logged before any assertion, so a failure shows the whole picture;
+     * each is judged against the largest gradient of its layer: a batch norm's bias
+     * before another batch norm has a true gradient of 0 and only rounding noise */
     double worst = 0;
     const char *worst_name = "";
-    for (int i = 0; i < p->m.nparams; i++) {
-        const ModelParam *q = &p->m.param[i];
-        if (!q->trainable) continue;
-        double d = rel_diff(p->host + q->offset, p->cpu.grads + q->offset, q->numel);
-        if (d > grad_tol) {
-            size_t far = 0;
+    for (int li = 0; li < p->m.nlayers; li++) {
+        const ModelLayer *l = &p->m.layer[li];
+        double scale = 1e-12;
+        for (int i = l->param0; i < l->param0 + l->nparams; i++)
+            for (uint64_t j = 0; p->m.param[i].trainable && j < p->m.param[i].numel; j++)
+                scale = fmax(scale, fabs(p->cpu.grads[p->m.param[i].offset + j]));
+        for (int i = l->param0; i < l->param0 + l->nparams; i++) {
+            const ModelParam *q = &p->m.param[i];
+            if (!q->trainable) continue;
+            double d = 0;
             for (uint64_t j = 0; j < q->numel; j++)
-                far += fabs(p->host[q->offset + j] - p->cpu.grads[q->offset + j]) > grad_tol * 1e-1 *
-                       fabs(p->cpu.grads[q->offset + j]) + 1e-7;
-            cr_log_warn("%s: grad %s differs by %.3g; %zu of %llu elements off by more than "
-                        "%.0e of themselves", p->m.arch, q->name, d, far,
-                        (unsigned long long)q->numel, grad_tol * 1e-1);
+                d = fmax(d, fabs((double)p->host[q->offset + j] - p->cpu.grads[q->offset + j]));
+            d /= scale;
+            if (d > grad_tol) cr_log_warn("%s: grad %s differs by %.3g of its layer's largest", p->m.arch, q->name, d);
+            if (d > worst) worst = d, worst_name = q->name;
         }
-        if (d > worst) worst = d, worst_name = q->name;
     }
     cr_log_info("%s: gradients: largest relative difference %.3g (%s)", p->m.arch, worst, worst_name);
     cr_assert(worst < grad_tol, "%s: grad %s differs by %.3g", p->m.arch, worst_name, worst);
@@ -201,9 +210,9 @@ Test(cuda_net, eval_from_uint8_batches_matches_cpu, .timeout = 120) {
     cr_assert_eq(cudaMemcpy(d_px, px, sizeof px, cudaMemcpyHostToDevice), cudaSuccess);
     cr_assert_eq(cuda_input_normalize(d_px, cuda_net_input(&p.gpu), n, h, w, c, mean, std, CUDA_F32,
                                       CUDA_NHWC, p.gpu.stream, &err), 0, "%s", err.msg);
-    const float *cl, *gl;
+    const float *cl;
     cr_assert_eq(cpu_net_forward(&p.cpu, 0, 0, &cl, &err), 0, "%s", err.msg);
-    cr_assert_eq(cuda_net_forward(&p.gpu, 0, 0, &gl, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_net_forward(&p.gpu, 0, 0, &err), 0, "%s", err.msg);
     float logits[4 * 5];
     cr_assert_eq(cuda_net_get_logits(&p.gpu, logits, &err), 0, "%s", err.msg);
     double d = rel_diff(logits, cl, 4 * 5);
@@ -224,10 +233,81 @@ Test(cuda_net, refuses_what_it_lacks_and_names_out_of_memory, .timeout = 120) {
     cr_assert(strstr(err.msg, "cudaMalloc") && strstr(err.msg, "plan needs"), "%s", err.msg);
     memset(&m, 0, sizeof m);
     snprintf(m.arch, sizeof m.arch, "drop");
-    m.input = (Shape4){1, 4, 1, 1};
+    m.input = (Shape4){1, 4, 3, 3}; /* a linear layer on a spatial tensor: NHWC != NCHW */
     m.num_classes = 4;
     model_add_linear(&m, "fc", model_add_dropout(&m, 0, 0.5), 4);
     model_layout(&m);
     cr_assert_eq(cuda_net_init(&net, &m, 2, &opt, NULL, &err), -1);
-    cr_assert(strstr(err.msg, "dropout"), "%s", err.msg);
+    cr_assert(strstr(err.msg, "linear layer fc reads a 4x3x3"), "%s", err.msg);
 }
+
+/* sqrt(sum (a - b)^2 / sum b^2): the relative error of a whole tensor, the measure for
+ * bfloat16 (one rounding is 2^-9 relative; max-based measures would judge single
+ * elements). */
+static double rel_l2(const float *a, const float *b, size_t n) {
+    double d = 0, s = 1e-30;
+    for (size_t i = 0; i < n; i++) d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]), s += (double)b[i] * b[i];
+    return sqrt(d / s);
+}
+
+/* bfloat16 against the CPU's float32: logits within 5% (relative L2; 2.5% measured),
+ * the loss within 1%, every gradient tensor within 15% (relative L2): what bfloat16's
+ * 8-bit mantissa leaves after ~20 layers, with room; a wrong layout or a missing term is
+ * off by far more (order 1). */
+Test(cuda_net, resnet18_bf16_tracks_the_cpu_float32_step, .timeout = 300) {
+    need_gpu();
+    static Pair p;
+    StkErr err;
+    OptimConfig opt = {OPTIM_SGD, 0.9, 0, 0, 0, 0, 0};
+    pair_init_prec(&p, "resnet18", 3, 64, 10, 8, opt, CUDA_PREC_BF16);
+    pair_input(&p, 500);
+    const float *cl;
+    double closs, gloss;
+    cr_assert_eq(cpu_net_forward(&p.cpu, 1, 0, &cl, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_net_forward(&p.gpu, 1, 0, &err), 0, "%s", err.msg);
+    cr_assert_eq(cpu_net_backward(&p.cpu, p.labels, 0.1, 0, &closs, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_net_backward(&p.gpu, p.labels, 0.1, 0, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_net_loss(&p.gpu, &gloss, &err), 0, "%s", err.msg);
+    float logits[8 * 10];
+    cr_assert_eq(cuda_net_get_logits(&p.gpu, logits, &err), 0, "%s", err.msg);
+    double dl = rel_l2(logits, cl, 80);
+    cr_log_info("resnet18 bf16: logits %.3g, loss %.5f vs %.5f", dl, gloss, closs);
+    cr_assert_eq(cuda_net_get_grads(&p.gpu, p.host, &err), 0, "%s", err.msg);
+    double worst = 0;
+    const char *wn = "";
+    for (int i = 0; i < p.m.nparams; i++) {
+        const ModelParam *q = &p.m.param[i];
+        if (!q->trainable) continue;
+        double d = rel_l2(p.host + q->offset, p.cpu.grads + q->offset, q->numel);
+        if (d > worst) worst = d, wn = q->name;
+    }
+    cr_log_info("resnet18 bf16: worst gradient %s at %.3g", wn, worst);
+    cr_assert(dl < 5e-2, "bf16 logits off by %.3g", dl);
+    cr_assert(fabs(gloss - closs) < 1e-2 * closs, "bf16 loss %f vs %f", gloss, closs);
+    cr_assert(worst < 0.15, "bf16 gradient %s off by %.3g", wn, worst);
+    pair_step_and_compare(&p, 0.1, 1e-4, 1e-4); /* the float32 master update is exact */
+    pair_free(&p);
+}
+
+/* The other architectures, float32 strict against the CPU: squeeze-and-excitation,
+ * Hardswish, SiLU, dropout and stochastic depth in training mode (the masks are the CPU's:
+ * same keys, and both act where the order of elements agrees). Deeper nets amplify
+ * summation-order differences: 5e-2 here; resnet50's 16 bottleneck blocks take 0.25
+ * (test_cpu_models.c measures PyTorch's own float32 step up to 15% from float64 there,
+ * and the CPU backend within 1.5x of that, so two float32 backends may differ by twice
+ * it); smallcnn and resnet18 above hold 2e-3. */
+static void arch_matches_cpu(const char *arch, double grad_tol) {
+    need_gpu();
+    static Pair p;
+    OptimConfig opt = {OPTIM_SGD, 0.9, 0, 0, 0, 0, 0};
+    pair_init(&p, arch, 3, 64, 10, 8, opt);
+    pair_input(&p, 600);
+    pair_train_pass(&p, grad_tol);
+    pair_step_and_compare(&p, 0.05, 1e-4, 0);
+    pair_free(&p);
+}
+
+Test(cuda_net, mobilenet_v3_small_matches_cpu, .timeout = 300) { arch_matches_cpu("mobilenet_v3_small", 5e-2); }
+Test(cuda_net, mobilenet_v3_large_matches_cpu, .timeout = 300) { arch_matches_cpu("mobilenet_v3_large", 5e-2); }
+Test(cuda_net, efficientnet_b0_matches_cpu, .timeout = 300) { arch_matches_cpu("efficientnet_b0", 5e-2); }
+Test(cuda_net, resnet50_matches_cpu, .timeout = 300) { arch_matches_cpu("resnet50", 0.25); }
