@@ -1,13 +1,18 @@
-/* test_transfer.c: freezing for fine-tuning (model_freeze.h) on the CPU backend: blocks
- * as torchvision's detection backbones count them, frozen tensors (weights, biases,
- * running statistics, num_batches_tracked) bit-identical after training steps while
- * the trainable part changes, and the arenas shrinking to what trains. */
+/* test_transfer.c: fine-tuning pieces on the CPU backend. Freezing (model_freeze.h):
+ * blocks as torchvision's detection backbones count them, frozen tensors (weights,
+ * biases, running statistics, num_batches_tracked) bit-identical after training steps
+ * while the trainable part changes, the arenas shrinking to what trains. Loading
+ * (transfer.h): a head of another class count replaced, mismatches named. */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "ckpt.h"
 #include "cpu_net.h"
 #include "model_freeze.h"
+#include "transfer.h"
 
 enum { N = 4, K = 3, S = 32 };
 
@@ -108,4 +113,71 @@ Test(transfer, trainable_layers_two_trains_layer3_layer4_and_the_head) {
     cr_assert(net.plan.dacts < all.dacts && net.plan.grads < all.grads, "no memory saved");
     free(before), free(nbt0);
     cpu_net_free(&net);
+}
+
+/* A smallcnn checkpoint for c-channel input with k classes at path. */
+static void save_smallcnn(const char *path, int c, int k, const char *arch_meta) {
+    static Model m;
+    CpuNet net;
+    StkErr err;
+    OptimConfig opt = {OPTIM_SGD, 0, 0, 0, 0, 0, 0};
+    cr_assert_eq(model_build(&m, "smallcnn", c, 8, 8, k, &err), 0, "%s", err.msg);
+    cr_assert_eq(cpu_net_init(&net, &m, 1, &opt, &err), 0, "%s", err.msg);
+    model_init_params(&m, net.params, 21);
+    for (int b = 0; b < m.nbn; b++) net.num_batches_tracked[b] = 40 + b;
+    StMeta meta[1] = {{"arch", arch_meta}};
+    cr_assert_eq(ckpt_save(path, &m, net.params, net.num_batches_tracked, meta, 1, &err), 0, "%s", err.msg);
+    cpu_net_free(&net);
+}
+
+Test(transfer, a_head_of_another_class_count_is_replaced_the_rest_loaded) {
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/stoker-transfer-%d.safetensors", getpid());
+    save_smallcnn(path, 3, 5, "smallcnn");
+    static Model m;
+    CpuNet net;
+    StkErr err;
+    OptimConfig opt = {OPTIM_SGD, 0, 0, 0, 0, 0, 0};
+    cr_assert_eq(model_build(&m, "smallcnn", 3, 8, 8, K, &err), 0);
+    cr_assert_eq(cpu_net_init(&net, &m, 1, &opt, &err), 0, "%s", err.msg);
+    model_init_params(&m, net.params, 4);
+    float *fresh = malloc(m.total_floats * 4);
+    memcpy(fresh, net.params, m.total_floats * 4);
+    TransferReport rep;
+    cr_assert_eq(transfer_load(path, &m, net.params, net.num_batches_tracked, &rep, &err), 0, "%s", err.msg);
+    cr_assert(rep.head_replaced && rep.file_classes == 5 && !strcmp(rep.head, "classifier"));
+    cr_assert_eq(rep.loaded, m.nparams - 2 + m.nbn);
+    StFile f; /* every non-head tensor is the file's, the head keeps its fresh values */
+    cr_assert_eq(st_open(&f, path, &err), 0, "%s", err.msg);
+    for (int i = 0; i < m.nparams; i++) {
+        const ModelParam *p = &m.param[i];
+        int head = !strncmp(p->name, "classifier.", 11);
+        const void *want = head ? fresh + p->offset : st_find(&f, p->name)->data;
+        cr_assert(!memcmp(net.params + p->offset, want, p->numel * 4), "%s", p->name);
+    }
+    cr_assert_eq(net.num_batches_tracked[m.nbn - 1], 40 + m.nbn - 1);
+    st_close(&f);
+    free(fresh);
+    cpu_net_free(&net);
+    unlink(path);
+}
+
+Test(transfer, the_first_mismatch_and_another_architecture_are_named) {
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/stoker-transfer-%d.safetensors", getpid());
+    static Model m;
+    StkErr err;
+    TransferReport rep;
+    float *params = calloc(1 << 20, 4);
+    int64_t nbt[8];
+    save_smallcnn(path, 1, K, "smallcnn"); /* 1 input channel: the first conv differs */
+    cr_assert_eq(model_build(&m, "smallcnn", 3, 8, 8, K, &err), 0);
+    cr_assert_eq(transfer_load(path, &m, params, nbt, &rep, &err), -1);
+    cr_assert(strstr(err.msg, "features.0.weight is F32 [32, 1, 3, 3], the model wants F32 [32, 3, 3, 3]"),
+              "%s", err.msg);
+    save_smallcnn(path, 3, K, "resnet18");
+    cr_assert_eq(transfer_load(path, &m, params, nbt, &rep, &err), -1);
+    cr_assert(strstr(err.msg, "holds resnet18 weights; the model is smallcnn"), "%s", err.msg);
+    free(params);
+    unlink(path);
 }
