@@ -61,7 +61,12 @@ def build(arch, args):
         k = k_file
     model = torchvision.models.__dict__[arch](num_classes=k or 1000)
     if state is not None:
-        model.load_state_dict(state, strict=True)  # names every missing/unexpected key
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as e:  # PyTorch lists every missing/unexpected key: show the start
+            msg = " ".join(str(e).split())
+            sys.exit(f"export_torchvision.py: {args.weights} is not torchvision's {arch}: "
+                     f"{msg[:600]}{' ...' if len(msg) > 600 else ''}")
     return model, head_name(model)
 
 
