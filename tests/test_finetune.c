@@ -4,7 +4,8 @@
  * other hues, positions and sizes, only 8 training images each) twice for the same 4
  * epochs: from scratch, and from the pretrained weights with --freeze-backbone (the head
  * of 6 classes replaced by one of 3). The fine-tune must reach a clearly better val
- * top-1. Measured on 2 cores: 33% from scratch (chance), 98% fine-tuned; ~15 s in all. */
+ * top-1. Measured on 2 cores: 33% from scratch (chance), 98% fine-tuned; 7 s in all
+ * (41 s under ASan).  */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
