@@ -4,3 +4,4 @@ stoker_test(cpu_layers
   SOURCES test_cpu_layers.c test_cpu_gradcheck.c test_cpu_shapes.c test_cpu_behaviour.c
           test_cpu_fixture.c
   LIBS stoker_model m)
+stoker_test(transfer SOURCES test_transfer.c LIBS stoker_trainer m)

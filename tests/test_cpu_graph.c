@@ -134,7 +134,9 @@ Test(cpu_graph, stochastic_depth_gradient_is_zero_for_dropped_samples) {
     cr_assert_eq(cpu_net_backward(&net, labels, 0.1, key, &loss, &err), 0, "%s", err.msg);
     /* d(loss)/d b = 2 (kept1 + kept2) d(loss)/d y, and d y is the same for d1 and d2 */
     size_t per = per_sample(node_b);
-    const float *db = net.dacts + net.act_off[node_b], *dy = net.dacts + net.act_off[node_d1];
+    /* dacts start at the first node that needs a gradient (dact_base) */
+    const float *db = net.dacts + net.act_off[node_b] - net.dact_base;
+    const float *dy = net.dacts + net.act_off[node_d1] - net.dact_base;
     for (int n = 0; n < N; n++) {
         int kept_paths = (int)((k1 >> n) & 1) + (int)((k2 >> n) & 1);
         for (size_t i = 0; i < per; i++)

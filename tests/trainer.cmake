@@ -1,3 +1,9 @@
 # Trainer suites: checkpoints (safetensors).
 stoker_test(st_file SOURCES test_st_file.c LIBS stoker_model)
 include(optim.cmake)
+# stoker-predict and fine-tuning as users run them.
+stoker_test(predict SOURCES test_predict.c test_loader_fixture.c
+            LIBS stoker_trainer stoker_loader PkgConfig::ZLIB)
+add_dependencies(test_predict stoker-predict)
+stoker_test(finetune SOURCES test_finetune.c test_loader_fixture.c LIBS stoker_loader PkgConfig::ZLIB)
+add_dependencies(test_finetune stoker-train stoker-loader stoker-data)

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cpu_loss.h"
+#include "model_freeze.h"
 #include "stk_rng.h"
 
 /* Floats layer li saves for backward: batch-norm mean + invstd; max-pool argmax (int32,
@@ -17,17 +18,34 @@ static uint64_t saved_floats(const Model *m, int li, int batch) {
     return 0;
 }
 
+/* The lowest layer with a trainable parameter (nlayers if none). Layers are in
+ * topological order, so no gradient is needed below it: backward stops there, and only
+ * nodes above it (from first_grad_node) get activation gradients. */
+static int first_trainable(const Model *m) {
+    for (int li = 0; li < m->nlayers; li++)
+        if (m->layer[li].nparams && !model_layer_frozen(m, li)) return li;
+    return m->nlayers;
+}
+
+static int first_grad_node(const Model *m) {
+    int f = first_trainable(m) + 1;
+    return f < m->nlayers ? f : m->nlayers;
+}
+
 CpuNetPlan cpu_net_plan(const Model *m, int batch, const OptimConfig *opt) {
     CpuNetPlan p = {0};
-    uint64_t acts = 0, saved = 0;
-    for (int node = 0; node <= m->nlayers; node++)
-        acts += (uint64_t)batch * shape4_numel(model_node_shape(m, node));
+    uint64_t acts = 0, dacts = 0, saved = 0;
+    for (int node = 0; node <= m->nlayers; node++) {
+        uint64_t n = (uint64_t)batch * shape4_numel(model_node_shape(m, node));
+        acts += n;
+        dacts += node >= first_grad_node(m) ? n : 0;
+    }
     for (int li = 0; li < m->nlayers; li++) saved += saved_floats(m, li, batch);
     p.params = 4 * m->total_floats;
     p.grads = 4 * m->trainable_floats;
     p.optim = 4 * m->trainable_floats * (uint64_t)optim_state_per_element(opt);
     p.acts = 4 * acts;
-    p.dacts = 4 * acts;
+    p.dacts = 4 * dacts;
     p.saved = 4 * saved;
     p.total = p.params + p.grads + p.optim + p.acts + p.dacts + p.saved;
     return p;
@@ -36,7 +54,10 @@ CpuNetPlan cpu_net_plan(const Model *m, int batch, const OptimConfig *opt) {
 float *cpu_net_input(CpuNet *net) { return net->acts; }
 
 static float *act(CpuNet *net, int node) { return net->acts + net->act_off[node]; }
-static float *dact(CpuNet *net, int node) { return net->dacts + net->act_off[node]; }
+/* Activation gradients exist from first_grad_node on: the arena starts there. */
+static float *dact(CpuNet *net, int node) {
+    return net->dacts + (net->act_off[node] - net->dact_base);
+}
 
 static Shape4 batched(const CpuNet *net, int node) {
     Shape4 s = model_node_shape(net->m, node);
@@ -73,7 +94,8 @@ static int allocate(CpuNet *net, StkErr *err) {
     net->grads = calloc(m->trainable_floats ? m->trainable_floats : 1, 4);
     net->optim_state = calloc(st ? st : 1, 4);
     net->acts = calloc(off, 4);
-    net->dacts = calloc(off, 4);
+    net->dact_base = net->act_off[first_grad_node(m)];
+    net->dacts = calloc(off - net->dact_base, 4);
     net->saved = calloc(saved ? saved : 1, 4);
     net->argmax = (int32_t *)net->saved; /* max pools keep int32 indices in their share */
     net->scratch = calloc(biggest, 4);
@@ -112,6 +134,7 @@ int cpu_net_init(CpuNet *net, const Model *m, int batch, const OptimConfig *opt,
     net->batch = batch;
     net->opt = *opt;
     net->plan = cpu_net_plan(m, batch, opt);
+    net->first_trainable = first_trainable(m);
     if (allocate(net, err) || cpu_dnnl_init(&net->dn, err) || make_layers(net, err)) {
         cpu_net_free(net);
         return -1;
@@ -141,8 +164,8 @@ static int forward_layer(CpuNet *net, int li, int train, uint64_t key, StkErr *e
     case LAYER_CONV:
         return cpu_conv_forward(&net->conv[li], x, net->params + p[0].offset,
                                 l->conv.bias ? net->params + p[1].offset : NULL, y, err);
-    case LAYER_BN:
-        return train ? cpu_bn_forward_train(&net->bn[li], xs, x, y, sv, sv + l->out.c, err)
+    case LAYER_BN: /* a frozen batch norm keeps its running statistics: eval mode */
+        return train && !model_layer_frozen(net->m, li) ? cpu_bn_forward_train(&net->bn[li], xs, x, y, sv, sv + l->out.c, err)
                      : cpu_bn_forward_eval(&net->bn[li], xs, x, y, err);
     case LAYER_ACT: return cpu_act_forward(l->act, shape4_numel(xs), x, y, err);
     case LAYER_MAXPOOL:
@@ -186,17 +209,41 @@ static void grad_commit(CpuNet *net, int node) {
     net->dact_set[node] = 1;
 }
 
+/* Where the gradient for node goes, or NULL when nothing below needs it (node 0, or a
+ * node at or under the first trainable layer). */
+static float *grad_for(CpuNet *net, int node) {
+    return node <= net->first_trainable ? NULL : grad_target(net, node);
+}
+
+/* Backward of a frozen layer: the input gradient only, its parameters are constants
+ * (batch norm ran in eval mode). */
+static int backward_frozen(CpuNet *net, const ModelLayer *l, int li, float *dx, StkErr *err) {
+    const ModelParam *p = &net->m->param[l->param0];
+    const float *x = act(net, l->in), *dy = dact(net, li + 1);
+    if (!dx) return 0;
+    if (l->kind == LAYER_CONV)
+        return cpu_conv_backward_data(&net->conv[li], dy, net->params + p[0].offset, dx, err);
+    if (l->kind == LAYER_BN)
+        return cpu_bn_backward_eval(&net->bn[li], batched(net, l->in), x, dy, dx, NULL, NULL, err);
+    return cpu_linear_backward(&l->linear, batched(net, l->in), x, net->params + p[0].offset, dy,
+                               dx, NULL, NULL, err);
+}
+
 /* y = x * s: dx = dy * s, then ds = sum over h, w of dy * x; one at a time, since both
  * may need the scratch buffer (x is also read by the SE branch's pooling, s only here). */
 static int backward_scale(CpuNet *net, const ModelLayer *l, Shape4 xs, const float *dy,
                           StkErr *err) {
     const float *x = act(net, l->in), *s = act(net, l->in2);
-    if (l->in != 0) {
-        if (cpu_scale_backward(xs, x, s, dy, grad_target(net, l->in), NULL, err)) return -1;
+    float *dx = grad_for(net, l->in);
+    if (dx) {
+        if (cpu_scale_backward(xs, x, s, dy, dx, NULL, err)) return -1;
         grad_commit(net, l->in);
     }
-    if (cpu_scale_backward(xs, x, s, dy, NULL, grad_target(net, l->in2), err)) return -1;
-    grad_commit(net, l->in2);
+    float *ds = grad_for(net, l->in2);
+    if (ds) {
+        if (cpu_scale_backward(xs, x, s, dy, NULL, ds, err)) return -1;
+        grad_commit(net, l->in2);
+    }
     return 0;
 }
 
@@ -207,8 +254,13 @@ static int backward_layer(CpuNet *net, int li, uint64_t key, StkErr *err) {
     const float *x = act(net, l->in), *dy = dact(net, li + 1);
     Shape4 xs = batched(net, l->in), ys = batched(net, li + 1);
     float *sv = net->saved + net->saved_off[li];
-    float *dx = l->in == 0 ? NULL : grad_target(net, l->in);
+    float *dx = grad_for(net, l->in);
     int rc = 0;
+    if (model_layer_frozen(net->m, li)) {
+        rc = backward_frozen(net, l, li, dx, err);
+        if (!rc && dx) grad_commit(net, l->in);
+        return rc;
+    }
     switch (l->kind) {
     case LAYER_CONV:
         rc = cpu_conv_backward_weights(&net->conv[li], x, dy, net->grads + p[0].offset,
@@ -225,16 +277,14 @@ static int backward_layer(CpuNet *net, int li, uint64_t key, StkErr *err) {
         break;
     case LAYER_AVGPOOL: if (dx) rc = cpu_avgpool_adaptive_backward(xs, ys, dy, dx, err); break;
     case LAYER_LINEAR:
-        rc = cpu_linear_backward(&l->linear, xs, x, net->params + p[0].offset, dy,
-                                 dx ? dx : net->scratch, net->grads + p[0].offset,
-                                 net->grads + p[1].offset, err);
+        rc = cpu_linear_backward(&l->linear, xs, x, net->params + p[0].offset, dy, dx,
+                                 net->grads + p[0].offset, net->grads + p[1].offset, err);
         break;
     case LAYER_ADD: {
         size_t n = shape4_numel(ys);
         if (dx) memcpy(dx, dy, n * 4), grad_commit(net, l->in);
-        float *d2 = grad_target(net, l->in2);
-        memcpy(d2, dy, n * 4);
-        grad_commit(net, l->in2);
+        float *d2 = grad_for(net, l->in2);
+        if (d2) memcpy(d2, dy, n * 4), grad_commit(net, l->in2);
         return 0;
     }
     case LAYER_DROPOUT:
@@ -258,7 +308,7 @@ int cpu_net_backward(CpuNet *net, const int32_t *labels, double eps, uint64_t dr
                     dact(net, m->nlayers), err))
         return -1;
     net->dact_set[m->nlayers] = 1;
-    for (int li = m->nlayers - 1; li >= 0; li--)
+    for (int li = m->nlayers - 1; li >= net->first_trainable; li--)
         if (backward_layer(net, li, dropout_key, err))
             return stk_err_wrap(err, "backward %s #%d", m->layer[li].name, li);
     return 0;

@@ -38,6 +38,10 @@ typedef struct CpuNet {
     int *consumers;         /* [nlayers + 1] */
     uint8_t *dact_set;      /* [nlayers + 1] during backward: first gradient written */
     uint64_t steps;         /* optimizer steps taken */
+    int first_trainable;    /* lowest layer with trainable parameters (model_freeze.h):
+                               backward stops there */
+    uint64_t dact_base;     /* act_off of the first node that needs a gradient: dacts
+                               holds only nodes from there on */
     CpuNetPlan plan;
 } CpuNet;
 
@@ -53,12 +57,14 @@ void cpu_net_free(CpuNet *net);
 float *cpu_net_input(CpuNet *net);
 
 /* Runs the model on the input buffer; train selects batch statistics (and updates the
- * running ones) and dropout. *logits points at batch x num_classes floats. */
+ * running ones) and dropout, except in frozen batch norms, which stay in eval mode. *logits points at batch x num_classes floats. */
 int cpu_net_forward(CpuNet *net, int train, uint64_t dropout_key, const float **logits,
                     StkErr *err);
 
 /* Cross-entropy (label smoothing eps) of the last forward against labels, its gradient
- * propagated back to every parameter (gradients overwritten). *loss gets the mean. */
+ * propagated back to every trainable parameter (gradients overwritten). *loss gets the
+ * mean. Frozen layers (model_freeze.h) get no weight gradient, and nothing below the
+ * lowest trainable layer is computed. */
 int cpu_net_backward(CpuNet *net, const int32_t *labels, double eps, uint64_t dropout_key,
                      double *loss, StkErr *err);
 

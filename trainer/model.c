@@ -186,6 +186,7 @@ int model_make_divisible(double v, int divisor) {
 /* Lays the table out: trainable tensors first, then buffers. */
 void model_layout(Model *m) {
     uint64_t off = 0;
+    m->trainable_floats = 0; /* stays 0 when everything is frozen (inference) */
     for (int pass = 1; pass >= 0; pass--)
         for (int i = 0; i < m->nparams; i++)
             if (m->param[i].trainable == pass) {

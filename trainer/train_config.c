@@ -24,7 +24,10 @@ static void usage(FILE *f) {
         "  --rrc-scale LO,HI       RandomResizedCrop area range for the loaders (0.08,1)\n"
         "  --output-dir DIR        runs/<time>   --resume CKPT   --seed N 0\n"
         "  --deterministic         consume batches in index order   --print-freq N 50\n"
-        "  --lr-per-iteration      move the LR schedule every step, not every epoch\n");
+        "  --lr-per-iteration      move the LR schedule every step, not every epoch\n"
+        "  --weights FILE          start from these weights (scripts/export_torchvision.py);\n"
+        "                          a head of another class count is replaced\n"
+        "  --freeze-backbone       train the head only   --trainable-layers N  head + last N blocks\n");
 }
 
 static int bad(const char *what, const char *v) {
@@ -42,7 +45,7 @@ static int num(const char *s, double lo, double hi, double *out) {
 
 enum { O_DATA = 256, O_MODEL, O_DEVICE, O_OUT, O_RESUME, O_EPOCHS, O_OPT, O_LR, O_MOM, O_NEST,
        O_WD, O_NWD, O_LS, O_SCHED, O_STEP, O_GAMMA, O_LRMIN, O_WEP, O_WMETH, O_WDEC, O_SEED,
-       O_TCROP, O_VRES, O_VCROP, O_RRC, O_DET, O_PRINT, O_PERIT };
+       O_TCROP, O_VRES, O_VCROP, O_RRC, O_DET, O_PRINT, O_PERIT, O_WEIGHTS, O_FREEZE, O_TRAINABLE };
 
 static const struct option opts[] = {
     {"data-path", 1, 0, O_DATA}, {"model", 1, 0, O_MODEL}, {"device", 1, 0, O_DEVICE},
@@ -55,7 +58,9 @@ static const struct option opts[] = {
     {"lr-warmup-method", 1, 0, O_WMETH}, {"lr-warmup-decay", 1, 0, O_WDEC}, {"seed", 1, 0, O_SEED},
     {"train-crop-size", 1, 0, O_TCROP}, {"val-resize-size", 1, 0, O_VRES},
     {"val-crop-size", 1, 0, O_VCROP}, {"rrc-scale", 1, 0, O_RRC}, {"deterministic", 0, 0, O_DET},
-    {"print-freq", 1, 0, O_PRINT}, {"lr-per-iteration", 0, 0, O_PERIT}, {"help", 0, 0, 'h'}, {0}};
+    {"print-freq", 1, 0, O_PRINT}, {"lr-per-iteration", 0, 0, O_PERIT}, {"help", 0, 0, 'h'},
+    {"weights", 1, 0, O_WEIGHTS}, {"freeze-backbone", 0, 0, O_FREEZE},
+    {"trainable-layers", 1, 0, O_TRAINABLE}, {0}};
 
 /* One numeric flag into its field; -1 when it is not one of them or out of range. */
 static int numeric(TrainConfig *c, int opt, const char *arg) {
@@ -64,7 +69,7 @@ static int numeric(TrainConfig *c, int opt, const char *arg) {
         {'b', 1, 65536}, {O_EPOCHS, 1, 100000}, {'j', 1, 1024}, {O_LR, 0, 1e3}, {O_MOM, 0, 1},
         {O_WD, 0, 10}, {O_NWD, 0, 10}, {O_LS, 0, 1}, {O_STEP, 1, 1e6}, {O_GAMMA, 0, 10},
         {O_LRMIN, 0, 1e3}, {O_WEP, 0, 1e5}, {O_WDEC, 0, 1}, {O_SEED, 0, 1e18}, {O_TCROP, 1, 4096},
-        {O_VRES, 1, 8192}, {O_VCROP, 1, 4096}, {O_PRINT, 1, 1e9}};
+        {O_VRES, 1, 8192}, {O_VCROP, 1, 4096}, {O_PRINT, 1, 1e9}, {O_TRAINABLE, 0, 1000}};
     for (size_t i = 0; i < sizeof r / sizeof *r; i++) {
         if (r[i].opt != opt) continue;
         if (num(arg, r[i].lo, r[i].hi, &v)) return -1;
@@ -87,6 +92,7 @@ static int numeric(TrainConfig *c, int opt, const char *arg) {
         case O_VRES: c->val_resize = (int)v; break;
         case O_VCROP: c->val_crop = (int)v; break;
         case O_PRINT: c->print_freq = (int)v; break;
+        case O_TRAINABLE: c->trainable_layers = (int)v; break;
         }
         return 0;
     }
@@ -111,6 +117,7 @@ static int word(TrainConfig *c, int opt, const char *arg) {
     case O_MODEL: c->model = arg; return 0;
     case O_OUT: c->output_dir = arg; return 0;
     case O_RESUME: c->resume = arg; return 0;
+    case O_WEIGHTS: c->weights = arg; return 0;
     case O_RRC: c->rrc_scale = arg; return 0;
     case O_OPT: if ((k = choice(arg, opts_)) < 0) return -1; c->opt.kind = (OptimKind)k; return 0;
     case O_SCHED: if ((k = choice(arg, scheds)) < 0) return -1; c->sched.kind = (SchedKind)k; return 0;
@@ -123,7 +130,7 @@ static int word(TrainConfig *c, int opt, const char *arg) {
 int train_config_parse(TrainConfig *c, int argc, char **argv) {
     *c = (TrainConfig){.model = "smallcnn", .device = "cpu", .batch_size = 32, .epochs = 2,
                        .workers = 2, .sched = sched_default(), .weight_decay = 1e-4,
-                       .norm_weight_decay = NAN, .print_freq = 50};
+                       .norm_weight_decay = NAN, .print_freq = 50, .trainable_layers = -1};
     c->opt = (OptimConfig){OPTIM_SGD, 0.9, 0, 0, 0.9, 0.999, 1e-8};
     c->sched.epochs = 2;
     int opt;
@@ -133,12 +140,15 @@ int train_config_parse(TrainConfig *c, int argc, char **argv) {
         if (opt == O_NEST) { c->opt.nesterov = 1; continue; }
         if (opt == O_DET) { c->deterministic = 1; continue; }
         if (opt == O_PERIT) { c->lr_per_iteration = 1; continue; }
+        if (opt == O_FREEZE) { c->trainable_layers = 0; continue; }
         if (word(c, opt, optarg)) return bad("bad value", optarg);
     }
     if (optind != argc) return bad("unexpected argument", argv[optind]);
     if (!c->data_path) return bad("--data-path is required", "");
     if (strcmp(c->device, "cpu"))
         return bad("--device cuda: the CUDA trainer is not built yet (issue 6); use", "cpu");
+    if (c->weights && c->resume)
+        return bad("--weights starts a run, --resume continues one: give one of", "");
     if (isnan(c->norm_weight_decay)) c->norm_weight_decay = c->weight_decay;
     int small = !strcmp(c->model, "smallcnn");
     if (!c->train_crop) c->train_crop = small ? 28 : 224;

@@ -14,6 +14,9 @@ typedef struct TrainConfig {
     const char *device;      /* --device cpu|cuda (cpu: the CUDA trainer is issue 6) */
     const char *output_dir;  /* --output-dir (runs/<time>) */
     const char *resume;      /* --resume: a checkpoint to start from */
+    const char *weights;     /* --weights: initial weights for fine-tuning (transfer.h) */
+    int trainable_layers;    /* --trainable-layers N: head + last N blocks train
+                                (model_freeze.h); --freeze-backbone is 0; -1: all */
     int batch_size;          /* --batch-size (32, as train.py) */
     int epochs;              /* --epochs */
     int workers;             /* -j/--workers: loader processes */

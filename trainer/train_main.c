@@ -15,13 +15,16 @@
 #include <unistd.h>
 
 #include "ckpt.h"
+#include "ckpt_meta.h"
 #include "cpu_input.h"
 #include "cpu_loss.h"
 #include "cpu_net.h"
 #include "loader_index.h"
 #include "loader_order.h"
+#include "model_freeze.h"
 #include "train_config.h"
 #include "train_input.h"
+#include "transfer.h"
 
 typedef struct Run {
     TrainConfig cfg;
@@ -35,6 +38,7 @@ typedef struct Run {
     uint64_t n_train, n_val, train_batches, val_batches;
     double best_top1;
     int start_epoch;     /* 0, or the epoch after the one --resume's checkpoint ended */
+    CkptMeta meta;       /* what checkpoints say about the model: arch, class names, sizes */
 } Run;
 
 static double now_s(void) {
@@ -191,6 +195,43 @@ static void resume(Run *r) {
            (unsigned long long)r->net.steps, r->cfg.resume);
 }
 
+/* --weights: fine-tuning starts from them; a head of another class count keeps its fresh
+ * initialisation (transfer.h). */
+static void start_from_weights(Run *r) {
+    StkErr err;
+    TransferReport rep;
+    if (transfer_load(r->cfg.weights, &r->model, r->net.params, r->net.num_batches_tracked, &rep, &err))
+        die("--weights", &err);
+    printf("stoker-train: %d tensors from %s\n", rep.loaded, r->cfg.weights);
+    if (rep.head_replaced)
+        printf("stoker-train: replaced the head %s: %d classes in the weights, %d in the dataset; "
+               "initialised as torchvision does\n", rep.head, rep.file_classes, r->model.num_classes);
+}
+
+/* --freeze-backbone / --trainable-layers: before the plan, which they shrink. */
+static void freeze(Run *r) {
+    StkErr err;
+    if (r->cfg.trainable_layers < 0) return;
+    if (model_freeze(&r->model, r->cfg.trainable_layers, &err)) die("--trainable-layers", &err);
+    printf("stoker-train: training the head and the last %d of %d blocks (%llu of %llu floats; "
+           "frozen batch norms keep their statistics)\n", r->cfg.trainable_layers,
+           model_num_blocks(&r->model), (unsigned long long)r->model.trainable_floats,
+           (unsigned long long)r->model.total_floats);
+}
+
+/* Checkpoint metadata: the class names from the index, so stoker-predict can name them. */
+static void describe_model(Run *r) {
+    StkErr err;
+    uint32_t k = loader_index_num_classes(&r->ix);
+    const char **names = calloc(k, sizeof *names);
+    if (!names) die("class names", NULL);
+    for (uint32_t c = 0; c < k; c++) names[c] = loader_index_class_name(&r->ix, c);
+    if (ckpt_meta_init(&r->meta, r->model.arch, (int)k, names, r->cfg.train_crop,
+                       r->cfg.val_resize, r->cfg.val_crop, &err))
+        die("checkpoint metadata", &err);
+    free(names);
+}
+
 static void setup(Run *r, const char *argv0) {
     StkErr err;
     char self[PATH_MAX];
@@ -201,8 +242,11 @@ static void setup(Run *r, const char *argv0) {
     if (model_build(&r->model, r->cfg.model, 3, r->cfg.train_crop, r->cfg.train_crop,
                     (int)classes, &err))
         die("model", &err);
+    freeze(r);
+    describe_model(r);
     if (cpu_net_init(&r->net, &r->model, r->cfg.batch_size, &r->cfg.opt, &err)) die("model", &err);
     model_init_params(&r->model, r->net.params, r->cfg.seed);
+    if (r->cfg.weights) start_from_weights(r);
     if (r->cfg.resume) resume(r);
     strcpy(r->sock, "/tmp/stoker-XXXXXX");
     if (!mkdtemp(r->sock)) die("mkdtemp", NULL); /* mode 0700: the sockets are private */
@@ -290,9 +334,10 @@ static void save(Run *r, const char *name, int epoch) {
     char path[PATH_MAX + 64], ep[16];
     snprintf(path, sizeof path, "%s/checkpoints/%s", r->out, name);
     snprintf(ep, sizeof ep, "%d", epoch);
-    StMeta meta[2] = {{"format", "pt"}, {"epoch", ep}};
+    size_t nmeta;
+    const StMeta *meta = ckpt_meta_entries(&r->meta, ep, &nmeta);
     StkErr err;
-    if (ckpt_save(path, &r->model, r->net.params, r->net.num_batches_tracked, meta, 2, &err))
+    if (ckpt_save(path, &r->model, r->net.params, r->net.num_batches_tracked, meta, nmeta, &err))
         fprintf(stderr, "stoker-train: checkpoint not written: %s\n", err.msg);
     /* the training state beside it: optimizer moments, steps, epoch (for --resume) */
     char spath[PATH_MAX + 96], steps[32];
@@ -346,6 +391,7 @@ int main(int argc, char **argv) {
     zmq_ctx_term(r.ctx);
     rmdir(r.sock);
     cpu_net_free(&r.net);
+    ckpt_meta_free(&r.meta);
     loader_index_close(&r.ix);
     printf("stoker-train: best val top-1 %.2f%%, checkpoints in %s/checkpoints\n", r.best_top1, r.out);
     return 0;
