@@ -1,44 +1,93 @@
-/* cuda_bn.cu: batch-norm kernels for NHWC float32 (see cuda_bn.h). Reductions follow
- * cuda_colsum's shape: blocks of 32 channels x 8 row lanes, split over the rows, partial
- * float sums per thread, combined per channel in double by a second kernel, so the order
- * is fixed and results repeat run after run. */
+/* cuda_bn.cu: batch-norm kernels for NHWC data (see cuda_bn.h).
+ *
+ * Memory-bound, so shaped for bandwidth: a thread moves V channels at once (16 bytes: 8
+ * bfloat16 or 4 floats when c allows, else 1), index math is 32-bit where the vector
+ * count fits, and each pass reads x once. Reductions: a block takes a chunk of up to 256
+ * channel vectors and every R-th row (R = 256 / chunk) of its share of the rows; partial
+ * float sums per thread, reduced over the block in shared memory, one partial per block
+ * and channel, then combined per channel in double by a small kernel: a fixed order, so
+ * results repeat run after run. The per-channel kernels also turn the statistics into
+ * the coefficients the elementwise passes need (coef[], 5c floats after the partials). */
+#include "cuda_actfn.cuh"
 #include "cuda_bn.h"
 #include "cuda_check.h"
 #include "cuda_dtype.h"
 #include "cuda_elem.h"
 
-#define BN_X 32
-#define BN_Y 8
-#define BN_BLOCK 256
-#define BN_MAX_BLOCKS 8192
+#define BN_THREADS 256
 
-/* part[by * c + ch] = sum (x - x[0, ch]), part[(split + by) * c + ch] = sum of squares. */
-template <typename T>
-__global__ void bn_stats_kernel(size_t m, int c, const T *__restrict__ x, float *part) {
-    __shared__ float a1[BN_Y][BN_X], a2[BN_Y][BN_X];
-    int ch = blockIdx.x * BN_X + threadIdx.x;
-    float s1 = 0.0f, s2 = 0.0f;
-    if (ch < c) {
-        float k = ld(x + ch);
-        for (size_t r = blockIdx.y * BN_Y + threadIdx.y; r < m; r += (size_t)gridDim.y * BN_Y) {
-            float d = ld(x + r * c + ch) - k;
-            s1 += d;
-            s2 += d * d;
-        }
-    }
-    a1[threadIdx.y][threadIdx.x] = s1;
-    a2[threadIdx.y][threadIdx.x] = s2;
+template <typename T, int V> struct alignas(16) Vec { T v[V]; };
+
+/* Thread geometry of a reduction block over cv channel vectors. */
+struct RedGeom {
+    int width;  /* vectors per block chunk (<= BN_THREADS) */
+    int rows;   /* rows a block covers per step */
+};
+
+__host__ __device__ static inline RedGeom red_geom(int cv) {
+    RedGeom g;
+    g.width = cv < BN_THREADS ? cv : BN_THREADS;
+    g.rows = BN_THREADS / g.width;
+    return g;
+}
+
+/* Sums over the rows of this block's share: a[v] += f(row, vector) for the vector column
+ * col, then the block-wide reduction; thread (col, 0) ends with the totals. The functor
+ * gets the vector index (32-bit) and accumulates into s1, s2. */
+template <int V, typename F>
+__device__ static inline void block_rows(size_t m, int cv, F f, float *s1, float *s2) {
+    __shared__ float sh1[BN_THREADS * V], sh2[BN_THREADS * V];
+    RedGeom g = red_geom(cv);
+    int tid = threadIdx.x, lane = tid % g.width, r0 = tid / g.width;
+    int col = blockIdx.x * g.width + lane;
+    for (int k = 0; k < V; k++) s1[k] = s2[k] = 0.0f;
+    if (r0 < g.rows && col < cv)
+        for (size_t r = (size_t)blockIdx.y * g.rows + r0; r < m; r += (size_t)gridDim.y * g.rows)
+            f(r * cv + col, s1, s2);
+    for (int k = 0; k < V; k++) sh1[tid * V + k] = s1[k], sh2[tid * V + k] = s2[k];
     __syncthreads();
-    if (threadIdx.y == 0 && ch < c) {
-        for (int t = 1; t < BN_Y; t++) s1 += a1[t][threadIdx.x], s2 += a2[t][threadIdx.x];
-        part[(size_t)blockIdx.y * c + ch] = s1;
-        part[(size_t)(gridDim.y + blockIdx.y) * c + ch] = s2;
+    if (r0 == 0 && col < cv)
+        for (int r = 1; r < g.rows; r++)
+            for (int k = 0; k < V; k++)
+                s1[k] += sh1[(r * g.width + lane) * V + k], s2[k] += sh2[(r * g.width + lane) * V + k];
+}
+
+/* Writes a block's totals: part[by * c + ch] and part[(split + by) * c + ch]. */
+template <int V>
+__device__ static inline void put_partials(int cv, int c, float *part, const float *s1, const float *s2) {
+    RedGeom g = red_geom(cv);
+    int lane = threadIdx.x % g.width, col = blockIdx.x * g.width + lane;
+    if (threadIdx.x / g.width != 0 || col >= cv) return;
+    for (int k = 0; k < V; k++) {
+        part[(size_t)blockIdx.y * c + col * V + k] = s1[k];
+        part[(size_t)(gridDim.y + blockIdx.y) * c + col * V + k] = s2[k];
     }
 }
 
+/* Forward statistics: sums of (x - x[0, ch]) and its square. */
+template <typename T, int V>
+__global__ void bn_stats_kernel(size_t m, int c, const T *__restrict__ x, float *part) {
+    int cv = c / V;
+    const Vec<T, V> *xv = (const Vec<T, V> *)x;
+    RedGeom g = red_geom(cv);
+    int col = blockIdx.x * g.width + threadIdx.x % g.width;
+    Vec<T, V> k0 = xv[col < cv ? col : 0];
+    float s1[V], s2[V];
+    block_rows<V>(m, cv, [&](size_t i, float *a, float *b) {
+        Vec<T, V> v = xv[i];
+        for (int k = 0; k < V; k++) {
+            float d = ld(&v.v[k]) - ld(&k0.v[k]);
+            a[k] += d;
+            b[k] += d * d;
+        }
+    }, s1, s2);
+    put_partials<V>(cv, c, part, s1, s2);
+}
+
+/* Per channel: mean, invstd, running statistics, and y = f(x * coef[c] + coef[2c]). */
 template <typename T>
 __global__ void bn_stats_final_kernel(size_t m, int c, int split, const T *x, const float *part,
-                                      CudaBn bn, float *save_mean, float *save_invstd) {
+                                      CudaBn bn, float *save_mean, float *save_invstd, float *coef) {
     int ch = blockIdx.x * blockDim.x + threadIdx.x;
     if (ch >= c) return;
     double s1 = 0, s2 = 0;
@@ -46,59 +95,84 @@ __global__ void bn_stats_final_kernel(size_t m, int c, int split, const T *x, co
     double dm = (double)m, d = s1 / dm;
     double mean = ld(x + ch) + d, var = s2 / dm - d * d;
     if (var < 0) var = 0;
+    double invstd = 1.0 / sqrt(var + (double)bn.eps);
     save_mean[ch] = (float)mean;
-    save_invstd[ch] = (float)(1.0 / sqrt(var + (double)bn.eps));
+    save_invstd[ch] = (float)invstd;
+    invstd = (float)invstd; /* the backward recomputes the scale from the saved float */
     double mom = bn.momentum;
     bn.running_mean[ch] = (float)(mom * mean + (1.0 - mom) * bn.running_mean[ch]);
     bn.running_var[ch] = (float)(mom * var * dm / (dm - 1.0) + (1.0 - mom) * bn.running_var[ch]);
+    /* as cpu_bn.c: (x - mean) * (invstd * w) + b, with mean and the product rounded to float;
+     * the scale from the float invstd, exactly as bn_back_coef_kernel makes it again */
+    coef[ch] = (float)mean;
+    coef[c + ch] = (float)(invstd * bn.weight[ch]);
+    coef[2 * c + ch] = bn.bias[ch];
 }
 
-template <typename T>
-__global__ void bn_apply_kernel(size_t n, int c, const T *x, const float *__restrict__ mean,
-                                const float *__restrict__ invstd, const float *__restrict__ w,
-                                const float *__restrict__ b, T *y) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        int ch = (int)(i % c);
-        st(y + i, (ld(x + i) - mean[ch]) * (invstd[ch] * w[ch]) + b[ch]);
-    }
+__global__ void bn_eval_coef_kernel(int c, CudaBn bn, float *coef) {
+    int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch >= c) return;
+    coef[ch] = bn.running_mean[ch];
+    coef[c + ch] = (float)(1.0 / sqrt((double)bn.running_var[ch] + bn.eps) * bn.weight[ch]);
+    coef[2 * c + ch] = bn.bias[ch];
 }
 
-template <typename T> __global__ void bn_eval_kernel(size_t n, int c, const T *x, CudaBn bn, T *y) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        int ch = (int)(i % c);
-        float a = (float)(1.0 / sqrt((double)bn.running_var[ch] + bn.eps)) * bn.weight[ch];
-        st(y + i, (ld(x + i) - bn.running_mean[ch]) * a + bn.bias[ch]);
-    }
-}
-
-/* part[by * c + ch] = sum dy, part[(split + by) * c + ch] = sum (x - mean) dy. */
-template <typename T>
-__global__ void bn_grad_kernel(size_t m, int c, const T *__restrict__ x, const T *__restrict__ dy,
-                               const float *__restrict__ mean, float *part) {
-    __shared__ float a1[BN_Y][BN_X], a2[BN_Y][BN_X];
-    int ch = blockIdx.x * BN_X + threadIdx.x;
-    float s1 = 0.0f, s2 = 0.0f;
-    if (ch < c) {
-        float mu = mean[ch];
-        for (size_t r = blockIdx.y * BN_Y + threadIdx.y; r < m; r += (size_t)gridDim.y * BN_Y) {
-            float g = ld(dy + r * c + ch);
-            s1 += g;
-            s2 += (ld(x + r * c + ch) - mu) * g;
+/* Elementwise passes use the reductions' geometry: a thread keeps one column of V
+ * channels (its coefficients in registers) and walks every R-th row of its block's share. */
+template <typename T, int V>
+__global__ void bn_apply_kernel(size_t m, int c, int act, const T *x, const float *__restrict__ coef,
+                                T *y) {
+    int cv = c / V;
+    RedGeom g = red_geom(cv);
+    int lane = threadIdx.x % g.width, r0 = threadIdx.x / g.width, col = blockIdx.x * g.width + lane;
+    if (r0 >= g.rows || col >= cv) return;
+    float mean[V], scale[V], beta[V];
+    for (int k = 0; k < V; k++)
+        mean[k] = coef[col * V + k], scale[k] = coef[c + col * V + k], beta[k] = coef[2 * c + col * V + k];
+    const Vec<T, V> *xv = (const Vec<T, V> *)x;
+    Vec<T, V> *yv = (Vec<T, V> *)y;
+    for (size_t r = (size_t)blockIdx.y * g.rows + r0; r < m; r += (size_t)gridDim.y * g.rows) {
+        Vec<T, V> v = xv[r * cv + col], o;
+        for (int k = 0; k < V; k++) {
+            float z = (ld(&v.v[k]) - mean[k]) * scale[k] + beta[k];
+            st(&o.v[k], act >= 0 ? act_f(act, z) : z);
         }
-    }
-    a1[threadIdx.y][threadIdx.x] = s1;
-    a2[threadIdx.y][threadIdx.x] = s2;
-    __syncthreads();
-    if (threadIdx.y == 0 && ch < c) {
-        for (int t = 1; t < BN_Y; t++) s1 += a1[t][threadIdx.x], s2 += a2[t][threadIdx.x];
-        part[(size_t)blockIdx.y * c + ch] = s1;
-        part[(size_t)(gridDim.y + blockIdx.y) * c + ch] = s2;
+        yv[r * cv + col] = o;
     }
 }
 
-/* Per channel: dweight, dbias, and the dx coefficients (gm, k, scale) written over part's
- * first 3c floats (after the sums were read). */
-__global__ void bn_grad_final_kernel(size_t m, int c, int split, float *part, const float *invstd,
+/* The gradient at bn's output: dy, times f'(z) when an activation is fused (z recomputed
+ * from x with the forward's coefficients). */
+template <typename T>
+__device__ static inline float grad_at(int act, T x, T dy, float mean, float scale, float beta) {
+    float g = ld(&dy);
+    if (act < 0) return g;
+    return g * act_df(act, (ld(&x) - mean) * scale + beta);
+}
+
+/* Backward sums: sum g and sum (x - mean) g. coef holds the forward's mean/scale/beta. */
+template <typename T, int V>
+__global__ void bn_grad_kernel(size_t m, int c, int act, const T *__restrict__ x,
+                               const T *__restrict__ dy, const float *__restrict__ coef, float *part) {
+    int cv = c / V;
+    const Vec<T, V> *xv = (const Vec<T, V> *)x, *dv = (const Vec<T, V> *)dy;
+    RedGeom geo = red_geom(cv);
+    int col = blockIdx.x * geo.width + threadIdx.x % geo.width, ch = (col < cv ? col : 0) * V;
+    float s1[V], s2[V];
+    block_rows<V>(m, cv, [&](size_t i, float *a, float *b) {
+        Vec<T, V> xx = xv[i], gg = dv[i];
+        for (int k = 0; k < V; k++) {
+            float g = grad_at(act, xx.v[k], gg.v[k], coef[ch + k], coef[c + ch + k], coef[2 * c + ch + k]);
+            a[k] += g;
+            b[k] += (ld(&xx.v[k]) - coef[ch + k]) * g;
+        }
+    }, s1, s2);
+    put_partials<V>(cv, c, part, s1, s2);
+}
+
+/* Per channel: dweight, dbias and dx = g * A + (x - mean) * B + C into coef[3c..5c) and
+ * back over the first 3c (mean, scale, beta stay for the recomputation of z). */
+__global__ void bn_grad_final_kernel(size_t m, int c, int split, const float *part, const float *invstd,
                                      const float *w, float *dweight, float *dbias, float *coef) {
     int ch = blockIdx.x * blockDim.x + threadIdx.x;
     if (ch >= c) return;
@@ -107,79 +181,151 @@ __global__ void bn_grad_final_kernel(size_t m, int c, int split, float *part, co
     double is = invstd[ch], dm = (double)m;
     if (dweight) dweight[ch] = (float)(dot * is);
     if (dbias) dbias[ch] = (float)sdy;
-    coef[ch] = (float)(sdy / dm);
-    coef[c + ch] = (float)(dot * is * is / dm);
-    coef[2 * c + ch] = (float)(is * w[ch]);
+    /* dx = (g - sdy/m - (x - mean) * dot * is^2 / m) * is * w, as cpu_bn.c rounds it */
+    coef[3 * c + ch] = (float)(sdy / dm);
+    coef[4 * c + ch] = (float)(dot * is * is / dm);
+    coef[5 * c + ch] = (float)(is * w[ch]);
 }
 
-template <typename T>
-__global__ void bn_dx_kernel(size_t n, int c, const T *x, const T *dy, const float *mean,
-                             const float *coef, T *dx) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        int ch = (int)(i % c);
-        st(dx + i, (ld(dy + i) - coef[ch] - (ld(x + i) - mean[ch]) * coef[c + ch]) * coef[2 * c + ch]);
+template <typename T, int V>
+__global__ void bn_dx_kernel(size_t m, int c, int act, const T *x, const T *dy,
+                             const float *__restrict__ coef, T *dx) {
+    int cv = c / V;
+    RedGeom g = red_geom(cv);
+    int lane = threadIdx.x % g.width, r0 = threadIdx.x / g.width, col = blockIdx.x * g.width + lane;
+    if (r0 >= g.rows || col >= cv) return;
+    float cf[6][V];
+    for (int j = 0; j < 6; j++)
+        for (int k = 0; k < V; k++) cf[j][k] = coef[j * c + col * V + k];
+    const Vec<T, V> *xv = (const Vec<T, V> *)x, *dv = (const Vec<T, V> *)dy;
+    Vec<T, V> *ov = (Vec<T, V> *)dx;
+    for (size_t r = (size_t)blockIdx.y * g.rows + r0; r < m; r += (size_t)gridDim.y * g.rows) {
+        size_t i = r * cv + col;
+        Vec<T, V> xx = xv[i], gg = dv[i], o;
+        for (int k = 0; k < V; k++) {
+            float gr = grad_at(act, xx.v[k], gg.v[k], cf[0][k], cf[1][k], cf[2][k]);
+            st(&o.v[k], (gr - cf[3][k] - (ld(&xx.v[k]) - cf[0][k]) * cf[4][k]) * cf[5][k]);
+        }
+        ov[i] = o;
     }
 }
 
-static unsigned elem_grid(size_t n) {
-    size_t b = (n + BN_BLOCK - 1) / BN_BLOCK;
-    return (unsigned)(b < BN_MAX_BLOCKS ? b : BN_MAX_BLOCKS);
+/* Forward coefficients again, for the backward (the scratch was reused in between). */
+__global__ void bn_back_coef_kernel(int c, CudaBn bn, const float *save_mean, const float *save_invstd,
+                                    float *coef) {
+    int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch >= c) return;
+    coef[ch] = save_mean[ch];
+    coef[c + ch] = (float)((double)save_invstd[ch] * bn.weight[ch]);
+    coef[2 * c + ch] = bn.bias[ch];
 }
 
-static int check(const CudaBn *bn, size_t m, int train, const char *fn, StkErr *err) {
+/* Channels per thread: 16 bytes when c allows. */
+static int vec_width(CudaDtype dt, int c) {
+    int v = dt == CUDA_BF16 ? 8 : 4;
+    return c % v == 0 ? v : 1;
+}
+
+/* Blocks along the rows: about 64 steps per thread, at most 512 (the scratch's bound). */
+static int row_split(size_t m, int cv) {
+    size_t rows = (size_t)red_geom(cv).rows, s = (m + rows * 64 - 1) / (rows * 64);
+    return (int)(s < 1 ? 1 : s > 512 ? 512 : s);
+}
+
+static int check(const CudaBn *bn, int act, size_t m, int train, const char *fn, StkErr *err) {
     if (!bn->weight || !bn->bias || !bn->running_mean || !bn->running_var)
         return stk_errf(err, "%s: every tensor must be given (affine batch norm only)", fn);
     if (bn->c < 1 || m < (size_t)(train ? 2 : 1))
         return stk_errf(err, "%s: %zu values per channel over %d channels%s", fn, m, bn->c,
                         train ? " (training needs more than 1)" : "");
+    if (act != CUDA_BN_NO_ACT && (act < 0 || act >= CPU_ACT_COUNT))
+        return stk_errf(err, "%s: activation %d unknown", fn, act);
     return 0;
 }
 
-extern "C" int cuda_bn_forward_train(const CudaBn *bn, CudaDtype dt, size_t m, const void *x,
-                                     void *y, float *save_mean, float *save_invstd, float *part,
-                                     cudaStream_t s, StkErr *err) {
-    if (check(bn, m, 1, "cuda_bn_forward_train", err)) return -1;
-    int c = bn->c, split = cuda_colsum_split(m);
-    dim3 block(BN_X, BN_Y), grid((unsigned)((c + BN_X - 1) / BN_X), (unsigned)split);
-    size_t n = m * (size_t)c;
-    CUDA_DISPATCH(dt, T, {
-        bn_stats_kernel<T><<<grid, block, 0, s>>>(m, c, (const T *)x, part);
-        bn_stats_final_kernel<T><<<(unsigned)((c + 127) / 128), 128, 0, s>>>(
-            m, c, split, (const T *)x, part, *bn, save_mean, save_invstd);
-        bn_apply_kernel<T><<<elem_grid(n), BN_BLOCK, 0, s>>>(n, c, (const T *)x, save_mean,
-                                                             save_invstd, bn->weight, bn->bias, (T *)y);
-    });
+/* Grid of an elementwise pass: column chunks x row blocks, about 16 steps per thread. */
+static dim3 pass_grid(size_t m, int cv) {
+    RedGeom g = red_geom(cv);
+    size_t rows = (size_t)g.rows, y = (m + rows * 16 - 1) / (rows * 16);
+    return dim3((unsigned)((cv + g.width - 1) / g.width), (unsigned)(y < 65535 ? (y ? y : 1) : 65535));
+}
+
+template <typename T, int V>
+static void forward_train(const CudaBn *bn, int act, size_t m, const void *x, void *y,
+                          float *save_mean, float *save_invstd, float *part, cudaStream_t s) {
+    int c = bn->c, cv = c / V, split = row_split(m, cv);
+    RedGeom g = red_geom(cv);
+    float *coef = part + (size_t)2 * split * c;
+    dim3 grid((unsigned)((cv + g.width - 1) / g.width), (unsigned)split);
+    bn_stats_kernel<T, V><<<grid, BN_THREADS, 0, s>>>(m, c, (const T *)x, part);
+    bn_stats_final_kernel<T><<<(unsigned)((c + 127) / 128), 128, 0, s>>>(
+        m, c, split, (const T *)x, part, *bn, save_mean, save_invstd, coef);
+    bn_apply_kernel<T, V><<<pass_grid(m, cv), BN_THREADS, 0, s>>>(m, c, act, (const T *)x, coef, (T *)y);
+}
+
+template <typename T, int V>
+static void backward_train(const CudaBn *bn, int act, size_t m, const void *x, const void *dy,
+                           const float *save_mean, const float *save_invstd, void *dx,
+                           float *dweight, float *dbias, float *part, cudaStream_t s) {
+    int c = bn->c, cv = c / V, split = row_split(m, cv);
+    RedGeom g = red_geom(cv);
+    float *coef = part + (size_t)2 * split * c;
+    dim3 grid((unsigned)((cv + g.width - 1) / g.width), (unsigned)split);
+    bn_back_coef_kernel<<<(unsigned)((c + 127) / 128), 128, 0, s>>>(c, *bn, save_mean, save_invstd, coef);
+    bn_grad_kernel<T, V><<<grid, BN_THREADS, 0, s>>>(m, c, act, (const T *)x, (const T *)dy, coef, part);
+    bn_grad_final_kernel<<<(unsigned)((c + 127) / 128), 128, 0, s>>>(m, c, split, part, save_invstd,
+                                                                     bn->weight, dweight, dbias, coef);
+    bn_dx_kernel<T, V><<<pass_grid(m, cv), BN_THREADS, 0, s>>>(m, c, act, (const T *)x, (const T *)dy,
+                                                                coef, (T *)dx);
+}
+
+/* Calls fn<T, V> for dt and the vector width c allows. */
+#define BN_DISPATCH(dt, c, fn, ...)                                                        \
+    do {                                                                                   \
+        int v_ = vec_width((dt), (c));                                                     \
+        if ((dt) == CUDA_BF16) {                                                           \
+            if (v_ == 8) fn<__nv_bfloat16, 8>(__VA_ARGS__);                                \
+            else fn<__nv_bfloat16, 1>(__VA_ARGS__);                                        \
+        } else {                                                                           \
+            if (v_ == 4) fn<float, 4>(__VA_ARGS__);                                        \
+            else fn<float, 1>(__VA_ARGS__);                                                \
+        }                                                                                  \
+    } while (0)
+
+extern "C" int cuda_bn_forward_train(const CudaBn *bn, int act, CudaDtype dt, size_t m,
+                                     const void *x, void *y, float *save_mean,
+                                     float *save_invstd, float *part, cudaStream_t s,
+                                     StkErr *err) {
+    if (check(bn, act, m, 1, "cuda_bn_forward_train", err)) return -1;
+    BN_DISPATCH(dt, bn->c, forward_train, bn, act, m, x, y, save_mean, save_invstd, part, s);
     CUDA_TRY(err, cudaGetLastError());
     return 0;
 }
 
-extern "C" int cuda_bn_forward_eval(const CudaBn *bn, CudaDtype dt, size_t m, const void *x,
-                                    void *y, cudaStream_t s, StkErr *err) {
-    if (check(bn, m, 0, "cuda_bn_forward_eval", err)) return -1;
-    size_t n = m * (size_t)bn->c;
-    CUDA_DISPATCH(dt, T, bn_eval_kernel<T><<<elem_grid(n), BN_BLOCK, 0, s>>>(n, bn->c, (const T *)x,
-                                                                              *bn, (T *)y));
+template <typename T, int V>
+static void forward_eval(const CudaBn *bn, int act, size_t m, const void *x, void *y, float *coef,
+                         cudaStream_t s) {
+    int c = bn->c;
+    bn_eval_coef_kernel<<<(unsigned)((c + 127) / 128), 128, 0, s>>>(c, *bn, coef);
+    bn_apply_kernel<T, V><<<pass_grid(m, c / V), BN_THREADS, 0, s>>>(m, c, act, (const T *)x, coef, (T *)y);
+}
+
+extern "C" int cuda_bn_forward_eval(const CudaBn *bn, int act, CudaDtype dt, size_t m,
+                                    const void *x, void *y, float *part, cudaStream_t s,
+                                    StkErr *err) {
+    if (check(bn, act, m, 0, "cuda_bn_forward_eval", err)) return -1;
+    BN_DISPATCH(dt, bn->c, forward_eval, bn, act, m, x, y, part, s);
     CUDA_TRY(err, cudaGetLastError());
     return 0;
 }
 
-extern "C" int cuda_bn_backward_train(const CudaBn *bn, CudaDtype dt, size_t m, const void *x,
-                                      const void *dy, const float *save_mean,
+extern "C" int cuda_bn_backward_train(const CudaBn *bn, int act, CudaDtype dt, size_t m,
+                                      const void *x, const void *dy, const float *save_mean,
                                       const float *save_invstd, void *dx, float *dweight,
                                       float *dbias, float *part, cudaStream_t s, StkErr *err) {
-    if (check(bn, m, 1, "cuda_bn_backward_train", err)) return -1;
-    int c = bn->c, split = cuda_colsum_split(m);
-    dim3 block(BN_X, BN_Y), grid((unsigned)((c + BN_X - 1) / BN_X), (unsigned)split);
-    /* the coefficients go after the partial sums (2 * split * c floats) */
-    float *coef = part + (size_t)2 * split * c;
-    size_t n = m * (size_t)c;
-    CUDA_DISPATCH(dt, T, {
-        bn_grad_kernel<T><<<grid, block, 0, s>>>(m, c, (const T *)x, (const T *)dy, save_mean, part);
-        bn_grad_final_kernel<<<(unsigned)((c + 127) / 128), 128, 0, s>>>(
-            m, c, split, part, save_invstd, bn->weight, dweight, dbias, coef);
-        bn_dx_kernel<T><<<elem_grid(n), BN_BLOCK, 0, s>>>(n, c, (const T *)x, (const T *)dy,
-                                                          save_mean, coef, (T *)dx);
-    });
+    if (check(bn, act, m, 1, "cuda_bn_backward_train", err)) return -1;
+    BN_DISPATCH(dt, bn->c, backward_train, bn, act, m, x, dy, save_mean, save_invstd, dx, dweight,
+                dbias, part, s);
     CUDA_TRY(err, cudaGetLastError());
     return 0;
 }

@@ -1,9 +1,12 @@
 /* cuda_bn.h: batch normalisation on NHWC device data (float32 or bfloat16, `dt`), viewed
  * as an [m, c] matrix (m = n*h*w), with the semantics of trainer/cpu_bn.h (PyTorch's
  * BatchNorm2d): training forward with batch statistics and running-stat update, eval
- * forward, training backward. Statistics, gamma, beta and their gradients are float32, as
- * under PyTorch's autocast. Tensors are device pointers; `part` is scratch of
- * cuda_colsum_scratch(c) floats (cuda_elem.h). Each returns 0 or -1 + err. */
+ * forward, training backward; each optionally fused with the activation that follows
+ * (`act`, or CUDA_BN_NO_ACT): the forward writes f(bn(x)) and the backward takes the
+ * gradient of f's output, recomputing bn(x) from x and the saved statistics, so the
+ * normalised tensor is never stored. Statistics, gamma, beta and their gradients are
+ * float32, as under PyTorch's autocast. Tensors are device pointers; `part` is scratch
+ * of cuda_colsum_scratch(c) floats (cuda_elem.h). Each returns 0 or -1 + err. */
 #ifndef CUDA_BN_H
 #define CUDA_BN_H
 
@@ -18,6 +21,8 @@
 extern "C" {
 #endif
 
+#define CUDA_BN_NO_ACT (-1)
+
 typedef struct CudaBn {
     int c;                 /* channels */
     float eps, momentum;   /* PyTorch's eps and momentum */
@@ -28,21 +33,23 @@ typedef struct CudaBn {
 } CudaBn;
 
 /* Training forward: per-channel mean and biased variance over the m rows (a one-pass sum
- * shifted by each channel's first value, combined in double), y = xhat * gamma + beta,
- * save_mean/save_invstd[c] for the backward, running statistics updated. m >= 2. */
-int cuda_bn_forward_train(const CudaBn *bn, CudaDtype dt, size_t m, const void *x, void *y,
-                          float *save_mean, float *save_invstd, float *part, cudaStream_t s,
-                          StkErr *err);
+ * shifted by each channel's first value, combined in double), y = f(xhat * gamma + beta),
+ * save_mean/save_invstd[c] for the backward, running statistics updated. m >= 2. x and y
+ * must not alias. act: a CpuActKind or CUDA_BN_NO_ACT. */
+int cuda_bn_forward_train(const CudaBn *bn, int act, CudaDtype dt, size_t m, const void *x,
+                          void *y, float *save_mean, float *save_invstd, float *part,
+                          cudaStream_t s, StkErr *err);
 
-/* Eval forward with the running statistics; y may alias x. */
-int cuda_bn_forward_eval(const CudaBn *bn, CudaDtype dt, size_t m, const void *x, void *y,
-                         cudaStream_t s, StkErr *err);
+/* Eval forward with the running statistics (then f); y may alias x. */
+int cuda_bn_forward_eval(const CudaBn *bn, int act, CudaDtype dt, size_t m, const void *x,
+                         void *y, float *part, cudaStream_t s, StkErr *err);
 
-/* Training backward: dx (may alias dy), dweight[c] = sum dy * xhat, dbias[c] = sum dy. */
-int cuda_bn_backward_train(const CudaBn *bn, CudaDtype dt, size_t m, const void *x,
-                           const void *dy, const float *save_mean, const float *save_invstd, void *dx,
-                           float *dweight, float *dbias, float *part, cudaStream_t s,
-                           StkErr *err);
+/* Training backward from dy (the gradient of f's output when act is given): dx (may
+ * alias dy), dweight[c] = sum g * xhat, dbias[c] = sum g, g the gradient at bn's output. */
+int cuda_bn_backward_train(const CudaBn *bn, int act, CudaDtype dt, size_t m, const void *x,
+                           const void *dy, const float *save_mean, const float *save_invstd,
+                           void *dx, float *dweight, float *dbias, float *part,
+                           cudaStream_t s, StkErr *err);
 
 #ifdef __cplusplus
 }

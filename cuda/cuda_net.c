@@ -12,6 +12,7 @@
 #include "cuda_loss.h"
 #include "cuda_optim.h"
 #include "cuda_pool.h"
+#include "model_freeze.h"
 #include "stk_rng.h"
 
 #define CUDA_NET_DEFAULT_WORKSPACE (256ull << 20)
@@ -63,7 +64,7 @@ CudaNetPlan cuda_net_plan(const Model *m, int batch, const OptimConfig *opt,
     CudaPrecision prec = o ? o->precision : CUDA_PREC_FP32;
     uint64_t es = cuda_dtype_size(dtype_of(prec)), acts = 0, saved = 0, copies, largest;
     for (int node = 0; node <= m->nlayers; node++)
-        acts += (uint64_t)batch * shape4_numel(model_node_shape(m, node));
+        acts += ((uint64_t)batch * shape4_numel(model_node_shape(m, node)) + 15) / 16 * 16;
     for (int li = 0; li < m->nlayers; li++) saved += saved_floats(m, li, batch);
     lowp_sizes(m, &copies, &largest);
     p.params = 4 * m->total_floats;
@@ -136,6 +137,29 @@ static int dev_alloc(void **p, uint64_t bytes, const char *what, const CudaNet *
     return 0;
 }
 
+/* Batch norms read only by an activation take it into their kernels (fused_act). */
+static void fuse_activations(CudaNet *net) {
+    const Model *m = net->m;
+    int *readers = calloc((size_t)(m->nlayers > 0 ? m->nlayers : 0) + 1, sizeof *readers);
+    for (int li = 0; li < m->nlayers; li++) {
+        net->fused_act[li] = CUDA_BN_NO_ACT;
+        if (!readers) continue;
+        readers[m->layer[li].in]++;
+        if (m->layer[li].in2 >= 0) readers[m->layer[li].in2]++;
+    }
+    for (int li = 0; readers && li + 1 < m->nlayers; li++) {
+        const ModelLayer *bn = &m->layer[li], *a = &m->layer[li + 1];
+        if (bn->kind == LAYER_BN && a->kind == LAYER_ACT && a->in == li + 1 && readers[li + 1] == 1)
+            net->fused_act[li] = (int)a->act;
+    }
+    free(readers);
+}
+
+/* Layer li is an activation run inside the batch norm before it. */
+static int skipped(const CudaNet *net, int li) {
+    return li > 0 && net->fused_act[li - 1] != CUDA_BN_NO_ACT;
+}
+
 /* Host tables (offsets per node, per saving layer, per weight copy). */
 static int host_tables(CudaNet *net, StkErr *err) {
     const Model *m = net->m;
@@ -144,15 +168,18 @@ static int host_tables(CudaNet *net, StkErr *err) {
     net->saved_off = calloc((size_t)m->nlayers, sizeof *net->saved_off);
     net->lowp_off = calloc((size_t)m->nlayers, sizeof *net->lowp_off);
     net->dact_set = calloc((size_t)nodes, 1);
+    net->fused_act = calloc((size_t)m->nlayers, sizeof *net->fused_act);
     net->conv = calloc((size_t)m->nlayers, sizeof *net->conv);
     net->bn = calloc((size_t)m->nlayers, sizeof *net->bn);
     net->num_batches_tracked = calloc((size_t)(m->nbn ? m->nbn : 1), sizeof(int64_t));
-    if (!net->act_off || !net->saved_off || !net->lowp_off || !net->dact_set || !net->conv ||
-        !net->bn || !net->num_batches_tracked)
+    if (!net->act_off || !net->saved_off || !net->lowp_off || !net->dact_set || !net->fused_act ||
+        !net->conv || !net->bn || !net->num_batches_tracked)
         return stk_errf(err, "cuda_net: out of host memory");
     uint64_t off = 0, saved = 0, low = 0;
+    /* every node starts 16 elements aligned: the kernels move 16 bytes at a time */
     for (int node = 0; node < nodes; node++)
-        net->act_off[node] = off, off += shape4_numel(batched(net, node));
+        net->act_off[node] = off, off += (shape4_numel(batched(net, node)) + 15) / 16 * 16;
+    fuse_activations(net);
     for (int li = 0; li < m->nlayers; li++) {
         net->saved_off[li] = saved, saved += saved_floats(m, li, net->batch);
         if (has_product(&m->layer[li])) net->lowp_off[li] = low, low += m->param[m->layer[li].param0].numel;
@@ -205,6 +232,9 @@ static int make_handles(CudaNet *net, StkErr *err) {
 static int check_layers(const Model *m, StkErr *err) {
     for (int li = 0; li < m->nlayers; li++) {
         const ModelLayer *l = &m->layer[li];
+        if (model_layer_frozen(m, li))
+            return stk_errf(err, "cuda_net: layer %s is frozen; frozen layers (--freeze-backbone, "
+                            "--trainable-layers) run on the CPU backend only for now", l->name);
         Shape4 xs = model_node_shape(m, l->in);
         switch (l->kind) {
         case LAYER_CONV: case LAYER_BN: case LAYER_ACT: case LAYER_MAXPOOL: case LAYER_AVGPOOL:
@@ -292,6 +322,7 @@ void cuda_net_free(CudaNet *net) {
     free(net->prof_ev), free(net->prof_ms);
     free(net->conv), free(net->bn), free(net->num_batches_tracked);
     free(net->act_off), free(net->saved_off), free(net->lowp_off), free(net->dact_set);
+    free(net->fused_act);
     memset(net, 0, sizeof *net);
 }
 
@@ -333,11 +364,14 @@ static int forward_layer(CudaNet *net, int li, int train, uint64_t key, StkErr *
         if (cuda_conv_forward(&net->conv[li], net->dnn, x, weight(net, li), y, net->workspace, err))
             return -1;
         return l->conv.bias ? cuda_bias_add(dt, rows(ys), ys.c, net->params + p[1].offset, y, s, err) : 0;
-    case LAYER_BN:
-        if (!train) return cuda_bn_forward_eval(&net->bn[li], dt, rows(xs), x, y, s, err);
+    case LAYER_BN: {
+        int fa = net->fused_act[li];
+        if (fa != CUDA_BN_NO_ACT) y = act(net, li + 2); /* the activation's output */
+        if (!train) return cuda_bn_forward_eval(&net->bn[li], fa, dt, rows(xs), x, y, net->part, s, err);
         net->num_batches_tracked[bn_index(net->m, li)]++;
-        return cuda_bn_forward_train(&net->bn[li], dt, rows(xs), x, y, sv, sv + l->out.c, net->part,
-                                     s, err);
+        return cuda_bn_forward_train(&net->bn[li], fa, dt, rows(xs), x, y, sv, sv + l->out.c,
+                                     net->part, s, err);
+    }
     case LAYER_ACT: return cuda_act_forward(l->act, dt, shape4_numel(xs), x, y, s, err);
     case LAYER_MAXPOOL: return cuda_maxpool_forward(&l->pool, dt, xs, ys, x, y, (int32_t *)sv, s, err);
     case LAYER_AVGPOOL: return cuda_avgpool_forward(dt, xs, x, y, s, err);
@@ -362,7 +396,7 @@ static int mark(CudaNet *net, int phase, int i, StkErr *err) {
 
 int cuda_net_forward(CudaNet *net, int train, uint64_t dropout_key, StkErr *err) {
     for (int li = 0; li < net->m->nlayers; li++)
-        if (mark(net, 0, li, err) || forward_layer(net, li, train, dropout_key, err))
+        if (mark(net, 0, li, err) || (!skipped(net, li) && forward_layer(net, li, train, dropout_key, err)))
             return stk_err_wrap(err, "forward %s #%d", net->m->layer[li].name, li);
     return mark(net, 0, net->m->nlayers, err);
 }
@@ -456,11 +490,14 @@ static int backward_layer(CudaNet *net, int li, uint64_t key, StkErr *err) {
     int rc = 0;
     switch (l->kind) {
     case LAYER_CONV: rc = backward_conv(net, li, x, dy, dx, err); break;
-    case LAYER_BN:
-        rc = cuda_bn_backward_train(&net->bn[li], dt, rows(xs), x, dy, sv, sv + l->out.c,
+    case LAYER_BN: {
+        int fa = net->fused_act[li];
+        if (fa != CUDA_BN_NO_ACT) dy = dact(net, li + 2); /* the activation's output gradient */
+        rc = cuda_bn_backward_train(&net->bn[li], fa, dt, rows(xs), x, dy, sv, sv + l->out.c,
                                     dx ? dx : net->scratch, net->grads + p[0].offset,
                                     net->grads + p[1].offset, net->part, s, err);
         break;
+    }
     case LAYER_ACT: if (dx) rc = cuda_act_backward(l->act, dt, shape4_numel(xs), x, dy, dx, s, err); break;
     case LAYER_MAXPOOL:
         if (dx) rc = cuda_maxpool_backward(&l->pool, dt, xs, ys, dy, (const int32_t *)sv, dx, s, err);
@@ -482,28 +519,40 @@ static int backward_layer(CudaNet *net, int li, uint64_t key, StkErr *err) {
 
 int cuda_net_backward(CudaNet *net, const int32_t *labels, double eps, uint64_t dropout_key,
                       StkErr *err) {
+    CUDA_TRY(err, cudaMemcpyAsync(net->labels, labels, sizeof *labels * (size_t)net->batch,
+                                  cudaMemcpyHostToDevice, net->stream));
+    return cuda_net_backward_dev(net, net->labels, eps, dropout_key, err);
+}
+
+int cuda_net_backward_dev(CudaNet *net, const int32_t *d_labels, double eps, uint64_t dropout_key,
+                          StkErr *err) {
     const Model *m = net->m;
     cudaStream_t s = net->stream;
     memset(net->dact_set, 0, (size_t)m->nlayers + 1);
-    CUDA_TRY(err, cudaMemcpyAsync(net->labels, labels, sizeof *labels * (size_t)net->batch,
-                                  cudaMemcpyHostToDevice, s));
-    if (cuda_ce_loss(net->dt, net->batch, m->num_classes, act(net, m->nlayers), net->labels,
+    if (cuda_ce_loss(net->dt, net->batch, m->num_classes, act(net, m->nlayers), d_labels,
                      (float)eps, net->row_loss, dact(net, m->nlayers), s, err))
         return -1;
     CUDA_TRY(err, cudaMemcpyAsync(net->host_loss, net->row_loss, sizeof(float) * (size_t)net->batch,
                                   cudaMemcpyDeviceToHost, s));
     net->dact_set[m->nlayers] = 1;
     for (int li = m->nlayers - 1; li >= 0; li--)
-        if (mark(net, 1, m->nlayers - 1 - li, err) || backward_layer(net, li, dropout_key, err))
+        if (mark(net, 1, m->nlayers - 1 - li, err) ||
+            (!skipped(net, li) && backward_layer(net, li, dropout_key, err)))
             return stk_err_wrap(err, "backward %s #%d", m->layer[li].name, li);
     return mark(net, 1, m->nlayers, err);
 }
 
-int cuda_net_loss(CudaNet *net, double *loss, StkErr *err) {
-    CUDA_TRY(err, cudaStreamSynchronize(net->stream));
+/* The last backward's mean loss from the pinned copy, without waiting (the caller made
+ * sure, by an event, that the copy is done). */
+double cuda_net_loss_ready(const CudaNet *net) {
     double sum = 0;
     for (int i = 0; i < net->batch; i++) sum += net->host_loss[i];
-    *loss = sum / net->batch;
+    return sum / net->batch;
+}
+
+int cuda_net_loss(CudaNet *net, double *loss, StkErr *err) {
+    CUDA_TRY(err, cudaStreamSynchronize(net->stream));
+    *loss = cuda_net_loss_ready(net);
     return 0;
 }
 

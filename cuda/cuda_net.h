@@ -73,6 +73,9 @@ typedef struct CudaNet {
     int64_t *num_batches_tracked; /* host [nbn] */
     uint64_t *act_off, *saved_off;
     uint8_t *dact_set;
+    int *fused_act;           /* [nlayers]: for a batch norm whose only reader is an
+                                 activation, that activation (it runs inside the batch
+                                 norm's kernels and the activation layer is skipped); else -1 */
     uint64_t steps;
     CudaNetPlan plan;
     cudaEvent_t *prof_ev;     /* profiling on: [2 * (nlayers + 1)] events, forward then
@@ -107,8 +110,16 @@ int cuda_net_forward(CudaNet *net, int train, uint64_t dropout_key, StkErr *err)
 int cuda_net_backward(CudaNet *net, const int32_t *labels, double eps, uint64_t dropout_key,
                       StkErr *err);
 
+/* The same with the labels already on the device (queued after their copy). */
+int cuda_net_backward_dev(CudaNet *net, const int32_t *d_labels, double eps, uint64_t dropout_key,
+                          StkErr *err);
+
 /* Waits for the stream and gives the mean loss of the last backward. */
 int cuda_net_loss(CudaNet *net, double *loss, StkErr *err);
+
+/* The mean loss of the last backward without waiting: only after an event recorded after
+ * that backward has completed. */
+double cuda_net_loss_ready(const CudaNet *net);
 
 /* One optimizer step over every trainable tensor (as cpu_net_step). */
 int cuda_net_step(CudaNet *net, double lr, double wd, double norm_wd, StkErr *err);

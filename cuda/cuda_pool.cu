@@ -19,53 +19,64 @@ static unsigned grid_for(size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n);            \
          i += (size_t)gridDim.x * blockDim.x)
 
-template <typename T>
+template <typename T, int V> struct alignas(sizeof(T) * V) Vec { T v[V]; };
+
+/* One thread per output position and vector of V channels: 32-bit index arithmetic (the
+ * launcher checks the counts fit), the window's inputs read V channels at a time. */
+template <typename T, int V>
 __global__ void maxpool_fwd_kernel(CpuMaxPool p, Shape4 in, Shape4 out, const T *x, T *y,
                                    int32_t *argmax) {
-    size_t total = (size_t)out.n * out.h * out.w * out.c;
-    GRID_STRIDE(i, total) {
-        int c = (int)(i % out.c);
-        size_t r = i / out.c;
-        int ow = (int)(r % out.w), oh = (int)(r / out.w % out.h), n = (int)(r / out.w / out.h);
-        float best = -INFINITY;
-        int bi = -1;
+    unsigned cv = (unsigned)out.c / V, total = (unsigned)out.n * out.h * out.w * cv;
+    const Vec<T, V> *xv = (const Vec<T, V> *)x;
+    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+        unsigned c = i % cv, r = i / cv, ow = r % out.w, oh = r / out.w % out.h, n = r / out.w / out.h;
+        float best[V];
+        int bi[V];
+        for (int k = 0; k < V; k++) best[k] = -INFINITY, bi[k] = -1;
         for (int kh = 0; kh < p.kh; kh++) {
-            int ih = oh * p.sh - p.ph + kh;
+            int ih = (int)oh * p.sh - p.ph + kh;
             if (ih < 0 || ih >= in.h) continue;
             for (int kw = 0; kw < p.kw; kw++) {
-                int iw = ow * p.sw - p.pw + kw;
+                int iw = (int)ow * p.sw - p.pw + kw;
                 if (iw < 0 || iw >= in.w) continue;
-                float v = ld(x + (((size_t)n * in.h + ih) * in.w + iw) * in.c + c);
-                /* as cpu_pool.c and PyTorch: v > best or v is NaN (the last NaN wins) */
-                if (bi < 0 || v > best || isnan(v)) best = v, bi = ih * in.w + iw;
+                Vec<T, V> v = xv[((n * in.h + ih) * in.w + iw) * cv + c];
+                for (int k = 0; k < V; k++) {
+                    float f = ld(&v.v[k]);
+                    /* as cpu_pool.c and PyTorch: f > best or f is NaN (the last NaN wins) */
+                    if (bi[k] < 0 || f > best[k] || isnan(f)) best[k] = f, bi[k] = ih * in.w + iw;
+                }
             }
         }
-        st(y + i, best);
-        argmax[i] = bi;
+        Vec<T, V> o;
+        for (int k = 0; k < V; k++) st(&o.v[k], best[k]), argmax[i * V + k] = bi[k];
+        ((Vec<T, V> *)y)[i] = o;
     }
 }
 
-template <typename T>
+template <typename T, int V>
 __global__ void maxpool_bwd_kernel(CpuMaxPool p, Shape4 in, Shape4 out, const T *dy,
                                    const int32_t *argmax, T *dx) {
-    size_t total = (size_t)in.n * in.h * in.w * in.c;
-    GRID_STRIDE(i, total) {
-        int c = (int)(i % in.c);
-        size_t r = i / in.c;
+    unsigned cv = (unsigned)in.c / V, total = (unsigned)in.n * in.h * in.w * cv;
+    const Vec<T, V> *dv = (const Vec<T, V> *)dy;
+    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+        unsigned c = i % cv, r = i / cv;
         int iw = (int)(r % in.w), ih = (int)(r / in.w % in.h), n = (int)(r / in.w / in.h);
         int self = ih * in.w + iw;
         /* outputs whose window holds (ih, iw): oh * sh - ph <= ih <= oh * sh - ph + kh - 1 */
-        int oh0 = (ih + p.ph - p.kh + p.sh) / p.sh, oh1 = (ih + p.ph) / p.sh;
-        int ow0 = (iw + p.pw - p.kw + p.sw) / p.sw, ow1 = (iw + p.pw) / p.sw;
-        if (ih + p.ph - p.kh + 1 < 0) oh0 = 0;
-        if (iw + p.pw - p.kw + 1 < 0) ow0 = 0;
-        float g = 0.0f;
+        int oh0 = ih + p.ph - p.kh + 1 < 0 ? 0 : (ih + p.ph - p.kh + p.sh) / p.sh, oh1 = (ih + p.ph) / p.sh;
+        int ow0 = iw + p.pw - p.kw + 1 < 0 ? 0 : (iw + p.pw - p.kw + p.sw) / p.sw, ow1 = (iw + p.pw) / p.sw;
+        float g[V];
+        for (int k = 0; k < V; k++) g[k] = 0.0f;
         for (int oh = oh0; oh <= oh1 && oh < out.h; oh++)
             for (int ow = ow0; ow <= ow1 && ow < out.w; ow++) {
-                size_t o = (((size_t)n * out.h + oh) * out.w + ow) * out.c + c;
-                if (argmax[o] == self) g += ld(dy + o);
+                unsigned o = (((unsigned)n * out.h + oh) * out.w + ow) * cv + c;
+                Vec<T, V> d = dv[o];
+                for (int k = 0; k < V; k++)
+                    if (argmax[o * V + k] == self) g[k] += ld(&d.v[k]);
             }
-        st(dx + i, g);
+        Vec<T, V> out_v;
+        for (int k = 0; k < V; k++) st(&out_v.v[k], g[k]);
+        ((Vec<T, V> *)dx)[i] = out_v;
     }
 }
 
@@ -108,12 +119,26 @@ static int check_max(const CpuMaxPool *p, Shape4 in, Shape4 out, const char *fn,
     return 0;
 }
 
+/* Channels per thread: 4 when c allows, else 1. */
+#define POOL_DISPATCH(dt, c, kernel, grid, ...)                                             \
+    do {                                                                                    \
+        if ((c) % 4 == 0) CUDA_DISPATCH(dt, T, kernel<T, 4><<<grid, POOL_BLOCK, 0, s>>>(__VA_ARGS__)); \
+        else CUDA_DISPATCH(dt, T, kernel<T, 1><<<grid, POOL_BLOCK, 0, s>>>(__VA_ARGS__));  \
+    } while (0)
+
+static int fits32(Shape4 a, Shape4 b, const char *fn, StkErr *err) {
+    if (shape4_numel(a) >= (1u << 31) || shape4_numel(b) >= (1u << 31))
+        return stk_errf(err, "%s: over 2^31 elements in one tensor", fn);
+    return 0;
+}
+
 extern "C" int cuda_maxpool_forward(const CpuMaxPool *p, CudaDtype dt, Shape4 in, Shape4 out,
                                     const void *x, void *y, int32_t *argmax, cudaStream_t s,
                                     StkErr *err) {
-    if (check_max(p, in, out, "cuda_maxpool_forward", err)) return -1;
-    CUDA_DISPATCH(dt, T, maxpool_fwd_kernel<T><<<grid_for(shape4_numel(out)), POOL_BLOCK, 0, s>>>(
-                             *p, in, out, (const T *)x, (T *)y, argmax));
+    if (check_max(p, in, out, "cuda_maxpool_forward", err) || fits32(in, out, "cuda_maxpool_forward", err))
+        return -1;
+    unsigned grid = grid_for(shape4_numel(out) / (out.c % 4 ? 1 : 4));
+    POOL_DISPATCH(dt, out.c, maxpool_fwd_kernel, grid, *p, in, out, (const T *)x, (T *)y, argmax);
     CUDA_TRY(err, cudaGetLastError());
     return 0;
 }
@@ -121,9 +146,10 @@ extern "C" int cuda_maxpool_forward(const CpuMaxPool *p, CudaDtype dt, Shape4 in
 extern "C" int cuda_maxpool_backward(const CpuMaxPool *p, CudaDtype dt, Shape4 in, Shape4 out,
                                      const void *dy, const int32_t *argmax, void *dx,
                                      cudaStream_t s, StkErr *err) {
-    if (check_max(p, in, out, "cuda_maxpool_backward", err)) return -1;
-    CUDA_DISPATCH(dt, T, maxpool_bwd_kernel<T><<<grid_for(shape4_numel(in)), POOL_BLOCK, 0, s>>>(
-                             *p, in, out, (const T *)dy, argmax, (T *)dx));
+    if (check_max(p, in, out, "cuda_maxpool_backward", err) || fits32(in, out, "cuda_maxpool_backward", err))
+        return -1;
+    unsigned grid = grid_for(shape4_numel(in) / (in.c % 4 ? 1 : 4));
+    POOL_DISPATCH(dt, in.c, maxpool_bwd_kernel, grid, *p, in, out, (const T *)dy, argmax, (T *)dx);
     CUDA_TRY(err, cudaGetLastError());
     return 0;
 }

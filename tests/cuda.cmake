@@ -7,4 +7,6 @@ if(STOKER_HAVE_CUDA)
   target_include_directories(test_cuda_input PRIVATE ${PROJECT_SOURCE_DIR}/trainer)
   # The CUDA backend against the CPU backend, layer by layer through whole models.
   stoker_test(cuda_net SOURCES test_cuda_net.c LIBS stoker_cuda_net m)
+  # The trainer's double-buffered input on the GPU, fed through train_input.
+  stoker_test(cuda_train SOURCES test_cuda_train.c LIBS stoker_cuda_net m)
 endif()

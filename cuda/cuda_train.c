@@ -1,0 +1,132 @@
+/* cuda_train.c: the double-buffered input around the CUDA net (see cuda_train.h). */
+#include "cuda_train.h"
+
+#include <string.h>
+
+#include "cuda_check.h"
+#include "cuda_input.h"
+
+static void *pinned_alloc(void *ctx, size_t bytes) {
+    (void)ctx;
+    void *p = NULL;
+    return cudaMallocHost(&p, bytes) == cudaSuccess ? p : NULL;
+}
+
+static void pinned_free(void *ctx, void *p) {
+    (void)ctx;
+    cudaFreeHost(p);
+}
+
+TrainSlotAlloc cuda_train_slot_alloc(void) { return (TrainSlotAlloc){pinned_alloc, pinned_free, NULL}; }
+
+static int make_input(CudaTrain *t, StkErr *err) {
+    size_t px = (size_t)t->net.batch * t->h * t->w * t->c;
+    CUDA_TRY(err, cudaStreamCreateWithFlags(&t->copy, cudaStreamNonBlocking));
+    CUDA_TRY(err, cudaEventCreateWithFlags(&t->stepped, cudaEventDisableTiming));
+    for (int s = 0; s < TRAIN_INPUT_SLOTS; s++) {
+        CUDA_TRY(err, cudaMalloc((void **)&t->dev_pixels[s], px));
+        CUDA_TRY(err, cudaMalloc((void **)&t->dev_labels[s], sizeof(int32_t) * (size_t)t->net.batch));
+        CUDA_TRY(err, cudaMemset(t->dev_pixels[s], 0, px));
+        CUDA_TRY(err, cudaMemset(t->dev_labels[s], 0, sizeof(int32_t) * (size_t)t->net.batch));
+        CUDA_TRY(err, cudaEventCreateWithFlags(&t->copied[s], cudaEventDisableTiming));
+        CUDA_TRY(err, cudaEventCreateWithFlags(&t->consumed[s], cudaEventDisableTiming));
+        /* both "done" at the start, so the first waits return at once */
+        CUDA_TRY(err, cudaEventRecord(t->copied[s], t->copy));
+        CUDA_TRY(err, cudaEventRecord(t->consumed[s], t->copy));
+    }
+    return 0;
+}
+
+int cuda_train_init(CudaTrain *t, const Model *m, int batch, const OptimConfig *opt,
+                    const CudaNetOptions *o, StkErr *err) {
+    memset(t, 0, sizeof *t);
+    t->c = m->input.c, t->h = m->input.h, t->w = m->input.w;
+    if (t->c > 4) return stk_errf(err, "cuda_train_init: %d input channels (at most 4)", t->c);
+    static const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
+    for (int i = 0; i < t->c; i++) t->mean[i] = mean[i % 3], t->std[i] = std[i % 3];
+    if (cuda_net_init(&t->net, m, batch, opt, o, err)) return -1;
+    if (make_input(t, err)) {
+        cuda_train_free(t);
+        return stk_err_wrap(err, "cuda_train_init");
+    }
+    return 0;
+}
+
+void cuda_train_free(CudaTrain *t) {
+    if (t->copy) cudaStreamSynchronize(t->copy);
+    for (int s = 0; s < TRAIN_INPUT_SLOTS; s++) {
+        cudaFree(t->dev_pixels[s]), cudaFree(t->dev_labels[s]);
+        if (t->copied[s]) cudaEventDestroy(t->copied[s]);
+        if (t->consumed[s]) cudaEventDestroy(t->consumed[s]);
+    }
+    if (t->stepped) cudaEventDestroy(t->stepped);
+    if (t->copy) cudaStreamDestroy(t->copy);
+    cuda_net_free(&t->net);
+    memset(t, 0, sizeof *t);
+}
+
+int cuda_train_input_buffers(const CudaTrain *t) {
+    int n = 0;
+    for (int s = 0; s < TRAIN_INPUT_SLOTS; s++) n += t->dev_pixels[s] != NULL;
+    return n;
+}
+
+static int check_slot(int s, StkErr *err) {
+    if (s < 0 || s >= TRAIN_INPUT_SLOTS) return stk_errf(err, "cuda_train: slot %d (0 or 1)", s);
+    return 0;
+}
+
+int cuda_train_slot_free(CudaTrain *t, int s, StkErr *err) {
+    if (check_slot(s, err)) return -1;
+    CUDA_TRY(err, cudaEventSynchronize(t->copied[s]));
+    return 0;
+}
+
+int cuda_train_submit(CudaTrain *t, int s, const uint8_t *pixels, const int32_t *labels, int n,
+                      StkErr *err) {
+    if (check_slot(s, err)) return -1;
+    if (n < 1 || n > t->net.batch) return stk_errf(err, "cuda_train_submit: %d samples (batch %d)", n, t->net.batch);
+    size_t px = (size_t)n * t->h * t->w * t->c;
+    /* the device buffer may still be read by the step queued two batches ago */
+    CUDA_TRY(err, cudaStreamWaitEvent(t->copy, t->consumed[s], 0));
+    CUDA_TRY(err, cudaMemcpyAsync(t->dev_pixels[s], pixels, px, cudaMemcpyHostToDevice, t->copy));
+    CUDA_TRY(err, cudaMemcpyAsync(t->dev_labels[s], labels, sizeof *labels * (size_t)n,
+                                  cudaMemcpyHostToDevice, t->copy));
+    CUDA_TRY(err, cudaEventRecord(t->copied[s], t->copy));
+    return 0;
+}
+
+/* Compute waits for slot s's copy, then normalises it into the net's input. */
+static int take_input(CudaTrain *t, int s, StkErr *err) {
+    CudaNet *net = &t->net;
+    CUDA_TRY(err, cudaStreamWaitEvent(net->stream, t->copied[s], 0));
+    if (cuda_input_normalize(t->dev_pixels[s], cuda_net_input(net), net->batch, t->h, t->w, t->c,
+                             t->mean, t->std, net->dt, CUDA_NHWC, net->stream, err))
+        return -1;
+    return 0;
+}
+
+int cuda_train_step(CudaTrain *t, int s, double eps, uint64_t key, double lr, double wd,
+                    double norm_wd, StkErr *err) {
+    if (check_slot(s, err) || take_input(t, s, err)) return -1;
+    CudaNet *net = &t->net;
+    /* the labels are read by the loss, inside the backward: consumed after it */
+    if (cuda_net_forward(net, 1, key, err) || cuda_net_backward_dev(net, t->dev_labels[s], eps, key, err))
+        return stk_err_wrap(err, "cuda_train_step");
+    CUDA_TRY(err, cudaEventRecord(t->consumed[s], net->stream));
+    CUDA_TRY(err, cudaEventRecord(t->stepped, net->stream));
+    return cuda_net_step(net, lr, wd, norm_wd, err);
+}
+
+int cuda_train_eval(CudaTrain *t, int s, float *logits, StkErr *err) {
+    if (check_slot(s, err) || take_input(t, s, err)) return -1;
+    CUDA_TRY(err, cudaEventRecord(t->consumed[s], t->net.stream));
+    if (cuda_net_forward(&t->net, 0, 0, err)) return stk_err_wrap(err, "cuda_train_eval");
+    return cuda_net_get_logits(&t->net, logits, err);
+}
+
+int cuda_train_loss(CudaTrain *t, double *loss, StkErr *err) {
+    CUDA_TRY(err, cudaEventSynchronize(t->stepped));
+    *loss = cuda_net_loss_ready(&t->net);
+    return 0;
+}

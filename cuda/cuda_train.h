@@ -1,0 +1,70 @@
+/* cuda_train.h: the CUDA trainer's input pipeline around a CudaNet, as the design card
+ * draws it: batches arrive in one of TWO pinned host slots (train_input.h, through
+ * cuda_train_slot_alloc), a copy stream moves slot k's pixels and labels into device
+ * input buffer k, events order copy and compute, so receiving (host), copying (copy
+ * engine) and computing (the net's stream) overlap. Exactly two device input buffers
+ * exist (cuda_train_input_buffers() says how many the plan holds; a test checks it is 2).
+ *
+ * Per batch k in slot s = k % 2, the caller does:
+ *   cuda_train_slot_free(t, s)   before train_input_next writes slot s again (waits until
+ *                                the copy out of it, two batches ago, is done);
+ *   cuda_train_submit(t, s, ...) queues the copy into device buffer s (after the compute
+ *                                that last read it);
+ *   cuda_train_step(t, s, ...)   queues normalisation + forward + backward + optimizer step
+ *                                after the copy; nothing waits.
+ * cuda_train_loss waits for the last step's loss when the caller wants to log it. */
+#ifndef CUDA_TRAIN_H
+#define CUDA_TRAIN_H
+
+#include <stdint.h>
+
+#include "cuda_net.h"
+#include "train_input.h" /* TrainSlotAlloc, TRAIN_INPUT_SLOTS */
+
+typedef struct CudaTrain {
+    CudaNet net;
+    int h, w, c;                          /* the input batches' shape */
+    float mean[4], std[4];                /* normalisation (torchvision's ImageNet values) */
+    cudaStream_t copy;                    /* host-to-device copies */
+    uint8_t *dev_pixels[TRAIN_INPUT_SLOTS];   /* the two device input buffers */
+    int32_t *dev_labels[TRAIN_INPUT_SLOTS];
+    cudaEvent_t copied[TRAIN_INPUT_SLOTS];    /* slot's copy finished (host slot reusable) */
+    cudaEvent_t consumed[TRAIN_INPUT_SLOTS];  /* compute finished reading device buffer */
+    cudaEvent_t stepped;                      /* the last step's loss is on the host */
+} CudaTrain;
+
+/* Pinned host memory for train_input's two slots (cudaMallocHost): page-locked, so the
+ * copy engine reads it while the CPU goes on. */
+TrainSlotAlloc cuda_train_slot_alloc(void);
+
+/* Makes the net (cuda_net_init) and the input side for batches of batch x h x w x c
+ * uint8 pixels. Returns 0 or -1 + err. */
+int cuda_train_init(CudaTrain *t, const Model *m, int batch, const OptimConfig *opt,
+                    const CudaNetOptions *o, StkErr *err);
+void cuda_train_free(CudaTrain *t);
+
+/* Device input buffers the trainer holds: always TRAIN_INPUT_SLOTS (2). */
+int cuda_train_input_buffers(const CudaTrain *t);
+
+/* Host waits until slot s's last copy to the device is done, so train_input may refill it. */
+int cuda_train_slot_free(CudaTrain *t, int s, StkErr *err);
+
+/* Queues the copy of n samples (pixels, labels: pinned, in slot s) into device buffer s.
+ * n may be short of the batch (eval's last batch): the rest of the buffer keeps old
+ * samples, whose outputs the caller ignores. */
+int cuda_train_submit(CudaTrain *t, int s, const uint8_t *pixels, const int32_t *labels, int n,
+                      StkErr *err);
+
+/* Queues a training step on device buffer s: normalise, forward, loss (label smoothing
+ * eps), backward, optimizer step; the dropout key as cpu_net's. */
+int cuda_train_step(CudaTrain *t, int s, double eps, uint64_t key, double lr, double wd,
+                    double norm_wd, StkErr *err);
+
+/* Queues an eval-mode forward on device buffer s and copies the logits (batch x classes
+ * floats) to host; waits for them. */
+int cuda_train_eval(CudaTrain *t, int s, float *logits, StkErr *err);
+
+/* Waits for the last step and gives its mean loss. */
+int cuda_train_loss(CudaTrain *t, double *loss, StkErr *err);
+
+#endif

@@ -1,0 +1,104 @@
+/* test_cuda_train.c: the CUDA trainer's double-buffered input (cuda_train.h) fed by the
+ * real receiving side (train_input, pinned slots) from a ZeroMQ socket: batches copied
+ * on the copy stream while the previous step computes, exactly two device input
+ * buffers, and the result equal to the CPU backend trained on the same batches (if a
+ * slot were refilled before its copy finished, the GPU would train on the wrong pixels
+ * and the losses would part). Skips where there is no GPU. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu_input.h"
+#include "cpu_net.h"
+#include "cuda_device.h"
+#include "cuda_train.h"
+#include "proto_zmq.h"
+#include "stk_rng.h"
+
+enum { B = 8, S = 16, C = 3, K = 10, NB = 6 };
+
+static void need_gpu(void) {
+    int count;
+    StkErr err;
+    cuda_device_count(&count, &err);
+    if (count == 0) cr_skip_test("%s", err.msg);
+}
+
+static void send_batches(void *push) {
+    static uint8_t px[B * S * S * C];
+    int32_t labels[B];
+    uint64_t ids[B];
+    ProtoOut out;
+    StkErr err;
+    cr_assert_eq(proto_out_init(&out, &err), 0, "%s", err.msg);
+    for (uint64_t b = 0; b < NB; b++) {
+        for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)(stk_rng_at(b + 1, i) >> 56);
+        for (int i = 0; i < B; i++) labels[i] = (int32_t)(stk_rng_at(100 + b, (uint64_t)i) % K), ids[i] = b * B + i;
+        ProtoMsg m = {.type = PROTO_BATCH};
+        m.u.batch = (ProtoBatch){.epoch = 0, .loader = 0, .seq = b, .index = b, .n = B, .h = S,
+                                 .w = S, .c = C, .pixels = px, .labels = labels, .ids = ids};
+        cr_assert_eq(proto_send(&out, push, &m, NULL, 0, &err), PROTO_OK, "%s", err.msg);
+    }
+    proto_out_free(&out);
+}
+
+Test(cuda_train, double_buffered_steps_equal_the_cpu_on_the_same_batches, .timeout = 120) {
+    need_gpu();
+    static Model m;
+    static CpuNet cpu;
+    static CudaTrain t;
+    StkErr err;
+    cr_assert_eq(model_build(&m, "smallcnn", C, S, S, K, &err), 0, "%s", err.msg);
+    OptimConfig opt = {OPTIM_SGD, 0.9, 0, 1, 0, 0, 0};
+    CudaNetOptions o = {.precision = CUDA_PREC_FP32};
+    cr_assert_eq(cuda_train_init(&t, &m, B, &opt, &o, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_train_input_buffers(&t), 2, "the card's rule: two input batches in VRAM");
+    cr_assert_eq(cpu_net_init(&cpu, &m, B, &opt, &err), 0, "%s", err.msg);
+    model_init_params(&m, cpu.params, 3);
+    cr_assert_eq(cuda_net_set_params(&t.net, cpu.params, &err), 0, "%s", err.msg);
+
+    void *ctx = zmq_ctx_new(), *push = zmq_socket(ctx, ZMQ_PUSH);
+    TrainInput *in;
+    TrainInputConfig c = {.endpoint = "inproc://data", .batches_per_epoch = NB, .batch = B,
+                          .height = S, .width = S, .channels = C, .epochs = 1, .deterministic = 1,
+                          .window = 8, .alloc = cuda_train_slot_alloc()};
+    cr_assert_eq(train_input_open(&in, ctx, &c, &err), 0, "%s", err.msg);
+    int hwm = 100;
+    zmq_setsockopt(push, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    cr_assert_eq(zmq_connect(push, "inproc://data"), 0);
+    send_batches(push);
+
+    const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
+    double closs = 0, gloss = 0;
+    int done = 0;
+    for (int k = 0; !done; k++) {
+        int s = k % TRAIN_INPUT_SLOTS;
+        TrainBatch b;
+        cr_assert_eq(cuda_train_slot_free(&t, s, &err), 0, "%s", err.msg);
+        cr_assert_eq(train_input_next(in, 0, 5000, &b, &done, &err), 0, "%s", err.msg);
+        if (done) break;
+        cr_assert_eq(cuda_train_submit(&t, s, b.pixels, b.labels, (int)b.n, &err), 0, "%s", err.msg);
+        cr_assert_eq(cuda_train_step(&t, s, 0.1, (uint64_t)k, 0.05, 1e-4, 0, &err), 0, "%s", err.msg);
+        const float *logits;
+        cr_assert_eq(cpu_input_normalize(b.pixels, cpu_net_input(&cpu), (Shape4){B, C, S, S}, mean, std, &err), 0);
+        cr_assert_eq(cpu_net_forward(&cpu, 1, (uint64_t)k, &logits, &err), 0, "%s", err.msg);
+        cr_assert_eq(cpu_net_backward(&cpu, b.labels, 0.1, (uint64_t)k, &closs, &err), 0, "%s", err.msg);
+        cpu_net_step(&cpu, 0.05, 1e-4, 0);
+    }
+    cr_assert_eq(cuda_train_loss(&t, &gloss, &err), 0, "%s", err.msg);
+    cr_log_info("after %d double-buffered steps: loss gpu %.7f cpu %.7f", NB, gloss, closs);
+    cr_assert(fabs(gloss - closs) < 1e-4 * closs, "loss %.7f vs %.7f", gloss, closs);
+    float *host = malloc(4 * m.total_floats);
+    cr_assert_eq(cuda_net_get_params(&t.net, host, &err), 0, "%s", err.msg);
+    double d = 0, scale = 1e-12;
+    for (uint64_t i = 0; i < m.trainable_floats; i++)
+        d = fmax(d, fabs((double)host[i] - cpu.params[i])), scale = fmax(scale, fabs(cpu.params[i]));
+    cr_assert(d / scale < 1e-4, "weights after %d steps differ by %.3g", NB, d / scale);
+    free(host);
+    zmq_close(push);
+    train_input_close(in);
+    zmq_ctx_term(ctx);
+    cuda_train_free(&t);
+    cpu_net_free(&cpu);
+}
