@@ -7,4 +7,6 @@ if(STOKER_HAVE_CUDA)
   target_include_directories(test_cuda_input PRIVATE ${PROJECT_SOURCE_DIR}/trainer)
   # The CUDA backend against the CPU backend, layer by layer through whole models.
   stoker_test(cuda_net SOURCES test_cuda_net.c LIBS stoker_cuda_net m)
+  # Our depthwise convolution kernels against the CPU backend's oneDNN convolution.
+  stoker_test(cuda_dwconv SOURCES test_cuda_dwconv.c LIBS stoker_cuda_net m)
 endif()
