@@ -3,10 +3,12 @@
  * the two can be compared op for op. */
 #include "cuda_net.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cuda_check.h"
+#include "cuda_dwconv.h"
 #include "cuda_elem.h"
 #include "cuda_linear.h"
 #include "cuda_loss.h"
@@ -58,6 +60,20 @@ static void lowp_sizes(const Model *m, uint64_t *copies, uint64_t *largest) {
 
 static CudaDtype dtype_of(CudaPrecision p) { return p == CUDA_PREC_BF16 ? CUDA_BF16 : CUDA_F32; }
 
+/* Floats the depthwise layers' backward-filter needs at most (one layer at a time). */
+static uint64_t dw_scratch_floats(const Model *m, int batch) {
+    uint64_t most = 0;
+    for (int li = 0; li < m->nlayers; li++) {
+        const ModelLayer *l = &m->layer[li];
+        if (l->kind != LAYER_CONV || !cuda_dwconv_supported(&l->conv)) continue;
+        Shape4 in = model_node_shape(m, l->in), out = l->out;
+        in.n = out.n = batch;
+        uint64_t f = cuda_dwconv_filter_scratch(&l->conv, in, out);
+        most = f > most ? f : most;
+    }
+    return most;
+}
+
 CudaNetPlan cuda_net_plan(const Model *m, int batch, const OptimConfig *opt,
                           const CudaNetOptions *o) {
     CudaNetPlan p = {0};
@@ -74,7 +90,9 @@ CudaNetPlan cuda_net_plan(const Model *m, int batch, const OptimConfig *opt,
     p.acts = es * acts;
     p.dacts = es * acts;
     p.saved = 4 * saved;
-    p.scratch = es * biggest_node(m, batch) + 4 * (cuda_colsum_scratch(max_channels(m)) + 2ull * batch);
+    p.dw_scratch = 4 * dw_scratch_floats(m, batch);
+    p.scratch = es * biggest_node(m, batch) + 4 * (cuda_colsum_scratch(max_channels(m)) + 2ull * batch) +
+                256 + p.dw_scratch; /* 256: the depthwise partials start aligned */
     p.workspace = o && o->workspace_limit ? o->workspace_limit : CUDA_NET_DEFAULT_WORKSPACE;
     p.total = p.params + p.grads + p.optim + p.lowp + p.acts + p.dacts + p.saved + p.scratch +
               p.workspace;
@@ -169,10 +187,11 @@ static int host_tables(CudaNet *net, StkErr *err) {
     net->lowp_off = calloc((size_t)m->nlayers, sizeof *net->lowp_off);
     net->dact_set = calloc((size_t)nodes, 1);
     net->fused_act = calloc((size_t)m->nlayers, sizeof *net->fused_act);
+    net->dwconv = calloc((size_t)m->nlayers, 1);
     net->conv = calloc((size_t)m->nlayers, sizeof *net->conv);
     net->bn = calloc((size_t)m->nlayers, sizeof *net->bn);
     net->num_batches_tracked = calloc((size_t)(m->nbn ? m->nbn : 1), sizeof(int64_t));
-    if (!net->act_off || !net->saved_off || !net->lowp_off || !net->dact_set || !net->fused_act ||
+    if (!net->act_off || !net->saved_off || !net->lowp_off || !net->dact_set || !net->fused_act || !net->dwconv ||
         !net->conv || !net->bn || !net->num_batches_tracked)
         return stk_errf(err, "cuda_net: out of host memory");
     uint64_t off = 0, saved = 0, low = 0;
@@ -208,6 +227,7 @@ static int allocate(CudaNet *net, StkErr *err) {
     net->part = (float *)((char *)net->scratch + big * esize(net));
     net->row_loss = net->part + cuda_colsum_scratch(max_channels(m));
     net->labels = (int32_t *)(net->row_loss + net->batch);
+    net->dw_scratch = (float *)(((uintptr_t)(net->labels + net->batch) + 255) & ~(uintptr_t)255);
     CUDA_TRY(err, cudaMemset(net->params, 0, p->params));
     CUDA_TRY(err, cudaMemset(net->grads, 0, p->grads));
     CUDA_TRY(err, cudaMemset(net->optim_state, 0, p->optim));
@@ -262,7 +282,9 @@ static int make_layers(CudaNet *net, StkErr *err) {
     for (int li = 0; li < m->nlayers; li++) {
         const ModelLayer *l = &m->layer[li];
         const ModelParam *p = &m->param[l->param0];
-        if (l->kind == LAYER_CONV) {
+        if (l->kind == LAYER_CONV && cuda_dwconv_supported(&l->conv)) {
+            net->dwconv[li] = 1;
+        } else if (l->kind == LAYER_CONV) {
             CudaConvScratch sc = {act(net, l->in), weight(net, li), act(net, li + 1),
                                   dact(net, l->in), weight_grad(net, li), net->workspace,
                                   net->workspace_bytes};
@@ -322,7 +344,7 @@ void cuda_net_free(CudaNet *net) {
     free(net->prof_ev), free(net->prof_ms);
     free(net->conv), free(net->bn), free(net->num_batches_tracked);
     free(net->act_off), free(net->saved_off), free(net->lowp_off), free(net->dact_set);
-    free(net->fused_act);
+    free(net->fused_act), free(net->dwconv);
     memset(net, 0, sizeof *net);
 }
 
@@ -361,7 +383,9 @@ static int forward_layer(CudaNet *net, int li, int train, uint64_t key, StkErr *
     CudaDtype dt = net->dt;
     switch (l->kind) {
     case LAYER_CONV:
-        if (cuda_conv_forward(&net->conv[li], net->dnn, x, weight(net, li), y, net->workspace, err))
+        if (net->dwconv[li] ? cuda_dwconv_forward(&l->conv, dt, xs, ys, x, weight(net, li), y, s, err)
+                            : cuda_conv_forward(&net->conv[li], net->dnn, x, weight(net, li), y,
+                                                net->workspace, err))
             return -1;
         return l->conv.bias ? cuda_bias_add(dt, rows(ys), ys.c, net->params + p[1].offset, y, s, err) : 0;
     case LAYER_BN: {
@@ -441,19 +465,27 @@ static int grad_commit(CudaNet *net, int node, StkErr *err) {
     return 0;
 }
 
+/* Weight gradient, bias gradient, input gradient: our depthwise kernels or cuDNN's. */
 static int backward_conv(CudaNet *net, int li, const void *x, const void *dy, void *dx, StkErr *err) {
     const ModelLayer *l = &net->m->layer[li];
-    Shape4 ys = batched(net, li + 1);
-    if (cuda_conv_backward_filter(&net->conv[li], net->dnn, x, dy, weight_grad(net, li),
-                                  net->workspace, err) ||
+    Shape4 xs = batched(net, l->in), ys = batched(net, li + 1);
+    int dw = net->dwconv[li];
+    uint64_t dws = net->plan.dw_scratch / 4;
+    if ((dw ? cuda_dwconv_backward_filter(&l->conv, net->dt, xs, ys, x, dy, weight_grad(net, li),
+                                          net->dw_scratch, dws, net->stream, err)
+            : cuda_conv_backward_filter(&net->conv[li], net->dnn, x, dy, weight_grad(net, li),
+                                        net->workspace, err)) ||
         weight_grad_done(net, li, err))
         return -1;
     if (l->conv.bias && cuda_colsum(net->dt, rows(ys), ys.c, dy,
                                     net->grads + net->m->param[l->param0 + 1].offset, net->part,
                                     net->stream, err))
         return -1;
-    return dx ? cuda_conv_backward_data(&net->conv[li], net->dnn, dy, weight(net, li), dx,
-                                        net->workspace, err) : 0;
+    if (!dx) return 0;
+    return dw ? cuda_dwconv_backward_data(&l->conv, net->dt, xs, ys, dy, weight(net, li), dx,
+                                          net->stream, err)
+              : cuda_conv_backward_data(&net->conv[li], net->dnn, dy, weight(net, li), dx,
+                                        net->workspace, err);
 }
 
 /* Both inputs of an add get dy; both of a scale get their own gradient. */

@@ -29,6 +29,7 @@
 /* Bytes of each device arena for a model and batch: the plan. */
 typedef struct CudaNetPlan {
     uint64_t params, grads, optim, lowp, acts, dacts, saved, scratch, workspace, total;
+    uint64_t dw_scratch;      /* bytes: depthwise backward-filter partials (in scratch) */
 } CudaNetPlan;
 
 /* What the products compute in. */
@@ -65,6 +66,9 @@ typedef struct CudaNet {
     void *scratch;            /* device: one node-sized buffer of dtype dt */
     float *part;              /* device: reduction scratch (cuda_colsum_scratch) */
     void *workspace;          /* device: cuDNN workspace, the largest any pass chose */
+    float *dw_scratch;        /* device: depthwise backward-filter partials (cuda_dwconv) */
+    uint8_t *dwconv;          /* [nlayers]: 1 for convolutions run by our depthwise kernels
+                                 (cuDNN's legacy API is far from bandwidth on them) */
     size_t workspace_bytes;
     int32_t *labels;          /* device [batch] */
     float *row_loss;          /* device [batch] */
