@@ -688,3 +688,46 @@ int cuda_net_get_logits(CudaNet *net, float *host, StkErr *err) {
     for (size_t i = 0; i < n; i++) host[i] = lowp(net) ? cuda_bf16_to_f32(half[i]) : net->host_stage[i];
     return 0;
 }
+
+/* The optimizer state in the host's layout: per trainable tensor, `per` blocks of its
+ * size (momentum; or AdamW's exp_avg then exp_avg_sq), convolution weights' blocks
+ * transposed like the weights themselves. */
+static void optim_layout(const CudaNet *net, const float *src, float *dst, int to_krsc) {
+    const Model *m = net->m;
+    int per = optim_state_per_element(&net->opt);
+    memcpy(dst, src, 4 * m->trainable_floats * (uint64_t)per);
+    for (int li = 0; li < m->nlayers; li++) {
+        const ModelLayer *l = &m->layer[li];
+        const ModelParam *w = &m->param[l->param0];
+        if (l->kind != LAYER_CONV || !w->trainable) continue;
+        for (int b = 0; b < per; b++) {
+            uint64_t o = w->offset * (uint64_t)per + (uint64_t)b * w->numel;
+            conv_weight_layout(&l->conv, src + o, dst + o, to_krsc);
+        }
+    }
+}
+
+int cuda_net_set_optim(CudaNet *net, const float *host, StkErr *err) {
+    uint64_t n = net->m->trainable_floats * (uint64_t)optim_state_per_element(&net->opt);
+    if (!n) return 0;
+    float *stage = malloc(4 * n);
+    if (!stage) return stk_errf(err, "cuda_net_set_optim: out of host memory");
+    optim_layout(net, host, stage, 1);
+    cudaError_t st = cudaMemcpy(net->optim_state, stage, 4 * n, cudaMemcpyHostToDevice);
+    free(stage);
+    if (st != cudaSuccess) return stk_errf(err, "cuda_net_set_optim: cudaMemcpy: %s", cudaGetErrorString(st));
+    return 0;
+}
+
+int cuda_net_get_optim(CudaNet *net, float *host, StkErr *err) {
+    uint64_t n = net->m->trainable_floats * (uint64_t)optim_state_per_element(&net->opt);
+    if (!n) return 0;
+    float *stage = malloc(4 * n);
+    if (!stage) return stk_errf(err, "cuda_net_get_optim: out of host memory");
+    CUDA_TRY(err, cudaStreamSynchronize(net->stream));
+    cudaError_t st = cudaMemcpy(stage, net->optim_state, 4 * n, cudaMemcpyDeviceToHost);
+    if (st == cudaSuccess) optim_layout(net, stage, host, 0);
+    free(stage);
+    if (st != cudaSuccess) return stk_errf(err, "cuda_net_get_optim: cudaMemcpy: %s", cudaGetErrorString(st));
+    return 0;
+}

@@ -143,4 +143,9 @@ int cuda_net_get_grads(CudaNet *net, float *host, StkErr *err);
 int cuda_net_set_input_nchw(CudaNet *net, const float *host, StkErr *err);
 int cuda_net_get_logits(CudaNet *net, float *host, StkErr *err);
 
+/* The optimizer state (trainable floats x optim_state_per_element) in the CPU backend's
+ * layout, so a checkpoint's training state moves between backends. Waits. */
+int cuda_net_set_optim(CudaNet *net, const float *host, StkErr *err);
+int cuda_net_get_optim(CudaNet *net, float *host, StkErr *err);
+
 #endif

@@ -22,8 +22,11 @@ TrainSlotAlloc cuda_train_slot_alloc(void) { return (TrainSlotAlloc){pinned_allo
 static int make_input(CudaTrain *t, StkErr *err) {
     size_t px = (size_t)t->net.batch * t->h * t->w * t->c;
     CUDA_TRY(err, cudaStreamCreateWithFlags(&t->copy, cudaStreamNonBlocking));
-    CUDA_TRY(err, cudaEventCreateWithFlags(&t->stepped, cudaEventDisableTiming));
+    t->last = -1;
     for (int s = 0; s < TRAIN_INPUT_SLOTS; s++) {
+        CUDA_TRY(err, cudaEventCreateWithFlags(&t->stepped[s], cudaEventDisableTiming));
+        CUDA_TRY(err, cudaMallocHost((void **)&t->host_loss[s], sizeof(float) * (size_t)t->net.batch));
+        memset(t->host_loss[s], 0, sizeof(float) * (size_t)t->net.batch);
         CUDA_TRY(err, cudaMalloc((void **)&t->dev_pixels[s], px));
         CUDA_TRY(err, cudaMalloc((void **)&t->dev_labels[s], sizeof(int32_t) * (size_t)t->net.batch));
         CUDA_TRY(err, cudaMemset(t->dev_pixels[s], 0, px));
@@ -58,8 +61,9 @@ void cuda_train_free(CudaTrain *t) {
         cudaFree(t->dev_pixels[s]), cudaFree(t->dev_labels[s]);
         if (t->copied[s]) cudaEventDestroy(t->copied[s]);
         if (t->consumed[s]) cudaEventDestroy(t->consumed[s]);
+        if (t->stepped[s]) cudaEventDestroy(t->stepped[s]);
+        cudaFreeHost(t->host_loss[s]);
     }
-    if (t->stepped) cudaEventDestroy(t->stepped);
     if (t->copy) cudaStreamDestroy(t->copy);
     cuda_net_free(&t->net);
     memset(t, 0, sizeof *t);
@@ -114,7 +118,10 @@ int cuda_train_step(CudaTrain *t, int s, double eps, uint64_t key, double lr, do
     if (cuda_net_forward(net, 1, key, err) || cuda_net_backward_dev(net, t->dev_labels[s], eps, key, err))
         return stk_err_wrap(err, "cuda_train_step");
     CUDA_TRY(err, cudaEventRecord(t->consumed[s], net->stream));
-    CUDA_TRY(err, cudaEventRecord(t->stepped, net->stream));
+    CUDA_TRY(err, cudaMemcpyAsync(t->host_loss[s], net->row_loss, sizeof(float) * (size_t)net->batch,
+                                  cudaMemcpyDeviceToHost, net->stream));
+    CUDA_TRY(err, cudaEventRecord(t->stepped[s], net->stream));
+    t->last = s;
     return cuda_net_step(net, lr, wd, norm_wd, err);
 }
 
@@ -125,8 +132,16 @@ int cuda_train_eval(CudaTrain *t, int s, float *logits, StkErr *err) {
     return cuda_net_get_logits(&t->net, logits, err);
 }
 
-int cuda_train_loss(CudaTrain *t, double *loss, StkErr *err) {
-    CUDA_TRY(err, cudaEventSynchronize(t->stepped));
-    *loss = cuda_net_loss_ready(&t->net);
+int cuda_train_loss_of(CudaTrain *t, int s, double *loss, StkErr *err) {
+    if (check_slot(s, err)) return -1;
+    CUDA_TRY(err, cudaEventSynchronize(t->stepped[s]));
+    double sum = 0;
+    for (int i = 0; i < t->net.batch; i++) sum += t->host_loss[s][i];
+    *loss = sum / t->net.batch;
     return 0;
+}
+
+int cuda_train_loss(CudaTrain *t, double *loss, StkErr *err) {
+    if (t->last < 0) return stk_errf(err, "cuda_train_loss: no step yet");
+    return cuda_train_loss_of(t, t->last, loss, err);
 }

@@ -30,7 +30,9 @@ typedef struct CudaTrain {
     int32_t *dev_labels[TRAIN_INPUT_SLOTS];
     cudaEvent_t copied[TRAIN_INPUT_SLOTS];    /* slot's copy finished (host slot reusable) */
     cudaEvent_t consumed[TRAIN_INPUT_SLOTS];  /* compute finished reading device buffer */
-    cudaEvent_t stepped;                      /* the last step's loss is on the host */
+    cudaEvent_t stepped[TRAIN_INPUT_SLOTS];   /* the step on that slot has its loss on the host */
+    float *host_loss[TRAIN_INPUT_SLOTS];      /* pinned: that step's row losses */
+    int last;                                 /* slot of the last step queued, -1 before any */
 } CudaTrain;
 
 /* Pinned host memory for train_input's two slots (cudaMallocHost): page-locked, so the
@@ -64,7 +66,11 @@ int cuda_train_step(CudaTrain *t, int s, double eps, uint64_t key, double lr, do
  * floats) to host; waits for them. */
 int cuda_train_eval(CudaTrain *t, int s, float *logits, StkErr *err);
 
-/* Waits for the last step and gives its mean loss. */
+/* Waits for the last step queued on slot s and gives its mean loss (while the step on the
+ * other slot computes: the way to log without stalling the GPU). */
+int cuda_train_loss_of(CudaTrain *t, int s, double *loss, StkErr *err);
+
+/* Waits for the last step queued and gives its mean loss. */
 int cuda_train_loss(CudaTrain *t, double *loss, StkErr *err);
 
 #endif

@@ -23,7 +23,7 @@ echo "| model | stoker images/s | set-up s | PyTorch eager | ratio | torch.compi
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 min_e=999; min_c=999
 for m in "${models[@]}"; do
-  ours=$(build/bin/bench_train_gpu "$m" --steps "$steps" --precision bf16 2>&1 | tail -1)
+  ours=$("${BIN:-build/bin}"/bench_train_gpu "$m" --steps "$steps" --precision bf16 2>&1 | tail -1)
   eager=$(LD_LIBRARY_PATH= "$py" scripts/bench_train_gpu.py "$m" bf16 --steps "$steps" 2>&1 | tail -1)
   comp=""
   [ $compile = 1 ] && comp=$(LD_LIBRARY_PATH= "$py" scripts/bench_train_gpu.py "$m" compile --steps "$steps" 2>&1 | tail -1)

@@ -12,7 +12,8 @@ static void usage(FILE *f) {
         "usage: stoker-train --data-path DIR [options]   (flags as torchvision's train.py)\n"
         "  --model NAME            smallcnn (default; 28x28 inputs), resnet18, resnet34, resnet50,\n"
         "                          mobilenet_v3_small, mobilenet_v3_large, efficientnet_b0\n"
-        "  --device cpu|cuda       cpu (the CUDA trainer is not built yet)\n"
+        "  --device cpu|cuda       cpu (default) or the first GPU\n"
+        "  --precision fp32|tf32|bf16  CUDA's (bf16 where the card has it, else fp32)\n"
         "  -b, --batch-size N      32     --epochs N 2      -j, --workers N  loader processes (2)\n"
         "  --opt sgd|adamw         sgd    --lr F 0.1   --momentum F 0.9   --nesterov\n"
         "  --weight-decay F        1e-4   --norm-weight-decay F (default: --weight-decay)\n"
@@ -45,10 +46,12 @@ static int num(const char *s, double lo, double hi, double *out) {
 
 enum { O_DATA = 256, O_MODEL, O_DEVICE, O_OUT, O_RESUME, O_EPOCHS, O_OPT, O_LR, O_MOM, O_NEST,
        O_WD, O_NWD, O_LS, O_SCHED, O_STEP, O_GAMMA, O_LRMIN, O_WEP, O_WMETH, O_WDEC, O_SEED,
-       O_TCROP, O_VRES, O_VCROP, O_RRC, O_DET, O_PRINT, O_PERIT, O_WEIGHTS, O_FREEZE, O_TRAINABLE };
+       O_TCROP, O_VRES, O_VCROP, O_RRC, O_DET, O_PRINT, O_PERIT, O_WEIGHTS, O_FREEZE, O_TRAINABLE,
+       O_PREC };
 
 static const struct option opts[] = {
     {"data-path", 1, 0, O_DATA}, {"model", 1, 0, O_MODEL}, {"device", 1, 0, O_DEVICE},
+    {"precision", 1, 0, O_PREC},
     {"output-dir", 1, 0, O_OUT}, {"resume", 1, 0, O_RESUME}, {"batch-size", 1, 0, 'b'},
     {"epochs", 1, 0, O_EPOCHS}, {"workers", 1, 0, 'j'}, {"opt", 1, 0, O_OPT}, {"lr", 1, 0, O_LR},
     {"momentum", 1, 0, O_MOM}, {"nesterov", 0, 0, O_NEST}, {"weight-decay", 1, 0, O_WD},
@@ -111,6 +114,7 @@ static int word(TrainConfig *c, int opt, const char *arg) {
     static const char *const scheds[] = {"steplr", "cosineannealinglr", "exponentiallr", NULL};
     static const char *const methods[] = {"linear", "constant", NULL};
     static const char *const devices[] = {"cpu", "cuda", NULL};
+    static const char *const precisions[] = {"fp32", "tf32", "bf16", NULL};
     int k;
     switch (opt) {
     case O_DATA: c->data_path = arg; return 0;
@@ -123,6 +127,7 @@ static int word(TrainConfig *c, int opt, const char *arg) {
     case O_SCHED: if ((k = choice(arg, scheds)) < 0) return -1; c->sched.kind = (SchedKind)k; return 0;
     case O_WMETH: if ((k = choice(arg, methods)) < 0) return -1; c->sched.warmup = (WarmupKind)k; return 0;
     case O_DEVICE: if (choice(arg, devices) < 0) return -1; c->device = arg; return 0;
+    case O_PREC: if (choice(arg, precisions) < 0) return -1; c->precision = arg; return 0;
     }
     return numeric(c, opt, arg);
 }
@@ -145,8 +150,8 @@ int train_config_parse(TrainConfig *c, int argc, char **argv) {
     }
     if (optind != argc) return bad("unexpected argument", argv[optind]);
     if (!c->data_path) return bad("--data-path is required", "");
-    if (strcmp(c->device, "cpu"))
-        return bad("--device cuda: the CUDA trainer is not built yet (issue 6); use", "cpu");
+    if (c->precision && !strcmp(c->device, "cpu") && strcmp(c->precision, "fp32"))
+        return bad("--precision: the CPU backend computes in fp32, not", c->precision);
     if (c->weights && c->resume)
         return bad("--weights starts a run, --resume continues one: give one of", "");
     if (isnan(c->norm_weight_decay)) c->norm_weight_decay = c->weight_decay;
@@ -155,6 +160,10 @@ int train_config_parse(TrainConfig *c, int argc, char **argv) {
     if (!c->val_resize) c->val_resize = small ? 28 : 256;
     if (!c->val_crop) c->val_crop = small ? 28 : 224;
     if (c->val_crop > c->val_resize) return bad("--val-crop-size is larger than --val-resize-size", "");
+    /* one network evaluates what it trains on: its input buffer has the train crop's size */
+    if (c->val_crop != c->train_crop)
+        return bad("--val-crop-size must equal --train-crop-size for now (one network input); got",
+                   c->val_crop > c->train_crop ? "a larger val crop" : "a smaller val crop");
     if (c->sched.kind == SCHED_COSINE && c->sched.warmup_epochs >= c->epochs)
         return bad("--lr-warmup-epochs must be below --epochs for cosine", "");
     return 0;

@@ -3,6 +3,7 @@
  * val split after every epoch and writes checkpoints/last.safetensors (and
  * best.safetensors by top-1) under --output-dir. */
 #include <errno.h>
+#include <math.h>
 #include <libgen.h>
 #include <limits.h>
 #include <signal.h>
@@ -19,6 +20,7 @@
 #include "cpu_input.h"
 #include "cpu_loss.h"
 #include "cpu_net.h"
+#include "train_backend.h"
 #include "loader_index.h"
 #include "loader_order.h"
 #include "model_freeze.h"
@@ -30,13 +32,14 @@ typedef struct Run {
     TrainConfig cfg;
     LoaderIndex ix;
     Model model;
-    CpuNet net;
+    TrainBackend tb;     /* CPU or CUDA backend; its host arenas are what checkpoints hold */
     void *ctx;
     TrainInput *train, *val;
     char sock[64], out[PATH_MAX], loader[PATH_MAX];
     pid_t train_loaders, val_loaders;
     uint64_t n_train, n_val, train_batches, val_batches;
     double best_top1;
+    double input_wait_s; /* this epoch's time in train_input_next */
     int start_epoch;     /* 0, or the epoch after the one --resume's checkpoint ended */
     CkptMeta meta;       /* what checkpoints say about the model: arch, class names, sizes */
 } Run;
@@ -147,7 +150,8 @@ static TrainInput *open_input(Run *r, const char *name, uint64_t batches, int cr
                           .start_epoch = (uint32_t)r->start_epoch,
                           .epochs = (uint32_t)(r->cfg.epochs - r->start_epoch),
                           .deterministic = r->cfg.deterministic,
-                          .window = 2 * (uint32_t)r->cfg.workers + 2};
+                          .window = 2 * (uint32_t)r->cfg.workers + 2,
+                          .alloc = tb_slot_alloc(&r->tb)}; /* pinned for the CUDA copy engine */
     TrainInput *in;
     StkErr err;
     if (train_input_open(&in, r->ctx, &c, &err)) die("data socket", &err);
@@ -167,7 +171,7 @@ static void state_path(const char *ckpt, char *out, size_t cap) {
 static void resume(Run *r) {
     StkErr err;
     char path[PATH_MAX + 32];
-    if (ckpt_load(r->cfg.resume, &r->model, r->net.params, r->net.num_batches_tracked, &err))
+    if (ckpt_load(r->cfg.resume, &r->model, r->tb.params, r->tb.num_batches_tracked, &err))
         die("--resume", &err);
     state_path(r->cfg.resume, path, sizeof path);
     StFile f;
@@ -181,8 +185,8 @@ static void resume(Run *r) {
                       "and --opt", path, want);
         die("--resume", &e2);
     }
-    if (want) memcpy(r->net.optim_state, t->data, want);
-    r->net.steps = strtoull(steps, NULL, 10);
+    if (want) memcpy(r->tb.optim_state, t->data, want);
+    *r->tb.steps = strtoull(steps, NULL, 10);
     r->start_epoch = atoi(epoch) + 1;
     st_close(&f);
     if (r->start_epoch >= r->cfg.epochs) {
@@ -192,7 +196,7 @@ static void resume(Run *r) {
         die("--resume", &e3);
     }
     printf("stoker-train: resuming after epoch %d (step %llu) from %s\n", r->start_epoch - 1,
-           (unsigned long long)r->net.steps, r->cfg.resume);
+           (unsigned long long)*r->tb.steps, r->cfg.resume);
 }
 
 /* --weights: fine-tuning starts from them; a head of another class count keeps its fresh
@@ -200,7 +204,7 @@ static void resume(Run *r) {
 static void start_from_weights(Run *r) {
     StkErr err;
     TransferReport rep;
-    if (transfer_load(r->cfg.weights, &r->model, r->net.params, r->net.num_batches_tracked, &rep, &err))
+    if (transfer_load(r->cfg.weights, &r->model, r->tb.params, r->tb.num_batches_tracked, &rep, &err))
         die("--weights", &err);
     printf("stoker-train: %d tensors from %s\n", rep.loaded, r->cfg.weights);
     if (rep.head_replaced)
@@ -244,59 +248,64 @@ static void setup(Run *r, const char *argv0) {
         die("model", &err);
     freeze(r);
     describe_model(r);
-    if (cpu_net_init(&r->net, &r->model, r->cfg.batch_size, &r->cfg.opt, &err)) die("model", &err);
-    model_init_params(&r->model, r->net.params, r->cfg.seed);
+    if (tb_init(&r->tb, r->cfg.device, r->cfg.precision, &r->model, r->cfg.batch_size, &r->cfg.opt, &err))
+        die("model", &err);
+    model_init_params(&r->model, r->tb.params, r->cfg.seed);
     if (r->cfg.weights) start_from_weights(r);
     if (r->cfg.resume) resume(r);
+    if (tb_upload(&r->tb, &err)) die("model", &err);
     strcpy(r->sock, "/tmp/stoker-XXXXXX");
     if (!mkdtemp(r->sock)) die("mkdtemp", NULL); /* mode 0700: the sockets are private */
     r->ctx = zmq_ctx_new();
     r->train = open_input(r, "train", r->train_batches, r->cfg.train_crop);
     r->val = open_input(r, "val", r->val_batches, r->cfg.val_crop);
     printf("stoker-train: %s, %llu parameters, %u classes; %llu train / %llu val samples; "
-           "batch %d, %d epochs, %d loaders; CPU backend, plan %.1f MB\n",
+           "batch %d, %d epochs, %d loaders; %s backend on %s (%s), plan %.1f MB\n",
            r->model.arch, (unsigned long long)model_num_trainable(&r->model), classes,
            (unsigned long long)r->n_train, (unsigned long long)r->n_val, r->cfg.batch_size,
-           r->cfg.epochs, r->cfg.workers, r->net.plan.total / 1e6);
+           r->cfg.epochs, r->cfg.workers, r->tb.cuda ? "CUDA" : "CPU", r->tb.device_name,
+           r->tb.precision, r->tb.plan_bytes / 1e6);
 }
 
-static void normalize(Run *r, const TrainBatch *b, int crop) {
-    StkErr err;
-    Shape4 s = {(int)b->n, 3, crop, crop};
-    if (cpu_input_normalize(b->pixels, cpu_net_input(&r->net), s, CPU_IMAGENET_MEAN,
-                            CPU_IMAGENET_STD, &err))
-        die("input", &err);
-    size_t per = (size_t)3 * crop * crop; /* a short eval batch: padding samples are zeros */
-    memset(cpu_net_input(&r->net) + b->n * per, 0, (r->cfg.batch_size - (int)b->n) * per * 4);
+/* Adds one step's loss (NAN: the CUDA backend's first step, whose loss comes later). */
+static void count_loss(double loss, double *sum, uint64_t *n) {
+    if (!isnan(loss)) *sum += loss, (*n)++;
 }
 
+/* Trains one epoch; r->input_wait_s gets the time spent waiting for (and copying in)
+ * batches: an upper bound of the time the GPU waited for data, since with the CUDA
+ * backend the next step is queued before the wait begins. */
 static double train_epoch(Run *r, int epoch) {
+    r->input_wait_s = 0;
     double lr = sched_lr(&r->cfg.sched, epoch), loss_sum = 0, t0 = now_s();
-    uint64_t steps = 0;
+    uint64_t steps = 0, counted = 0;
     StkErr err;
     for (;;) {
         TrainBatch b;
         int done;
+        if (tb_before_next(&r->tb, &err)) die("step", &err);
+        double tw = now_s();
         if (train_input_next(r->train, (uint32_t)epoch, 600000, &b, &done, &err))
             die_input(r->train, "train data", &err);
+        r->input_wait_s += now_s() - tw;
         if (done) break;
-        normalize(r, &b, r->cfg.train_crop);
-        const float *logits;
         double loss;
         uint64_t key = b.epoch * 1000003ull + b.index;
-        if (cpu_net_forward(&r->net, 1, key, &logits, &err) ||
-            cpu_net_backward(&r->net, b.labels, r->cfg.label_smoothing, key, &loss, &err))
-            die("step", &err);
         if (r->cfg.lr_per_iteration)
             lr = sched_lr_at(&r->cfg.sched, epoch + (double)steps / (double)r->train_batches);
-        cpu_net_step(&r->net, lr, r->cfg.weight_decay, r->cfg.norm_weight_decay);
-        loss_sum += loss;
+        if (tb_train(&r->tb, &b, r->cfg.train_crop, r->cfg.label_smoothing, key, lr,
+                     r->cfg.weight_decay, r->cfg.norm_weight_decay, &loss, &err))
+            die("step", &err);
+        count_loss(loss, &loss_sum, &counted);
         if (++steps % (uint64_t)r->cfg.print_freq == 0)
             printf("epoch %d step %llu/%llu  loss %.4f  lr %.4g  %.0f images/s\n", epoch,
                    (unsigned long long)steps, (unsigned long long)r->train_batches,
-                   loss_sum / steps, lr, steps * r->cfg.batch_size / (now_s() - t0));
+                   loss_sum / (double)counted, lr, steps * r->cfg.batch_size / (now_s() - t0));
     }
-    return loss_sum / (double)steps;
+    double last;
+    if (tb_last_loss(&r->tb, &last, &err)) die("step", &err);
+    count_loss(last, &loss_sum, &counted);
+    return loss_sum / (double)counted;
 }
 
 /* Evaluates the val split: mean loss, top-1 and top-5 in percent. */
@@ -313,10 +322,9 @@ static void evaluate(Run *r, int epoch, double *loss, double *top1, double *top5
         if (train_input_next(r->val, (uint32_t)epoch, 60000, &b, &done, &err))
             die_input(r->val, "val data", &err);
         if (done) break;
-        normalize(r, &b, r->cfg.val_crop);
         const float *logits;
         double l;
-        if (cpu_net_forward(&r->net, 0, 0, &logits, &err) ||
+        if (tb_eval(&r->tb, &b, r->cfg.val_crop, &logits, &err) ||
             cpu_ce_loss((int)b.n, k, logits, b.labels, 0, &l, scratch, &err) ||
             cpu_topk_correct((int)b.n, k, logits, b.labels, &t1, &t5, &err))
             die("eval", &err);
@@ -337,16 +345,20 @@ static void save(Run *r, const char *name, int epoch) {
     size_t nmeta;
     const StMeta *meta = ckpt_meta_entries(&r->meta, ep, &nmeta);
     StkErr err;
-    if (ckpt_save(path, &r->model, r->net.params, r->net.num_batches_tracked, meta, nmeta, &err))
+    if (tb_download(&r->tb, &err)) {
+        fprintf(stderr, "stoker-train: checkpoint not written: %s\n", err.msg);
+        return;
+    }
+    if (ckpt_save(path, &r->model, r->tb.params, r->tb.num_batches_tracked, meta, nmeta, &err))
         fprintf(stderr, "stoker-train: checkpoint not written: %s\n", err.msg);
     /* the training state beside it: optimizer moments, steps, epoch (for --resume) */
     char spath[PATH_MAX + 96], steps[32];
     state_path(path, spath, sizeof spath);
-    snprintf(steps, sizeof steps, "%llu", (unsigned long long)r->net.steps);
+    snprintf(steps, sizeof steps, "%llu", (unsigned long long)*r->tb.steps);
     StMeta smeta[3] = {{"epoch", ep}, {"steps", steps}, {"model", r->model.arch}};
     size_t n = r->model.trainable_floats * (size_t)optim_state_per_element(&r->cfg.opt);
     StTensor t = {.name = "optimizer.state", .dtype = ST_F32, .ndim = 1, .shape = {(int64_t)n},
-                  .data = r->net.optim_state};
+                  .data = r->tb.optim_state};
     if (st_write(spath, &t, n ? 1 : 0, smeta, 3, &err))
         fprintf(stderr, "stoker-train: training state not written: %s\n", err.msg);
 }
@@ -378,9 +390,10 @@ int main(int argc, char **argv) {
         double te = now_s(), train_loss = train_epoch(&r, e), vl, t1, t5;
         double train_s = now_s() - te;
         evaluate(&r, e, &vl, &t1, &t5);
-        printf("epoch %d: train loss %.4f (%.1f s, %.0f images/s)  val loss %.4f  top-1 %.2f%%  "
-               "top-5 %.2f%%  (%.1f s so far)\n", e, train_loss, train_s,
-               r.train_batches * r.cfg.batch_size / train_s, vl, t1, t5, now_s() - t0);
+        printf("epoch %d: train loss %.4f (%.1f s, %.0f images/s, input-wait %.1f%%)  val loss %.4f  "
+               "top-1 %.2f%%  top-5 %.2f%%  (%.1f s so far)\n", e, train_loss, train_s,
+               r.train_batches * r.cfg.batch_size / train_s, 100 * r.input_wait_s / train_s, vl, t1,
+               t5, now_s() - t0);
         fflush(stdout);
         save(&r, "last.safetensors", e);
         if (t1 > r.best_top1) r.best_top1 = t1, save(&r, "best.safetensors", e);
@@ -390,7 +403,7 @@ int main(int argc, char **argv) {
     train_input_close(r.val);
     zmq_ctx_term(r.ctx);
     rmdir(r.sock);
-    cpu_net_free(&r.net);
+    tb_free(&r.tb);
     ckpt_meta_free(&r.meta);
     loader_index_close(&r.ix);
     printf("stoker-train: best val top-1 %.2f%%, checkpoints in %s/checkpoints\n", r.best_top1, r.out);

@@ -1,0 +1,220 @@
+/* train_backend.c: the CPU and CUDA backends behind stoker-train's loop (see
+ * train_backend.h). Built into stoker-train with STOKER_HAVE_CUDA when the CUDA backend
+ * is (the CUDA library builds on the trainer's, so this file cannot live in it). */
+#include "train_backend.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cpu_input.h"
+#ifdef STOKER_HAVE_CUDA
+#include "cuda_device.h"
+#include "cuda_train.h"
+#endif
+
+static int cpu_init(TrainBackend *tb, const Model *m, int batch, const OptimConfig *opt, StkErr *err) {
+    if (cpu_net_init(&tb->cpu, m, batch, opt, err)) return -1;
+    tb->params = tb->cpu.params;
+    tb->optim_state = tb->cpu.optim_state;
+    tb->num_batches_tracked = tb->cpu.num_batches_tracked;
+    tb->steps = &tb->cpu.steps;
+    tb->plan_bytes = tb->cpu.plan.total;
+    tb->precision = "fp32";
+    snprintf(tb->device_name, sizeof tb->device_name, "CPU (%ld cores)", sysconf(_SC_NPROCESSORS_ONLN));
+    return 0;
+}
+
+#ifdef STOKER_HAVE_CUDA
+/* bf16 where the card computes it (compute capability 8.0 on), else fp32. */
+static int pick_precision(const char *want, const CudaDeviceInfo *d, CudaPrecision *p, StkErr *err) {
+    int has_bf16 = d->major >= 8;
+    if (!want) want = has_bf16 ? "bf16" : "fp32";
+    if (!strcmp(want, "fp32")) *p = CUDA_PREC_FP32;
+    else if (!strcmp(want, "tf32") && has_bf16) *p = CUDA_PREC_TF32;
+    else if (!strcmp(want, "bf16") && has_bf16) *p = CUDA_PREC_BF16;
+    else if (!strcmp(want, "tf32") || !strcmp(want, "bf16"))
+        return stk_errf(err, "--precision %s: %s (compute capability %d.%d) has no %s; use fp32",
+                        want, d->name, d->major, d->minor, want);
+    else return stk_errf(err, "--precision %s: fp32, tf32 or bf16 (fp16 is not built yet)", want);
+    return 0;
+}
+
+static int gpu_init(TrainBackend *tb, const char *precision, const Model *m, int batch,
+                    const OptimConfig *opt, StkErr *err) {
+    int count;
+    CudaDeviceInfo d;
+    if (cuda_device_count(&count, err)) return -1;
+    if (!count) return stk_err_wrap(err, "--device cuda: no usable GPU");
+    if (cuda_device_info(0, &d, err)) return -1;
+    CudaNetOptions o = {0};
+    if (pick_precision(precision, &d, &o.precision, err)) return -1;
+    tb->precision = o.precision == CUDA_PREC_BF16 ? "bf16" : o.precision == CUDA_PREC_TF32 ? "tf32" : "fp32";
+    CudaTrain *t = calloc(1, sizeof *t);
+    size_t per = (size_t)optim_state_per_element(opt);
+    tb->params = calloc(m->total_floats ? m->total_floats : 1, 4);
+    tb->optim_state = calloc(m->trainable_floats * per + 1, 4);
+    tb->logits = calloc((size_t)batch * m->num_classes, 4);
+    if (!t || !tb->params || !tb->optim_state || !tb->logits)
+        return stk_errf(err, "--device cuda: out of host memory");
+    tb->gpu = t;
+    if (cuda_train_init(t, m, batch, opt, &o, err)) return -1;
+    tb->num_batches_tracked = t->net.num_batches_tracked;
+    tb->steps = &t->net.steps;
+    tb->plan_bytes = t->net.plan.total + (uint64_t)cuda_train_input_buffers(t) * batch *
+                     m->input.c * m->input.h * m->input.w;
+    snprintf(tb->device_name, sizeof tb->device_name, "%s", d.name);
+    return 0;
+}
+#endif
+
+int tb_init(TrainBackend *tb, const char *device, const char *precision, const Model *m,
+            int batch, const OptimConfig *opt, StkErr *err) {
+    memset(tb, 0, sizeof *tb);
+    if (!device || !strcmp(device, "cpu")) {
+        if (precision && strcmp(precision, "fp32"))
+            return stk_errf(err, "--precision %s: the CPU backend computes in fp32", precision);
+        return cpu_init(tb, m, batch, opt, err);
+    }
+    if (strcmp(device, "cuda")) return stk_errf(err, "--device %s: cpu or cuda", device);
+#ifdef STOKER_HAVE_CUDA
+    tb->cuda = 1;
+    if (gpu_init(tb, precision, m, batch, opt, err)) {
+        tb_free(tb);
+        return -1;
+    }
+    return 0;
+#else
+    (void)precision, (void)batch, (void)opt;
+    return stk_errf(err, "--device cuda: this stoker-train was built without the CUDA backend "
+                    "(configure found no nvcc or cuDNN; see README 'Building for your GPU')");
+#endif
+}
+
+void tb_free(TrainBackend *tb) {
+    if (!tb->cuda) {
+        cpu_net_free(&tb->cpu);
+    } else {
+#ifdef STOKER_HAVE_CUDA
+        if (tb->gpu) cuda_train_free(tb->gpu);
+#endif
+        free(tb->gpu), free(tb->params), free(tb->optim_state), free(tb->logits);
+    }
+    memset(tb, 0, sizeof *tb);
+}
+
+TrainSlotAlloc tb_slot_alloc(const TrainBackend *tb) {
+#ifdef STOKER_HAVE_CUDA
+    if (tb->cuda) return cuda_train_slot_alloc();
+#endif
+    (void)tb;
+    return (TrainSlotAlloc){0};
+}
+
+int tb_upload(TrainBackend *tb, StkErr *err) {
+#ifdef STOKER_HAVE_CUDA
+    if (tb->cuda) {
+        CudaTrain *t = tb->gpu;
+        if (cuda_net_set_params(&t->net, tb->params, err) || cuda_net_set_optim(&t->net, tb->optim_state, err))
+            return stk_err_wrap(err, "to the GPU");
+    }
+#endif
+    (void)tb, (void)err;
+    return 0;
+}
+
+int tb_download(TrainBackend *tb, StkErr *err) {
+#ifdef STOKER_HAVE_CUDA
+    if (tb->cuda) {
+        CudaTrain *t = tb->gpu;
+        if (cuda_net_get_params(&t->net, tb->params, err) || cuda_net_get_optim(&t->net, tb->optim_state, err))
+            return stk_err_wrap(err, "from the GPU");
+    }
+#endif
+    (void)tb, (void)err;
+    return 0;
+}
+
+int tb_before_next(TrainBackend *tb, StkErr *err) {
+#ifdef STOKER_HAVE_CUDA
+    if (tb->cuda) return cuda_train_slot_free(tb->gpu, tb->slot, err);
+#endif
+    (void)tb, (void)err;
+    return 0;
+}
+
+/* The CPU net's input from a batch (a short batch's padding samples are zeros). */
+static int cpu_normalize(TrainBackend *tb, const TrainBatch *b, int crop, StkErr *err) {
+    Shape4 s = {(int)b->n, 3, crop, crop};
+    if (cpu_input_normalize(b->pixels, cpu_net_input(&tb->cpu), s, CPU_IMAGENET_MEAN, CPU_IMAGENET_STD, err))
+        return -1;
+    size_t per = (size_t)3 * crop * crop;
+    memset(cpu_net_input(&tb->cpu) + b->n * per, 0, (size_t)(tb->cpu.batch - (int)b->n) * per * 4);
+    return 0;
+}
+
+static int check_crop(const TrainBackend *tb, int crop, StkErr *err) {
+    const Model *m = tb->cuda ? NULL : tb->cpu.m;
+#ifdef STOKER_HAVE_CUDA
+    if (tb->cuda) m = ((CudaTrain *)tb->gpu)->net.m;
+#endif
+    if (crop != m->input.h || crop != m->input.w)
+        return stk_errf(err, "a %dx%d batch for a network built for %dx%d inputs", crop, crop,
+                        m->input.h, m->input.w);
+    return 0;
+}
+
+int tb_train(TrainBackend *tb, const TrainBatch *b, int crop, double eps, uint64_t key,
+             double lr, double wd, double norm_wd, double *loss, StkErr *err) {
+    if (check_crop(tb, crop, err)) return -1;
+    if (!tb->cuda) {
+        const float *logits;
+        if (cpu_normalize(tb, b, crop, err) || cpu_net_forward(&tb->cpu, 1, key, &logits, err) ||
+            cpu_net_backward(&tb->cpu, b->labels, eps, key, loss, err))
+            return -1;
+        cpu_net_step(&tb->cpu, lr, wd, norm_wd);
+        return 0;
+    }
+#ifdef STOKER_HAVE_CUDA
+    CudaTrain *t = tb->gpu;
+    int s = tb->slot;
+    if (cuda_train_submit(t, s, b->pixels, b->labels, (int)b->n, err) ||
+        cuda_train_step(t, s, eps, key, lr, wd, norm_wd, err))
+        return -1;
+    /* the previous step's loss, read while this one computes */
+    *loss = NAN;
+    if (tb->pending && cuda_train_loss_of(t, s ^ 1, loss, err)) return -1;
+    tb->pending = 1;
+    tb->slot = s ^ 1;
+#endif
+    return 0;
+}
+
+int tb_last_loss(TrainBackend *tb, double *loss, StkErr *err) {
+    *loss = NAN;
+#ifdef STOKER_HAVE_CUDA
+    if (tb->cuda && tb->pending) {
+        tb->pending = 0;
+        return cuda_train_loss_of(tb->gpu, tb->slot ^ 1, loss, err);
+    }
+#endif
+    (void)err;
+    return 0;
+}
+
+int tb_eval(TrainBackend *tb, const TrainBatch *b, int crop, const float **logits, StkErr *err) {
+    if (check_crop(tb, crop, err)) return -1;
+    if (!tb->cuda) return cpu_normalize(tb, b, crop, err) || cpu_net_forward(&tb->cpu, 0, 0, logits, err) ? -1 : 0;
+#ifdef STOKER_HAVE_CUDA
+    CudaTrain *t = tb->gpu;
+    int s = tb->eval_slot;
+    if (cuda_train_submit(t, s, b->pixels, b->labels, (int)b->n, err) ||
+        cuda_train_eval(t, s, tb->logits, err))
+        return -1;
+    tb->eval_slot = s ^ 1;
+    *logits = tb->logits;
+#endif
+    return 0;
+}

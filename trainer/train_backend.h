@@ -1,0 +1,68 @@
+/* train_backend.h: what stoker-train trains on, the CPU backend (cpu_net) or the CUDA
+ * backend (cuda_train: cuda_net behind the double-buffered input), behind one small
+ * table of calls, so the training loop, evaluation and checkpoints are written once.
+ *
+ * The host side always holds the parameter arena, the optimizer state, the step count
+ * and num_batches_tracked in the CPU backend's layout (what checkpoints, --resume and
+ * --weights read and write): on the CPU backend they are the net's own arenas; on the
+ * CUDA backend, host copies moved by tb_upload / tb_download. */
+#ifndef TRAIN_BACKEND_H
+#define TRAIN_BACKEND_H
+
+#include <stdint.h>
+
+#include "cpu_net.h"
+#include "train_input.h"
+
+typedef struct TrainBackend {
+    int cuda;                     /* 0: CPU backend; 1: CUDA */
+    const char *precision;        /* "fp32" on the CPU; CUDA: fp32, tf32 or bf16 */
+    CpuNet cpu;                   /* the CPU backend */
+    void *gpu;                    /* the CUDA backend (a CudaTrain), NULL on the CPU */
+    float *params;                /* host parameter arena (model->total_floats) */
+    float *optim_state;           /* host optimizer state */
+    int64_t *num_batches_tracked; /* host [nbn] */
+    uint64_t *steps;              /* optimizer steps taken */
+    uint64_t plan_bytes;          /* the memory plan's total */
+    int slot;                     /* CUDA: the slot the next training batch is in: train_input
+                                     alternates its two slots batch by batch, and so do we */
+    int eval_slot;                /* CUDA: the device buffer the next eval batch goes to
+                                     (evaluation waits for each result, so its host slots
+                                     are free again at once) */
+    float *logits;                /* CUDA: host copy of the last eval logits */
+    int pending;                  /* CUDA: a step was queued whose loss is not read yet */
+    char device_name[256];        /* "CPU (2 cores)", "NVIDIA H200" */
+} TrainBackend;
+
+/* Opens the backend `device` ("cpu" or "cuda") for m at batch; precision (NULL: bf16 on
+ * cards that have it, else fp32) is CUDA's. Fails with the reason (no GPU, a build
+ * without CUDA, out of memory with the plan). */
+int tb_init(TrainBackend *tb, const char *device, const char *precision, const Model *m,
+            int batch, const OptimConfig *opt, StkErr *err);
+void tb_free(TrainBackend *tb);
+
+/* Where train_input should put batches: pinned memory for CUDA. */
+TrainSlotAlloc tb_slot_alloc(const TrainBackend *tb);
+
+/* The host's parameters, optimizer state and counters to the device, and back. No-ops on
+ * the CPU backend. */
+int tb_upload(TrainBackend *tb, StkErr *err);
+int tb_download(TrainBackend *tb, StkErr *err);
+
+/* Before train_input_next fetches the next training batch: the slot it will overwrite
+ * must have been copied out (CUDA). */
+int tb_before_next(TrainBackend *tb, StkErr *err);
+
+/* One training step on batch b (full size). *loss: the CPU's loss of this step; on CUDA
+ * the loss of the previous step (read while this one computes), NAN for the first. */
+int tb_train(TrainBackend *tb, const TrainBatch *b, int crop, double eps, uint64_t key,
+             double lr, double wd, double norm_wd, double *loss, StkErr *err);
+
+/* The loss of the last step not yet reported by tb_train (waits); NAN if none. */
+int tb_last_loss(TrainBackend *tb, double *loss, StkErr *err);
+
+/* Eval-mode logits (batch x classes, host) of b (b->n <= batch; rows past n are junk).
+ * Call tb_last_loss first when training steps may be in flight. */
+int tb_eval(TrainBackend *tb, const TrainBatch *b, int crop, const float **logits, StkErr *err);
+
+#endif
