@@ -37,7 +37,8 @@ typedef struct AugWork {
     int32_t *bound; /* (first source index, count) per output column then row */
     uint8_t *tmp;   /* the horizontal pass's output */
     int32_t *acc;   /* one output row's sums in the vertical pass */
-    size_t coef_cap, bound_cap, tmp_cap, acc_cap; /* elements allocated in each */
+    int16_t *pairs; /* horizontal coefficients split and laid out for the AVX2 pass */
+    size_t coef_cap, bound_cap, tmp_cap, acc_cap, pairs_cap; /* elements allocated in each */
 } AugWork;
 
 void aug_work_free(AugWork *w);
@@ -48,5 +49,14 @@ void aug_work_free(AugWork *w);
  * err (bad geometry, out of memory). */
 int aug_resize(AugWork *w, const AugImage *src, AugBox box, int out_w, int out_h,
                int win_x, int win_y, AugImage *dst, StkErr *err);
+
+/* The same, mirrored left to right when flip: bytes equal to aug_resize then aug_flip_h,
+ * at no extra cost (the horizontal pass writes its columns in reverse). */
+int aug_resize_flip(AugWork *w, const AugImage *src, AugBox box, int out_w, int out_h,
+                    int win_x, int win_y, int flip, AugImage *dst, StkErr *err);
+
+/* Tests only: 0 makes every pass take its plain C path (same bytes, slower), 1 (the
+ * default) lets each use SSE4.1/AVX2 where the CPU has them. */
+void aug_resize_set_simd(int on);
 
 #endif

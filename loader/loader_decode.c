@@ -12,7 +12,6 @@
 
 #include <jerror.h>
 
-#include "aug_crop.h"
 
 /* Tail searched for the end-of-image marker: FF D9 appears nowhere else near the end
  * (entropy-coded data stuffs every FF), and some writers append a trailer after it. */
@@ -240,10 +239,9 @@ int loader_decode_crop(LoaderDecoder *d, const LoaderCropSpec *spec, AugImage *d
     if (decode_region(d, &r, err)) goto out;
     AugImage src = {d->rows, (int)r.width, r.y1 - r.y0, 3, (size_t)r.width * 3};
     AugBox rel = {r.box.x0 - r.x0, r.box.y0 - r.y0, r.box.x1 - r.x0, r.box.y1 - r.y0};
-    if (aug_resize(&d->work, &src, rel, spec->out_w, spec->out_h, spec->win_x, spec->win_y,
-                   dst, err))
+    if (aug_resize_flip(&d->work, &src, rel, spec->out_w, spec->out_h, spec->win_x,
+                        spec->win_y, spec->flip, dst, err))
         goto out;
-    if (spec->flip) aug_flip_h(dst);
     rc = 0;
 out:
     jpeg_abort_decompress(&d->cinfo); /* stop here: rows below the crop are not needed */

@@ -246,3 +246,49 @@ Test(augment, random_erasing_follows_torchvision_rules) {
     double mean = frac_sum / erased_images;
     cr_assert(mean > 0.08 && mean < 0.2, "mean erased fraction %f", mean);
 }
+
+/* A deterministic pseudo-random byte source for the property tests below. */
+static uint32_t lcg(uint32_t *s) { return *s = *s * 1664525u + 1013904223u; }
+
+/* The SSE4.1/AVX2 passes must give the plain C passes' bytes (Pillow's arithmetic) for
+ * any geometry: fractional boxes, down- and upscaling, windows, odd widths, boxes at the
+ * right edge (where the AVX2 pass falls back per column), 1-4 channels, flipped or not;
+ * and a flipped resize must equal resize then flip. */
+Test(augment, simd_resize_equals_plain_resize) {
+    uint32_t seed = 12345;
+    AugWork w1 = {0}, w2 = {0};
+    StkErr err;
+    for (int it = 0; it < 400; it++) {
+        int c = 1 + (int)(lcg(&seed) % 4 == 0 ? lcg(&seed) % 4 : 2); /* mostly RGB */
+        int sw = 1 + (int)(lcg(&seed) % 160), sh = 1 + (int)(lcg(&seed) % 120);
+        size_t sb = (size_t)sw * sh * c;
+        uint8_t *px = malloc(sb);
+        for (size_t i = 0; i < sb; i++) px[i] = (uint8_t)(lcg(&seed) >> 24);
+        AugImage src = {px, sw, sh, c, (size_t)sw * c};
+        double x0 = (lcg(&seed) % 1000) / 1000.0 * sw * 0.6, y0 = (lcg(&seed) % 1000) / 1000.0 * sh * 0.6;
+        double x1 = x0 + (sw - x0) * (0.05 + (lcg(&seed) % 950) / 1000.0);
+        double y1 = y0 + (sh - y0) * (0.05 + (lcg(&seed) % 950) / 1000.0);
+        if (it % 5 == 0) x1 = sw; /* taps up to the last column */
+        if (it % 3 == 0) x0 = floor(x0), y0 = floor(y0), x1 = ceil(x1), y1 = ceil(y1);
+        AugBox box = {x0, y0, x1, y1};
+        int ow = 1 + (int)(lcg(&seed) % 90), oh = 1 + (int)(lcg(&seed) % 90);
+        int dw = 1 + (int)(lcg(&seed) % ow), dh = 1 + (int)(lcg(&seed) % oh);
+        int wx = (int)(lcg(&seed) % (ow - dw + 1)), wy = (int)(lcg(&seed) % (oh - dh + 1));
+        int flip = (int)(lcg(&seed) % 2);
+        size_t db = (size_t)dw * dh * c;
+        uint8_t *plain = malloc(db), *simd = malloc(db);
+        AugImage dp = {plain, dw, dh, c, (size_t)dw * c}, ds = {simd, dw, dh, c, (size_t)dw * c};
+        aug_resize_set_simd(0);
+        cr_assert_eq(aug_resize(&w1, &src, box, ow, oh, wx, wy, &dp, &err), 0, "%s", err.msg);
+        if (flip) aug_flip_h(&dp);
+        aug_resize_set_simd(1);
+        cr_assert_eq(aug_resize_flip(&w2, &src, box, ow, oh, wx, wy, flip, &ds, &err), 0, "%s",
+                     err.msg);
+        cr_assert(!memcmp(plain, simd, db),
+                  "case %d: %dx%dx%d box (%g,%g)-(%g,%g) -> %dx%d window %dx%d at (%d,%d) flip %d",
+                  it, sw, sh, c, x0, y0, x1, y1, ow, oh, dw, dh, wx, wy, flip);
+        free(px), free(plain), free(simd);
+    }
+    aug_work_free(&w1);
+    aug_work_free(&w2);
+}
