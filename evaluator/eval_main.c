@@ -67,13 +67,23 @@ static pid_t spawn_loaders(Eval *e, const char *ep) {
     const char *argv[] = {e->loader, "--data", ep, "--split", "val", "-j", j, "--batch", b,
                           "--epochs", "1", "--val-resize-size", res, "--val-crop-size", crop,
                           "-q", "--stay", e->cfg.data_path, NULL};
+    /* Stop signals stay blocked across fork: until exec the child has our handler, which
+     * would swallow the SIGTERM stop_loaders may send right away (the loader would then
+     * stay forever). The child unblocks them with the default action, then execs. */
+    sigset_t stops, old;
+    sigemptyset(&stops);
+    sigaddset(&stops, SIGTERM), sigaddset(&stops, SIGINT);
+    sigprocmask(SIG_BLOCK, &stops, &old);
     pid_t pid = fork();
     if (pid == 0) {
+        signal(SIGTERM, SIG_DFL);
         signal(SIGINT, SIG_IGN); /* a terminal's Ctrl-C is for the evaluator to handle */
+        sigprocmask(SIG_SETMASK, &old, NULL);
         execv(argv[0], (char *const *)argv);
         fprintf(stderr, "stoker-eval: exec %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
+    sigprocmask(SIG_SETMASK, &old, NULL);
     if (pid < 0) die(e, "fork", NULL);
     return pid;
 }

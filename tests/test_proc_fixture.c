@@ -80,11 +80,13 @@ void px_synth(const char *dir) {
 char *px_slurp(const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    cr_assert(b && fread(b, 1, (size_t)n, f) == (size_t)n);
+    size_t n = 0, cap = 4096; /* read to the end: /proc files say their size is 0 */
+    char *b = malloc(cap);
+    cr_assert(b);
+    for (size_t got; (got = fread(b + n, 1, cap - n - 1, f)) > 0;) {
+        n += got;
+        if (cap - n < 2) cr_assert((b = realloc(b, cap *= 2)));
+    }
     b[n] = 0;
     fclose(f);
     return b;

@@ -86,12 +86,21 @@ static pid_t spawn_loader(Run *r, const char **args) {
     for (; *args && n < 46; args++) argv[n++] = *args;
     argv[n++] = r->cfg.data_path;
     argv[n] = NULL;
+    /* Stop signals stay blocked across fork: until exec the child has our handler, which
+     * would swallow a SIGTERM from stop_loaders (the loader would then stay forever). */
+    sigset_t stops, old;
+    sigemptyset(&stops);
+    sigaddset(&stops, SIGTERM), sigaddset(&stops, SIGINT);
+    sigprocmask(SIG_BLOCK, &stops, &old);
     pid_t pid = fork();
     if (pid == 0) {
+        signal(SIGTERM, SIG_DFL), signal(SIGINT, SIG_DFL);
+        sigprocmask(SIG_SETMASK, &old, NULL);
         execv(argv[0], (char *const *)argv);
         fprintf(stderr, "stoker-train: exec %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
+    sigprocmask(SIG_SETMASK, &old, NULL);
     if (pid < 0) die("fork", NULL);
     return pid;
 }
