@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -74,11 +75,13 @@ static pid_t spawn_loaders(Eval *e, const char *ep) {
     sigemptyset(&stops);
     sigaddset(&stops, SIGTERM), sigaddset(&stops, SIGINT);
     sigprocmask(SIG_BLOCK, &stops, &old);
-    pid_t pid = fork();
+    pid_t parent = getpid(), pid = fork();
     if (pid == 0) {
         signal(SIGTERM, SIG_DFL);
         signal(SIGINT, SIG_IGN); /* a terminal's Ctrl-C is for the evaluator to handle */
         sigprocmask(SIG_SETMASK, &old, NULL);
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* an evaluator killed outright leaves no loader */
+        if (getppid() != parent) _exit(1);
         execv(argv[0], (char *const *)argv);
         fprintf(stderr, "stoker-eval: exec %s: %s\n", argv[0], strerror(errno));
         _exit(127);
@@ -222,8 +225,15 @@ static void follow(Eval *e) {
         ProtoCheckpoint ck;
         if (eval_report_next_notice(&e->rep, e->notices, POLL_MS, &ck, path, sizeof path)) continue;
         int rc = evaluate(e, path);
-        if (rc == 0) finish(e, path, ck.epoch, ck.step);
         if (rc == 1) break;
+        if (rc) continue;
+        /* the trainer may have replaced the file since its notice: label the figures
+         * with what the file says it is when that differs */
+        uint32_t epoch;
+        uint64_t step;
+        file_position(path, &epoch, &step);
+        if (step == ck.step) epoch = ck.epoch;
+        finish(e, path, epoch, step);
     }
 }
 

@@ -22,6 +22,7 @@ static void usage(FILE *f) {
         "                      and the evaluator, at least 1)\n"
         "  --output-dir DIR    the run directory (runs/<time>)\n"
         "  --resume RUNDIR     continue the run in RUNDIR from checkpoints/last.safetensors\n"
+        "  --tcp PORT          sockets on tcp://127.0.0.1:PORT..PORT+3 instead of private ipc\n"
         "Every other flag goes to stoker-train (see stoker-train --help).\n");
 }
 
@@ -78,6 +79,9 @@ static void split_args(Sup *s, int argc, char **argv, const char **out) {
             const char *n = a[1] == 'j' && a[2] ? a + 2 : !strncmp(a, "--workers=", 10) ? a + 10 : v;
             if (n == v) i++;
             if (!n || (s->workers = atoi(n)) < 1 || s->workers > RUN_MAX_PROCS - 2) bad("bad -j");
+        } else if (!strcmp(a, "--tcp")) {
+            if (!v || (s->tcp_port = atoi(v)) < 1 || s->tcp_port > 65532) bad("bad --tcp port");
+            i++;
         } else if (!strcmp(a, "--output-dir") || !strcmp(a, "--resume")) {
             if (!v) bad("a flag without its value");
             if (a[2] == 'o') *out = v;

@@ -29,6 +29,7 @@
 #define FINAL_EVAL_TIMEOUT_MS 600000
 #define NOTICE_GRACE_MS 300
 #define MAX_RESTARTS 20             /* per child: a crash loop is a failure, not a run */
+#define EVALUATOR_SLOT 1            /* the evaluator's place in procs (start_all) */
 
 static int sig_pipe[2] = {-1, -1};
 static volatile sig_atomic_t stop_signal;
@@ -65,13 +66,23 @@ static void *open_sock(Sup *s, int type, const char *ep, int hwm) {
     return z;
 }
 
+/* ipc:// in a private directory, or with --tcp loopback ports (binding only 127.0.0.1:
+ * remote peers would need CURVE, which is not built yet). */
+static void make_endpoints(Sup *s) {
+    char *eps[4] = {s->ep_data, s->ep_ckpt, s->ep_ctl, s->ep_rep};
+    const char *names[4] = {"data", "ckpt", "ctl", "rep"};
+    if (!s->tcp_port) {
+        strcpy(s->sock, "/tmp/stk-XXXXXX"); /* short: an ipc path must fit in ~107 bytes */
+        if (!mkdtemp(s->sock)) die("mkdtemp", NULL); /* mode 0700: private to this user */
+    }
+    for (int i = 0; i < 4; i++) {
+        if (s->tcp_port) snprintf(eps[i], sizeof s->ep_data, "tcp://127.0.0.1:%d", s->tcp_port + i);
+        else snprintf(eps[i], sizeof s->ep_data, "ipc://%s/%s", s->sock, names[i]);
+    }
+}
+
 static void open_sockets(Sup *s) {
-    strcpy(s->sock, "/tmp/stk-XXXXXX"); /* short: an ipc path must fit in ~107 bytes */
-    if (!mkdtemp(s->sock)) die("mkdtemp", NULL); /* mode 0700: private to this user */
-    snprintf(s->ep_data, sizeof s->ep_data, "ipc://%s/data", s->sock);
-    snprintf(s->ep_ckpt, sizeof s->ep_ckpt, "ipc://%s/ckpt", s->sock);
-    snprintf(s->ep_ctl, sizeof s->ep_ctl, "ipc://%s/ctl", s->sock);
-    snprintf(s->ep_rep, sizeof s->ep_rep, "ipc://%s/rep", s->sock);
+    make_endpoints(s);
     StkErr err;
     if (!(s->ctx = zmq_ctx_new()) || proto_out_init(&s->po, &err)) die("zeromq", NULL);
     s->pub = open_sock(s, ZMQ_PUB, s->ep_ctl, 1000);
@@ -81,6 +92,7 @@ static void open_sockets(Sup *s) {
 
 /* Removes the socket files (ZeroMQ leaves ipc files behind) and the private dir. */
 static void remove_sockets(Sup *s) {
+    if (s->tcp_port) return;
     const char *names[] = {"data", "ckpt", "ctl", "rep"};
     char p[128];
     for (int i = 0; i < 4; i++) snprintf(p, sizeof p, "%s/%s", s->sock, names[i]), unlink(p);
@@ -215,7 +227,7 @@ static int final_evaluated(Sup *s, double *done_at) {
     if (waited < NOTICE_GRACE_MS) return 0;
     if (!s->have_notice) return 1;
     if (s->evaluations && s->evaluated_step >= s->final_step) return 1;
-    if (waited > FINAL_EVAL_TIMEOUT_MS || !s->procs.p[1].pid) {
+    if (waited > FINAL_EVAL_TIMEOUT_MS || !s->procs.p[EVALUATOR_SLOT].pid) {
         run_progress_say(&s->prog, "stoker-run: the final checkpoint was not evaluated");
         return 1;
     }
@@ -225,7 +237,7 @@ static int final_evaluated(Sup *s, double *done_at) {
 /* Runs until done, failed or interrupted; then every child is stopped. Returns the exit
  * status: 0 done, 1 failed, 130 interrupted. */
 static int supervise(Sup *s) {
-    int rc = -1;
+    int rc = -1, killed = 0;
     double stop_at = 0, done_at = 0;
     for (;;) {
         wait_events(s);
@@ -243,13 +255,13 @@ static int supervise(Sup *s) {
         if (!stop_at) stop_at = now_ms();
         if (!run_procs_alive(&s->procs)) return rc;
         send_shutdown(s, rc == 0 ? "done" : rc == 1 ? "failed" : "interrupted");
-        if (now_ms() - stop_at > STOP_GRACE_MS) {
+        if (!killed && now_ms() - stop_at > STOP_GRACE_MS) {
             for (int i = 0; i < s->procs.n; i++)
                 if (s->procs.p[i].pid > 0)
                     run_progress_say(&s->prog, "stoker-run: %s (pid %d) did not stop: killed",
                                      s->procs.p[i].name, (int)s->procs.p[i].pid);
             run_procs_signal(&s->procs, SIGKILL);
-            stop_at = now_ms() + 1e9; /* once */
+            killed = 1;
         }
     }
 }
@@ -271,8 +283,10 @@ int main(int argc, char **argv) {
     static Sup s;
     setvbuf(stdout, NULL, _IOLBF, 0);
     parse_args(&s, argc, argv);
-    char self[PATH_MAX];
-    snprintf(self, sizeof self, "%s", argv[0]);
+    /* the tools are next to this program; argv[0] has no directory when found on PATH */
+    char self[PATH_MAX] = {0};
+    if (readlink("/proc/self/exe", self, sizeof self - 1) <= 0)
+        snprintf(self, sizeof self, "%s", argv[0]);
     snprintf(s.bin, sizeof s.bin, "%s", dirname(self));
     StkErr err;
     if (run_dir_open(&s.dir, s.out, &err)) die("run directory", &err);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,7 +16,7 @@ int run_proc_start(RunProc *proc, const char *const *argv, StkErr *err) {
     sigset_t all, old;
     sigfillset(&all);
     sigprocmask(SIG_BLOCK, &all, &old);
-    pid_t pid = fork();
+    pid_t parent = getpid(), pid = fork();
     if (pid < 0) {
         sigprocmask(SIG_SETMASK, &old, NULL);
         return stk_errf(err, "fork %s: %s", argv[0], strerror(errno));
@@ -26,6 +27,9 @@ int run_proc_start(RunProc *proc, const char *const *argv, StkErr *err) {
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
+        /* a supervisor killed outright: SIGTERM, so the trainer still saves and exits */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != parent) _exit(1);
         if (proc->threads > 0) {
             char n[16];
             snprintf(n, sizeof n, "%d", proc->threads);

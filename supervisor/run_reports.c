@@ -14,7 +14,7 @@ static void drop(Sup *s, const char *sock, const char *why) {
         run_progress_say(&s->prog, "stoker-run: %s: dropped %s", sock, why);
 }
 
-/* The value of metric name, or NAN-like sentinel found = 0. */
+/* 1 and *v = the value of metric name if the message has it, else 0. */
 static int metric(const ProtoMetrics *m, const char *name, double *v) {
     size_t n = strlen(name);
     for (uint32_t i = 0; i < m->count; i++)

@@ -20,6 +20,7 @@ typedef struct Sup {
     int nuser;
     int workers;                     /* loader processes */
     const char *resume_dir;          /* --resume DIR */
+    int tcp_port;                    /* --tcp PORT: tcp://127.0.0.1:PORT..PORT+3, not ipc */
     char out[PATH_MAX], bin[PATH_MAX], sock[64];
     char ep_data[128], ep_ckpt[128], ep_ctl[128], ep_rep[128];
     void *ctx, *pub, *pull, *notices;
@@ -40,7 +41,7 @@ typedef struct Sup {
     int trainer_done;                /* the trainer exited 0 */
 } Sup;
 
-/* Parses stoker-run's own flags (-j/--workers, --output-dir, --resume DIR) and checks
+/* Parses stoker-run's own flags (-j/--workers, --output-dir, --resume DIR, --tcp) and checks
  * the rest as stoker-train would (they are passed on to it); exits on bad usage. With
  * --resume DIR and no other flags the run's recorded flags (config.json) are reused. */
 void parse_args(Sup *s, int argc, char **argv);

@@ -92,7 +92,9 @@ Test(eval, a_missing_checkpoint_fails_and_says_so) {
 
 static void notice(uint32_t epoch) {
     ProtoMsg m = {.type = PROTO_CHECKPOINT};
-    m.u.checkpoint = (ProtoCheckpoint){proto_str(ckpt), epoch, 100ull * epoch};
+    /* the file's own step (one epoch of 16): a notice the file contradicts is labelled
+     * by the file, as when the trainer replaced it meanwhile */
+    m.u.checkpoint = (ProtoCheckpoint){proto_str(ckpt), epoch, 16};
     ProtoOut o;
     StkErr err;
     cr_assert_eq(proto_out_init(&o, &err), 0);
@@ -146,6 +148,8 @@ Test(eval, follows_the_newest_notice_reports_everything_and_keeps_the_best) {
     int done = value(&r.msg.u.metrics, "eval_done") == 1;
     proto_recv_release(&r);
     if (!done) one_evaluation(&top1, &cm, 10000); /* the rest of epoch 1's */
+    /* garbage on its control socket is dropped and logged, and does not stop it */
+    cr_assert_eq(zmq_send(pub_ctl, "\x93\x01\x05", 3, 0), 3);
     /* a foreign frame on the idle evaluator's notice socket is logged and dropped (sent
      * alone: conflation would replace it by a notice right after it) */
     usleep(300000);
@@ -157,6 +161,7 @@ Test(eval, follows_the_newest_notice_reports_everything_and_keeps_the_best) {
         text = px_slurp(log);
     }
     cr_assert(text && strstr(text, "checkpoints: dropped"), "%s", text ? text : "");
+    cr_assert(strstr(text, "control: dropped"), "%s", text);
     free(text);
     for (uint32_t e = 5; e <= 7; e++) notice(e); /* a burst: conflation keeps the newest */
     int evaluations = 0;

@@ -5,6 +5,7 @@
  * and the run resumed; a checkpoint that does not fit the disk (RLIMIT_FSIZE);
  * malformed and foreign messages on the reports and data sockets. */
 #include <criterion/criterion.h>
+#include <pty.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,6 +143,44 @@ Test(run, writes_the_run_directory) {
     free(text), free(j), free(csv), free(cfg);
 }
 
+/* On a terminal the progress line rewrites itself; in a log file it is plain lines. */
+Test(run, a_terminal_gets_one_live_progress_line) {
+    int master;
+    pid_t p = forkpty(&master, NULL, NULL, NULL);
+    cr_assert(p >= 0, "forkpty");
+    if (p == 0) {
+        execl(STOKER_BIN_DIR "/stoker-run", "stoker-run", "--data-path", data, "--epochs", "1",
+              "--output-dir", run, RUN_FLAGS, (char *)NULL);
+        _exit(127);
+    }
+    char buf[65536];
+    size_t n = 0;
+    for (ssize_t got; n < sizeof buf - 1 && (got = read(master, buf + n, sizeof buf - 1 - n)) > 0;)
+        n += (size_t)got; /* EIO once the child side is closed */
+    buf[n] = 0;
+    close(master);
+    int rc = px_wait(p, 10000);
+    cr_assert_eq(rc, 0, "exit %d: %s", rc, buf);
+    cr_assert(strstr(buf, "\r\033[Kepoch 1/1  step 4/16  "), "%s", buf);
+    cr_assert(strstr(buf, "ETA ") && strstr(buf, "input wait "), "%s", buf);
+    char *log = px_slurp(log_); /* the other tests' logs: plain lines, no escapes */
+    cr_assert(!log || !strchr(log, '\033'));
+    free(log);
+}
+
+Test(run, runs_on_loopback_tcp_when_asked) {
+    char port[16];
+    snprintf(port, sizeof port, "%d", 20000 + (int)(getpid() % 20000) * 2 % 40000);
+    const char *tcp[] = {"--tcp", port, NULL};
+    start_run("1", tcp);
+    cr_assert_eq(px_wait(sup, 60000), 0);
+    sup = 0;
+    char *c = run_file("config.json"), *j = run_file("metrics.jsonl");
+    cr_assert(strstr(c, "\"data\": \"tcp://127.0.0.1:"), "%s", c);
+    cr_assert(strstr(j, "\"kind\":\"eval\",\"epoch\":0,"), "%s", j);
+    free(c), free(j);
+}
+
 Test(run, a_killed_loader_is_restarted_and_no_sample_is_lost_or_repeated) {
     const char *b8[] = {"-b", "8", NULL}; /* 32 batches an epoch: room to land mid-epoch */
     start_run("3", b8);
@@ -185,6 +224,40 @@ static void stop_cleanly(int sig, int group) {
     char *text = px_slurp(log_);
     cr_assert(strstr(text, "stopping (final checkpoint)") && !strstr(text, "restarted"), "%s", text);
     free(text);
+}
+
+/* 1 once pid has exited (gone, or a zombie nobody reaped yet). */
+static int gone(pid_t pid) {
+    char p[64], st[512];
+    snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(p, "r");
+    if (!f) return 1;
+    int n = fgets(st, sizeof st, f) != NULL;
+    fclose(f);
+    char *paren = n ? strrchr(st, ')') : NULL;
+    return !paren || paren[2] == 'Z' || paren[2] == 'X';
+}
+
+Test(run, a_supervisor_killed_outright_takes_its_children_with_it) {
+    start_run("1000", NULL);
+    wait_log("step 4/16", 30000);
+    pid_t kids[8];
+    int n = children("stoker-", kids, 8);
+    cr_assert_eq(n, 4);
+    cr_assert_eq(kill(sup, SIGKILL), 0);
+    cr_assert_eq(px_wait(sup, 2000), 128 + SIGKILL);
+    for (int i = 0; i < n; i++) {
+        int t = 0;
+        for (; t < 5000 && !gone(kids[i]); t += 10) usleep(10000);
+        cr_assert(t < 5000, "child %d outlived its supervisor by 5 s", (int)kids[i]);
+    }
+    sup = 0;
+    char p[800];
+    snprintf(p, sizeof p, "%s/checkpoints/last.safetensors", run);
+    cr_assert(fx_exists(p), "the trainer, told by SIGTERM, saved a final checkpoint");
+    char dir[256]; /* nobody was left to remove the socket files: the test does */
+    socket_dir(dir, sizeof dir);
+    fx_rmtree(dir);
 }
 
 Test(run, ctrl_c_stops_every_child_within_5_s) { stop_cleanly(SIGINT, 1); }

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -92,10 +93,12 @@ static pid_t spawn_loader(Run *r, const char **args) {
     sigemptyset(&stops);
     sigaddset(&stops, SIGTERM), sigaddset(&stops, SIGINT);
     sigprocmask(SIG_BLOCK, &stops, &old);
-    pid_t pid = fork();
+    pid_t parent = getpid(), pid = fork();
     if (pid == 0) {
         signal(SIGTERM, SIG_DFL), signal(SIGINT, SIG_DFL);
         sigprocmask(SIG_SETMASK, &old, NULL);
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* a trainer killed outright leaves no loader */
+        if (getppid() != parent) _exit(1);
         execv(argv[0], (char *const *)argv);
         fprintf(stderr, "stoker-train: exec %s: %s\n", argv[0], strerror(errno));
         _exit(127);
