@@ -117,7 +117,7 @@ static void start_loader(Sup *s, RunProc *p) {
     if (s->tc.rrc_scale) argv[k++] = "--rrc-scale", argv[k++] = s->tc.rrc_scale;
     argv[k++] = s->tc.data_path;
     StkErr err;
-    if (run_proc_start(p, argv, &err)) die("start a loader", &err);
+    if (run_proc_start(p, argv, s->out_pipe[1], &err)) die("start a loader", &err);
 }
 
 static void start_trainer(Sup *s, RunProc *p) {
@@ -134,7 +134,7 @@ static void start_trainer(Sup *s, RunProc *p) {
         argv[k++] = "--resume", argv[k++] = ckpt;
     }
     StkErr err;
-    if (run_proc_start(p, argv, &err)) die("start the trainer", &err);
+    if (run_proc_start(p, argv, s->out_pipe[1], &err)) die("start the trainer", &err);
 }
 
 static void start_evaluator(Sup *s, RunProc *p) {
@@ -149,7 +149,7 @@ static void start_evaluator(Sup *s, RunProc *p) {
                           "--checkpoints", s->ep_ckpt, "--control", s->ep_ctl, "--reports",
                           s->ep_rep, "--best", best, NULL};
     StkErr err;
-    if (run_proc_start(p, argv, &err)) die("start the evaluator", &err);
+    if (run_proc_start(p, argv, s->out_pipe[1], &err)) die("start the evaluator", &err);
 }
 
 static void start(Sup *s, RunProc *p) {
@@ -208,13 +208,42 @@ static void send_shutdown(Sup *s, const char *why) {
         fprintf(stderr, "stoker-run: shutdown not sent: %s\n", err.msg);
 }
 
-/* Waits for the sockets or the signal pipe, then reads what came. */
+/* The children's output pipe: their stdout and stderr, shown line by line. */
+static void open_output(Sup *s) {
+    if (pipe(s->out_pipe)) die("pipe", NULL);
+    fcntl(s->out_pipe[0], F_SETFL, O_NONBLOCK);
+    fcntl(s->out_pipe[0], F_SETFD, FD_CLOEXEC); /* children keep only the write end */
+}
+
+/* Prints the complete lines the children wrote (a line longer than the buffer is cut). */
+static void drain_output(Sup *s) {
+    for (;;) {
+        ssize_t n = read(s->out_pipe[0], s->out_line + s->out_len, sizeof s->out_line - 1 - s->out_len);
+        if (n <= 0) return;
+        s->out_len += (size_t)n;
+        char *start = s->out_line, *nl;
+        while ((nl = memchr(start, '\n', s->out_len - (size_t)(start - s->out_line)))) {
+            run_progress_say(&s->prog, "%.*s", (int)(nl - start), start);
+            start = nl + 1;
+        }
+        s->out_len -= (size_t)(start - s->out_line);
+        memmove(s->out_line, start, s->out_len);
+        if (s->out_len == sizeof s->out_line - 1) {
+            run_progress_say(&s->prog, "%.*s", (int)s->out_len, s->out_line);
+            s->out_len = 0;
+        }
+    }
+}
+
+/* Waits for the sockets, the signal pipe or the children's output, then reads what came. */
 static void wait_events(Sup *s) {
-    zmq_pollitem_t it[3] = {{s->pull, 0, ZMQ_POLLIN, 0}, {s->notices, 0, ZMQ_POLLIN, 0},
-                            {NULL, sig_pipe[0], ZMQ_POLLIN, 0}};
-    if (zmq_poll(it, 3, POLL_MS) < 0 && zmq_errno() != EINTR) die("zmq_poll", NULL);
+    zmq_pollitem_t it[4] = {{s->pull, 0, ZMQ_POLLIN, 0}, {s->notices, 0, ZMQ_POLLIN, 0},
+                            {NULL, sig_pipe[0], ZMQ_POLLIN, 0},
+                            {NULL, s->out_pipe[0], ZMQ_POLLIN, 0}};
+    if (zmq_poll(it, 4, POLL_MS) < 0 && zmq_errno() != EINTR) die("zmq_poll", NULL);
     char c;
     while (read(sig_pipe[0], &c, 1) == 1) {}
+    drain_output(s);
     run_reports_drain(s);
 }
 
@@ -291,6 +320,7 @@ int main(int argc, char **argv) {
     StkErr err;
     if (run_dir_open(&s.dir, s.out, &err)) die("run directory", &err);
     install_signals();
+    open_output(&s);
     open_sockets(&s);
     if (run_dir_config(&s.dir, config_json(&s, argc, argv), &err)) die("config.json", &err);
     run_progress_init(&s.prog, s.tc.epochs, s.tc.batch_size);
@@ -299,7 +329,9 @@ int main(int argc, char **argv) {
            s.start_epoch, s.tc.epochs - 1, s.workers, s.out);
     start_all(&s);
     int rc = supervise(&s);
-    run_reports_drain(&s); /* the last reports sent before the children went */
+    run_reports_drain(&s); /* the last reports and lines sent before the children went */
+    drain_output(&s);
+    if (s.out_len) run_progress_say(&s.prog, "%.*s", (int)s.out_len, s.out_line);
     run_progress_end(&s.prog);
     zmq_close(s.pub), zmq_close(s.pull), zmq_close(s.notices);
     zmq_ctx_term(s.ctx);

@@ -45,9 +45,11 @@ static const char script[] =
     "set size ratio -1\n"
     "set xlabel 'predicted'\n"
     "set ylabel 'true'\n"
-    "set yrange [] reverse\n"
     "unset key\n"
     "if (system('test -s confusion.csv && echo y') eq 'y') {\n"
+    "  k = int(system(\"head -1 confusion.csv | tr , '\\\\n' | wc -l\"))\n"
+    "  if (k <= 30) { set xtics 1; set ytics 1 }\n" /* a tick per class while they fit */
+    "  set xrange [-0.5:k-0.5]; set yrange [k-0.5:-0.5]\n"
     "  plot 'confusion.csv' matrix with image\n"
     "}\n";
 

@@ -10,7 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-int run_proc_start(RunProc *proc, const char *const *argv, StkErr *err) {
+int run_proc_start(RunProc *proc, const char *const *argv, int out_fd, StkErr *err) {
     /* Signals stay blocked across fork: until exec the child would run the supervisor's
      * handler, and a stop meant for it would be swallowed. */
     sigset_t all, old;
@@ -30,6 +30,7 @@ int run_proc_start(RunProc *proc, const char *const *argv, StkErr *err) {
         /* a supervisor killed outright: SIGTERM, so the trainer still saves and exits */
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() != parent) _exit(1);
+        if (out_fd >= 0) dup2(out_fd, STDOUT_FILENO), dup2(out_fd, STDERR_FILENO);
         if (proc->threads > 0) {
             char n[16];
             snprintf(n, sizeof n, "%d", proc->threads);

@@ -28,10 +28,12 @@ typedef struct RunProcs {
     int n;
 } RunProcs;
 
-/* Starts argv (argv[0] a path) as a child with SIGINT ignored (the terminal's Ctrl-C
- * goes to the whole foreground group; the supervisor alone decides how children stop:
- * the shutdown message). proc gets the pid. */
-int run_proc_start(RunProc *proc, const char *const *argv, StkErr *err);
+/* Starts argv (argv[0] a path) as a child with SIGINT ignored at exec (the terminal's
+ * Ctrl-C goes to the whole foreground group; the supervisor decides how children stop:
+ * the shutdown message), SIGTERM on the supervisor's death, and its stdout and stderr
+ * on out_fd (>= 0; -1 keeps them), so its lines cannot land inside the live progress
+ * line. proc gets the pid. */
+int run_proc_start(RunProc *proc, const char *const *argv, int out_fd, StkErr *err);
 
 /* Reaps one child that ended, if any: returns it (pid cleared, status set), or NULL. */
 RunProc *run_procs_reap(RunProcs *ps);

@@ -39,6 +39,9 @@ typedef struct Sup {
     uint32_t best_epoch;
     uint64_t dropped;                /* malformed or foreign messages */
     int trainer_done;                /* the trainer exited 0 */
+    int out_pipe[2];                 /* children's stdout/stderr, read by the supervisor */
+    char out_line[4096];             /* a line from them not yet complete */
+    size_t out_len;
 } Sup;
 
 /* Parses stoker-run's own flags (-j/--workers, --output-dir, --resume DIR, --tcp) and checks
