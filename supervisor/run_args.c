@@ -23,6 +23,8 @@ static void usage(FILE *f) {
         "  --output-dir DIR    the run directory (runs/<time>)\n"
         "  --resume RUNDIR     continue the run in RUNDIR from checkpoints/last.safetensors\n"
         "  --tcp PORT          sockets on tcp://127.0.0.1:PORT..PORT+3 instead of private ipc\n"
+        "  --hang-timeout S    a loader without a heartbeat for S s is killed and restarted;\n"
+        "                      the trainer silent for 5 S is named (60)\n"
         "Every other flag goes to stoker-train (see stoker-train --help).\n");
 }
 
@@ -79,6 +81,9 @@ static void split_args(Sup *s, int argc, char **argv, const char **out) {
             const char *n = a[1] == 'j' && a[2] ? a + 2 : !strncmp(a, "--workers=", 10) ? a + 10 : v;
             if (n == v) i++;
             if (!n || (s->workers = atoi(n)) < 1 || s->workers > RUN_MAX_PROCS - 2) bad("bad -j");
+        } else if (!strcmp(a, "--hang-timeout")) {
+            if (!v || (s->hang_s = atoi(v)) < 1) bad("bad --hang-timeout");
+            i++;
         } else if (!strcmp(a, "--tcp")) {
             if (!v || (s->tcp_port = atoi(v)) < 1 || s->tcp_port > 65532) bad("bad --tcp port");
             i++;
@@ -102,6 +107,7 @@ void parse_args(Sup *s, int argc, char **argv) {
     char *check[RUN_MAX_USER_ARGS + 2] = {"stoker-run"};
     for (int i = 0; i < s->nuser; i++) check[i + 1] = (char *)s->user[i];
     if (train_config_parse(&s->tc, s->nuser + 1, check)) exit(2); /* getopt permutes: a copy */
+    if (!s->hang_s) s->hang_s = 60;
     if (!s->workers) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         s->workers = cores > 3 ? (int)cores - 2 : 1;

@@ -47,11 +47,7 @@ static void die(const char *what, const StkErr *err) {
     exit(1);
 }
 
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
+static double now_ms(void) { return run_now_ms(); }
 
 /* A socket with the usual options: SUB connects (to the trainer), the rest bind. */
 static void *open_sock(Sup *s, int type, const char *ep, int hwm) {
@@ -263,6 +259,27 @@ static int final_evaluated(Sup *s, double *done_at) {
     return 0;
 }
 
+/* Loaders heartbeat every second, even when blocked on a full socket: one silent for
+ * hang_s is hung (or stopped) and is killed, which restarts it. The trainer heartbeats
+ * once a step, and a step may be long: it is only named, once per silence. */
+static void check_hangs(Sup *s) {
+    double now = now_ms();
+    for (int i = RUN_FIRST_LOADER; i < s->procs.n; i++) {
+        RunProc *p = &s->procs.p[i];
+        if (p->pid <= 0 || now - p->heard_ms < s->hang_s * 1e3) continue;
+        run_progress_say(&s->prog, "stoker-run: %s (pid %d) sent no heartbeat for %d s: "
+                         "killing it", p->name, (int)p->pid, s->hang_s);
+        kill(p->pid, SIGKILL); /* its end is reaped and it restarts like any death */
+        p->heard_ms = now;
+    }
+    RunProc *t = &s->procs.p[0];
+    if (t->pid > 0 && now - t->heard_ms > 5e3 * s->hang_s) {
+        run_progress_say(&s->prog, "stoker-run: stoker-train (pid %d) silent for %d s",
+                         (int)t->pid, 5 * s->hang_s);
+        t->heard_ms = now;
+    }
+}
+
 /* Runs until done, failed or interrupted; then every child is stopped. Returns the exit
  * status: 0 done, 1 failed, 130 interrupted. */
 static int supervise(Sup *s) {
@@ -280,6 +297,7 @@ static int supervise(Sup *s) {
         for (RunProc *p; (p = run_procs_reap(&s->procs));)
             if (rc < 0 && child_ended(s, p)) rc = 1;
         if (rc < 0 && s->trainer_done && final_evaluated(s, &done_at)) rc = 0;
+        if (rc < 0) check_hangs(s);
         if (rc < 0) continue;
         if (!stop_at) stop_at = now_ms();
         if (!run_procs_alive(&s->procs)) return rc;

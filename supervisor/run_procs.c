@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 int run_proc_start(RunProc *proc, const char *const *argv, int out_fd, StkErr *err) {
@@ -43,6 +44,7 @@ int run_proc_start(RunProc *proc, const char *const *argv, int out_fd, StkErr *e
     }
     sigprocmask(SIG_SETMASK, &old, NULL);
     proc->pid = pid;
+    proc->heard_ms = run_now_ms();
     proc->status = 0;
     return 0;
 }
@@ -68,6 +70,12 @@ void run_proc_describe(const RunProc *p, char *buf, size_t cap) {
                  strsignal(WTERMSIG(p->status)));
     else
         snprintf(buf, cap, "exited with status %d", WEXITSTATUS(p->status));
+}
+
+double run_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
 int run_procs_alive(const RunProcs *ps) {

@@ -20,6 +20,7 @@ typedef struct RunProc {
     int status;                 /* waitpid status of its end */
     int restarts;               /* times it was restarted */
     int threads;                /* > 0: OMP/OpenBLAS threads for it, unless the user set them */
+    double heard_ms;            /* when it was started or last sent a heartbeat (run_now_ms) */
     char name[48];              /* "stoker-loader 3" ... for messages */
 } RunProc;
 
@@ -40,6 +41,9 @@ RunProc *run_procs_reap(RunProcs *ps);
 
 /* How a child ended, in words: "exited with status 1", "killed by signal 9 (Killed)". */
 void run_proc_describe(const RunProc *p, char *buf, size_t cap);
+
+/* CLOCK_MONOTONIC in milliseconds. */
+double run_now_ms(void);
 
 /* Children still running. */
 int run_procs_alive(const RunProcs *ps);

@@ -123,8 +123,15 @@ static void one_report(Sup *s, const ProtoMsg *m) {
         run_progress_say(&s->prog, "stoker-run: %s %u reports: %.*s", role_name(m->u.error.role),
                          m->u.error.id, (int)m->u.error.text.len, m->u.error.text.ptr);
         return;
-    case PROTO_HEARTBEAT:
-        return; /* liveness comes from waitpid; heartbeats are for remote peers, later */
+    case PROTO_HEARTBEAT: { /* a death is seen by waitpid; a hang by missing heartbeats */
+        const ProtoHeartbeat *h = &m->u.heartbeat;
+        int slot = h->role == PROTO_ROLE_TRAINER ? 0 :
+                   h->role == PROTO_ROLE_LOADER && h->id < (uint32_t)s->workers
+                       ? RUN_FIRST_LOADER + (int)h->id : -1;
+        if (slot >= 0 && s->procs.p[slot].pid == (pid_t)h->pid)
+            s->procs.p[slot].heard_ms = run_now_ms();
+        return;
+    }
     default:
         drop(s, "reports", proto_type_name(m->type));
     }

@@ -13,6 +13,7 @@
 #include "train_config.h"
 
 #define RUN_MAX_USER_ARGS 200
+#define RUN_FIRST_LOADER 2 /* procs: trainer, evaluator, then loader i at 2 + i */
 
 typedef struct Sup {
     TrainConfig tc;                  /* the training flags, parsed as stoker-train does */
@@ -21,6 +22,7 @@ typedef struct Sup {
     int workers;                     /* loader processes */
     const char *resume_dir;          /* --resume DIR */
     int tcp_port;                    /* --tcp PORT: tcp://127.0.0.1:PORT..PORT+3, not ipc */
+    int hang_s;                      /* --hang-timeout: a loader silent this long is killed */
     char out[PATH_MAX], bin[PATH_MAX], sock[64];
     char ep_data[128], ep_ckpt[128], ep_ctl[128], ep_rep[128];
     void *ctx, *pub, *pull, *notices;

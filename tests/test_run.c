@@ -198,6 +198,24 @@ Test(run, a_killed_loader_is_restarted_and_no_sample_is_lost_or_repeated) {
     free(text), free(j);
 }
 
+Test(run, a_hung_loader_is_killed_and_restarted_and_nothing_is_lost) {
+    const char *args[] = {"-b", "8", "--hang-timeout", "2", NULL};
+    start_run("3", args);
+    wait_log("step 4/32", 30000);
+    pid_t l[4];
+    cr_assert_eq(children("--id 1 ", l, 4), 1);
+    cr_assert_eq(kill(l[0], SIGSTOP), 0); /* alive to waitpid, but silent */
+    wait_log("stoker-loader 1 (pid", 10000);
+    cr_assert_eq(px_wait(sup, 60000), 0);
+    sup = 0;
+    char *text = px_slurp(log_), *j = run_file("metrics.jsonl");
+    cr_assert(strstr(text, "sent no heartbeat for 2 s: killing it") &&
+              strstr(text, "stoker-loader 1 killed by signal 9 (Killed); restarted"), "%s", text);
+    cr_assert_eq(count(j, "\"samples\":256.0,\"samples_lost\":0.0,\"samples_repeated\":0.0"), 3,
+                 "%s", j);
+    free(text), free(j);
+}
+
 /* Stops a long run with sig sent as a terminal sends Ctrl-C (to the whole group) or as
  * kill does (to stoker-run alone); asserts everything is gone within 5 s. */
 static void stop_cleanly(int sig, int group) {
