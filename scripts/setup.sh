@@ -17,9 +17,11 @@ cd "$(dirname "$0")/.."
 #   python3-torch, python3-torchvision  the CPU reference the tests compare models against
 #   ocl-icd-opencl-dev  only a Recommends of libdnnl-dev, but oneDNN's CMake config
 #                       (Debian's build has an OpenCL GPU runtime) requires OpenCL to configure
+#   gnuplot-nox         stoker-run draws the run's plots (loss, accuracy, throughput,
+#                       confusion matrix) with it; -nox: PNGs only, no X11 libraries
 pkgs=(cmake make gcc pkg-config libzmq3-dev libmsgpack-dev libturbojpeg0-dev zlib1g-dev
       libcriterion-dev dataset-fashion-mnist libjansson-dev libdnnl-dev ocl-icd-opencl-dev
-      libopenblas-dev python3-torch python3-torchvision)
+      libopenblas-dev python3-torch python3-torchvision gnuplot-nox)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

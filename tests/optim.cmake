@@ -8,3 +8,6 @@ stoker_test(train_resume SOURCES test_train_resume.c test_loader_fixture.c
 add_dependencies(test_train_resume stoker-train stoker-loader) # it runs the built tools
 stoker_test(cpu_models SOURCES test_cpu_models.c test_model_check.c LIBS stoker_trainer m)
 stoker_test(cpu_graph SOURCES test_cpu_graph.c test_cpu_fixture.c LIBS stoker_trainer m)
+stoker_test(train_supervised SOURCES test_train_supervised.c test_proc_fixture.c
+            test_loader_fixture.c LIBS stoker_loader stoker_proto PkgConfig::ZLIB)
+add_dependencies(test_train_supervised stoker-train stoker-loader stoker-data)

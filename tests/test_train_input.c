@@ -155,6 +155,6 @@ Test(train_input, missing_batches_time_out_with_a_count) {
     int done;
     StkErr err;
     cr_assert_eq(train_input_next(in, 0, 5000, &b, &done, &err), 0, "%s", err.msg);
-    cr_assert_eq(train_input_next(in, 0, 200, &b, &done, &err), -1);
+    cr_assert_eq(train_input_next(in, 0, 200, &b, &done, &err), TRAIN_INPUT_TIMEOUT);
     cr_assert(strstr(err.msg, "3 of 4 still missing"), "%s", err.msg);
 }

@@ -28,7 +28,10 @@ static void usage(FILE *f) {
         "  --lr-per-iteration      move the LR schedule every step, not every epoch\n"
         "  --weights FILE          start from these weights (scripts/export_torchvision.py);\n"
         "                          a head of another class count is replaced\n"
-        "  --freeze-backbone       train the head only   --trainable-layers N  head + last N blocks\n");
+        "  --freeze-backbone       train the head only   --trainable-layers N  head + last N blocks\n"
+        "supervised mode (stoker-run uses it):\n"
+        "  --data-endpoint EP      bind the data socket at EP; start no loaders, no inline eval\n"
+        "  --control EP  --reports EP  --checkpoints EP   shutdown SUB, reports PUSH, notices PUB\n");
 }
 
 static int bad(const char *what, const char *v) {
@@ -47,7 +50,7 @@ static int num(const char *s, double lo, double hi, double *out) {
 enum { O_DATA = 256, O_MODEL, O_DEVICE, O_OUT, O_RESUME, O_EPOCHS, O_OPT, O_LR, O_MOM, O_NEST,
        O_WD, O_NWD, O_LS, O_SCHED, O_STEP, O_GAMMA, O_LRMIN, O_WEP, O_WMETH, O_WDEC, O_SEED,
        O_TCROP, O_VRES, O_VCROP, O_RRC, O_DET, O_PRINT, O_PERIT, O_WEIGHTS, O_FREEZE, O_TRAINABLE,
-       O_PREC };
+       O_PREC, O_DATAEP, O_CONTROL, O_REPORTS, O_CKPTS };
 
 static const struct option opts[] = {
     {"data-path", 1, 0, O_DATA}, {"model", 1, 0, O_MODEL}, {"device", 1, 0, O_DEVICE},
@@ -63,7 +66,8 @@ static const struct option opts[] = {
     {"val-crop-size", 1, 0, O_VCROP}, {"rrc-scale", 1, 0, O_RRC}, {"deterministic", 0, 0, O_DET},
     {"print-freq", 1, 0, O_PRINT}, {"lr-per-iteration", 0, 0, O_PERIT}, {"help", 0, 0, 'h'},
     {"weights", 1, 0, O_WEIGHTS}, {"freeze-backbone", 0, 0, O_FREEZE},
-    {"trainable-layers", 1, 0, O_TRAINABLE}, {0}};
+    {"trainable-layers", 1, 0, O_TRAINABLE}, {"data-endpoint", 1, 0, O_DATAEP},
+    {"control", 1, 0, O_CONTROL}, {"reports", 1, 0, O_REPORTS}, {"checkpoints", 1, 0, O_CKPTS}, {0}};
 
 /* One numeric flag into its field; -1 when it is not one of them or out of range. */
 static int numeric(TrainConfig *c, int opt, const char *arg) {
@@ -123,6 +127,10 @@ static int word(TrainConfig *c, int opt, const char *arg) {
     case O_RESUME: c->resume = arg; return 0;
     case O_WEIGHTS: c->weights = arg; return 0;
     case O_RRC: c->rrc_scale = arg; return 0;
+    case O_DATAEP: c->data_endpoint = arg; return 0;
+    case O_CONTROL: c->control = arg; return 0;
+    case O_REPORTS: c->reports = arg; return 0;
+    case O_CKPTS: c->checkpoints = arg; return 0;
     case O_OPT: if ((k = choice(arg, opts_)) < 0) return -1; c->opt.kind = (OptimKind)k; return 0;
     case O_SCHED: if ((k = choice(arg, scheds)) < 0) return -1; c->sched.kind = (SchedKind)k; return 0;
     case O_WMETH: if ((k = choice(arg, methods)) < 0) return -1; c->sched.warmup = (WarmupKind)k; return 0;

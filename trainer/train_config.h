@@ -34,6 +34,13 @@ typedef struct TrainConfig {
     int lr_per_iteration;    /* --lr-per-iteration: move the schedule every step (torchvision
                                 steps it per epoch) */
     int print_freq;          /* --print-freq (steps between progress lines) */
+    /* Supervised mode (stoker-run starts the loaders and the evaluator): with
+       --data-endpoint the trainer binds its data socket there, starts no loaders and
+       evaluates nothing itself (stoker-eval does, from the checkpoint notices). */
+    const char *data_endpoint; /* --data-endpoint EP: bind the data PULL here */
+    const char *control;       /* --control EP: SUB for shutdown */
+    const char *reports;       /* --reports EP: PUSH metrics, errors, heartbeats */
+    const char *checkpoints;   /* --checkpoints EP: PUB checkpoint-ready notices */
 } TrainConfig;
 
 /* Parses argv (after defaults); returns 0, 1 for --help (printed), -1 after printing

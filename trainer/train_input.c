@@ -204,7 +204,7 @@ static void deadline_after(struct timespec *ts, int ms) {
 }
 
 /* Waits under mu until entry *k of epoch e can be handed out, the epoch is done (0,
- * *k = -1) or waiting fails (-1 + err). */
+ * *k = -1), the time is up (TRAIN_INPUT_TIMEOUT + err) or the receiver failed (-1 + err). */
 static int wait_for(TrainInput *in, uint32_t epoch, int timeout_ms, int *k, StkErr *err) {
     const TrainInputConfig *c = &in->cfg;
     uint32_t e = epoch - c->start_epoch;
@@ -218,12 +218,13 @@ static int wait_for(TrainInput *in, uint32_t epoch, int timeout_ms, int *k, StkE
         }
         int rc = timeout_ms < 0 ? pthread_cond_wait(&in->changed, &in->mu)
                                 : pthread_cond_timedwait(&in->changed, &in->mu, &deadline);
-        if (rc == ETIMEDOUT)
-            return stk_errf(err, "no batch of epoch %u for %d ms: %llu of %llu still missing%s",
-                            epoch, timeout_ms,
-                            (unsigned long long)(c->batches_per_epoch - in->handed[e]),
-                            (unsigned long long)c->batches_per_epoch,
-                            c->deterministic ? " (deterministic: waiting for the next index)" : "");
+        if (rc == ETIMEDOUT) {
+            stk_errf(err, "no batch of epoch %u for %d ms: %llu of %llu still missing%s",
+                     epoch, timeout_ms, (unsigned long long)(c->batches_per_epoch - in->handed[e]),
+                     (unsigned long long)c->batches_per_epoch,
+                     c->deterministic ? " (deterministic: waiting for the next index)" : "");
+            return TRAIN_INPUT_TIMEOUT;
+        }
     }
     if (in->handed[e] == c->batches_per_epoch) *k = -1;
     return 0;
@@ -237,9 +238,10 @@ int train_input_next(TrainInput *in, uint32_t epoch, int timeout_ms, TrainBatch 
     int k;
     *done = 0;
     pthread_mutex_lock(&in->mu);
-    if (wait_for(in, epoch, timeout_ms, &k, err)) {
+    int rc = wait_for(in, epoch, timeout_ms, &k, err);
+    if (rc) {
         pthread_mutex_unlock(&in->mu);
-        return -1;
+        return rc;
     }
     if (k < 0) {
         pthread_mutex_unlock(&in->mu);

@@ -64,8 +64,10 @@ typedef struct TrainInput TrainInput; /* opaque: thread, socket, window, slots *
 int train_input_open(TrainInput **in, void *ctx, const TrainInputConfig *cfg, StkErr *err);
 
 /* Waits for the next batch of `epoch` and copies it into a slot; *done = 1 (and no batch)
- * once every index of the epoch has been handed out. Fails on a dead socket, or after
- * timeout_ms (-1: forever) without a batch, naming what is missing. */
+ * once every index of the epoch has been handed out. Returns 0; TRAIN_INPUT_TIMEOUT
+ * after timeout_ms (-1: forever) without a batch, err naming what is missing (the caller
+ * may look at its stop flag and call again); -1 on a dead socket. */
+#define TRAIN_INPUT_TIMEOUT 1
 int train_input_next(TrainInput *in, uint32_t epoch, int timeout_ms, TrainBatch *out,
                      int *done, StkErr *err);
 

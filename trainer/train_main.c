@@ -1,7 +1,10 @@
-/* train_main.c: stoker-train on the CPU backend. It starts its own loader processes
- * (stoker-loader next to this program) on private ipc:// sockets, trains, evaluates the
- * val split after every epoch and writes checkpoints/last.safetensors (and
- * best.safetensors by top-1) under --output-dir. */
+/* train_main.c: stoker-train on the CPU backend. Standalone, it starts its own loader
+ * processes (stoker-loader next to this program) on private ipc:// sockets, trains,
+ * evaluates the val split after every epoch and writes checkpoints/last.safetensors (and
+ * best.safetensors by top-1) under --output-dir. Supervised (--data-endpoint, used by
+ * stoker-run), it takes batches from loaders started by the supervisor, reports metrics,
+ * announces each checkpoint for stoker-eval and stops on a shutdown message; in both
+ * modes SIGINT/SIGTERM end it with a final checkpoint (train_link.h). */
 #include <errno.h>
 #include <math.h>
 #include <libgen.h>
@@ -10,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -24,9 +28,14 @@
 #include "loader_index.h"
 #include "loader_order.h"
 #include "model_freeze.h"
+#include "train_account.h"
 #include "train_config.h"
 #include "train_input.h"
+#include "train_link.h"
 #include "transfer.h"
+
+#define POLL_MS 200             /* how often a wait for data looks at the stop flag */
+#define DATA_TIMEOUT_MS 600000  /* no batch for this long: the loaders are gone */
 
 typedef struct Run {
     TrainConfig cfg;
@@ -42,7 +51,12 @@ typedef struct Run {
     double input_wait_s; /* this epoch's time in train_input_next */
     int start_epoch;     /* 0, or the epoch after the one --resume's checkpoint ended */
     CkptMeta meta;       /* what checkpoints say about the model: arch, class names, sizes */
+    int supervised;      /* --data-endpoint: loaders and evaluation are someone else's */
+    TrainLink link;      /* control, reports, checkpoint notices (supervised mode) */
+    TrainAccount acct;   /* sample ids consumed in the current epoch */
 } Run;
+
+static TrainLink *error_link; /* where die() reports, once the link is open */
 
 static double now_s(void) {
     struct timespec ts;
@@ -54,14 +68,20 @@ static double now_s(void) {
 static void die_input(TrainInput *in, const char *what, const StkErr *err) {
     TrainInputStats s;
     train_input_stats(in, &s);
-    fprintf(stderr, "stoker-train: %s: %s (received %llu, duplicates %llu, rejected %llu%s%s)\n",
-            what, err->msg, (unsigned long long)s.received, (unsigned long long)s.duplicates,
-            (unsigned long long)s.rejected, s.rejected ? ": " : "", s.last_reject);
+    char msg[2 * STK_ERR_LEN + 256];
+    snprintf(msg, sizeof msg, "%s: %s (received %llu, duplicates %llu, rejected %llu%s%s)",
+             what, err->msg, (unsigned long long)s.received, (unsigned long long)s.duplicates,
+             (unsigned long long)s.rejected, s.rejected ? ": " : "", s.last_reject);
+    fprintf(stderr, "stoker-train: %s\n", msg);
+    if (error_link) train_link_error(error_link, msg), train_link_close(error_link);
     exit(1);
 }
 
 static void die(const char *what, const StkErr *err) {
-    fprintf(stderr, "stoker-train: %s: %s\n", what, err ? err->msg : strerror(errno));
+    char msg[STK_ERR_LEN + 256];
+    snprintf(msg, sizeof msg, "%s: %s", what, err ? err->msg : strerror(errno));
+    fprintf(stderr, "stoker-train: %s\n", msg);
+    if (error_link) train_link_error(error_link, msg), train_link_close(error_link);
     exit(1);
 }
 
@@ -74,12 +94,23 @@ static pid_t spawn_loader(Run *r, const char **args) {
     for (; *args && n < 46; args++) argv[n++] = *args;
     argv[n++] = r->cfg.data_path;
     argv[n] = NULL;
-    pid_t pid = fork();
+    /* Stop signals stay blocked across fork: until exec the child has our handler, which
+     * would swallow a SIGTERM from stop_loaders (the loader would then stay forever). */
+    sigset_t stops, old;
+    sigemptyset(&stops);
+    sigaddset(&stops, SIGTERM), sigaddset(&stops, SIGINT);
+    sigprocmask(SIG_BLOCK, &stops, &old);
+    pid_t parent = getpid(), pid = fork();
     if (pid == 0) {
+        signal(SIGTERM, SIG_DFL), signal(SIGINT, SIG_DFL);
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* a trainer killed outright leaves no loader */
+        if (getppid() != parent) _exit(1);
         execv(argv[0], (char *const *)argv);
         fprintf(stderr, "stoker-train: exec %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
+    sigprocmask(SIG_SETMASK, &old, NULL);
     if (pid < 0) die("fork", NULL);
     return pid;
 }
@@ -141,9 +172,11 @@ static void open_dataset(Run *r) {
         die("dataset", &(StkErr){"fewer training samples than one batch"});
 }
 
+/* Binds a data socket: at the supervisor's endpoint, or ipc://<private dir>/name. */
 static TrainInput *open_input(Run *r, const char *name, uint64_t batches, int crop) {
-    char ep[128];
-    snprintf(ep, sizeof ep, "ipc://%s/%s", r->sock, name);
+    char ep[PATH_MAX];
+    if (r->supervised) snprintf(ep, sizeof ep, "%s", r->cfg.data_endpoint);
+    else snprintf(ep, sizeof ep, "ipc://%s/%s", r->sock, name);
     TrainInputConfig c = {.endpoint = ep, .batches_per_epoch = batches,
                           .batch = (uint32_t)r->cfg.batch_size, .height = (uint32_t)crop,
                           .width = (uint32_t)crop, .channels = 3,
@@ -254,17 +287,24 @@ static void setup(Run *r, const char *argv0) {
     if (r->cfg.weights) start_from_weights(r);
     if (r->cfg.resume) resume(r);
     if (tb_upload(&r->tb, &err)) die("model", &err);
-    strcpy(r->sock, "/tmp/stoker-XXXXXX");
-    if (!mkdtemp(r->sock)) die("mkdtemp", NULL); /* mode 0700: the sockets are private */
-    r->ctx = zmq_ctx_new();
+    if (train_account_init(&r->acct, r->n_train, &err)) die("setup", &err);
+    if (!(r->ctx = zmq_ctx_new())) die("zmq_ctx_new", NULL);
+    if (train_link_open(&r->link, r->ctx, r->cfg.control, r->cfg.reports, r->cfg.checkpoints,
+                        &err))
+        die("sockets", &err);
+    error_link = &r->link;
+    if (!r->supervised) {
+        strcpy(r->sock, "/tmp/stoker-XXXXXX");
+        if (!mkdtemp(r->sock)) die("mkdtemp", NULL); /* mode 0700: the sockets are private */
+        r->val = open_input(r, "val", r->val_batches, r->cfg.val_crop);
+    }
     r->train = open_input(r, "train", r->train_batches, r->cfg.train_crop);
-    r->val = open_input(r, "val", r->val_batches, r->cfg.val_crop);
     printf("stoker-train: %s, %llu parameters, %u classes; %llu train / %llu val samples; "
            "batch %d, %d epochs, %d loaders; %s backend on %s (%s), plan %.1f MB\n",
            r->model.arch, (unsigned long long)model_num_trainable(&r->model), classes,
            (unsigned long long)r->n_train, (unsigned long long)r->n_val, r->cfg.batch_size,
-           r->cfg.epochs, r->cfg.workers, r->tb.cuda ? "CUDA" : "CPU", r->tb.device_name,
-           r->tb.precision, r->tb.plan_bytes / 1e6);
+           r->cfg.epochs, r->supervised ? 0 : r->cfg.workers, r->tb.cuda ? "CUDA" : "CPU",
+           r->tb.device_name, r->tb.precision, r->tb.plan_bytes / 1e6);
 }
 
 /* Adds one step's loss (NAN: the CUDA backend's first step, whose loss comes later). */
@@ -272,23 +312,63 @@ static void count_loss(double loss, double *sum, uint64_t *n) {
     if (!isnan(loss)) *sum += loss, (*n)++;
 }
 
-/* Trains one epoch; r->input_wait_s gets the time spent waiting for (and copying in)
- * batches: an upper bound of the time the GPU waited for data, since with the CUDA
- * backend the next step is queued before the wait begins. */
-static double train_epoch(Run *r, int epoch) {
-    r->input_wait_s = 0;
-    double lr = sched_lr(&r->cfg.sched, epoch), loss_sum = 0, t0 = now_s();
+/* The next training batch of epoch, polling the stop flag meanwhile; 1 when told to
+ * stop. Time spent waiting is added to *wait_s (the input-wait figure). */
+static int next_batch(Run *r, int epoch, TrainBatch *b, int *done, double *wait_s) {
+    double t0 = now_s();
+    StkErr err;
+    for (int waited = 0;; waited += POLL_MS) {
+        if (train_link_stop(&r->link)) return 1;
+        int rc = train_input_next(r->train, (uint32_t)epoch, POLL_MS, b, done, &err);
+        if (rc == 0) break;
+        if (rc < 0 || waited >= DATA_TIMEOUT_MS) die_input(r->train, "train data", &err);
+    }
+    *wait_s += now_s() - t0;
+    return 0;
+}
+
+/* A logged step: a plain line standalone, a metrics report supervised. */
+static void log_step(Run *r, int epoch, uint64_t steps, double loss, double lr, double ips,
+                     double wait) {
+    if (!r->supervised)
+        printf("epoch %d step %llu/%llu  loss %.4f  lr %.4g  %.0f images/s\n", epoch,
+               (unsigned long long)steps, (unsigned long long)r->train_batches, loss, lr, ips);
+    const char *names[] = {"loss", "lr", "images_per_s", "input_wait", "epoch_step",
+                           "epoch_steps"};
+    double v[] = {loss, lr, ips, wait, (double)steps, (double)r->train_batches};
+    train_link_metrics(&r->link, (uint32_t)epoch, *r->tb.steps, names, v, 6);
+}
+
+/* The epoch's figures, sample accounting included, as a metrics report. */
+static void report_epoch(Run *r, int epoch, double loss, double seconds) {
+    TrainInputStats s;
+    train_input_stats(r->train, &s);
+    uint64_t expected = r->train_batches * (uint64_t)r->cfg.batch_size;
+    const char *names[] = {"epoch_loss", "epoch_seconds", "samples", "samples_lost",
+                           "samples_repeated", "duplicates_dropped", "rejected"};
+    double v[] = {loss, seconds, (double)r->acct.consumed,
+                  (double)train_account_lost(&r->acct, expected),
+                  (double)train_account_repeated(&r->acct), (double)s.duplicates,
+                  (double)s.rejected};
+    train_link_metrics(&r->link, (uint32_t)epoch, *r->tb.steps, names, v, 7);
+}
+
+/* Trains one epoch; *mean_loss gets its mean loss, r->input_wait_s the time spent waiting
+ * for (and copying in) batches: an upper bound of the time the GPU waited for data, since
+ * with the CUDA backend the next step is queued before the wait begins. Returns 1 if told
+ * to stop midway. */
+static int train_epoch(Run *r, int epoch, double *mean_loss) {
+    double lr = sched_lr(&r->cfg.sched, epoch), loss_sum = 0, t0 = now_s(), wait_s = 0;
     uint64_t steps = 0, counted = 0;
     StkErr err;
+    train_account_reset(&r->acct);
     for (;;) {
         TrainBatch b;
         int done;
         if (tb_before_next(&r->tb, &err)) die("step", &err);
-        double tw = now_s();
-        if (train_input_next(r->train, (uint32_t)epoch, 600000, &b, &done, &err))
-            die_input(r->train, "train data", &err);
-        r->input_wait_s += now_s() - tw;
+        if (next_batch(r, epoch, &b, &done, &wait_s)) return 1;
         if (done) break;
+        train_account_add(&r->acct, b.ids, b.n);
         double loss;
         uint64_t key = b.epoch * 1000003ull + b.index;
         if (r->cfg.lr_per_iteration)
@@ -297,15 +377,19 @@ static double train_epoch(Run *r, int epoch) {
                      r->cfg.weight_decay, r->cfg.norm_weight_decay, &loss, &err))
             die("step", &err);
         count_loss(loss, &loss_sum, &counted);
-        if (++steps % (uint64_t)r->cfg.print_freq == 0)
-            printf("epoch %d step %llu/%llu  loss %.4f  lr %.4g  %.0f images/s\n", epoch,
-                   (unsigned long long)steps, (unsigned long long)r->train_batches,
-                   loss_sum / (double)counted, lr, steps * r->cfg.batch_size / (now_s() - t0));
+        if (++steps % (uint64_t)r->cfg.print_freq == 0) {
+            double el = now_s() - t0;
+            log_step(r, epoch, steps, loss_sum / (double)counted, lr,
+                     steps * r->cfg.batch_size / el, wait_s / el);
+        }
     }
     double last;
     if (tb_last_loss(&r->tb, &last, &err)) die("step", &err);
     count_loss(last, &loss_sum, &counted);
-    return loss_sum / (double)counted;
+    *mean_loss = loss_sum / (double)counted;
+    r->input_wait_s = wait_s;
+    report_epoch(r, epoch, *mean_loss, now_s() - t0);
+    return 0;
 }
 
 /* Evaluates the val split: mean loss, top-1 and top-5 in percent. */
@@ -338,29 +422,44 @@ static void evaluate(Run *r, int epoch, double *loss, double *top1, double *top5
     *top5 = 100.0 * c5 / seen;
 }
 
-static void save(Run *r, const char *name, int epoch) {
-    char path[PATH_MAX + 64], ep[16];
+/* Writes checkpoints/name with the training state beside it, as of `done`, the last
+ * complete epoch (-1: none; a stop midway saves the weights so far and --resume redoes
+ * the interrupted epoch), and announces it. A failure (a full disk) is reported and
+ * training goes on: the previous checkpoint is intact (st_write is atomic). */
+static int save(Run *r, const char *name, int done, int epoch) {
+    char path[PATH_MAX + 64], ep[16], steps[32];
     snprintf(path, sizeof path, "%s/checkpoints/%s", r->out, name);
-    snprintf(ep, sizeof ep, "%d", epoch);
-    size_t nmeta;
-    const StMeta *meta = ckpt_meta_entries(&r->meta, ep, &nmeta);
-    StkErr err;
-    if (tb_download(&r->tb, &err)) {
-        fprintf(stderr, "stoker-train: checkpoint not written: %s\n", err.msg);
-        return;
-    }
-    if (ckpt_save(path, &r->model, r->tb.params, r->tb.num_batches_tracked, meta, nmeta, &err))
-        fprintf(stderr, "stoker-train: checkpoint not written: %s\n", err.msg);
-    /* the training state beside it: optimizer moments, steps, epoch (for --resume) */
-    char spath[PATH_MAX + 96], steps[32];
-    state_path(path, spath, sizeof spath);
+    snprintf(ep, sizeof ep, "%d", done);
     snprintf(steps, sizeof steps, "%llu", (unsigned long long)*r->tb.steps);
+    size_t nmeta;
+    const StMeta *base = ckpt_meta_entries(&r->meta, ep, &nmeta);
+    StMeta meta[24];
+    if (nmeta > 23) nmeta = 23;
+    memcpy(meta, base, nmeta * sizeof *meta);
+    meta[nmeta++] = (StMeta){"steps", steps};
+    StkErr err;
+    char msg[STK_ERR_LEN + 64];
+    int rc = tb_download(&r->tb, &err);
+    if (rc) snprintf(msg, sizeof msg, "checkpoint not written: %s", err.msg);
+    if (!rc && (rc = ckpt_save(path, &r->model, r->tb.params, r->tb.num_batches_tracked, meta,
+                               nmeta, &err)))
+        snprintf(msg, sizeof msg, "checkpoint not written: %s", err.msg);
+    /* the training state beside it: optimizer moments, steps, epoch (for --resume) */
+    char spath[PATH_MAX + 96];
+    state_path(path, spath, sizeof spath);
     StMeta smeta[3] = {{"epoch", ep}, {"steps", steps}, {"model", r->model.arch}};
     size_t n = r->model.trainable_floats * (size_t)optim_state_per_element(&r->cfg.opt);
     StTensor t = {.name = "optimizer.state", .dtype = ST_F32, .ndim = 1, .shape = {(int64_t)n},
                   .data = r->tb.optim_state};
-    if (st_write(spath, &t, n ? 1 : 0, smeta, 3, &err))
-        fprintf(stderr, "stoker-train: training state not written: %s\n", err.msg);
+    if (!rc && (rc = st_write(spath, &t, n ? 1 : 0, smeta, 3, &err)))
+        snprintf(msg, sizeof msg, "training state not written: %s", err.msg);
+    if (rc) {
+        fprintf(stderr, "stoker-train: %s\n", msg);
+        train_link_error(&r->link, msg);
+        return -1;
+    }
+    train_link_checkpoint(&r->link, path, (uint32_t)epoch, *r->tb.steps);
+    return 0;
 }
 
 static void make_output_dir(Run *r) {
@@ -374,38 +473,63 @@ static void make_output_dir(Run *r) {
     snprintf(ck, sizeof ck, "%s/checkpoints", r->out);
     if ((mkdir(r->out, 0755) && errno != EEXIST) || (mkdir(ck, 0755) && errno != EEXIST))
         die(r->out, NULL);
+    char abs[PATH_MAX]; /* checkpoint notices carry absolute paths: peers have other cwds */
+    if (!realpath(r->out, abs)) die(r->out, NULL);
+    snprintf(r->out, sizeof r->out, "%s", abs);
+}
+
+/* Trains the remaining epochs; returns 1 if stopped by a signal or shutdown. */
+static int train_all(Run *r) {
+    double t0 = now_s();
+    for (int e = r->start_epoch; e < r->cfg.epochs; e++) {
+        double te = now_s(), train_loss, vl, t1, t5;
+        if (train_epoch(r, e, &train_loss)) {
+            save(r, "last.safetensors", e - 1, e); /* the final checkpoint */
+            return 1;
+        }
+        double train_s = now_s() - te;
+        save(r, "last.safetensors", e, e);
+        if (r->supervised) continue; /* stoker-eval evaluates the notice */
+        evaluate(r, e, &vl, &t1, &t5);
+        printf("epoch %d: train loss %.4f (%.1f s, %.0f images/s, input-wait %.1f%%)  val loss %.4f  "
+               "top-1 %.2f%%  top-5 %.2f%%  (%.1f s so far)\n", e, train_loss, train_s,
+               r->train_batches * r->cfg.batch_size / train_s, 100 * r->input_wait_s / train_s, vl,
+               t1, t5, now_s() - t0);
+        fflush(stdout);
+        if (t1 > r->best_top1) r->best_top1 = t1, save(r, "best.safetensors", e, e);
+    }
+    return 0;
 }
 
 int main(int argc, char **argv) {
     static Run r;
     int rc = train_config_parse(&r.cfg, argc, argv);
     if (rc) return rc > 0 ? 0 : 2;
+    StkErr err;
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN); /* a file-size limit makes a checkpoint fail, not the run */
+    if (train_link_signals(&err)) die("signals", &err);
     setvbuf(stdout, NULL, _IOLBF, 0); /* progress lines appear as they happen, also in logs */
+    r.supervised = r.cfg.data_endpoint != NULL;
     make_output_dir(&r);
     setup(&r, argv[0]);
-    start_train_loaders(&r);
-    double t0 = now_s();
-    for (int e = r.start_epoch; e < r.cfg.epochs; e++) {
-        double te = now_s(), train_loss = train_epoch(&r, e), vl, t1, t5;
-        double train_s = now_s() - te;
-        evaluate(&r, e, &vl, &t1, &t5);
-        printf("epoch %d: train loss %.4f (%.1f s, %.0f images/s, input-wait %.1f%%)  val loss %.4f  "
-               "top-1 %.2f%%  top-5 %.2f%%  (%.1f s so far)\n", e, train_loss, train_s,
-               r.train_batches * r.cfg.batch_size / train_s, 100 * r.input_wait_s / train_s, vl, t1,
-               t5, now_s() - t0);
-        fflush(stdout);
-        save(&r, "last.safetensors", e);
-        if (t1 > r.best_top1) r.best_top1 = t1, save(&r, "best.safetensors", e);
-    }
+    if (!r.supervised) start_train_loaders(&r);
+    int stopped = train_all(&r);
     stop_loaders(r.train_loaders);
+    stop_loaders(r.val_loaders);
+    error_link = NULL;
+    train_link_close(&r.link);
     train_input_close(r.train);
-    train_input_close(r.val);
+    if (r.val) train_input_close(r.val);
     zmq_ctx_term(r.ctx);
-    rmdir(r.sock);
+    if (!r.supervised) rmdir(r.sock);
+    train_account_free(&r.acct);
     tb_free(&r.tb);
     ckpt_meta_free(&r.meta);
     loader_index_close(&r.ix);
-    printf("stoker-train: best val top-1 %.2f%%, checkpoints in %s/checkpoints\n", r.best_top1, r.out);
+    if (stopped) printf("stoker-train: stopped; final checkpoint in %s/checkpoints\n", r.out);
+    else if (r.supervised) printf("stoker-train: done; checkpoints in %s/checkpoints\n", r.out);
+    else printf("stoker-train: best val top-1 %.2f%%, checkpoints in %s/checkpoints\n",
+                r.best_top1, r.out);
     return 0;
 }

@@ -1,0 +1,68 @@
+/* eval_config.c: stoker-eval's flags (see eval_config.h). */
+#include "eval_config.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f) {
+    fprintf(f,
+        "usage: stoker-eval --data-path DIR (--checkpoint FILE | --checkpoints EP) [options]\n"
+        "  --checkpoint FILE       evaluate FILE on the val split, print the figures, exit\n"
+        "  --checkpoints EP        follow checkpoint notices published at EP (the newest only)\n"
+        "  --model NAME            smallcnn (default), resnet18, resnet34\n"
+        "  -b, --batch-size N      32      -j, --workers N   val loader processes (1)\n"
+        "  --val-resize-size N  --val-crop-size N   (28/28 for smallcnn, else 256/224)\n"
+        "  --best FILE             keep the best checkpoint by top-1 at FILE\n"
+        "  --control EP  --reports EP   shutdown SUB, reports PUSH (stoker-run uses them)\n");
+}
+
+static int bad(const char *what, const char *v) {
+    fprintf(stderr, "stoker-eval: %s '%s' (see --help)\n", what, v ? v : "");
+    return -1;
+}
+
+static int positive(const char *s, int hi, int *out) {
+    char *e;
+    long v = strtol(s, &e, 10);
+    if (e == s || *e || v < 1 || v > hi) return -1;
+    *out = (int)v;
+    return 0;
+}
+
+int eval_config_parse(EvalConfig *c, int argc, char **argv) {
+    enum { O_DATA = 256, O_MODEL, O_VRES, O_VCROP, O_CKPT, O_CKPTS, O_CONTROL, O_REPORTS, O_BEST };
+    static const struct option opts[] = {
+        {"data-path", 1, 0, O_DATA}, {"model", 1, 0, O_MODEL}, {"batch-size", 1, 0, 'b'},
+        {"workers", 1, 0, 'j'}, {"val-resize-size", 1, 0, O_VRES}, {"val-crop-size", 1, 0, O_VCROP},
+        {"checkpoint", 1, 0, O_CKPT}, {"checkpoints", 1, 0, O_CKPTS}, {"control", 1, 0, O_CONTROL},
+        {"reports", 1, 0, O_REPORTS}, {"best", 1, 0, O_BEST}, {"help", 0, 0, 'h'}, {0}};
+    *c = (EvalConfig){.model = "smallcnn", .batch_size = 32, .workers = 1};
+    int opt;
+    while ((opt = getopt_long(argc, argv, "b:j:h", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'h': usage(stdout); return 1;
+        case O_DATA: c->data_path = optarg; break;
+        case O_MODEL: c->model = optarg; break;
+        case O_CKPT: c->checkpoint = optarg; break;
+        case O_CKPTS: c->checkpoints = optarg; break;
+        case O_CONTROL: c->control = optarg; break;
+        case O_REPORTS: c->reports = optarg; break;
+        case O_BEST: c->best = optarg; break;
+        case 'b': if (positive(optarg, 65536, &c->batch_size)) return bad("bad -b", optarg); break;
+        case 'j': if (positive(optarg, 1024, &c->workers)) return bad("bad -j", optarg); break;
+        case O_VRES: if (positive(optarg, 8192, &c->val_resize)) return bad("bad size", optarg); break;
+        case O_VCROP: if (positive(optarg, 4096, &c->val_crop)) return bad("bad size", optarg); break;
+        default: usage(stderr); return -1;
+        }
+    }
+    if (optind != argc) return bad("unexpected argument", argv[optind]);
+    if (!c->data_path) return bad("--data-path is required", "");
+    if (!c->checkpoint == !c->checkpoints) return bad("give one of --checkpoint, --checkpoints", "");
+    int small = !strcmp(c->model, "smallcnn");
+    if (!c->val_resize) c->val_resize = small ? 28 : 256;
+    if (!c->val_crop) c->val_crop = small ? 28 : 224;
+    if (c->val_crop > c->val_resize) return bad("--val-crop-size is larger than", "--val-resize-size");
+    return 0;
+}

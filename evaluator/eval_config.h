@@ -1,0 +1,21 @@
+/* eval_config.h: stoker-eval's settings, flags named as stoker-train's. */
+#ifndef EVAL_CONFIG_H
+#define EVAL_CONFIG_H
+
+typedef struct EvalConfig {
+    const char *data_path;   /* --data-path: the indexed ImageFolder (its val split) */
+    const char *model;       /* --model (smallcnn) */
+    int batch_size;          /* -b/--batch-size (32) */
+    int workers;             /* -j/--workers: val loader processes (1) */
+    int val_resize, val_crop; /* --val-resize-size, --val-crop-size (28/28 smallcnn, else 256/224) */
+    const char *checkpoint;  /* --checkpoint FILE: evaluate it once and exit */
+    const char *checkpoints; /* --checkpoints EP: follow a trainer's notices (SUB, conflated) */
+    const char *control;     /* --control EP: SUB for shutdown */
+    const char *reports;     /* --reports EP: PUSH the figures; without it they are printed */
+    const char *best;        /* --best FILE: keep the best checkpoint by top-1 there */
+} EvalConfig;
+
+/* Parses argv; 0, 1 for --help (printed), -1 after printing what is wrong. */
+int eval_config_parse(EvalConfig *c, int argc, char **argv);
+
+#endif

@@ -1,0 +1,271 @@
+/* eval_main.c: stoker-eval, the evaluator process. It evaluates a checkpoint on the val
+ * split with eval-mode loaders of its own (stoker-loader --split val next to this
+ * program, on a private ipc:// socket) and reports loss, top-1, top-5, per-class
+ * accuracy and the confusion matrix; it keeps the best checkpoint by top-1.
+ *
+ *   stoker-eval --data-path D --checkpoint FILE          evaluate once, print, exit
+ *   stoker-eval --data-path D --checkpoints EP ...       follow a trainer's notices
+ *
+ * Following, the checkpoint SUB socket is conflated (ZMQ_CONFLATE): it holds only the
+ * newest notice, so an evaluator slower than the trainer skips to the latest checkpoint
+ * instead of queueing. Figures go to the reports socket as metrics (eval_report.c), or
+ * to stdout without one. A shutdown message or SIGINT/SIGTERM stops it. */
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ckpt.h"
+#include "cpu_input.h"
+#include "cpu_net.h"
+#include "eval_report.h"
+#include "loader_index.h"
+#include "loader_order.h"
+#include "train_input.h"
+
+#define POLL_MS 200
+#define DATA_TIMEOUT_MS 120000 /* no val batch for this long: the loaders are gone */
+
+typedef struct Eval {
+    EvalConfig cfg;
+    LoaderIndex ix;
+    Model model;
+    CpuNet net;
+    EvalStats stats;
+    EvalReport rep;
+    void *ctx, *notices;
+    char sock[64], loader[PATH_MAX];
+    uint64_t n_val, val_batches, round;
+    double best_top1;
+} Eval;
+
+static volatile sig_atomic_t stop_signal;
+static void on_signal(int sig) { (void)sig; stop_signal = 1; }
+
+static void die(Eval *e, const char *what, const StkErr *err) {
+    char msg[2 * STK_ERR_LEN];
+    snprintf(msg, sizeof msg, "%s: %s", what, err ? err->msg : strerror(errno));
+    fprintf(stderr, "stoker-eval: %s\n", msg);
+    if (e) eval_report_error(&e->rep, msg);
+    exit(1);
+}
+
+static int stopping(Eval *e) { return stop_signal || eval_report_stop(&e->rep); }
+
+/* Starts the val loaders on endpoint ep; returns the pid of their parent. */
+static pid_t spawn_loaders(Eval *e, const char *ep) {
+    char j[16], b[16], res[16], crop[16];
+    snprintf(j, sizeof j, "%d", e->cfg.workers);
+    snprintf(b, sizeof b, "%d", e->cfg.batch_size);
+    snprintf(res, sizeof res, "%d", e->cfg.val_resize);
+    snprintf(crop, sizeof crop, "%d", e->cfg.val_crop);
+    const char *argv[] = {e->loader, "--data", ep, "--split", "val", "-j", j, "--batch", b,
+                          "--epochs", "1", "--val-resize-size", res, "--val-crop-size", crop,
+                          "-q", "--stay", e->cfg.data_path, NULL};
+    /* Stop signals stay blocked across fork: until exec the child has our handler, which
+     * would swallow the SIGTERM stop_loaders may send right away (the loader would then
+     * stay forever). The child unblocks them with the default action, then execs. */
+    sigset_t stops, old;
+    sigemptyset(&stops);
+    sigaddset(&stops, SIGTERM), sigaddset(&stops, SIGINT);
+    sigprocmask(SIG_BLOCK, &stops, &old);
+    pid_t parent = getpid(), pid = fork();
+    if (pid == 0) {
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_IGN); /* a terminal's Ctrl-C is for the evaluator to handle */
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* an evaluator killed outright leaves no loader */
+        if (getppid() != parent) _exit(1);
+        execv(argv[0], (char *const *)argv);
+        fprintf(stderr, "stoker-eval: exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    if (pid < 0) die(e, "fork", NULL);
+    return pid;
+}
+
+static void stop_loaders(pid_t pid) {
+    kill(pid, SIGTERM);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
+}
+
+/* Normalises a batch into the net's input (a short last batch padded with zeros). */
+static void normalize(Eval *e, const TrainBatch *b) {
+    StkErr err;
+    int crop = e->cfg.val_crop;
+    Shape4 s = {(int)b->n, 3, crop, crop};
+    if (cpu_input_normalize(b->pixels, cpu_net_input(&e->net), s, CPU_IMAGENET_MEAN,
+                            CPU_IMAGENET_STD, &err))
+        die(e, "input", &err);
+    size_t per = (size_t)3 * crop * crop;
+    memset(cpu_net_input(&e->net) + b->n * per, 0, (e->cfg.batch_size - (int)b->n) * per * 4);
+}
+
+/* Runs the val split through the net into e->stats; 1 if told to stop midway. */
+static int run_val(Eval *e, TrainInput *in) {
+    StkErr err;
+    eval_stats_reset(&e->stats);
+    for (int waited = 0;;) {
+        if (stopping(e)) return 1;
+        TrainBatch b;
+        int done, rc = train_input_next(in, 0, POLL_MS, &b, &done, &err);
+        if (rc == TRAIN_INPUT_TIMEOUT && (waited += POLL_MS) < DATA_TIMEOUT_MS) continue;
+        if (rc) die(e, "val data", &err);
+        if (done) return 0;
+        waited = 0;
+        normalize(e, &b);
+        const float *logits;
+        if (cpu_net_forward(&e->net, 0, 0, &logits, &err) ||
+            eval_stats_add(&e->stats, (int)b.n, logits, b.labels, &err))
+            die(e, "eval", &err);
+    }
+}
+
+/* Evaluates the checkpoint at path; 0 done, 1 stopped, -1 unreadable (reported). */
+static int evaluate(Eval *e, const char *path) {
+    StkErr err;
+    if (ckpt_load(path, &e->model, e->net.params, e->net.num_batches_tracked, &err)) {
+        fprintf(stderr, "stoker-eval: %s\n", err.msg);
+        eval_report_error(&e->rep, err.msg);
+        return -1;
+    }
+    char ep[128];
+    snprintf(ep, sizeof ep, "ipc://%s/eval-%llu", e->sock, (unsigned long long)e->round++);
+    TrainInputConfig c = {.endpoint = ep, .batches_per_epoch = e->val_batches,
+                          .batch = (uint32_t)e->cfg.batch_size, .height = (uint32_t)e->cfg.val_crop,
+                          .width = (uint32_t)e->cfg.val_crop, .channels = 3, .epochs = 1,
+                          .window = 2 * (uint32_t)e->cfg.workers + 2};
+    TrainInput *in;
+    if (train_input_open(&in, e->ctx, &c, &err)) die(e, "evaldata socket", &err);
+    pid_t loaders = spawn_loaders(e, ep);
+    int rc = run_val(e, in);
+    stop_loaders(loaders); /* they stayed until every batch was taken (loader_proc.h) */
+    train_input_close(in);
+    unlink(ep + strlen("ipc://")); /* ZeroMQ leaves the socket file behind */
+    return rc;
+}
+
+/* After an evaluation: report it, and keep the checkpoint as best if its top-1 is. */
+static void finish(Eval *e, const char *path, uint32_t epoch, uint64_t step) {
+    double top1 = eval_stats_top1(&e->stats);
+    int best = top1 > e->best_top1 || e->best_top1 < 0;
+    if (best && e->cfg.best) {
+        char ep[16], st[32], t1[32];
+        snprintf(ep, sizeof ep, "%u", epoch);
+        snprintf(st, sizeof st, "%llu", (unsigned long long)step);
+        snprintf(t1, sizeof t1, "%.4f", top1);
+        StMeta meta[4] = {{"format", "pt"}, {"epoch", ep}, {"steps", st}, {"top1", t1}};
+        StkErr err;
+        if (ckpt_save(e->cfg.best, &e->model, e->net.params, e->net.num_batches_tracked, meta,
+                      4, &err)) {
+            fprintf(stderr, "stoker-eval: best checkpoint not written: %s\n", err.msg);
+            eval_report_error(&e->rep, err.msg);
+            best = 0;
+        }
+    }
+    if (best) e->best_top1 = top1;
+    eval_report_stats(&e->rep, &e->stats, path, epoch, step, best);
+}
+
+/* Epoch and step a checkpoint file records, for --checkpoint. */
+static void file_position(const char *path, uint32_t *epoch, uint64_t *step) {
+    StFile f;
+    StkErr err;
+    *epoch = 0, *step = 0;
+    if (st_open(&f, path, &err)) return;
+    const char *ep = st_meta(&f, "epoch"), *st = st_meta(&f, "steps");
+    if (ep && atoi(ep) > 0) *epoch = (uint32_t)atoi(ep);
+    if (st) *step = strtoull(st, NULL, 10);
+    st_close(&f);
+}
+
+/* The top-1 an existing best checkpoint records (a resumed run keeps its best). */
+static double previous_best(const char *path) {
+    StFile f;
+    StkErr err;
+    if (!path || st_open(&f, path, &err)) return -1;
+    const char *t = st_meta(&f, "top1");
+    double v = t ? atof(t) : -1;
+    st_close(&f);
+    return v;
+}
+
+static void setup(Eval *e, const char *argv0) {
+    StkErr err;
+    char self[PATH_MAX], path[PATH_MAX];
+    snprintf(self, sizeof self, "%s", argv0);
+    snprintf(e->loader, sizeof e->loader, "%s/stoker-loader", dirname(self));
+    snprintf(path, sizeof path, "%s/%s", e->cfg.data_path, LOADER_INDEX_DEFAULT_NAME);
+    if (loader_index_open(&e->ix, path, &err)) die(e, "index", &err);
+    e->n_val = loader_index_count(&e->ix, LOADER_VAL);
+    e->val_batches = loader_order_batches(e->n_val, (uint32_t)e->cfg.batch_size, 0);
+    if (!e->val_batches) die(e, "dataset", &(StkErr){"the val split is empty"});
+    int k = (int)loader_index_num_classes(&e->ix), crop = e->cfg.val_crop;
+    OptimConfig opt = {OPTIM_SGD, 0.9, 0, 0, 0.9, 0.999, 1e-8}; /* unused: no steps */
+    if (model_build(&e->model, e->cfg.model, 3, crop, crop, k, &err) ||
+        cpu_net_init(&e->net, &e->model, e->cfg.batch_size, &opt, &err) ||
+        eval_stats_init(&e->stats, k, e->cfg.batch_size, &err))
+        die(e, "model", &err);
+    strcpy(e->sock, "/tmp/stoker-eval-XXXXXX");
+    if (!mkdtemp(e->sock)) die(e, "mkdtemp", NULL); /* 0700: the val socket is private */
+    e->best_top1 = previous_best(e->cfg.best);
+}
+
+/* Follows the notices until shutdown: always the newest one, evaluated once each. */
+static void follow(Eval *e) {
+    char path[PROTO_MAX_PATH + 1];
+    while (!stopping(e)) {
+        ProtoCheckpoint ck;
+        if (eval_report_next_notice(&e->rep, e->notices, POLL_MS, &ck, path, sizeof path)) continue;
+        int rc = evaluate(e, path);
+        if (rc == 1) break;
+        if (rc) continue;
+        /* the trainer may have replaced the file since its notice: label the figures
+         * with what the file says it is when that differs */
+        uint32_t epoch;
+        uint64_t step;
+        file_position(path, &epoch, &step);
+        if (step == ck.step) epoch = ck.epoch;
+        finish(e, path, epoch, step);
+    }
+}
+
+int main(int argc, char **argv) {
+    static Eval e;
+    int rc = eval_config_parse(&e.cfg, argc, argv);
+    if (rc) return rc > 0 ? 0 : 2;
+    StkErr err;
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL), sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN); /* a file-size limit fails the best checkpoint, not us */
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (!(e.ctx = zmq_ctx_new())) die(NULL, "zmq_ctx_new", NULL);
+    if (eval_report_open(&e.rep, e.ctx, &e.cfg, &e.notices, &err)) die(NULL, "sockets", &err);
+    setup(&e, argv[0]);
+    if (e.cfg.checkpoint) {
+        uint32_t epoch;
+        uint64_t step;
+        file_position(e.cfg.checkpoint, &epoch, &step);
+        rc = evaluate(&e, e.cfg.checkpoint);
+        if (rc == 0) finish(&e, e.cfg.checkpoint, epoch, step);
+    } else {
+        follow(&e);
+    }
+    eval_report_close(&e.rep);
+    if (e.notices) zmq_close(e.notices);
+    zmq_ctx_term(e.ctx);
+    rmdir(e.sock);
+    eval_stats_free(&e.stats);
+    cpu_net_free(&e.net);
+    loader_index_close(&e.ix);
+    return rc < 0 ? 1 : 0;
+}

@@ -1,0 +1,174 @@
+/* run_args.c: stoker-run's command line and config.json (see run_sup.h). */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "run_sup.h"
+#include "st_file.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+        "usage: stoker-run --data-path DIR [-j N] [--output-dir DIR] [stoker-train flags]\n"
+        "       stoker-run --resume RUNDIR [flags]\n"
+        "Starts N loaders, stoker-train and stoker-eval, shows progress and writes the run\n"
+        "directory (config.json, metrics.jsonl, metrics.csv, bad_files.log, checkpoints/,\n"
+        "plots/). Ctrl-C stops it with a final checkpoint; --resume continues that run.\n"
+        "  -j, --workers N     loader processes (default: the cores left after the trainer\n"
+        "                      and the evaluator, at least 1)\n"
+        "  --output-dir DIR    the run directory (runs/<time>)\n"
+        "  --resume RUNDIR     continue the run in RUNDIR from checkpoints/last.safetensors\n"
+        "  --tcp PORT          sockets on tcp://127.0.0.1:PORT..PORT+3 instead of private ipc\n"
+        "  --hang-timeout S    a loader without a heartbeat for S s is killed and restarted;\n"
+        "                      the trainer silent for 5 S is named (60)\n"
+        "Every other flag goes to stoker-train (see stoker-train --help).\n");
+}
+
+static void bad(const char *what) {
+    fprintf(stderr, "stoker-run: %s (see --help)\n", what);
+    exit(2);
+}
+
+/* The flags recorded in RUNDIR/config.json, for a bare --resume. */
+static void recorded_args(Sup *s) {
+    char p[PATH_MAX + 32];
+    snprintf(p, sizeof p, "%s/config.json", s->resume_dir);
+    json_error_t je;
+    json_t *c = json_load_file(p, 0, &je), *a = c ? json_object_get(c, "train_args") : NULL;
+    if (!json_is_array(a)) {
+        fprintf(stderr, "stoker-run: --resume: %s: %s\n", p, c ? "no train_args" : je.text);
+        exit(2);
+    }
+    for (size_t i = 0; i < json_array_size(a) && s->nuser < RUN_MAX_USER_ARGS; i++)
+        if (json_is_string(json_array_get(a, i)))
+            s->user[s->nuser++] = strdup(json_string_value(json_array_get(a, i)));
+    json_decref(c);
+}
+
+/* The epoch after the one the run's last checkpoint completed. */
+static int resume_epoch(const char *dir) {
+    char p[PATH_MAX + 64];
+    snprintf(p, sizeof p, "%s/checkpoints/last.state.safetensors", dir);
+    StFile f;
+    StkErr err;
+    if (st_open(&f, p, &err)) {
+        fprintf(stderr, "stoker-run: --resume: %s\n", err.msg);
+        exit(2);
+    }
+    const char *e = st_meta(&f, "epoch");
+    int epoch = e ? atoi(e) + 1 : 0;
+    st_close(&f);
+    return epoch;
+}
+
+/* s->out made absolute: the children and checkpoint notices use it from other cwds. */
+static void absolute_out(Sup *s, const char *dir) {
+    char cwd[PATH_MAX / 2];
+    if (dir[0] == '/' || !getcwd(cwd, sizeof cwd)) snprintf(s->out, sizeof s->out, "%s", dir);
+    else snprintf(s->out, sizeof s->out, "%s/%s", cwd, dir);
+}
+
+static void split_args(Sup *s, int argc, char **argv, const char **out) {
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) usage(stdout), exit(0);
+        if (!strcmp(a, "-j") || !strcmp(a, "--workers") || !strncmp(a, "-j", 2) ||
+            !strncmp(a, "--workers=", 10)) {
+            const char *n = a[1] == 'j' && a[2] ? a + 2 : !strncmp(a, "--workers=", 10) ? a + 10 : v;
+            if (n == v) i++;
+            if (!n || (s->workers = atoi(n)) < 1 || s->workers > RUN_MAX_PROCS - 2) bad("bad -j");
+        } else if (!strcmp(a, "--hang-timeout")) {
+            if (!v || (s->hang_s = atoi(v)) < 1) bad("bad --hang-timeout");
+            i++;
+        } else if (!strcmp(a, "--tcp")) {
+            if (!v || (s->tcp_port = atoi(v)) < 1 || s->tcp_port > 65532) bad("bad --tcp port");
+            i++;
+        } else if (!strcmp(a, "--output-dir") || !strcmp(a, "--resume")) {
+            if (!v) bad("a flag without its value");
+            if (a[2] == 'o') *out = v;
+            else s->resume_dir = v;
+            i++;
+        } else if (s->nuser < RUN_MAX_USER_ARGS) {
+            s->user[s->nuser++] = a;
+        } else {
+            bad("too many flags");
+        }
+    }
+}
+
+void parse_args(Sup *s, int argc, char **argv) {
+    const char *out = NULL;
+    split_args(s, argc, argv, &out);
+    if (s->resume_dir && !s->nuser) recorded_args(s);
+    char *check[RUN_MAX_USER_ARGS + 2] = {"stoker-run"};
+    for (int i = 0; i < s->nuser; i++) check[i + 1] = (char *)s->user[i];
+    if (train_config_parse(&s->tc, s->nuser + 1, check)) exit(2); /* getopt permutes: a copy */
+    if (!s->hang_s) s->hang_s = 60;
+    if (!s->workers) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        s->workers = cores > 3 ? (int)cores - 2 : 1;
+    }
+    if (s->resume_dir) {
+        if (out) bad("--resume continues in its own directory: no --output-dir");
+        absolute_out(s, s->resume_dir);
+        s->start_epoch = resume_epoch(s->out);
+        if (s->start_epoch >= s->tc.epochs) bad("--resume: that run has done all its epochs");
+    } else if (out) {
+        absolute_out(s, out);
+    } else {
+        char name[64];
+        time_t t = time(NULL);
+        strftime(name, sizeof name, "runs/%Y%m%d-%H%M%S", localtime(&t));
+        absolute_out(s, name);
+    }
+    s->train_epoch = (uint32_t)s->start_epoch;
+}
+
+void *config_json(const Sup *s, int argc, char **argv) {
+    const TrainConfig *c = &s->tc;
+    json_t *o = json_object(), *a = json_array(), *t = json_array();
+    for (int i = 0; i < argc; i++) json_array_append_new(a, json_string(argv[i]));
+    for (int i = 0; i < s->nuser; i++) json_array_append_new(t, json_string(s->user[i]));
+    static const char *const opts[] = {"sgd", "adamw"};
+    static const char *const scheds[] = {"steplr", "cosineannealinglr", "exponentiallr"};
+    json_object_set_new(o, "argv", a);
+    json_object_set_new(o, "train_args", t);
+    json_object_set_new(o, "data_path", json_string(c->data_path));
+    json_object_set_new(o, "model", json_string(c->model));
+    json_object_set_new(o, "backend", json_string("cpu"));
+    json_object_set_new(o, "output_dir", json_string(s->out));
+    json_object_set_new(o, "resume", s->resume_dir ? json_string(s->resume_dir) : json_null());
+    json_object_set_new(o, "start_epoch", json_integer(s->start_epoch));
+    json_object_set_new(o, "epochs", json_integer(c->epochs));
+    json_object_set_new(o, "batch_size", json_integer(c->batch_size));
+    json_object_set_new(o, "workers", json_integer(s->workers));
+    json_object_set_new(o, "opt", json_string(opts[c->opt.kind]));
+    json_object_set_new(o, "lr", json_real(c->sched.lr));
+    json_object_set_new(o, "momentum", json_real(c->opt.momentum));
+    json_object_set_new(o, "nesterov", json_boolean(c->opt.nesterov));
+    json_object_set_new(o, "weight_decay", json_real(c->weight_decay));
+    json_object_set_new(o, "norm_weight_decay", json_real(c->norm_weight_decay));
+    json_object_set_new(o, "label_smoothing", json_real(c->label_smoothing));
+    json_object_set_new(o, "lr_scheduler", json_string(scheds[c->sched.kind]));
+    json_object_set_new(o, "lr_step_size", json_integer(c->sched.step_size));
+    json_object_set_new(o, "lr_gamma", json_real(c->sched.gamma));
+    json_object_set_new(o, "lr_min", json_real(c->sched.lr_min));
+    json_object_set_new(o, "lr_warmup_epochs", json_integer(c->sched.warmup_epochs));
+    json_object_set_new(o, "lr_warmup_decay", json_real(c->sched.warmup_decay));
+    json_object_set_new(o, "lr_per_iteration", json_boolean(c->lr_per_iteration));
+    json_object_set_new(o, "seed", json_integer((json_int_t)c->seed));
+    json_object_set_new(o, "train_crop_size", json_integer(c->train_crop));
+    json_object_set_new(o, "val_resize_size", json_integer(c->val_resize));
+    json_object_set_new(o, "val_crop_size", json_integer(c->val_crop));
+    json_object_set_new(o, "rrc_scale", c->rrc_scale ? json_string(c->rrc_scale) : json_null());
+    json_object_set_new(o, "deterministic", json_boolean(c->deterministic));
+    json_object_set_new(o, "print_freq", json_integer(c->print_freq));
+    json_object_set_new(o, "sockets", json_pack("{s:s, s:s, s:s, s:s}", "data", s->ep_data,
+                                                "checkpoints", s->ep_ckpt, "control", s->ep_ctl,
+                                                "reports", s->ep_rep));
+    return o;
+}

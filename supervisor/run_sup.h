@@ -1,0 +1,60 @@
+/* run_sup.h: stoker-run's state, shared by its main loop (run_main.c) and its handling
+ * of what arrives on the reports and checkpoint sockets (run_reports.c). */
+#ifndef RUN_SUP_H
+#define RUN_SUP_H
+
+#include <limits.h>
+#include <stdint.h>
+
+#include "proto_zmq.h"
+#include "run_dir.h"
+#include "run_procs.h"
+#include "run_progress.h"
+#include "train_config.h"
+
+#define RUN_MAX_USER_ARGS 200
+#define RUN_FIRST_LOADER 2 /* procs: trainer, evaluator, then loader i at 2 + i */
+
+typedef struct Sup {
+    TrainConfig tc;                  /* the training flags, parsed as stoker-train does */
+    const char *user[RUN_MAX_USER_ARGS]; /* the flags passed on to stoker-train */
+    int nuser;
+    int workers;                     /* loader processes */
+    const char *resume_dir;          /* --resume DIR */
+    int tcp_port;                    /* --tcp PORT: tcp://127.0.0.1:PORT..PORT+3, not ipc */
+    int hang_s;                      /* --hang-timeout: a loader silent this long is killed */
+    char out[PATH_MAX], bin[PATH_MAX], sock[64];
+    char ep_data[128], ep_ckpt[128], ep_ctl[128], ep_rep[128];
+    void *ctx, *pub, *pull, *notices;
+    ProtoOut po;
+    RunProcs procs;
+    RunDir dir;
+    RunProgress prog;
+    RunEval ev;                      /* the evaluation being assembled */
+    int start_epoch;                 /* first epoch of this (maybe resumed) run */
+    uint32_t train_epoch;            /* the trainer's current epoch: where loaders restart */
+    uint64_t final_step;             /* step of the newest checkpoint notice */
+    int have_notice;
+    uint64_t evaluated_step;         /* step of the newest evaluation */
+    int evaluations;
+    double best_top1;
+    uint32_t best_epoch;
+    uint64_t dropped;                /* malformed or foreign messages */
+    int trainer_done;                /* the trainer exited 0 */
+    int out_pipe[2];                 /* children's stdout/stderr, read by the supervisor */
+    char out_line[4096];             /* a line from them not yet complete */
+    size_t out_len;
+} Sup;
+
+/* Parses stoker-run's own flags (-j/--workers, --output-dir, --resume DIR, --tcp) and checks
+ * the rest as stoker-train would (they are passed on to it); exits on bad usage. With
+ * --resume DIR and no other flags the run's recorded flags (config.json) are reused. */
+void parse_args(Sup *s, int argc, char **argv);
+
+/* Every setting of the run as a JSON object (jansson json_t *) for config.json. */
+void *config_json(const Sup *s, int argc, char **argv);
+
+/* Reads everything waiting on the reports socket and the notices; never blocks. */
+void run_reports_drain(Sup *s);
+
+#endif

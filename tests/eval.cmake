@@ -1,0 +1,4 @@
+# Evaluator suites: stoker-eval once and following notices.
+stoker_test(eval SOURCES test_eval.c test_proc_fixture.c test_loader_fixture.c
+            LIBS stoker_loader stoker_proto PkgConfig::ZLIB)
+add_dependencies(test_eval stoker-eval stoker-train stoker-loader stoker-data)

@@ -1,0 +1,189 @@
+/* test_eval.c: stoker-eval as stoker-run drives it and as a user runs it: the figures
+ * of a checkpoint equal stoker-train's own evaluation of it; following notices on a
+ * conflated SUB it evaluates the newest, reports loss/top-k/per-class/confusion, keeps
+ * best.safetensors, drops foreign messages and stops on a shutdown message. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "test_loader_fixture.h"
+#include "test_proc_fixture.h"
+
+static char *root, data[512], ckpt[600];
+static char ep_ck[600], ep_ctl[600], ep_rep[600];
+static void *ctx, *pub_ck, *pub_ctl, *rep;
+static pid_t kid;
+
+#define SIZES "-b 16 --val-resize-size 16 --val-crop-size 16"
+
+static void setup(void) {
+    root = fx_tmpdir();
+    snprintf(data, sizeof data, "%s/syn", root);
+    px_synth(data);
+    snprintf(ckpt, sizeof ckpt, "%s/out/checkpoints/last.safetensors", root);
+    snprintf(ep_ck, sizeof ep_ck, "ipc://%s/k", root);
+    snprintf(ep_ctl, sizeof ep_ctl, "ipc://%s/c", root);
+    snprintf(ep_rep, sizeof ep_rep, "ipc://%s/r", root);
+    ctx = zmq_ctx_new();
+    pub_ck = px_socket(ctx, ZMQ_PUB, ep_ck, 1);
+    pub_ctl = px_socket(ctx, ZMQ_PUB, ep_ctl, 1);
+    rep = px_socket(ctx, ZMQ_PULL, ep_rep, 1);
+}
+
+static void teardown(void) {
+    if (kid > 0) kill(-kid, SIGKILL);
+    zmq_close(pub_ck), zmq_close(pub_ctl), zmq_close(rep);
+    zmq_ctx_term(ctx);
+    fx_rmtree(root);
+    free(root);
+}
+
+TestSuite(eval, .init = setup, .fini = teardown, .timeout = 60);
+
+/* Trains one epoch standalone into root/out; returns the top-1 it printed. */
+static double train_one_epoch(void) {
+    char args[2048], out[8192];
+    snprintf(args, sizeof args, "--data-path %s --train-crop-size 16 " SIZES " -j 1 "
+             "--epochs 1 --lr 0.05 --output-dir %s/out", data, root);
+    cr_assert_eq(fx_run_tool(root, "stoker-train", args, out, sizeof out, NULL, 0), 0);
+    const char *p = strstr(out, "top-1 ");
+    cr_assert(p, "%s", out);
+    return atof(p + 6);
+}
+
+Test(eval, a_checkpoint_scores_as_the_trainer_scored_it) {
+    double trainer = train_one_epoch();
+    char args[2048], out[8192];
+    snprintf(args, sizeof args, "--data-path %s --checkpoint %s " SIZES, data, ckpt);
+    cr_assert_eq(fx_run_tool(root, "stoker-eval", args, out, sizeof out, NULL, 0), 0);
+    const char *p = strstr(out, "top-1 ");
+    cr_assert(p, "%s", out);
+    /* the trainer prints two decimals */
+    cr_assert_float_eq(atof(p + 6), trainer, 0.006, "eval %s vs trainer %.2f", p, trainer);
+    cr_assert(strstr(out, "(64 images)"), "%s", out);
+    /* the confusion matrix: 4 rows of 16 samples each, diagonal = top-1 */
+    p = strstr(out, "predicted):\n");
+    cr_assert(p, "%s", out);
+    p += strlen("predicted):\n");
+    long diag = 0;
+    for (int i = 0; i < 4; i++) {
+        long row = 0;
+        for (int j = 0; j < 4; j++) {
+            char *e;
+            long v = strtol(p, &e, 10);
+            cr_assert(e != p, "row %d: %s", i, p);
+            row += v, diag += i == j ? v : 0, p = e;
+        }
+        cr_assert_eq(row, 16, "row %d sums to %ld", i, row);
+    }
+    cr_assert_float_eq(100.0 * diag / 64, trainer, 0.006);
+}
+
+Test(eval, a_missing_checkpoint_fails_and_says_so) {
+    char args[2048], err[4096];
+    snprintf(args, sizeof args, "--data-path %s --checkpoint %s/nope " SIZES, data, root);
+    cr_assert_eq(fx_run_tool(root, "stoker-eval", args, NULL, 0, err, sizeof err), 1);
+    cr_assert(strstr(err, "nope"), "%s", err);
+}
+
+static void notice(uint32_t epoch) {
+    ProtoMsg m = {.type = PROTO_CHECKPOINT};
+    /* the file's own step (one epoch of 16): a notice the file contradicts is labelled
+     * by the file, as when the trainer replaced it meanwhile */
+    m.u.checkpoint = (ProtoCheckpoint){proto_str(ckpt), epoch, 16};
+    ProtoOut o;
+    StkErr err;
+    cr_assert_eq(proto_out_init(&o, &err), 0);
+    cr_assert_eq(proto_send(&o, pub_ck, &m, NULL, 0, &err), PROTO_OK, "%s", err.msg);
+    proto_out_free(&o);
+}
+
+static double value(const ProtoMetrics *m, const char *name) {
+    for (uint32_t i = 0; i < m->count; i++)
+        if (m->items[i].name.len == strlen(name) && !memcmp(m->items[i].name.ptr, name, m->items[i].name.len))
+            return m->items[i].value;
+    return -1;
+}
+
+/* Reads reports until an eval_done; returns the epoch evaluated, sums its confusion. */
+static uint32_t one_evaluation(double *top1, double *cm_sum, int ms) {
+    *cm_sum = 0;
+    for (;;) {
+        ProtoRecv r;
+        cr_assert_eq(px_recv(rep, &r, ms), PROTO_OK, "no evaluation report");
+        const ProtoMetrics *m = &r.msg.u.metrics;
+        cr_assert(r.msg.type == PROTO_METRICS && m->role == PROTO_ROLE_EVALUATOR,
+                  "an evaluator report of type %d", r.msg.type);
+        if (value(m, "top1") >= 0) *top1 = value(m, "top1");
+        for (uint32_t i = 0; i < m->count; i++)
+            if (!strncmp(m->items[i].name.ptr, "cm.", 3)) *cm_sum += m->items[i].value;
+        int done = value(m, "eval_done") == 1;
+        uint32_t epoch = m->epoch;
+        proto_recv_release(&r);
+        if (done) return epoch;
+    }
+}
+
+Test(eval, follows_the_newest_notice_reports_everything_and_keeps_the_best) {
+    double trainer = train_one_epoch(), top1 = -1, cm;
+    char best[700], log[700];
+    snprintf(best, sizeof best, "%s/best.safetensors", root);
+    snprintf(log, sizeof log, "%s/eval.log", root);
+    const char *argv[] = {STOKER_BIN_DIR "/stoker-eval", "--data-path", data, "--checkpoints",
+                          ep_ck, "--control", ep_ctl, "--reports", ep_rep, "--best", best, "-b",
+                          "16", "--val-resize-size", "16", "--val-crop-size", "16", NULL};
+    kid = px_spawn(argv, log);
+    /* notices until the SUB has joined and one is evaluated */
+    ProtoRecv r;
+    int joined = 0;
+    for (int i = 0; i < 100 && !joined; i++) {
+        notice(1);
+        joined = px_recv(rep, &r, 100) == PROTO_OK;
+    }
+    cr_assert(joined, "no report after 100 notices");
+    int done = value(&r.msg.u.metrics, "eval_done") == 1;
+    proto_recv_release(&r);
+    if (!done) one_evaluation(&top1, &cm, 10000); /* the rest of epoch 1's */
+    /* garbage on its control socket is dropped and logged, and does not stop it */
+    cr_assert_eq(zmq_send(pub_ctl, "\x93\x01\x05", 3, 0), 3);
+    /* a foreign frame on the idle evaluator's notice socket is logged and dropped (sent
+     * alone: conflation would replace it by a notice right after it) */
+    usleep(300000);
+    char *text = NULL;
+    for (int t = 0; t < 4000 && !(text && strstr(text, "checkpoints: dropped")); t += 200) {
+        free(text);
+        cr_assert_eq(zmq_send(pub_ck, "\xc1", 1, 0), 1);
+        usleep(200000);
+        text = px_slurp(log);
+    }
+    cr_assert(text && strstr(text, "checkpoints: dropped"), "%s", text ? text : "");
+    cr_assert(strstr(text, "control: dropped"), "%s", text);
+    free(text);
+    for (uint32_t e = 5; e <= 7; e++) notice(e); /* a burst: conflation keeps the newest */
+    int evaluations = 0;
+    for (uint32_t last = 0; last != 7;) {
+        last = one_evaluation(&top1, &cm, 10000);
+        evaluations += last >= 5; /* a repeated epoch-1 notice may still be in flight */
+    }
+    cr_assert(evaluations <= 2, "%d evaluations of a 3-notice burst: not conflated", evaluations);
+    cr_assert_float_eq(top1, trainer, 0.006, "evaluator %f, trainer %f", top1, trainer);
+    cr_assert_float_eq(cm, 64, 0, "the confusion matrix counts %f samples", cm);
+    cr_assert(fx_exists(best), "best.safetensors kept");
+    ProtoMsg m = {.type = PROTO_SHUTDOWN};
+    m.u.shutdown.reason = proto_str("test");
+    ProtoOut o;
+    StkErr err;
+    cr_assert_eq(proto_out_init(&o, &err), 0);
+    int status = 0, t = 0;
+    for (; t < 5000 && px_running(kid, &status); t += 50) {
+        cr_assert_eq(proto_send(&o, pub_ctl, &m, NULL, 0, &err), PROTO_OK);
+        usleep(50000);
+    }
+    proto_out_free(&o);
+    cr_assert(t < 5000 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit after shutdown");
+    kid = 0;
+}
