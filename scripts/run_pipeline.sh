@@ -13,12 +13,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 
-# The backend: the GPU if there is one, else the CPU; the CUDA trainer is not built yet
-# (issue 6), so today a GPU is named and the CPU backend trains.
+# The backend: the GPU if there is one (and this build has the CUDA backend), else the CPU.
+gpu=""
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
-  backend="the CPU backend (GPU found: $(nvidia-smi -L | head -1 | cut -d'(' -f1), but the CUDA trainer is not built yet)"
+  gpu=$(nvidia-smi -L | head -1 | cut -d'(' -f1)
+fi
+if [ -n "$gpu" ] && grep -qs "stoker: CUDA backend ON" build/configure.log; then
+  backend="the CUDA backend on $gpu"; device=(--device cuda)
+elif [ -n "$gpu" ]; then
+  backend="the CPU backend ($gpu found, but this build has no CUDA backend: build/configure.log says why)"; device=()
 else
-  backend="the CPU backend (no GPU found)"
+  backend="the CPU backend (no GPU found)"; device=()
 fi
 if [ $# -ge 1 ]; then
   data=$1; shift
@@ -33,5 +38,6 @@ else
     --opt adamw --lr 0.003 --weight-decay 0.05 --lr-scheduler cosineannealinglr \
     --lr-per-iteration --label-smoothing 0.1 --rrc-scale 1,1
 fi
-echo "run_pipeline.sh: training on $backend: stoker-run $*"
-exec build/bin/stoker-run "$@"
+case " $* " in *" --device "*) device=(); backend="the backend given";; esac
+echo "run_pipeline.sh: training on $backend: stoker-run $* ${device[*]}"
+exec build/bin/stoker-run "$@" "${device[@]}"
