@@ -3,6 +3,7 @@
 #include "cuda_check.h"
 #include "cuda_actfn.cuh"
 #include "cuda_elem.h"
+#include "stk_rng.h"
 
 #define ELEM_BLOCK 256
 #define ELEM_MAX_BLOCKS 8192
@@ -119,22 +120,11 @@ __global__ void scale_ds_kernel(int hw, int c, const T *x, const T *dy, T *ds) {
     }
 }
 
-/* stk_rng.h's splitmix64 finaliser and stream, on the device. */
-__device__ static inline uint64_t rng_mix(uint64_t x) {
-    x ^= x >> 30;
-    x *= 0xBF58476D1CE4E5B9ull;
-    x ^= x >> 27;
-    x *= 0x94D049BB133111EBull;
-    x ^= x >> 31;
-    return x;
-}
-
 template <typename T>
 __global__ void mask_kernel(size_t n, size_t run, double keep_p, float scale, uint64_t key,
                             const T *x, T *y) {
     GRID_STRIDE(i, n) {
-        uint64_t h = rng_mix(key + (i / run + 1) * 0x9E3779B97F4A7C15ull);
-        int keep = (double)(h >> 11) * 0x1.0p-53 < keep_p;
+        int keep = stk_rng_unit(stk_rng_at(key, i / run)) < keep_p; /* cpu_act.c's test */
         st(y + i, keep ? ld(x + i) * scale : 0.0f);
     }
 }

@@ -14,8 +14,16 @@
 
 #define STK_RNG_GOLDEN 0x9E3779B97F4A7C15ull /* splitmix64's increment */
 
+/* The mixing functions also compile for the GPU (cuda_elem.cu's dropout masks), so both
+ * backends draw the same masks from one definition. */
+#ifdef __CUDACC__
+#define STK_RNG_HD __host__ __device__
+#else
+#define STK_RNG_HD
+#endif
+
 /* Returns splitmix64's finaliser of x: a bijection on 64 bits with good avalanche. */
-static inline uint64_t stk_rng_mix(uint64_t x) {
+STK_RNG_HD static inline uint64_t stk_rng_mix(uint64_t x) {
     x ^= x >> 30;
     x *= 0xBF58476D1CE4E5B9ull;
     x ^= x >> 27;
@@ -25,17 +33,17 @@ static inline uint64_t stk_rng_mix(uint64_t x) {
 }
 
 /* Returns the counter-th output of the splitmix64 stream seeded with key. */
-static inline uint64_t stk_rng_at(uint64_t key, uint64_t counter) {
+STK_RNG_HD static inline uint64_t stk_rng_at(uint64_t key, uint64_t counter) {
     return stk_rng_mix(key + (counter + 1) * STK_RNG_GOLDEN);
 }
 
 /* Returns a key derived from a parent key and one more coordinate (epoch, sample...). */
-static inline uint64_t stk_rng_key(uint64_t parent, uint64_t coord) {
+STK_RNG_HD static inline uint64_t stk_rng_key(uint64_t parent, uint64_t coord) {
     return stk_rng_mix(stk_rng_mix(parent) ^ (coord + STK_RNG_GOLDEN));
 }
 
 /* Returns a uniform double in [0, 1) from the top 53 bits of h. */
-static inline double stk_rng_unit(uint64_t h) {
+STK_RNG_HD static inline double stk_rng_unit(uint64_t h) {
     return (double)(h >> 11) * 0x1.0p-53;
 }
 
