@@ -134,7 +134,11 @@ int cuda_net_step(CudaNet *net, double lr, double wd, double norm_wd, StkErr *er
 int cuda_net_profile_start(CudaNet *net, StkErr *err);
 int cuda_net_profile_read(CudaNet *net, StkErr *err);
 
-/* Host <-> device in PyTorch's layouts (waits for the stream): every parameter and
+/* Refreshes the bfloat16 copies of the convolution and linear weights from the float32
+ * master weights (the step and cuda_net_set_params do; no-op in float32). */
+int cuda_net_refresh_weights(CudaNet *net, StkErr *err);
+
+/* Host <-> device in PyTorch's layouts (cuda_net_io.c) (waits for the stream): every parameter and
  * buffer (model_total floats), trainable gradients (trainable floats), the input from
  * NCHW floats, the logits [batch, k] as float32. */
 int cuda_net_set_params(CudaNet *net, const float *host, StkErr *err);
