@@ -342,9 +342,9 @@ int main(int argc, char **argv) {
     open_sockets(&s);
     if (run_dir_config(&s.dir, config_json(&s, argc, argv), &err)) die("config.json", &err);
     run_progress_init(&s.prog, s.tc.epochs, s.tc.batch_size);
-    printf("stoker-run: %s on %s, epochs %d..%d, %d loaders + trainer + evaluator; CPU backend "
-           "(no CUDA trainer yet); run directory %s\n", s.tc.model, s.tc.data_path,
-           s.start_epoch, s.tc.epochs - 1, s.workers, s.out);
+    printf("stoker-run: %s on %s, epochs %d..%d, %d loaders + trainer (%s backend) + evaluator "
+           "(CPU); run directory %s\n", s.tc.model, s.tc.data_path, s.start_epoch, s.tc.epochs - 1,
+           s.workers, s.tc.device && !strcmp(s.tc.device, "cuda") ? "CUDA" : "CPU", s.out);
     start_all(&s);
     int rc = supervise(&s);
     run_reports_drain(&s); /* the last reports and lines sent before the children went */
