@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -27,6 +26,7 @@
 #include "eval_report.h"
 #include "loader_index.h"
 #include "loader_order.h"
+#include "stk_proc.h"
 #include "train_input.h"
 
 #define POLL_MS 200
@@ -68,33 +68,15 @@ static pid_t spawn_loaders(Eval *e, const char *ep) {
     const char *argv[] = {e->loader, "--data", ep, "--split", "val", "-j", j, "--batch", b,
                           "--epochs", "1", "--val-resize-size", res, "--val-crop-size", crop,
                           "-q", "--stay", e->cfg.data_path, NULL};
-    /* Stop signals stay blocked across fork: until exec the child has our handler, which
-     * would swallow the SIGTERM stop_loaders may send right away (the loader would then
-     * stay forever). The child unblocks them with the default action, then execs. */
-    sigset_t stops, old;
-    sigemptyset(&stops);
-    sigaddset(&stops, SIGTERM), sigaddset(&stops, SIGINT);
-    sigprocmask(SIG_BLOCK, &stops, &old);
-    pid_t parent = getpid(), pid = fork();
-    if (pid == 0) {
-        signal(SIGTERM, SIG_DFL);
-        signal(SIGINT, SIG_IGN); /* a terminal's Ctrl-C is for the evaluator to handle */
-        sigprocmask(SIG_SETMASK, &old, NULL);
-        prctl(PR_SET_PDEATHSIG, SIGTERM); /* an evaluator killed outright leaves no loader */
-        if (getppid() != parent) _exit(1);
-        execv(argv[0], (char *const *)argv);
-        fprintf(stderr, "stoker-eval: exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    sigprocmask(SIG_SETMASK, &old, NULL);
-    if (pid < 0) die(e, "fork", NULL);
+    /* a terminal's Ctrl-C is for the evaluator to handle (stk_proc.h) */
+    StkSpawn o = {"stoker-eval", 1, -1, 0};
+    pid_t pid;
+    StkErr err;
+    if (stk_spawn(argv, &o, &pid, &err)) die(e, "start the val loaders", &err);
     return pid;
 }
 
-static void stop_loaders(pid_t pid) {
-    kill(pid, SIGTERM);
-    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
-}
+static void stop_loaders(pid_t pid) { stk_stop(pid); }
 
 /* Normalises a batch into the net's input (a short last batch padded with zeros). */
 static void normalize(Eval *e, const TrainBatch *b) {

@@ -1,48 +1,23 @@
 /* run_procs.c: stoker-run's children (see run_procs.h). */
 #include "run_procs.h"
 
+#include "stk_proc.h"
+
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 int run_proc_start(RunProc *proc, const char *const *argv, int out_fd, StkErr *err) {
-    /* Signals stay blocked across fork: until exec the child would run the supervisor's
-     * handler, and a stop meant for it would be swallowed. */
-    sigset_t all, old;
-    sigfillset(&all);
-    sigprocmask(SIG_BLOCK, &all, &old);
-    pid_t parent = getpid(), pid = fork();
-    if (pid < 0) {
-        sigprocmask(SIG_SETMASK, &old, NULL);
-        return stk_errf(err, "fork %s: %s", argv[0], strerror(errno));
-    }
-    if (pid == 0) {
-        signal(SIGTERM, SIG_DFL), signal(SIGCHLD, SIG_DFL);
-        signal(SIGINT, SIG_IGN);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        /* a supervisor killed outright: SIGTERM, so the trainer still saves and exits */
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() != parent) _exit(1);
-        if (out_fd >= 0) dup2(out_fd, STDOUT_FILENO), dup2(out_fd, STDERR_FILENO);
-        if (proc->threads > 0) {
-            char n[16];
-            snprintf(n, sizeof n, "%d", proc->threads);
-            setenv("OMP_NUM_THREADS", n, 0);
-            setenv("OPENBLAS_NUM_THREADS", n, 0);
-        }
-        execv(argv[0], (char *const *)argv);
-        fprintf(stderr, "stoker-run: exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    sigprocmask(SIG_SETMASK, &old, NULL);
+    /* Ctrl-C is the supervisor's to handle; a supervisor killed outright sends SIGTERM, so
+     * the trainer still saves and exits (stk_proc.h) */
+    StkSpawn o = {"stoker-run", 1, out_fd, proc->threads};
+    pid_t pid;
+    if (stk_spawn(argv, &o, &pid, err)) return -1;
     proc->pid = pid;
     proc->heard_ms = run_now_ms();
     proc->status = 0;

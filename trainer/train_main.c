@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -24,6 +23,7 @@
 #include "cpu_input.h"
 #include "cpu_loss.h"
 #include "cpu_net.h"
+#include "stk_proc.h"
 #include "train_backend.h"
 #include "loader_index.h"
 #include "loader_order.h"
@@ -94,32 +94,14 @@ static pid_t spawn_loader(Run *r, const char **args) {
     for (; *args && n < 46; args++) argv[n++] = *args;
     argv[n++] = r->cfg.data_path;
     argv[n] = NULL;
-    /* Stop signals stay blocked across fork: until exec the child has our handler, which
-     * would swallow a SIGTERM from stop_loaders (the loader would then stay forever). */
-    sigset_t stops, old;
-    sigemptyset(&stops);
-    sigaddset(&stops, SIGTERM), sigaddset(&stops, SIGINT);
-    sigprocmask(SIG_BLOCK, &stops, &old);
-    pid_t parent = getpid(), pid = fork();
-    if (pid == 0) {
-        signal(SIGTERM, SIG_DFL), signal(SIGINT, SIG_DFL);
-        sigprocmask(SIG_SETMASK, &old, NULL);
-        prctl(PR_SET_PDEATHSIG, SIGTERM); /* a trainer killed outright leaves no loader */
-        if (getppid() != parent) _exit(1);
-        execv(argv[0], (char *const *)argv);
-        fprintf(stderr, "stoker-train: exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    sigprocmask(SIG_SETMASK, &old, NULL);
-    if (pid < 0) die("fork", NULL);
+    StkSpawn o = {"stoker-train", 0, -1, 0}; /* signals blocked across fork, no orphans */
+    pid_t pid;
+    StkErr err;
+    if (stk_spawn(argv, &o, &pid, &err)) die("start the loaders", &err);
     return pid;
 }
 
-static void stop_loaders(pid_t pid) {
-    if (pid <= 0) return;
-    kill(pid, SIGTERM);
-    waitpid(pid, NULL, 0);
-}
+static void stop_loaders(pid_t pid) { stk_stop(pid); }
 
 static void start_train_loaders(Run *r) {
     char ep[128], j[16], b[16], e[16], seed[32], crop[16], start[16];
