@@ -329,3 +329,35 @@ extern "C" int cuda_bn_backward_train(const CudaBn *bn, int act, CudaDtype dt, s
     CUDA_TRY(err, cudaGetLastError());
     return 0;
 }
+
+/* Eval backward's coefficients in bn_dx_kernel's terms: z from the running statistics,
+ * dx = (g - 0 - (x - mean) * 0) * scale. */
+__global__ void bn_eval_back_coef_kernel(int c, CudaBn bn, float *coef) {
+    int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch >= c) return;
+    float scale = (float)(1.0 / sqrt((double)bn.running_var[ch] + bn.eps) * bn.weight[ch]);
+    coef[ch] = bn.running_mean[ch];
+    coef[c + ch] = scale;
+    coef[2 * c + ch] = bn.bias[ch];
+    coef[3 * c + ch] = 0.0f;
+    coef[4 * c + ch] = 0.0f;
+    coef[5 * c + ch] = scale;
+}
+
+template <typename T, int V>
+static void backward_eval(const CudaBn *bn, int act, size_t m, const void *x, const void *dy,
+                          void *dx, float *coef, cudaStream_t s) {
+    int c = bn->c;
+    bn_eval_back_coef_kernel<<<(unsigned)((c + 127) / 128), 128, 0, s>>>(c, *bn, coef);
+    bn_dx_kernel<T, V><<<pass_grid(m, c / V), BN_THREADS, 0, s>>>(m, c, act, (const T *)x, (const T *)dy,
+                                                                    coef, (T *)dx);
+}
+
+extern "C" int cuda_bn_backward_eval(const CudaBn *bn, int act, CudaDtype dt, size_t m,
+                                     const void *x, const void *dy, void *dx, float *part,
+                                     cudaStream_t s, StkErr *err) {
+    if (check(bn, act, m, 0, "cuda_bn_backward_eval", err)) return -1;
+    BN_DISPATCH(dt, bn->c, backward_eval, bn, act, m, x, dy, dx, part, s);
+    CUDA_TRY(err, cudaGetLastError());
+    return 0;
+}

@@ -51,6 +51,12 @@ int cuda_bn_backward_train(const CudaBn *bn, int act, CudaDtype dt, size_t m, co
                            void *dx, float *dweight, float *dbias, float *part,
                            cudaStream_t s, StkErr *err);
 
+/* Backward of the eval forward (a frozen batch norm: running statistics and gamma are
+ * constants): dx = g * gamma / sqrt(running_var + eps), g as above; no parameter
+ * gradients. dx may alias dy. */
+int cuda_bn_backward_eval(const CudaBn *bn, int act, CudaDtype dt, size_t m, const void *x,
+                          const void *dy, void *dx, float *part, cudaStream_t s, StkErr *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -52,21 +52,22 @@ static int describe(CudaConv *cv, const ConvDesc *d, Shape4 in, int strict, StkE
 
 /* What each chosen algorithm asks for when asked directly: a search's reported memory
  * has been seen smaller than what the run needs (CUDNN_STATUS_BAD_PARAM at run time). */
-static int need_workspace(CudaConv *cv, cudnnHandle_t h, int need_dx, StkErr *err) {
-    size_t f, d = 0, g;
+static int need_workspace(CudaConv *cv, cudnnHandle_t h, int need_dx, int need_dw, StkErr *err) {
+    size_t f, d = 0, g = 0;
     CUDNN_TRY(err, cudnnGetConvolutionForwardWorkspaceSize(h, cv->x, cv->w, cv->conv, cv->y, cv->fwd, &f));
     if (need_dx)
         CUDNN_TRY(err, cudnnGetConvolutionBackwardDataWorkspaceSize(h, cv->w, cv->y, cv->conv, cv->x,
                                                                     cv->bwd_data, &d));
-    CUDNN_TRY(err, cudnnGetConvolutionBackwardFilterWorkspaceSize(h, cv->x, cv->y, cv->conv, cv->w,
-                                                                  cv->bwd_filter, &g));
+    if (need_dw)
+        CUDNN_TRY(err, cudnnGetConvolutionBackwardFilterWorkspaceSize(h, cv->x, cv->y, cv->conv,
+                                                                      cv->w, cv->bwd_filter, &g));
     cv->ws_fwd = f > cv->ws_fwd ? f : cv->ws_fwd;
     cv->ws_bwd_data = d > cv->ws_bwd_data ? d : cv->ws_bwd_data;
     cv->ws_bwd_filter = g > cv->ws_bwd_filter ? g : cv->ws_bwd_filter;
     return 0;
 }
 
-static int choose(CudaConv *cv, cudnnHandle_t h, int strict, int need_dx,
+static int choose(CudaConv *cv, cudnnHandle_t h, int strict, int need_dx, int need_dw,
                   const CudaConvScratch *sc, StkErr *err) {
     int cnt;
     cudnnConvolutionFwdAlgoPerf_t f[CONV_ALGOS];
@@ -82,17 +83,19 @@ static int choose(CudaConv *cv, cudnnHandle_t h, int strict, int need_dx,
         PICK(b, cnt, strict, sc->ws_limit, &cv->bwd_data, &cv->ws_bwd_data, cv->conv,
              "backward-data", err);
     }
-    cudnnConvolutionBwdFilterAlgoPerf_t g[CONV_ALGOS];
-    CUDNN_TRY(err, cudnnFindConvolutionBackwardFilterAlgorithmEx(
-                       h, cv->x, sc->x, cv->y, sc->y, cv->conv, cv->w, sc->dw, CONV_ALGOS, &cnt,
-                       g, sc->ws, sc->ws_limit));
-    PICK(g, cnt, strict, sc->ws_limit, &cv->bwd_filter, &cv->ws_bwd_filter, cv->conv,
-         "backward-filter", err);
-    return need_workspace(cv, h, need_dx, err);
+    if (need_dw) {
+        cudnnConvolutionBwdFilterAlgoPerf_t g[CONV_ALGOS];
+        CUDNN_TRY(err, cudnnFindConvolutionBackwardFilterAlgorithmEx(
+                           h, cv->x, sc->x, cv->y, sc->y, cv->conv, cv->w, sc->dw, CONV_ALGOS, &cnt,
+                           g, sc->ws, sc->ws_limit));
+        PICK(g, cnt, strict, sc->ws_limit, &cv->bwd_filter, &cv->ws_bwd_filter, cv->conv,
+             "backward-filter", err);
+    }
+    return need_workspace(cv, h, need_dx, need_dw, err);
 }
 
 int cuda_conv_init(CudaConv *cv, cudnnHandle_t h, const ConvDesc *d, CudaDtype dt, Shape4 in, int strict,
-                   int need_dx, const CudaConvScratch *sc, StkErr *err) {
+                   int need_dx, int need_dw, const CudaConvScratch *sc, StkErr *err) {
     memset(cv, 0, sizeof *cv);
     cv->d = *d;
     cv->dt = dt;
@@ -101,7 +104,7 @@ int cuda_conv_init(CudaConv *cv, cudnnHandle_t h, const ConvDesc *d, CudaDtype d
         return stk_errf(err, "cuda_conv_init: %d -> %d channels in %d groups on a %d-channel input",
                         d->in_c, d->out_c, d->groups, in.c);
     int strict32 = strict && dt == CUDA_F32;
-    if (describe(cv, d, in, strict32, err) || choose(cv, h, strict32, need_dx, sc, err)) {
+    if (describe(cv, d, in, strict32, err) || choose(cv, h, strict32, need_dx, need_dw, sc, err)) {
         cuda_conv_free(cv);
         return -1;
     }

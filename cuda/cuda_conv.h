@@ -38,9 +38,10 @@ typedef struct CudaConvScratch {
 
 /* Makes the descriptors for d on a batched input shape and picks the fastest algorithm
  * of each pass whose workspace fits ws_limit (and, when strict, uses no tensor-op math).
- * need_dx = 0 skips the backward-data choice (a network's first layer). */
+ * need_dx = 0 skips the backward-data choice (a network's first layer), need_dw = 0 the
+ * backward-filter one (a frozen layer: sc->dw may then be NULL). */
 int cuda_conv_init(CudaConv *cv, cudnnHandle_t h, const ConvDesc *d, CudaDtype dt, Shape4 in, int strict,
-                   int need_dx, const CudaConvScratch *sc, StkErr *err);
+                   int need_dx, int need_dw, const CudaConvScratch *sc, StkErr *err);
 void cuda_conv_free(CudaConv *cv);
 
 /* y = conv(x, w) (+ nothing: the bias is a separate per-channel add). */

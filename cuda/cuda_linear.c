@@ -44,7 +44,7 @@ int cuda_linear_backward(const CudaLinear *l, cublasHandle_t h, cudaStream_t s, 
                    l->in, err))
         return stk_err_wrap(err, "cuda_linear_backward (data)");
     /* dw^T [in, out] = x^T [in, n] . dy [n, out] */
-    if (gemm(l, h, CUBLAS_OP_N, CUBLAS_OP_T, l->in, l->out, n, x, l->in, dy, l->out, dw, l->in, err))
+    if (dw && gemm(l, h, CUBLAS_OP_N, CUBLAS_OP_T, l->in, l->out, n, x, l->in, dy, l->out, dw, l->in, err))
         return stk_err_wrap(err, "cuda_linear_backward (weights)");
     if (db && cuda_colsum(l->dt, (size_t)n, l->out, dy, db, part, s, err)) return -1;
     return 0;

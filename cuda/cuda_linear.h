@@ -21,8 +21,8 @@ typedef struct CudaLinear {
 int cuda_linear_forward(const CudaLinear *l, cublasHandle_t h, cudaStream_t s, int n,
                         const void *x, const void *w, const float *b, void *y, StkErr *err);
 
-/* dx = dy W (NULL skips), dw = dy^T x (of the layer's dtype), db = column sums of dy
- * (NULL skips; part is cuda_colsum scratch). */
+/* dx = dy W, dw = dy^T x (of the layer's dtype), db = column sums of dy (part is
+ * cuda_colsum scratch); each NULL skips (a frozen layer gives dx only). */
 int cuda_linear_backward(const CudaLinear *l, cublasHandle_t h, cudaStream_t s, int n,
                          const void *x, const void *w, const void *dy, void *dx, void *dw,
                          float *db, float *part, StkErr *err);

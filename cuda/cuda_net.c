@@ -134,11 +134,14 @@ static int weight_grad_done(CudaNet *net, int li, StkErr *err) {
                      net->stream, err);
 }
 
-int cuda_net_refresh_weights(CudaNet *net, StkErr *err) {
+/* The bf16 copies of every product's weight (all), or of the trainable ones only (after a
+ * step: frozen weights do not change). */
+static int refresh(CudaNet *net, int all, StkErr *err) {
     if (!lowp(net)) return 0;
     for (int li = 0; li < net->m->nlayers; li++) {
         if (!has_product(&net->m->layer[li])) continue;
         const ModelParam *w = &net->m->param[net->m->layer[li].param0];
+        if (!all && !w->trainable) continue;
         if (cuda_cast(CUDA_F32, CUDA_BF16, w->numel, net->params + w->offset, weight(net, li),
                       net->stream, err))
             return -1;
@@ -146,12 +149,21 @@ int cuda_net_refresh_weights(CudaNet *net, StkErr *err) {
     return 0;
 }
 
+int cuda_net_refresh_weights(CudaNet *net, StkErr *err) { return refresh(net, 1, err); }
+
 static int dev_alloc(void **p, uint64_t bytes, const char *what, const CudaNet *net, StkErr *err) {
     cudaError_t st = cudaMalloc(p, bytes ? bytes : 4);
     if (st != cudaSuccess)
         return stk_errf(err, "cuda_net: cudaMalloc of %.1f MB for %s: %s (the plan needs %.1f MB "
                         "in all)", bytes / 1e6, what, cudaGetErrorString(st), net->plan.total / 1e6);
     return 0;
+}
+
+/* As cpu_net.c: the lowest layer with trainable parameters (0 when nothing is frozen). */
+static int first_trainable(const Model *m) {
+    for (int li = 0; li < m->nlayers; li++)
+        if (m->layer[li].nparams && !model_layer_frozen(m, li)) return li;
+    return m->nlayers;
 }
 
 /* Batch norms read only by an activation take it into their kernels (fused_act). */
@@ -251,9 +263,6 @@ static int make_handles(CudaNet *net, StkErr *err) {
 static int check_layers(const Model *m, StkErr *err) {
     for (int li = 0; li < m->nlayers; li++) {
         const ModelLayer *l = &m->layer[li];
-        if (model_layer_frozen(m, li))
-            return stk_errf(err, "cuda_net: layer %s is frozen; frozen layers (--freeze-backbone, "
-                            "--trainable-layers) run on the CPU backend only for now", l->name);
         Shape4 xs = model_node_shape(m, l->in);
         switch (l->kind) {
         case LAYER_CONV: case LAYER_BN: case LAYER_ACT: case LAYER_MAXPOOL: case LAYER_AVGPOOL:
@@ -284,11 +293,13 @@ static int make_layers(CudaNet *net, StkErr *err) {
         if (l->kind == LAYER_CONV && cuda_dwconv_supported(&l->conv)) {
             net->dwconv[li] = 1;
         } else if (l->kind == LAYER_CONV) {
+            int frozen = model_layer_frozen(m, li);
             CudaConvScratch sc = {act(net, l->in), weight(net, li), act(net, li + 1),
-                                  dact(net, l->in), weight_grad(net, li), net->workspace,
-                                  net->workspace_bytes};
+                                  dact(net, l->in), frozen ? NULL : weight_grad(net, li),
+                                  net->workspace, net->workspace_bytes};
             if (cuda_conv_init(&net->conv[li], net->dnn, &l->conv, net->dt, batched(net, l->in),
-                               net->o.precision == CUDA_PREC_FP32, l->in != 0, &sc, err))
+                               net->o.precision == CUDA_PREC_FP32, l->in > net->first_trainable,
+                               !frozen, &sc, err))
                 return stk_err_wrap(err, "layer %s", l->name);
             const CudaConv *cv = &net->conv[li];
             size_t w = cv->ws_fwd > cv->ws_bwd_data ? cv->ws_fwd : cv->ws_bwd_data;
@@ -320,6 +331,7 @@ int cuda_net_init(CudaNet *net, const Model *m, int batch, const OptimConfig *op
     net->opt = *opt;
     if (o) net->o = *o;
     net->dt = dtype_of(net->o.precision);
+    net->first_trainable = first_trainable(m);
     net->plan = cuda_net_plan(m, batch, opt, &net->o);
     if (check_layers(m, err) || allocate(net, err) || make_handles(net, err) ||
         make_layers(net, err)) {
@@ -390,7 +402,9 @@ static int forward_layer(CudaNet *net, int li, int train, uint64_t key, StkErr *
     case LAYER_BN: {
         int fa = net->fused_act[li];
         if (fa != CUDA_BN_NO_ACT) y = act(net, li + 2); /* the activation's output */
-        if (!train) return cuda_bn_forward_eval(&net->bn[li], fa, dt, rows(xs), x, y, net->part, s, err);
+        /* a frozen batch norm keeps its running statistics: eval mode, as cpu_net.c */
+        if (!train || model_layer_frozen(net->m, li))
+            return cuda_bn_forward_eval(&net->bn[li], fa, dt, rows(xs), x, y, net->part, s, err);
         net->num_batches_tracked[bn_index(net->m, li)]++;
         return cuda_bn_forward_train(&net->bn[li], fa, dt, rows(xs), x, y, sv, sv + l->out.c,
                                      net->part, s, err);
@@ -454,6 +468,12 @@ static void *grad_target(CudaNet *net, int node) {
     return net->dact_set[node] ? net->scratch : dact(net, node);
 }
 
+/* Where the gradient for node goes, or NULL when nothing below needs it (node 0, or a
+ * node at or under the first trainable layer). */
+static void *grad_for(CudaNet *net, int node) {
+    return node <= net->first_trainable ? NULL : grad_target(net, node);
+}
+
 static int grad_commit(CudaNet *net, int node, StkErr *err) {
     if (net->dact_set[node]) {
         void *d = dact(net, node);
@@ -470,6 +490,7 @@ static int backward_conv(CudaNet *net, int li, const void *x, const void *dy, vo
     Shape4 xs = batched(net, l->in), ys = batched(net, li + 1);
     int dw = net->dwconv[li];
     uint64_t dws = net->plan.dw_scratch / 4;
+    if (model_layer_frozen(net->m, li)) goto data; /* its weights are constants */
     if ((dw ? cuda_dwconv_backward_filter(&l->conv, net->dt, xs, ys, x, dy, weight_grad(net, li),
                                           net->dw_scratch, dws, net->stream, err)
             : cuda_conv_backward_filter(&net->conv[li], net->dnn, x, dy, weight_grad(net, li),
@@ -480,6 +501,7 @@ static int backward_conv(CudaNet *net, int li, const void *x, const void *dy, vo
                                     net->grads + net->m->param[l->param0 + 1].offset, net->part,
                                     net->stream, err))
         return -1;
+data:
     if (!dx) return 0;
     return dw ? cuda_dwconv_backward_data(&l->conv, net->dt, xs, ys, dy, weight(net, li), dx,
                                           net->stream, err)
@@ -492,15 +514,16 @@ static int backward_two(CudaNet *net, const ModelLayer *l, const void *dy, StkEr
     Shape4 xs = batched(net, l->in);
     size_t bytes = shape4_numel(batched(net, l->in)) * esize(net);
     cudaStream_t s = net->stream;
-    if (l->in != 0) {
-        void *dx = grad_target(net, l->in);
+    void *dx = grad_for(net, l->in);
+    if (dx) {
         if (l->kind == LAYER_ADD) CUDA_TRY(err, cudaMemcpyAsync(dx, dy, bytes, cudaMemcpyDeviceToDevice, s));
         else if (cuda_scale_backward(net->dt, xs.n, xs.h * xs.w, xs.c, act(net, l->in),
                                      act(net, l->in2), dy, dx, NULL, s, err))
             return -1;
         if (grad_commit(net, l->in, err)) return -1;
     }
-    void *d2 = grad_target(net, l->in2);
+    void *d2 = grad_for(net, l->in2);
+    if (!d2) return 0;
     if (l->kind == LAYER_ADD) CUDA_TRY(err, cudaMemcpyAsync(d2, dy, bytes, cudaMemcpyDeviceToDevice, s));
     else if (cuda_scale_backward(net->dt, xs.n, xs.h * xs.w, xs.c, act(net, l->in), act(net, l->in2),
                                  dy, NULL, d2, s, err))
@@ -515,15 +538,19 @@ static int backward_layer(CudaNet *net, int li, uint64_t key, StkErr *err) {
     const void *x = act(net, l->in), *dy = dact(net, li + 1);
     Shape4 xs = batched(net, l->in), ys = batched(net, li + 1);
     float *sv = net->saved + net->saved_off[li];
-    void *dx = l->in == 0 ? NULL : grad_target(net, l->in);
+    void *dx = grad_for(net, l->in);
     cudaStream_t s = net->stream;
     CudaDtype dt = net->dt;
-    int rc = 0;
+    int frozen = model_layer_frozen(net->m, li), rc = 0;
     switch (l->kind) {
     case LAYER_CONV: rc = backward_conv(net, li, x, dy, dx, err); break;
     case LAYER_BN: {
         int fa = net->fused_act[li];
         if (fa != CUDA_BN_NO_ACT) dy = dact(net, li + 2); /* the activation's output gradient */
+        if (frozen) { /* eval mode in the forward: statistics are constants */
+            if (dx) rc = cuda_bn_backward_eval(&net->bn[li], fa, dt, rows(xs), x, dy, dx, net->part, s, err);
+            break;
+        }
         rc = cuda_bn_backward_train(&net->bn[li], fa, dt, rows(xs), x, dy, sv, sv + l->out.c,
                                     dx ? dx : net->scratch, net->grads + p[0].offset,
                                     net->grads + p[1].offset, net->part, s, err);
@@ -537,8 +564,9 @@ static int backward_layer(CudaNet *net, int li, uint64_t key, StkErr *err) {
     case LAYER_LINEAR: {
         CudaLinear lin = linear_of(net, l);
         rc = cuda_linear_backward(&lin, net->blas, s, xs.n, x, weight(net, li), dy, dx,
-                                  weight_grad(net, li), net->grads + p[1].offset, net->part, err);
-        if (!rc) rc = weight_grad_done(net, li, err);
+                                  frozen ? NULL : weight_grad(net, li),
+                                  frozen ? NULL : net->grads + p[1].offset, net->part, err);
+        if (!rc && !frozen) rc = weight_grad_done(net, li, err);
         break;
     }
     case LAYER_DROPOUT: case LAYER_DROP_PATH: if (dx) rc = drop(net, l, li, key, 1, xs, dy, dx, err); break;
@@ -566,10 +594,13 @@ int cuda_net_backward_dev(CudaNet *net, const int32_t *d_labels, double eps, uin
     CUDA_TRY(err, cudaMemcpyAsync(net->host_loss, net->row_loss, sizeof(float) * (size_t)net->batch,
                                   cudaMemcpyDeviceToHost, s));
     net->dact_set[m->nlayers] = 1;
-    for (int li = m->nlayers - 1; li >= 0; li--)
-        if (mark(net, 1, m->nlayers - 1 - li, err) ||
-            (!skipped(net, li) && backward_layer(net, li, dropout_key, err)))
+    for (int li = m->nlayers - 1; li >= 0; li--) {
+        if (mark(net, 1, m->nlayers - 1 - li, err)) return -1;
+        /* below the first trainable layer nothing needs a gradient */
+        if (li < net->first_trainable || skipped(net, li)) continue;
+        if (backward_layer(net, li, dropout_key, err))
             return stk_err_wrap(err, "backward %s #%d", m->layer[li].name, li);
+    }
     return mark(net, 1, m->nlayers, err);
 }
 
@@ -604,5 +635,5 @@ int cuda_net_step(CudaNet *net, double lr, double wd, double norm_wd, StkErr *er
                                      net->steps == 1, net->stream, err);
         if (rc) return stk_err_wrap(err, "step %s", p->name);
     }
-    return cuda_net_refresh_weights(net, err);
+    return refresh(net, 0, err);
 }

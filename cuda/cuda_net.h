@@ -77,6 +77,8 @@ typedef struct CudaNet {
     int64_t *num_batches_tracked; /* host [nbn] */
     uint64_t *act_off, *saved_off;
     uint8_t *dact_set;
+    int first_trainable;      /* the lowest layer with trainable parameters: backward stops
+                                 there, and frozen layers below it get no gradient at all */
     int *fused_act;           /* [nlayers]: for a batch norm whose only reader is an
                                  activation, that activation (it runs inside the batch
                                  norm's kernels and the activation layer is skipped); else -1 */

@@ -17,6 +17,7 @@
 #include "cuda_device.h"
 #include "cuda_input.h"
 #include "cuda_net.h"
+#include "model_freeze.h"
 #include "stk_rng.h"
 
 static void need_gpu(void) {
@@ -55,6 +56,7 @@ typedef struct Pair {
     CudaNet gpu;
     int n;
     float *host;    /* total_floats: the GPU's tensors brought back */
+    int frozen, trainable_blocks; /* frozen: model_freeze(m, trainable_blocks) first */
     int32_t *labels;
 } Pair;
 
@@ -62,6 +64,8 @@ static void pair_init_prec(Pair *p, const char *arch, int c, int size, int k, in
                            CudaPrecision prec) {
     StkErr err;
     cr_assert_eq(model_build(&p->m, arch, c, size, size, k, &err), 0, "%s", err.msg);
+    if (p->frozen)
+        cr_assert_eq(model_freeze(&p->m, p->trainable_blocks, &err), 0, "%s", err.msg);
     cr_assert_eq(cpu_net_init(&p->cpu, &p->m, n, &opt, &err), 0, "%s", err.msg);
     CudaNetOptions o = {.precision = prec};
     cr_assert_eq(cuda_net_init(&p->gpu, &p->m, n, &opt, &o, &err), 0, "%s", err.msg);
@@ -75,6 +79,14 @@ static void pair_init_prec(Pair *p, const char *arch, int c, int size, int k, in
 
 static void pair_init(Pair *p, const char *arch, int c, int size, int k, int n, OptimConfig opt) {
     pair_init_prec(p, arch, c, size, k, n, opt, CUDA_PREC_FP32);
+}
+
+/* Fine-tuning: the head and the last `blocks` blocks train; the rest is frozen (its batch
+ * norms in eval mode, no gradients, backward stopping at the first trainable layer). */
+static void pair_init_frozen(Pair *p, const char *arch, int size, int k, int n, OptimConfig opt,
+                             int blocks, CudaPrecision prec) {
+    p->frozen = 1, p->trainable_blocks = blocks;
+    pair_init_prec(p, arch, 3, size, k, n, opt, prec);
 }
 
 static void pair_free(Pair *p) {
@@ -354,3 +366,47 @@ Test(cuda_net, resnet18_bf16_loss_curve_tracks_cpu, .timeout = 300) {
     cr_assert(closs < first / 2 && gloss < first / 2, "no learning: %.4f -> cpu %.4f, gpu %.4f", first, closs, gloss);
     pair_free(&p);
 }
+
+/* Fine-tuning on the GPU: resnet18 with the head and layer4 trainable, fp32 and bf16,
+ * against the CPU backend's frozen path; frozen weights and running statistics stay
+ * bit-identical through two steps on both. */
+static void frozen_matches_cpu(CudaPrecision prec) {
+    need_gpu();
+    static Pair p;
+    StkErr err;
+    OptimConfig opt = {OPTIM_SGD, 0.9, 0, 0, 0, 0, 0};
+    pair_init_frozen(&p, "resnet18", 64, 10, 8, opt, 1, prec);
+    cr_assert(p.m.trainable_floats < p.m.total_floats / 2, "freezing left %llu trainable floats",
+              (unsigned long long)p.m.trainable_floats);
+    float *before = malloc(4 * p.m.total_floats);
+    memcpy(before, p.cpu.params, 4 * p.m.total_floats);
+    for (int step = 0; step < 2; step++) {
+        pair_input(&p, 800 + (uint64_t)step);
+        if (prec == CUDA_PREC_FP32) pair_train_pass(&p, 2e-3);
+        else {
+            const float *cl;
+            double closs;
+            cr_assert_eq(cpu_net_forward(&p.cpu, 1, 0, &cl, &err), 0, "%s", err.msg);
+            cr_assert_eq(cuda_net_forward(&p.gpu, 1, 0, &err), 0, "%s", err.msg);
+            cr_assert_eq(cpu_net_backward(&p.cpu, p.labels, 0.1, 0, &closs, &err), 0, "%s", err.msg);
+            cr_assert_eq(cuda_net_backward(&p.gpu, p.labels, 0.1, 0, &err), 0, "%s", err.msg);
+        }
+        pair_step_and_compare(&p, 0.05, 1e-4, 0);
+    }
+    cr_assert_eq(cuda_net_get_params(&p.gpu, p.host, &err), 0, "%s", err.msg);
+    for (int i = 0; i < p.m.nparams; i++) {
+        const ModelParam *q = &p.m.param[i];
+        int layer_frozen = 0;
+        for (int li = 0; li < p.m.nlayers; li++)
+            if (i >= p.m.layer[li].param0 && i < p.m.layer[li].param0 + p.m.layer[li].nparams)
+                layer_frozen = model_layer_frozen(&p.m, li);
+        if (!layer_frozen) continue;
+        cr_assert(!memcmp(p.host + q->offset, before + q->offset, 4 * q->numel),
+                  "frozen %s changed on the GPU", q->name);
+    }
+    free(before);
+    pair_free(&p);
+}
+
+Test(cuda_net, resnet18_frozen_backbone_matches_cpu_fp32, .timeout = 300) { frozen_matches_cpu(CUDA_PREC_FP32); }
+Test(cuda_net, resnet18_frozen_backbone_keeps_frozen_weights_bf16, .timeout = 300) { frozen_matches_cpu(CUDA_PREC_BF16); }
