@@ -16,8 +16,7 @@
 #include "cuda_pool.h"
 #include "model_freeze.h"
 #include "stk_rng.h"
-
-#define CUDA_NET_DEFAULT_WORKSPACE (256ull << 20)
+#include "vram_plan.h"
 
 /* Floats layer li saves for backward: batch-norm mean + invstd; max-pool argmax (int32
  * in float-sized slots), as cpu_net.c. */
@@ -60,43 +59,16 @@ static void lowp_sizes(const Model *m, uint64_t *copies, uint64_t *largest) {
 
 static CudaDtype dtype_of(CudaPrecision p) { return p == CUDA_PREC_BF16 ? CUDA_BF16 : CUDA_F32; }
 
-/* Floats the depthwise layers' backward-filter needs at most (one layer at a time). */
-static uint64_t dw_scratch_floats(const Model *m, int batch) {
-    uint64_t most = 0;
-    for (int li = 0; li < m->nlayers; li++) {
-        const ModelLayer *l = &m->layer[li];
-        if (l->kind != LAYER_CONV || !cuda_dwconv_supported(&l->conv)) continue;
-        Shape4 in = model_node_shape(m, l->in), out = l->out;
-        in.n = out.n = batch;
-        uint64_t f = cuda_dwconv_filter_scratch(&l->conv, in, out);
-        most = f > most ? f : most;
-    }
-    return most;
-}
-
+/* The formula is vram_plan's (one for --plan and for the allocation), given the kernels'
+ * own work splits. */
 CudaNetPlan cuda_net_plan(const Model *m, int batch, const OptimConfig *opt,
                           const CudaNetOptions *o) {
-    CudaNetPlan p = {0};
+    static const VramKernels k = {cuda_colsum_scratch, cuda_dwconv_filter_scratch};
     CudaPrecision prec = o ? o->precision : CUDA_PREC_FP32;
-    uint64_t es = cuda_dtype_size(dtype_of(prec)), acts = 0, saved = 0, copies, largest;
-    for (int node = 0; node <= m->nlayers; node++)
-        acts += ((uint64_t)batch * shape4_numel(model_node_shape(m, node)) + 15) / 16 * 16;
-    for (int li = 0; li < m->nlayers; li++) saved += saved_floats(m, li, batch);
-    lowp_sizes(m, &copies, &largest);
-    p.params = 4 * m->total_floats;
-    p.grads = 4 * m->trainable_floats;
-    p.optim = 4 * m->trainable_floats * (uint64_t)optim_state_per_element(opt);
-    p.lowp = prec == CUDA_PREC_BF16 ? 2 * (copies + largest) : 0;
-    p.acts = es * acts;
-    p.dacts = es * acts;
-    p.saved = 4 * saved;
-    p.dw_scratch = 4 * dw_scratch_floats(m, batch);
-    p.scratch = es * biggest_node(m, batch) + 4 * (cuda_colsum_scratch(max_channels(m)) + 2ull * batch) +
-                256 + p.dw_scratch; /* 256: the depthwise partials start aligned */
-    p.workspace = o && o->workspace_limit ? o->workspace_limit : CUDA_NET_DEFAULT_WORKSPACE;
-    p.total = p.params + p.grads + p.optim + p.lowp + p.acts + p.dacts + p.saved + p.scratch +
-              p.workspace;
-    return p;
+    VramArenas a = vram_arenas(m, batch, opt, (VramPrecision)prec, o ? o->workspace_limit : 0, &k);
+    return (CudaNetPlan){.params = a.params, .grads = a.grads, .optim = a.optim, .lowp = a.lowp,
+                         .acts = a.acts, .dacts = a.dacts, .saved = a.saved, .scratch = a.scratch,
+                         .workspace = a.workspace, .total = a.total, .dw_scratch = a.dw_scratch};
 }
 
 void *cuda_net_input(CudaNet *net) { return net->acts; }

@@ -12,3 +12,7 @@ if(STOKER_HAVE_CUDA)
   # Our depthwise convolution kernels against the CPU backend's oneDNN convolution.
   stoker_test(cuda_dwconv SOURCES test_cuda_dwconv.c LIBS stoker_cuda_net m)
 endif()
+# The memory plan's host rules against the CUDA kernels' (no GPU needed).
+if(STOKER_HAVE_CUDA)
+  stoker_test(cuda_plan SOURCES test_cuda_plan.c LIBS stoker_cuda_net m)
+endif()

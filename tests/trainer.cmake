@@ -7,3 +7,7 @@ stoker_test(predict SOURCES test_predict.c test_loader_fixture.c
 add_dependencies(test_predict stoker-predict)
 stoker_test(finetune SOURCES test_finetune.c test_loader_fixture.c LIBS stoker_loader PkgConfig::ZLIB)
 add_dependencies(test_finetune stoker-train stoker-loader stoker-data)
+# The memory planner, stoker-train --plan, gradient accumulation (issue 8).
+stoker_test(vram_plan SOURCES test_vram_plan.c LIBS stoker_trainer)
+add_dependencies(test_vram_plan stoker-train)
+stoker_test(train_accum SOURCES test_train_accum.c LIBS stoker_trainer)

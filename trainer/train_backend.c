@@ -12,6 +12,8 @@
 #include "cpu_input.h"
 #ifdef STOKER_HAVE_CUDA
 #include "cuda_device.h"
+#include "cuda_dwconv.h"
+#include "cuda_elem.h"
 #include "cuda_train.h"
 #endif
 
@@ -93,7 +95,29 @@ int tb_init(TrainBackend *tb, const char *device, const char *precision, const M
 #endif
 }
 
+int tb_set_accum(TrainBackend *tb, int k, StkErr *err) {
+    if (tb->cuda && k > 1)
+        return stk_errf(err, "the CUDA backend does not accumulate gradients yet (%d micro-batches "
+                        "per step asked): give a --batch-size that fits the card, or train on "
+                        "--device cpu", k);
+    train_accum_free(&tb->accum);
+    const Model *m = tb->cpu.m;
+    return train_accum_init(&tb->accum, k, m ? m->trainable_floats : 0, err);
+}
+
+void tb_accum_reset(TrainBackend *tb) { train_accum_reset(&tb->accum); }
+
+const VramKernels *tb_vram_kernels(void) {
+#ifdef STOKER_HAVE_CUDA
+    static const VramKernels k = {cuda_colsum_scratch, cuda_dwconv_filter_scratch};
+    return &k;
+#else
+    return NULL;
+#endif
+}
+
 void tb_free(TrainBackend *tb) {
+    train_accum_free(&tb->accum);
     if (!tb->cuda) {
         cpu_net_free(&tb->cpu);
     } else {
@@ -167,14 +191,16 @@ static int check_crop(const TrainBackend *tb, int crop, StkErr *err) {
 }
 
 int tb_train(TrainBackend *tb, const TrainBatch *b, int crop, double eps, uint64_t key,
-             double lr, double wd, double norm_wd, double *loss, StkErr *err) {
+             double lr, double wd, double norm_wd, double *loss, int *stepped, StkErr *err) {
     if (check_crop(tb, crop, err)) return -1;
+    *stepped = 1;
     if (!tb->cuda) {
         const float *logits;
         if (cpu_normalize(tb, b, crop, err) || cpu_net_forward(&tb->cpu, 1, key, &logits, err) ||
             cpu_net_backward(&tb->cpu, b->labels, eps, key, loss, err))
             return -1;
-        cpu_net_step(&tb->cpu, lr, wd, norm_wd);
+        if ((*stepped = train_accum_add(&tb->accum, tb->cpu.grads)))
+            cpu_net_step(&tb->cpu, lr, wd, norm_wd);
         return 0;
     }
 #ifdef STOKER_HAVE_CUDA

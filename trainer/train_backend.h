@@ -12,7 +12,9 @@
 #include <stdint.h>
 
 #include "cpu_net.h"
+#include "train_accum.h"
 #include "train_input.h"
+#include "vram_plan.h"
 
 typedef struct TrainBackend {
     int cuda;                     /* 0: CPU backend; 1: CUDA */
@@ -32,6 +34,7 @@ typedef struct TrainBackend {
     float *logits;                /* CUDA: host copy of the last eval logits */
     int pending;                  /* CUDA: a step was queued whose loss is not read yet */
     char device_name[256];        /* "CPU (2 cores)", "NVIDIA H200" */
+    TrainAccum accum;             /* CPU: micro-batches per optimizer step (tb_set_accum) */
 } TrainBackend;
 
 /* Opens the backend `device` ("cpu" or "cuda") for m at batch; precision (NULL: bf16 on
@@ -40,6 +43,17 @@ typedef struct TrainBackend {
 int tb_init(TrainBackend *tb, const char *device, const char *precision, const Model *m,
             int batch, const OptimConfig *opt, StkErr *err);
 void tb_free(TrainBackend *tb);
+
+/* k micro-batches (of the batch tb_init was given) per optimizer step, their gradients
+ * averaged (train_accum.h). The CPU backend accumulates; the CUDA backend refuses k > 1
+ * for now (its backward overwrites the device gradients; accumulating needs cuda/ work). */
+int tb_set_accum(TrainBackend *tb, int k, StkErr *err);
+
+/* Drops a partial accumulation (the epoch's tail that makes no whole step). */
+void tb_accum_reset(TrainBackend *tb);
+
+/* The CUDA kernels' work splits for the planner in a CUDA build; NULL (host rules) else. */
+const VramKernels *tb_vram_kernels(void);
 
 /* Where train_input should put batches: pinned memory for CUDA. */
 TrainSlotAlloc tb_slot_alloc(const TrainBackend *tb);
@@ -53,10 +67,12 @@ int tb_download(TrainBackend *tb, StkErr *err);
  * must have been copied out (CUDA). */
 int tb_before_next(TrainBackend *tb, StkErr *err);
 
-/* One training step on batch b (full size). *loss: the CPU's loss of this step; on CUDA
+/* One training pass on batch b (full size), and the optimizer step after the k-th pass
+ * of an accumulation (every pass when k is 1); *stepped says whether it stepped.
+ * *loss: the CPU's loss of this pass; on CUDA
  * the loss of the previous step (read while this one computes), NAN for the first. */
 int tb_train(TrainBackend *tb, const TrainBatch *b, int crop, double eps, uint64_t key,
-             double lr, double wd, double norm_wd, double *loss, StkErr *err);
+             double lr, double wd, double norm_wd, double *loss, int *stepped, StkErr *err);
 
 /* The loss of the last step not yet reported by tb_train (waits); NAN if none. */
 int tb_last_loss(TrainBackend *tb, double *loss, StkErr *err);

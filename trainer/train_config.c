@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vram_plan.h"
+
 static void usage(FILE *f) {
     fprintf(f,
         "usage: stoker-train --data-path DIR [options]   (flags as torchvision's train.py)\n"
@@ -29,6 +31,12 @@ static void usage(FILE *f) {
         "  --weights FILE          start from these weights (scripts/export_torchvision.py);\n"
         "                          a head of another class count is replaced\n"
         "  --freeze-backbone       train the head only   --trainable-layers N  head + last N blocks\n"
+        "memory plan (docs/ARCHITECTURE.md 'VRAM planner'):\n"
+        "  --gpu PRESET            gtx1050-2g, gtx1050-4g, rtx3070, h100: capacity, reserve, bf16\n"
+        "  --vram-budget SIZE      e.g. 2GiB, 1536MiB (overrides the preset's capacity)\n"
+        "  --eval-share F          fraction of the budget left to an evaluator on the card (0)\n"
+        "  --micro-batch M         samples per pass; --batch-size / M passes per step\n"
+        "  --plan                  print the plan for --device cuda and exit (no GPU needed)\n"
         "supervised mode (stoker-run uses it):\n"
         "  --data-endpoint EP      bind the data socket at EP; start no loaders, no inline eval\n"
         "  --control EP  --reports EP  --checkpoints EP   shutdown SUB, reports PUSH, notices PUB\n");
@@ -50,7 +58,8 @@ static int num(const char *s, double lo, double hi, double *out) {
 enum { O_DATA = 256, O_MODEL, O_DEVICE, O_OUT, O_RESUME, O_EPOCHS, O_OPT, O_LR, O_MOM, O_NEST,
        O_WD, O_NWD, O_LS, O_SCHED, O_STEP, O_GAMMA, O_LRMIN, O_WEP, O_WMETH, O_WDEC, O_SEED,
        O_TCROP, O_VRES, O_VCROP, O_RRC, O_DET, O_PRINT, O_PERIT, O_WEIGHTS, O_FREEZE, O_TRAINABLE,
-       O_PREC, O_DATAEP, O_CONTROL, O_REPORTS, O_CKPTS };
+       O_PREC, O_DATAEP, O_CONTROL, O_REPORTS, O_CKPTS, O_PLAN, O_BUDGET, O_GPU, O_ESHARE,
+       O_MICRO };
 
 static const struct option opts[] = {
     {"data-path", 1, 0, O_DATA}, {"model", 1, 0, O_MODEL}, {"device", 1, 0, O_DEVICE},
@@ -67,7 +76,9 @@ static const struct option opts[] = {
     {"print-freq", 1, 0, O_PRINT}, {"lr-per-iteration", 0, 0, O_PERIT}, {"help", 0, 0, 'h'},
     {"weights", 1, 0, O_WEIGHTS}, {"freeze-backbone", 0, 0, O_FREEZE},
     {"trainable-layers", 1, 0, O_TRAINABLE}, {"data-endpoint", 1, 0, O_DATAEP},
-    {"control", 1, 0, O_CONTROL}, {"reports", 1, 0, O_REPORTS}, {"checkpoints", 1, 0, O_CKPTS}, {0}};
+    {"control", 1, 0, O_CONTROL}, {"reports", 1, 0, O_REPORTS}, {"checkpoints", 1, 0, O_CKPTS},
+    {"plan", 0, 0, O_PLAN}, {"vram-budget", 1, 0, O_BUDGET}, {"gpu", 1, 0, O_GPU},
+    {"eval-share", 1, 0, O_ESHARE}, {"micro-batch", 1, 0, O_MICRO}, {0}};
 
 /* One numeric flag into its field; -1 when it is not one of them or out of range. */
 static int numeric(TrainConfig *c, int opt, const char *arg) {
@@ -76,7 +87,8 @@ static int numeric(TrainConfig *c, int opt, const char *arg) {
         {'b', 1, 65536}, {O_EPOCHS, 1, 100000}, {'j', 1, 1024}, {O_LR, 0, 1e3}, {O_MOM, 0, 1},
         {O_WD, 0, 10}, {O_NWD, 0, 10}, {O_LS, 0, 1}, {O_STEP, 1, 1e6}, {O_GAMMA, 0, 10},
         {O_LRMIN, 0, 1e3}, {O_WEP, 0, 1e5}, {O_WDEC, 0, 1}, {O_SEED, 0, 1e18}, {O_TCROP, 1, 4096},
-        {O_VRES, 1, 8192}, {O_VCROP, 1, 4096}, {O_PRINT, 1, 1e9}, {O_TRAINABLE, 0, 1000}};
+        {O_VRES, 1, 8192}, {O_VCROP, 1, 4096}, {O_PRINT, 1, 1e9}, {O_TRAINABLE, 0, 1000},
+        {O_ESHARE, 0, 0.9}, {O_MICRO, 1, 65536}};
     for (size_t i = 0; i < sizeof r / sizeof *r; i++) {
         if (r[i].opt != opt) continue;
         if (num(arg, r[i].lo, r[i].hi, &v)) return -1;
@@ -100,6 +112,8 @@ static int numeric(TrainConfig *c, int opt, const char *arg) {
         case O_VCROP: c->val_crop = (int)v; break;
         case O_PRINT: c->print_freq = (int)v; break;
         case O_TRAINABLE: c->trainable_layers = (int)v; break;
+        case O_ESHARE: c->eval_share = v; break;
+        case O_MICRO: c->micro_batch = (int)v; break;
         }
         return 0;
     }
@@ -131,6 +145,11 @@ static int word(TrainConfig *c, int opt, const char *arg) {
     case O_CONTROL: c->control = arg; return 0;
     case O_REPORTS: c->reports = arg; return 0;
     case O_CKPTS: c->checkpoints = arg; return 0;
+    case O_GPU: if (!vram_preset(arg)) return -1; c->gpu = arg; return 0;
+    case O_BUDGET: {
+        StkErr err;
+        return vram_parse_size(arg, &c->vram_budget, &err);
+    }
     case O_OPT: if ((k = choice(arg, opts_)) < 0) return -1; c->opt.kind = (OptimKind)k; return 0;
     case O_SCHED: if ((k = choice(arg, scheds)) < 0) return -1; c->sched.kind = (SchedKind)k; return 0;
     case O_WMETH: if ((k = choice(arg, methods)) < 0) return -1; c->sched.warmup = (WarmupKind)k; return 0;
@@ -154,11 +173,18 @@ int train_config_parse(TrainConfig *c, int argc, char **argv) {
         if (opt == O_DET) { c->deterministic = 1; continue; }
         if (opt == O_PERIT) { c->lr_per_iteration = 1; continue; }
         if (opt == O_FREEZE) { c->trainable_layers = 0; continue; }
+        if (opt == O_PLAN) { c->plan_only = 1; continue; }
         if (word(c, opt, optarg)) return bad("bad value", optarg);
     }
     if (optind != argc) return bad("unexpected argument", argv[optind]);
-    if (!c->data_path) return bad("--data-path is required", "");
-    if (c->precision && !strcmp(c->device, "cpu") && strcmp(c->precision, "fp32"))
+    if (!c->data_path && !c->plan_only) return bad("--data-path is required", "");
+    if (c->plan_only && !c->gpu && !c->vram_budget)
+        return bad("--plan needs a card: --gpu PRESET or --vram-budget SIZE", "");
+    if (c->micro_batch > c->batch_size)
+        return bad("--micro-batch is larger than --batch-size", "");
+    if (c->gpu && c->precision && strcmp(c->precision, "fp32") && !vram_preset(c->gpu)->bf16)
+        return bad("--precision: this card (--gpu) computes fp32 only, not", c->precision);
+    if (c->precision && !c->plan_only && !strcmp(c->device, "cpu") && strcmp(c->precision, "fp32"))
         return bad("--precision: the CPU backend computes in fp32, not", c->precision);
     if (c->weights && c->resume)
         return bad("--weights starts a run, --resume continues one: give one of", "");

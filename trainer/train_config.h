@@ -18,7 +18,16 @@ typedef struct TrainConfig {
     const char *weights;     /* --weights: initial weights for fine-tuning (transfer.h) */
     int trainable_layers;    /* --trainable-layers N: head + last N blocks train
                                 (model_freeze.h); --freeze-backbone is 0; -1: all */
-    int batch_size;          /* --batch-size (32, as train.py) */
+    int batch_size;          /* --batch-size (32, as train.py): the effective batch of one
+                                optimizer step */
+    int micro_batch;         /* --micro-batch M: samples per forward/backward (0: the plan's,
+                                or the whole batch); batch_size / M passes per step */
+    int plan_only;           /* --plan: print the memory plan and exit (no GPU needed) */
+    uint64_t vram_budget;    /* --vram-budget SIZE (bytes; 0: the preset's, or none) */
+    const char *gpu;         /* --gpu PRESET (vram_plan.h): capacity, reserve, bf16 or not */
+    double eval_share;       /* --eval-share F: fraction of the budget left to an evaluator
+                                on the same GPU (0; stoker-eval on the card: 0.25 is ample
+                                for its forward-only net at the same micro-batch) */
     int epochs;              /* --epochs */
     int workers;             /* -j/--workers: loader processes */
     OptimConfig opt;         /* --opt sgd|adamw, --momentum, --nesterov */

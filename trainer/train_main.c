@@ -32,6 +32,7 @@
 #include "train_config.h"
 #include "train_input.h"
 #include "train_link.h"
+#include "train_plan.h"
 #include "transfer.h"
 
 #define POLL_MS 200             /* how often a wait for data looks at the stop flag */
@@ -46,7 +47,8 @@ typedef struct Run {
     TrainInput *train, *val;
     char sock[64], out[PATH_MAX], loader[PATH_MAX];
     pid_t train_loaders, val_loaders;
-    uint64_t n_train, n_val, train_batches, val_batches;
+    uint64_t n_train, n_val, train_batches, val_batches; /* batches: micro-batches */
+    TrainSplit split;    /* --batch-size as micro-batches x accumulation (train_plan.h) */
     double best_top1;
     double input_wait_s; /* this epoch's time in train_input_next */
     int start_epoch;     /* 0, or the epoch after the one --resume's checkpoint ended */
@@ -107,7 +109,7 @@ static void start_train_loaders(Run *r) {
     char ep[128], j[16], b[16], e[16], seed[32], crop[16], start[16];
     snprintf(ep, sizeof ep, "ipc://%s/train", r->sock);
     snprintf(j, sizeof j, "%d", r->cfg.workers);
-    snprintf(b, sizeof b, "%d", r->cfg.batch_size);
+    snprintf(b, sizeof b, "%d", r->split.micro);
     snprintf(e, sizeof e, "%d", r->cfg.epochs - r->start_epoch);
     snprintf(start, sizeof start, "%d", r->start_epoch);
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)r->cfg.seed);
@@ -125,7 +127,7 @@ static void start_val_loaders(Run *r, int epoch) {
     char ep[128], j[16], b[16], e[16], res[16], crop[16];
     snprintf(ep, sizeof ep, "ipc://%s/val", r->sock);
     snprintf(j, sizeof j, "%d", r->cfg.workers);
-    snprintf(b, sizeof b, "%d", r->cfg.batch_size);
+    snprintf(b, sizeof b, "%d", r->split.micro);
     snprintf(e, sizeof e, "%d", epoch);
     snprintf(res, sizeof res, "%d", r->cfg.val_resize);
     snprintf(crop, sizeof crop, "%d", r->cfg.val_crop);
@@ -148,9 +150,13 @@ static void open_dataset(Run *r) {
     if (loader_index_open(&r->ix, path, &err)) die("index", &err);
     r->n_train = loader_index_count(&r->ix, LOADER_TRAIN);
     r->n_val = loader_index_count(&r->ix, LOADER_VAL);
-    r->train_batches = loader_order_batches(r->n_train, (uint32_t)r->cfg.batch_size, 1);
-    r->val_batches = loader_order_batches(r->n_val, (uint32_t)r->cfg.batch_size, 0);
-    if (!r->train_batches)
+}
+
+/* Batches per epoch at the micro-batch; whole optimizer steps need accum of them. */
+static void count_batches(Run *r) {
+    r->train_batches = loader_order_batches(r->n_train, (uint32_t)r->split.micro, 1);
+    r->val_batches = loader_order_batches(r->n_val, (uint32_t)r->split.micro, 0);
+    if (r->train_batches < (uint64_t)r->split.accum)
         die("dataset", &(StkErr){"fewer training samples than one batch"});
 }
 
@@ -160,7 +166,7 @@ static TrainInput *open_input(Run *r, const char *name, uint64_t batches, int cr
     if (r->supervised) snprintf(ep, sizeof ep, "%s", r->cfg.data_endpoint);
     else snprintf(ep, sizeof ep, "ipc://%s/%s", r->sock, name);
     TrainInputConfig c = {.endpoint = ep, .batches_per_epoch = batches,
-                          .batch = (uint32_t)r->cfg.batch_size, .height = (uint32_t)crop,
+                          .batch = (uint32_t)r->split.micro, .height = (uint32_t)crop,
                           .width = (uint32_t)crop, .channels = 3,
                           .start_epoch = (uint32_t)r->start_epoch,
                           .epochs = (uint32_t)(r->cfg.epochs - r->start_epoch),
@@ -263,7 +269,13 @@ static void setup(Run *r, const char *argv0) {
         die("model", &err);
     freeze(r);
     describe_model(r);
-    if (tb_init(&r->tb, r->cfg.device, r->cfg.precision, &r->model, r->cfg.batch_size, &r->cfg.opt, &err))
+    if (train_plan_split(&r->cfg, &r->model, tb_vram_kernels(), stdout, &r->split, &err))
+        die("memory plan", &err);
+    if (r->supervised && r->split.accum > 1) /* its loaders get --batch-size from stoker-run */
+        die("memory plan", &(StkErr){"supervised mode does not take micro-batches yet"});
+    count_batches(r);
+    if (tb_init(&r->tb, r->cfg.device, r->cfg.precision, &r->model, r->split.micro, &r->cfg.opt, &err) ||
+        tb_set_accum(&r->tb, r->split.accum, &err))
         die("model", &err);
     model_init_params(&r->model, r->tb.params, r->cfg.seed);
     if (r->cfg.weights) start_from_weights(r);
@@ -282,9 +294,10 @@ static void setup(Run *r, const char *argv0) {
     }
     r->train = open_input(r, "train", r->train_batches, r->cfg.train_crop);
     printf("stoker-train: %s, %llu parameters, %u classes; %llu train / %llu val samples; "
-           "batch %d, %d epochs, %d loaders; %s backend on %s (%s), plan %.1f MB\n",
+           "batch %d (%d x %d), %d epochs, %d loaders; %s backend on %s (%s), plan %.1f MB\n",
            r->model.arch, (unsigned long long)model_num_trainable(&r->model), classes,
            (unsigned long long)r->n_train, (unsigned long long)r->n_val, r->cfg.batch_size,
+           r->split.micro, r->split.accum,
            r->cfg.epochs, r->supervised ? 0 : r->cfg.workers, r->tb.cuda ? "CUDA" : "CPU",
            r->tb.device_name, r->tb.precision, r->tb.plan_bytes / 1e6);
 }
@@ -309,15 +322,16 @@ static int next_batch(Run *r, int epoch, TrainBatch *b, int *done, double *wait_
     return 0;
 }
 
-/* A logged step: a plain line standalone, a metrics report supervised. */
+/* A logged optimizer step: a plain line standalone, a metrics report supervised. */
 static void log_step(Run *r, int epoch, uint64_t steps, double loss, double lr, double ips,
                      double wait) {
+    uint64_t per_epoch = r->train_batches / (uint64_t)r->split.accum;
     if (!r->supervised)
         printf("epoch %d step %llu/%llu  loss %.4f  lr %.4g  %.0f images/s\n", epoch,
-               (unsigned long long)steps, (unsigned long long)r->train_batches, loss, lr, ips);
+               (unsigned long long)steps, (unsigned long long)per_epoch, loss, lr, ips);
     const char *names[] = {"loss", "lr", "images_per_s", "input_wait", "epoch_step",
                            "epoch_steps"};
-    double v[] = {loss, lr, ips, wait, (double)steps, (double)r->train_batches};
+    double v[] = {loss, lr, ips, wait, (double)steps, (double)per_epoch};
     train_link_metrics(&r->link, (uint32_t)epoch, *r->tb.steps, names, v, 6);
 }
 
@@ -325,7 +339,7 @@ static void log_step(Run *r, int epoch, uint64_t steps, double loss, double lr, 
 static void report_epoch(Run *r, int epoch, double loss, double seconds) {
     TrainInputStats s;
     train_input_stats(r->train, &s);
-    uint64_t expected = r->train_batches * (uint64_t)r->cfg.batch_size;
+    uint64_t expected = r->train_batches * (uint64_t)r->split.micro;
     const char *names[] = {"epoch_loss", "epoch_seconds", "samples", "samples_lost",
                            "samples_repeated", "duplicates_dropped", "rejected"};
     double v[] = {loss, seconds, (double)r->acct.consumed,
@@ -335,15 +349,18 @@ static void report_epoch(Run *r, int epoch, double loss, double seconds) {
     train_link_metrics(&r->link, (uint32_t)epoch, *r->tb.steps, names, v, 7);
 }
 
-/* Trains one epoch; *mean_loss gets its mean loss, r->input_wait_s the time spent waiting
+/* Trains one epoch (of micro-batches; an optimizer step after every accum of them, and a
+ * tail of fewer than accum is received and counted but not trained on, as --drop-last
+ * drops a partial batch); *mean_loss gets its mean loss, r->input_wait_s the time spent waiting
  * for (and copying in) batches: an upper bound of the time the GPU waited for data, since
  * with the CUDA backend the next step is queued before the wait begins. Returns 1 if told
  * to stop midway. */
 static int train_epoch(Run *r, int epoch, double *mean_loss) {
     double lr = sched_lr(&r->cfg.sched, epoch), loss_sum = 0, t0 = now_s(), wait_s = 0;
-    uint64_t steps = 0, counted = 0;
+    uint64_t steps = 0, passes = 0, counted = 0;
     StkErr err;
     train_account_reset(&r->acct);
+    tb_accum_reset(&r->tb);
     for (;;) {
         TrainBatch b;
         int done;
@@ -352,17 +369,19 @@ static int train_epoch(Run *r, int epoch, double *mean_loss) {
         if (done) break;
         train_account_add(&r->acct, b.ids, b.n);
         double loss;
+        int stepped;
         uint64_t key = b.epoch * 1000003ull + b.index;
         if (r->cfg.lr_per_iteration)
-            lr = sched_lr_at(&r->cfg.sched, epoch + (double)steps / (double)r->train_batches);
+            lr = sched_lr_at(&r->cfg.sched, epoch + (double)passes / (double)r->train_batches);
         if (tb_train(&r->tb, &b, r->cfg.train_crop, r->cfg.label_smoothing, key, lr,
-                     r->cfg.weight_decay, r->cfg.norm_weight_decay, &loss, &err))
+                     r->cfg.weight_decay, r->cfg.norm_weight_decay, &loss, &stepped, &err))
             die("step", &err);
         count_loss(loss, &loss_sum, &counted);
-        if (++steps % (uint64_t)r->cfg.print_freq == 0) {
+        passes++;
+        if (stepped && ++steps % (uint64_t)r->cfg.print_freq == 0) {
             double el = now_s() - t0;
             log_step(r, epoch, steps, loss_sum / (double)counted, lr,
-                     steps * r->cfg.batch_size / el, wait_s / el);
+                     passes * r->split.micro / el, wait_s / el);
         }
     }
     double last;
@@ -379,7 +398,7 @@ static void evaluate(Run *r, int epoch, double *loss, double *top1, double *top5
     StkErr err;
     start_val_loaders(r, epoch);
     int k = r->model.num_classes;
-    float *scratch = malloc((size_t)r->cfg.batch_size * k * 4);
+    float *scratch = malloc((size_t)r->split.micro * k * 4);
     double loss_sum = 0;
     uint64_t seen = 0, c1 = 0, c5 = 0;
     for (;;) {
@@ -475,7 +494,7 @@ static int train_all(Run *r) {
         evaluate(r, e, &vl, &t1, &t5);
         printf("epoch %d: train loss %.4f (%.1f s, %.0f images/s, input-wait %.1f%%)  val loss %.4f  "
                "top-1 %.2f%%  top-5 %.2f%%  (%.1f s so far)\n", e, train_loss, train_s,
-               r->train_batches * r->cfg.batch_size / train_s, 100 * r->input_wait_s / train_s, vl,
+               r->train_batches * r->split.micro / train_s, 100 * r->input_wait_s / train_s, vl,
                t1, t5, now_s() - t0);
         fflush(stdout);
         if (t1 > r->best_top1) r->best_top1 = t1, save(r, "best.safetensors", e, e);
@@ -487,6 +506,7 @@ int main(int argc, char **argv) {
     static Run r;
     int rc = train_config_parse(&r.cfg, argc, argv);
     if (rc) return rc > 0 ? 0 : 2;
+    if (r.cfg.plan_only) return train_plan_main(&r.cfg, tb_vram_kernels());
     StkErr err;
     signal(SIGPIPE, SIG_IGN);
     signal(SIGXFSZ, SIG_IGN); /* a file-size limit makes a checkpoint fail, not the run */

@@ -1,0 +1,32 @@
+/* test_cuda_plan.c: cuda_net_plan (the kernels' own work splits) against vram_arenas with
+ * the host rules a build without CUDA uses, on models with and without depthwise layers:
+ * --plan on a machine without CUDA must print what cuda_net_init will allocate. Host
+ * arithmetic only: no GPU is touched. */
+#include <criterion/criterion.h>
+
+#include "cuda_net.h"
+#include "vram_plan.h"
+
+typedef struct Case { const char *arch; int size, batch, prec; } Case;
+
+static const Case cases[] = {{"resnet18", 224, 32, 2}, {"mobilenet_v3_small", 224, 64, 2},
+                             {"mobilenet_v3_large", 224, 7, 0}, {"efficientnet_b0", 160, 48, 1},
+                             {"smallcnn", 28, 256, 0}};
+
+Test(cuda_plan, host_rules_match_the_kernels) {
+    static Model m;
+    StkErr err;
+    OptimConfig opt = {OPTIM_ADAMW, 0.9, 0, 0, 0.9, 0.999, 1e-8};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const Case *c = &cases[i];
+        cr_assert_eq(model_build(&m, c->arch, 3, c->size, c->size, 100, &err), 0, "%s", err.msg);
+        CudaNetOptions o = {.precision = (CudaPrecision)c->prec};
+        CudaNetPlan p = cuda_net_plan(&m, c->batch, &opt, &o);
+        VramArenas a = vram_arenas(&m, c->batch, &opt, (VramPrecision)c->prec, 0, NULL);
+        cr_expect_eq(p.total, a.total, "%s: %llu vs %llu", c->arch, (unsigned long long)p.total,
+                     (unsigned long long)a.total);
+        cr_expect_eq(p.scratch, a.scratch, "%s", c->arch);
+        cr_expect_eq(p.dw_scratch, a.dw_scratch, "%s", c->arch);
+        cr_expect_gt(a.dw_scratch + (c->arch[0] != 'm'), 0, "%s: mobilenets have depthwise layers", c->arch);
+    }
+}

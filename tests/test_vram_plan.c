@@ -1,0 +1,148 @@
+/* test_vram_plan.c: the memory planner (vram_plan.h) on known models, stoker-train
+ * --plan as users run it, and gradient accumulation (train_accum.h) against one step on
+ * the whole batch on the CPU backend. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu_net.h"
+#include "model.h"
+#include "train_accum.h"
+#include "vram_plan.h"
+
+static const OptimConfig sgd = {OPTIM_SGD, 0.9, 0, 0, 0.9, 0.999, 1e-8};
+
+static uint64_t field_sum(const VramArenas *a) {
+    return a->params + a->grads + a->optim + a->lowp + a->acts + a->dacts + a->saved + a->scratch +
+           a->workspace;
+}
+
+Test(vram_plan, resnet18_fields_sum_to_total) {
+    static Model m;
+    StkErr err;
+    cr_assert_eq(model_build(&m, "resnet18", 3, 224, 224, 1000, &err), 0, "%s", err.msg);
+    VramArenas f = vram_arenas(&m, 32, &sgd, VRAM_FP32, 0, NULL);
+    VramArenas b = vram_arenas(&m, 32, &sgd, VRAM_BF16, 0, NULL);
+    cr_expect_eq(field_sum(&f), f.total);
+    cr_expect_eq(field_sum(&b), b.total);
+    cr_expect_eq(f.params, 4 * m.total_floats);
+    cr_expect_eq(f.optim, f.grads, "SGD with momentum: one float per trainable float");
+    cr_expect_eq(f.lowp, 0);
+    cr_expect_gt(b.lowp, 2 * 11000000ull, "bf16 copies of ~11.2 M conv/linear weights");
+    cr_expect_eq(2 * b.acts, f.acts, "bf16 activations take half");
+    cr_expect_eq(f.workspace, VRAM_DEFAULT_WORKSPACE);
+    /* resnet18 at 224, batch 32, fp32: every node's output (convs, batch norms, ReLUs,
+     * adds) is ~8.4 M floats per sample, 1023 MiB in all */
+    cr_expect(f.acts > 1000 * VRAM_MIB && f.acts < 1050 * VRAM_MIB, "acts %llu", (unsigned long long)f.acts);
+}
+
+Test(vram_plan, peak_grows_with_micro_batch) {
+    static Model m;
+    StkErr err;
+    cr_assert_eq(model_build(&m, "mobilenet_v3_small", 3, 224, 224, 10, &err), 0, "%s", err.msg);
+    VramRequest r = {.m = &m, .opt = &sgd, .prec = VRAM_BF16, .batch = 64, .budget = 1ull << 40};
+    for (int b = 1; b < 64; b++) cr_expect_lt(vram_peak(&r, b), vram_peak(&r, b + 1), "at %d", b);
+}
+
+Test(vram_plan, search_picks_the_largest_that_fits) {
+    static Model m;
+    StkErr err;
+    cr_assert_eq(model_build(&m, "resnet18", 3, 224, 224, 1000, &err), 0, "%s", err.msg);
+    const VramPreset *p = vram_preset("gtx1050-2g");
+    cr_assert(p);
+    VramRequest r = {.m = &m, .opt = &sgd, .prec = VRAM_FP32, .batch = 256,
+                     .budget = p->capacity, .reserve = p->reserve};
+    VramPlan plan;
+    cr_assert_eq(vram_plan_search(&r, &plan, &err), 0, "%s", err.msg);
+    cr_expect_leq(plan.peak, r.budget);
+    cr_expect_eq(plan.micro * plan.accum, plan.effective);
+    cr_expect_geq(plan.effective, 256);
+    cr_expect_lt(plan.effective - 256, plan.accum, "rounded up by less than one per step");
+    int most = (256 + plan.accum - 2) / (plan.accum - 1); /* one step fewer needs this */
+    cr_expect_gt(vram_peak(&r, most), r.budget, "accum - 1 steps would have fit");
+    r.batch = 64; /* even splits stay exact */
+    cr_assert_eq(vram_plan_search(&r, &plan, &err), 0, "%s", err.msg);
+    cr_expect_eq(plan.micro * plan.accum, 64, "micro %d accum %d", plan.micro, plan.accum);
+}
+
+Test(vram_plan, nothing_fits_says_the_numbers) {
+    static Model m;
+    StkErr err;
+    cr_assert_eq(model_build(&m, "resnet50", 3, 224, 224, 1000, &err), 0, "%s", err.msg);
+    VramRequest r = {.m = &m, .opt = &sgd, .prec = VRAM_FP32, .batch = 8,
+                     .budget = 600 * VRAM_MIB, .reserve = VRAM_DEFAULT_RESERVE};
+    VramPlan plan;
+    cr_assert_eq(vram_plan_search(&r, &plan, &err), -1);
+    cr_expect(strstr(err.msg, "does not fit: micro-batch 1 needs"), "%s", err.msg);
+    cr_expect(strstr(err.msg, "budget is 600 MiB"), "%s", err.msg);
+}
+
+Test(vram_plan, sizes_parse) {
+    uint64_t b;
+    StkErr err;
+    cr_expect_eq(vram_parse_size("2GiB", &b, &err), 0);
+    cr_expect_eq(b, 2ull << 30);
+    cr_expect_eq(vram_parse_size("1536MiB", &b, &err), 0);
+    cr_expect_eq(b, 1536ull << 20);
+    cr_expect_eq(vram_parse_size("2 furlongs", &b, &err), -1);
+    cr_expect_eq(vram_parse_size("-1G", &b, &err), -1);
+}
+
+/* Runs stoker-train with args; its stdout's last line and stderr into buf. */
+static int run_train(const char *args, char *last, size_t cap, char *all, size_t allcap) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s/stoker-train %s 2>&1", STOKER_BIN_DIR, args);
+    FILE *f = popen(cmd, "r");
+    cr_assert(f);
+    char line[1024];
+    size_t used = 0;
+    last[0] = all[0] = 0;
+    while (fgets(line, sizeof line, f)) {
+        strncpy(last, line, cap - 1);
+        last[cap - 1] = 0;
+        used += (size_t)snprintf(all + used, used < allcap ? allcap - used : 0, "%s", line);
+        if (used >= allcap) used = allcap - 1;
+    }
+    return pclose(f);
+}
+
+Test(vram_plan, plan_flag_prints_the_plan_and_exits, .timeout = 60) {
+    char last[256], all[8192];
+    int rc = run_train("--plan --gpu rtx3070 --model resnet18 -b 256", last, sizeof last, all, sizeof all);
+    cr_assert_eq(rc, 0, "%s", all);
+    int micro, accum;
+    unsigned long long peak;
+    cr_assert_eq(sscanf(last, "plan: micro_batch=%d accum=%d peak_mib=%llu", &micro, &accum, &peak), 3,
+                 "%s", last);
+    /* the same as in process with the host rules (and, in a CUDA build, the kernels') */
+    static Model m;
+    StkErr err;
+    cr_assert_eq(model_build(&m, "resnet18", 3, 224, 224, 1000, &err), 0);
+    const VramPreset *p = vram_preset("rtx3070");
+    VramRequest r = {.m = &m, .opt = &sgd, .prec = VRAM_BF16, .batch = 256,
+                     .budget = p->capacity, .reserve = p->reserve};
+    VramPlan plan;
+    cr_assert_eq(vram_plan_search(&r, &plan, &err), 0);
+    cr_expect_eq(micro, plan.micro);
+    cr_expect_eq(accum, plan.accum);
+    cr_expect_eq(peak, (plan.peak + VRAM_MIB - 1) / VRAM_MIB);
+    cr_expect(strstr(all, "activations"), "the table: %s", all);
+}
+
+Test(vram_plan, plan_flag_fails_when_nothing_fits, .timeout = 60) {
+    char last[256], all[8192];
+    int rc = run_train("--plan --vram-budget 600MiB --model resnet50 -b 64", last, sizeof last, all,
+                       sizeof all);
+    cr_expect_neq(rc, 0);
+    cr_expect(strstr(all, "does not fit: micro-batch 1 needs"), "%s", all);
+}
+
+Test(vram_plan, pascal_presets_refuse_bf16, .timeout = 60) {
+    char last[256], all[8192];
+    int rc = run_train("--plan --gpu gtx1050-4g --precision bf16 --model resnet18", last,
+                       sizeof last, all, sizeof all);
+    cr_expect_neq(rc, 0);
+    cr_expect(strstr(all, "fp32 only"), "%s", all);
+}

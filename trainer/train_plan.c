@@ -1,0 +1,84 @@
+/* train_plan.c: micro-batch and accumulation from stoker-train's flags and the memory
+ * planner; the --plan mode (see train_plan.h). */
+#include "train_plan.h"
+
+#include <limits.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "loader_index.h"
+#include "model_freeze.h"
+
+/* The precision the plan assumes: --precision, else the preset's best, else fp32 (with
+ * only a budget the card is unknown; fp32 needs the most memory, so the plan is safe). */
+static int plan_precision(const TrainConfig *c, const VramPreset *p, VramPrecision *out, StkErr *err) {
+    const char *want = c->precision ? c->precision : p && p->bf16 ? "bf16" : "fp32";
+    if (p && !p->bf16 && strcmp(want, "fp32"))
+        return stk_errf(err, "--precision %s: %s has no %s; use fp32", want, p->what, want);
+    *out = !strcmp(want, "bf16") ? VRAM_BF16 : !strcmp(want, "tf32") ? VRAM_TF32 : VRAM_FP32;
+    return 0;
+}
+
+static int request(const TrainConfig *c, const Model *m, const VramKernels *k, VramRequest *r,
+                   StkErr *err) {
+    const VramPreset *p = vram_preset(c->gpu);
+    *r = (VramRequest){.m = m, .opt = &c->opt, .batch = c->batch_size,
+                       .budget = c->vram_budget ? c->vram_budget : p ? p->capacity : 0,
+                       .reserve = p ? p->reserve : VRAM_DEFAULT_RESERVE,
+                       .eval_share = c->eval_share, .k = k};
+    return plan_precision(c, p, &r->prec, err);
+}
+
+int train_plan_split(const TrainConfig *c, const Model *m, const VramKernels *k, FILE *out,
+                     TrainSplit *s, StkErr *err) {
+    *s = (TrainSplit){c->batch_size, 1, 0};
+    int card = (c->gpu || c->vram_budget) && (c->plan_only || !strcmp(c->device, "cuda"));
+    if (c->micro_batch) {
+        s->accum = (c->batch_size + c->micro_batch - 1) / c->micro_batch;
+        s->micro = (c->batch_size + s->accum - 1) / s->accum; /* same rule as the planner */
+        if (!card) return 0;
+    } else if (!card) {
+        return 0;
+    }
+    VramRequest r;
+    VramPlan p;
+    if (request(c, m, k, &r, err)) return -1;
+    if (vram_plan_search(&r, &p, err)) return -1;
+    if (c->micro_batch && c->micro_batch < p.micro) { /* a smaller one asked for: honour it */
+        p.micro = s->micro, p.accum = s->accum, p.effective = p.micro * p.accum;
+        p.a = vram_arenas(m, p.micro, &c->opt, r.prec, r.workspace, k);
+        p.peak = vram_peak(&r, p.micro);
+        p.inputs = p.peak - p.a.total - r.reserve;
+    }
+    vram_plan_print(out, &r, &p);
+    *s = (TrainSplit){p.micro, p.accum, 1};
+    return 0;
+}
+
+/* The dataset's class count when its index is there; else ImageNet's 1000. */
+static int class_count(const TrainConfig *c) {
+    char path[PATH_MAX];
+    LoaderIndex ix;
+    StkErr err;
+    if (!c->data_path) return 1000;
+    snprintf(path, sizeof path, "%s/%s", c->data_path, LOADER_INDEX_DEFAULT_NAME);
+    if (access(path, R_OK) || loader_index_open(&ix, path, &err)) return 1000;
+    int k = (int)loader_index_num_classes(&ix);
+    loader_index_close(&ix);
+    return k;
+}
+
+int train_plan_main(const TrainConfig *c, const VramKernels *k) {
+    static Model m; /* large: the layer and parameter tables are inline */
+    StkErr err;
+    TrainSplit s;
+    if (model_build(&m, c->model, 3, c->train_crop, c->train_crop, class_count(c), &err)) {
+        fprintf(stderr, "stoker-train: --plan: model: %s\n", err.msg);
+        return 1;
+    }
+    int rc = 0;
+    if (c->trainable_layers >= 0 && model_freeze(&m, c->trainable_layers, &err)) rc = -1;
+    if (!rc) rc = train_plan_split(c, &m, k, stdout, &s, &err);
+    if (rc) fprintf(stderr, "stoker-train: --plan: %s\n", err.msg);
+    return rc ? 1 : 0;
+}

@@ -1,0 +1,33 @@
+/* train_plan.h: stoker-train's choice of micro-batch and accumulation steps from its
+ * flags (--micro-batch, --gpu, --vram-budget, --eval-share, --precision) and the memory
+ * planner (vram_plan.h), and the --plan mode that prints the plan and exits. */
+#ifndef TRAIN_PLAN_H
+#define TRAIN_PLAN_H
+
+#include <stdio.h>
+
+#include "model.h"
+#include "train_config.h"
+#include "vram_plan.h"
+
+/* The run's split of --batch-size into micro-batches. */
+typedef struct TrainSplit {
+    int micro;      /* samples per forward/backward: the loaders' and the backend's batch */
+    int accum;      /* micro-batches per optimizer step */
+    int planned;    /* 1: the planner chose micro (and printed its table) */
+} TrainSplit;
+
+/* Decides the split: --micro-batch when given; else, on --device cuda (or with --plan)
+ * with a card known (--gpu / --vram-budget), the planner's, with its table printed to
+ * out; else the whole batch in one pass. k: the CUDA kernels' sizes (NULL: host rules).
+ * Fails (the planner's numbers in err) when even micro-batch 1 does not fit, or on a
+ * precision the card lacks. */
+int train_plan_split(const TrainConfig *c, const Model *m, const VramKernels *k, FILE *out,
+                     TrainSplit *s, StkErr *err);
+
+/* --plan: builds --model for --train-crop-size with the dataset's class count (1000,
+ * ImageNet's, without --data-path or before it is indexed), prints the plan to stdout and
+ * returns the exit status: 0, or 1 after printing why on stderr. */
+int train_plan_main(const TrainConfig *c, const VramKernels *k);
+
+#endif

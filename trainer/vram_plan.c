@@ -1,0 +1,183 @@
+/* vram_plan.c: the CUDA backend's arena sizes as host arithmetic and the micro-batch
+ * search (see vram_plan.h); the presets are in vram_preset.c. */
+#include "vram_plan.h"
+
+#include <string.h>
+
+/* Host copies of the CUDA kernels' work splits, for builds without CUDA. They must match
+ * cuda_elem.cu (COLSUM_SPLIT_MAX) and cuda_dwconv.cu (DW_KMAX, DW_SEG, DW_UNITS_PER_PART,
+ * DW_MAX_PARTS); tests/test_cuda_plan.c checks they do in a CUDA build. */
+#define HOST_COLSUM_SPLIT_MAX 512
+#define HOST_DW_KMAX 7
+#define HOST_DW_SEG 32
+#define HOST_DW_UNITS_PER_PART 256
+#define HOST_DW_MAX_PARTS 1024
+
+static size_t host_colsum_scratch(int c) { return ((size_t)HOST_COLSUM_SPLIT_MAX * 2 + 6) * (size_t)c; }
+
+static size_t host_dw_scratch(const ConvDesc *d, Shape4 in, Shape4 out) {
+    (void)in;
+    int ok = d->in_c >= 1 && d->groups == d->in_c && d->out_c == d->in_c && d->kh >= 1 &&
+             d->kh <= HOST_DW_KMAX && d->kw >= 1 && d->kw <= HOST_DW_KMAX && d->stride_h >= 1 &&
+             d->stride_h <= 2 && d->stride_w >= 1 && d->stride_w <= 2 && d->pad_h >= 0 && d->pad_w >= 0;
+    if (!ok) return 0;
+    uint64_t units = (uint64_t)out.n * out.h * ((out.w + HOST_DW_SEG - 1) / HOST_DW_SEG);
+    uint64_t parts = (units + HOST_DW_UNITS_PER_PART - 1) / HOST_DW_UNITS_PER_PART;
+    parts = parts < 1 ? 1 : parts < HOST_DW_MAX_PARTS ? parts : HOST_DW_MAX_PARTS;
+    return (size_t)parts * d->kh * d->kw * d->in_c;
+}
+
+/* Floats layer li saves for backward: batch-norm mean + invstd; max-pool argmax (int32
+ * in float-sized slots), as cpu_net.c. */
+static uint64_t saved_floats(const Model *m, int li, int batch) {
+    const ModelLayer *l = &m->layer[li];
+    if (l->kind == LAYER_BN) return 2ull * l->out.c;
+    if (l->kind == LAYER_MAXPOOL) return (uint64_t)batch * shape4_numel(l->out);
+    return 0;
+}
+
+static int max_channels(const Model *m) {
+    int c = m->num_classes;
+    for (int node = 0; node <= m->nlayers; node++)
+        if (model_node_shape(m, node).c > c) c = model_node_shape(m, node).c;
+    return c;
+}
+
+static uint64_t biggest_node(const Model *m, int batch) {
+    uint64_t b = 0;
+    for (int node = 0; node <= m->nlayers; node++) {
+        uint64_t n = (uint64_t)batch * shape4_numel(model_node_shape(m, node));
+        b = n > b ? n : b;
+    }
+    return b;
+}
+
+/* bfloat16 elements of the conv/linear weight copies, and the largest single weight (the
+ * one gradient slot their bf16 gradients land in before widening). */
+static void lowp_sizes(const Model *m, uint64_t *copies, uint64_t *largest) {
+    *copies = *largest = 0;
+    for (int li = 0; li < m->nlayers; li++)
+        if (m->layer[li].kind == LAYER_CONV || m->layer[li].kind == LAYER_LINEAR) {
+            uint64_t n = m->param[m->layer[li].param0].numel;
+            *copies += n;
+            *largest = n > *largest ? n : *largest;
+        }
+}
+
+/* Floats the depthwise layers' backward-filter needs at most (one layer at a time). */
+static uint64_t dw_scratch_floats(const Model *m, int batch, const VramKernels *k) {
+    uint64_t most = 0;
+    for (int li = 0; li < m->nlayers; li++) {
+        const ModelLayer *l = &m->layer[li];
+        if (l->kind != LAYER_CONV) continue;
+        Shape4 in = model_node_shape(m, l->in), out = l->out;
+        in.n = out.n = batch;
+        uint64_t f = k->dw_scratch(&l->conv, in, out);
+        most = f > most ? f : most;
+    }
+    return most;
+}
+
+VramArenas vram_arenas(const Model *m, int batch, const OptimConfig *opt, VramPrecision prec,
+                       uint64_t workspace, const VramKernels *kin) {
+    VramKernels k = {host_colsum_scratch, host_dw_scratch};
+    if (kin && kin->colsum_scratch) k.colsum_scratch = kin->colsum_scratch;
+    if (kin && kin->dw_scratch) k.dw_scratch = kin->dw_scratch;
+    VramArenas p = {0};
+    uint64_t es = prec == VRAM_BF16 ? 2 : 4, acts = 0, saved = 0, copies, largest;
+    for (int node = 0; node <= m->nlayers; node++) /* each node 16-element aligned */
+        acts += ((uint64_t)batch * shape4_numel(model_node_shape(m, node)) + 15) / 16 * 16;
+    for (int li = 0; li < m->nlayers; li++) saved += saved_floats(m, li, batch);
+    lowp_sizes(m, &copies, &largest);
+    p.params = 4 * m->total_floats;
+    p.grads = 4 * m->trainable_floats;
+    p.optim = 4 * m->trainable_floats * (uint64_t)optim_state_per_element(opt);
+    p.lowp = prec == VRAM_BF16 ? 2 * (copies + largest) : 0;
+    p.acts = es * acts;
+    p.dacts = es * acts;
+    p.saved = 4 * saved;
+    p.dw_scratch = 4 * dw_scratch_floats(m, batch, &k);
+    /* one node-sized buffer, reduction partials, labels + row losses, and the depthwise
+     * partials (256: they start aligned) */
+    p.scratch = es * biggest_node(m, batch) + 4 * (k.colsum_scratch(max_channels(m)) + 2ull * batch) +
+                256 + p.dw_scratch;
+    p.workspace = workspace ? workspace : VRAM_DEFAULT_WORKSPACE;
+    p.total = p.params + p.grads + p.optim + p.lowp + p.acts + p.dacts + p.saved + p.scratch +
+              p.workspace;
+    return p;
+}
+
+uint64_t vram_peak(const VramRequest *r, int micro) {
+    VramArenas a = vram_arenas(r->m, micro, r->opt, r->prec, r->workspace, r->k);
+    uint64_t in = (uint64_t)VRAM_INPUT_BUFFERS * micro * r->m->input.h * r->m->input.w * r->m->input.c;
+    return a.total + in + r->reserve;
+}
+
+static void fill(const VramRequest *r, VramPlan *p, int micro) {
+    p->micro = micro;
+    p->a = vram_arenas(r->m, micro, r->opt, r->prec, r->workspace, r->k);
+    p->inputs = (uint64_t)VRAM_INPUT_BUFFERS * micro * r->m->input.h * r->m->input.w * r->m->input.c;
+    p->peak = p->a.total + p->inputs + r->reserve;
+}
+
+int vram_plan_search(const VramRequest *r, VramPlan *p, StkErr *err) {
+    memset(p, 0, sizeof *p);
+    if (r->batch < 1) return stk_errf(err, "vram plan: batch %d", r->batch);
+    p->eval_bytes = (uint64_t)(r->eval_share * (double)r->budget);
+    uint64_t room = r->budget - p->eval_bytes; /* the peak includes the reserve */
+    p->usable = room > r->reserve ? room - r->reserve : 0;
+    if (vram_peak(r, 1) > room) {
+        fill(r, p, 1);
+        return stk_errf(err, "does not fit: micro-batch 1 needs %.0f MiB (arenas %.0f + inputs "
+                        "%.1f + reserve %.0f) but the budget is %.0f MiB (%.0f reserved for the "
+                        "evaluator); the fixed part alone is %.0f MiB (params %.0f, grads %.0f, "
+                        "optimizer %.0f, workspace %.0f)", (double)p->peak / VRAM_MIB,
+                        (double)p->a.total / VRAM_MIB, (double)p->inputs / VRAM_MIB,
+                        (double)r->reserve / VRAM_MIB, (double)r->budget / VRAM_MIB,
+                        (double)p->eval_bytes / VRAM_MIB,
+                        (double)(p->a.params + p->a.grads + p->a.optim + p->a.lowp + p->a.workspace) / VRAM_MIB,
+                        (double)p->a.params / VRAM_MIB, (double)p->a.grads / VRAM_MIB,
+                        (double)p->a.optim / VRAM_MIB, (double)p->a.workspace / VRAM_MIB);
+    }
+    int lo = 1, hi = r->batch; /* the peak grows with the micro-batch: bisect */
+    while (lo < hi) {
+        int mid = lo + (hi - lo + 1) / 2;
+        if (vram_peak(r, mid) <= room) lo = mid;
+        else hi = mid - 1;
+    }
+    p->accum = (r->batch + lo - 1) / lo;
+    fill(r, p, (r->batch + p->accum - 1) / p->accum);
+    p->effective = p->micro * p->accum;
+    return 0;
+}
+
+static void row(FILE *f, const char *name, uint64_t bytes, const char *note) {
+    fprintf(f, "  %-22s %10.1f MiB  %s\n", name, (double)bytes / VRAM_MIB, note);
+}
+
+void vram_plan_print(FILE *f, const VramRequest *r, const VramPlan *p) {
+    static const char *const precs[] = {"fp32", "tf32", "bf16"};
+    const VramArenas *a = &p->a;
+    fprintf(f, "vram plan: %s %dx%dx%d, %s, batch %d = micro-batch %d x %d accumulation step%s\n",
+            r->m->arch, r->m->input.c, r->m->input.h, r->m->input.w, precs[r->prec], r->batch,
+            p->micro, p->accum, p->accum == 1 ? "" : "s");
+    if (p->effective != r->batch)
+        fprintf(f, "  note: %d does not split evenly; the effective batch is %d\n", r->batch, p->effective);
+    row(f, "parameters", a->params, "float32 master weights and buffers");
+    row(f, "gradients", a->grads, "float32, trainable");
+    row(f, "optimizer state", a->optim, "momentum / Adam moments");
+    row(f, "bf16 weight copies", a->lowp, "conv/linear copies + one gradient slot");
+    row(f, "activations", a->acts, "every node's output, kept for backward");
+    row(f, "activation grads", a->dacts, "");
+    row(f, "saved state", a->saved, "batch-norm statistics, max-pool argmax");
+    row(f, "scratch", a->scratch, "one node + reductions + depthwise partials");
+    row(f, "cuDNN workspace", a->workspace, "bound");
+    row(f, "input buffers", p->inputs, "2 x uint8 micro-batch");
+    row(f, "arenas + inputs", a->total + p->inputs, "");
+    row(f, "context reserve", r->reserve, "CUDA context, cuDNN/cuBLAS handles");
+    row(f, "peak", p->peak, "");
+    row(f, "evaluator share", p->eval_bytes, "");
+    row(f, "budget", r->budget, "");
+    fprintf(f, "plan: micro_batch=%d accum=%d peak_mib=%llu\n", p->micro, p->accum,
+            (unsigned long long)((p->peak + VRAM_MIB - 1) / VRAM_MIB)); /* rounded up */
+}

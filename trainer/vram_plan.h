@@ -1,0 +1,110 @@
+/* vram_plan.h: the GPU memory plan as host arithmetic, so it can be computed (and
+ * printed: stoker-train --plan) on a machine with no GPU and in a build without CUDA.
+ *
+ * vram_arenas is THE formula for the CUDA backend's arenas: cuda_net_plan calls it, so
+ * what --plan prints is what cuda_net_init allocates. Two sizes depend on how the CUDA
+ * kernels split their work (the reduction scratch and the depthwise backward-filter
+ * partials); a CUDA build passes the kernels' own functions (VramKernels), a build
+ * without CUDA uses host copies of the same rules (VRAM_HOST_KERNELS).
+ *
+ * vram_plan_search then fits a training run onto a card: the largest micro-batch whose
+ * arenas, two uint8 input buffers, the CUDA context reserve and an evaluator's share fit
+ * the budget, and the gradient-accumulation steps that reach the effective batch. Not yet
+ * modelled (left for later): activation recomputation and half-precision storage of
+ * saved activations beyond what the bf16 precision already does. */
+#ifndef VRAM_PLAN_H
+#define VRAM_PLAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "model.h"
+#include "optim.h"
+#include "stk_err.h"
+
+#define VRAM_MIB (1ull << 20)
+#define VRAM_DEFAULT_WORKSPACE (256ull << 20) /* cuDNN workspace bound (cuda_net's default) */
+#define VRAM_INPUT_BUFFERS 2                  /* cuda_train's double-buffered uint8 batches */
+#define VRAM_DEFAULT_RESERVE (384ull << 20)   /* context + cuBLAS when no preset says */
+
+/* Same values as CudaPrecision (cuda_net.h), which needs CUDA headers. */
+typedef enum VramPrecision {
+    VRAM_FP32 = 0, /* 4-byte activations */
+    VRAM_TF32 = 1, /* 4-byte activations (TF32 is a compute mode, not a storage type) */
+    VRAM_BF16 = 2, /* 2-byte activations, bf16 weight copies + one weight-gradient slot */
+} VramPrecision;
+
+/* The kernel-dependent sizes (both in floats). NULL members: host rules. */
+typedef struct VramKernels {
+    size_t (*colsum_scratch)(int c);               /* cuda_colsum_scratch */
+    size_t (*dw_scratch)(const ConvDesc *d, Shape4 in, Shape4 out); /* cuda_dwconv_filter_scratch:
+                                                      0 for a conv the kernels do not run */
+} VramKernels;
+
+/* Bytes of each device arena (CudaNetPlan's fields, same meaning). */
+typedef struct VramArenas {
+    uint64_t params, grads, optim, lowp, acts, dacts, saved, scratch, workspace;
+    uint64_t dw_scratch; /* part of scratch: depthwise backward-filter partials */
+    uint64_t total;      /* sum of all but dw_scratch */
+} VramArenas;
+
+/* The arenas for m at batch; workspace 0: VRAM_DEFAULT_WORKSPACE; k NULL: host rules. */
+VramArenas vram_arenas(const Model *m, int batch, const OptimConfig *opt, VramPrecision prec,
+                       uint64_t workspace, const VramKernels *k);
+
+/* A card: capacity, what the driver/context and cuBLAS take before us, bf16 or not. */
+typedef struct VramPreset {
+    const char *name;      /* --gpu NAME */
+    uint64_t capacity;     /* bytes on the card */
+    uint64_t reserve;      /* bytes for the CUDA context, cuDNN/cuBLAS handles */
+    int bf16;              /* 1: compute capability >= 8.0 (bf16, tf32); 0: fp32 only */
+    const char *what;      /* a line for the table */
+} VramPreset;
+
+/* The preset called name, or NULL. */
+const VramPreset *vram_preset(const char *name);
+/* Preset names, comma-separated, for messages. */
+const char *vram_preset_names(void);
+
+/* Parses "2GiB", "1536MiB", "2G", "512M", or plain bytes; 0 or -1 + err. */
+int vram_parse_size(const char *s, uint64_t *bytes, StkErr *err);
+
+/* What to fit. */
+typedef struct VramRequest {
+    const Model *m;
+    const OptimConfig *opt;
+    VramPrecision prec;
+    uint64_t workspace;     /* cuDNN bound (0: default) */
+    int batch;              /* the effective batch (--batch-size) */
+    uint64_t budget;        /* bytes of the card (or --vram-budget) */
+    uint64_t reserve;       /* bytes the context takes */
+    double eval_share;      /* fraction of budget left to an evaluator on the same GPU */
+    const VramKernels *k;   /* NULL: host rules */
+} VramRequest;
+
+/* The result. */
+typedef struct VramPlan {
+    int micro, accum;       /* micro-batch and steps per optimizer step */
+    int effective;          /* micro * accum: batch, or the next multiple (see search) */
+    VramArenas a;           /* at micro */
+    uint64_t inputs;        /* bytes: VRAM_INPUT_BUFFERS x micro x h x w x c uint8 */
+    uint64_t peak;          /* a.total + inputs + reserve: what the card must hold */
+    uint64_t usable;        /* budget - reserve - eval share: what the training may use */
+    uint64_t eval_bytes;    /* the evaluator's share */
+} VramPlan;
+
+/* Peak bytes (arenas + inputs + reserve) at micro-batch micro. */
+uint64_t vram_peak(const VramRequest *r, int micro);
+
+/* The largest micro <= batch that fits, accum = ceil(batch / micro), then micro =
+ * ceil(batch / accum) (the smallest with the same accum): micro * accum == batch when
+ * batch divides evenly, else the effective batch is rounded up to micro * accum (at most
+ * accum - 1 samples more; plan->effective says). Fails with the numbers when even
+ * micro-batch 1 does not fit. */
+int vram_plan_search(const VramRequest *r, VramPlan *p, StkErr *err);
+
+/* The plan as a table, ending with "plan: micro_batch=M accum=K peak_mib=P". */
+void vram_plan_print(FILE *f, const VramRequest *r, const VramPlan *p);
+
+#endif
