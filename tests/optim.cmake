@@ -4,7 +4,7 @@ stoker_test(train_input SOURCES test_train_input.c LIBS stoker_trainer)
 stoker_test(cpu_input SOURCES test_cpu_input.c LIBS stoker_trainer)
 stoker_test(cpu_net SOURCES test_cpu_net.c LIBS stoker_trainer m)
 stoker_test(train_resume SOURCES test_train_resume.c test_loader_fixture.c
-            LIBS stoker_loader PkgConfig::ZLIB)
+            LIBS stoker_loader stoker_model PkgConfig::ZLIB)
 add_dependencies(test_train_resume stoker-train stoker-loader) # it runs the built tools
 stoker_test(cpu_models SOURCES test_cpu_models.c test_model_check.c LIBS stoker_trainer m)
 stoker_test(cpu_graph SOURCES test_cpu_graph.c test_cpu_fixture.c LIBS stoker_trainer m)

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "loader_index.h"
+#include "st_file.h"
 #include "test_loader_fixture.h"
 
 static char *root;
@@ -70,4 +71,29 @@ Test(train_resume, resume_without_training_state_is_refused) {
     cr_assert_eq(unlink(path), 0);
     snprintf(extra, sizeof extra, "--epochs 2 --resume %s/first/checkpoints/last.safetensors", root);
     cr_assert_eq(train("rest", extra), 1);
+}
+
+/* Gradient accumulation as a user runs it: -b 4 as two micro-batches of 2 (--micro-batch
+ * 2): loaders make batches of 2, the trainer steps once per two of them, so after two
+ * epochs the optimizer took 2 * floor(floor(n / 2) / 2) steps (a short tail of fewer
+ * than 2 micro-batches is not trained on, like --drop-last). */
+Test(train_resume, micro_batches_accumulate_into_one_step_per_batch) {
+    cr_assert_eq(train("acc", "--epochs 2 --micro-batch 2"), 0);
+    LoaderIndex ix;
+    StkErr err;
+    char *ip = fx_path(root, "data/stoker.index");
+    cr_assert_eq(loader_index_open(&ix, ip, &err), 0, "%s", err.msg);
+    uint64_t n = loader_index_count(&ix, LOADER_TRAIN);
+    loader_index_close(&ix);
+    free(ip);
+    StFile f;
+    char *sp = fx_path(root, "acc/checkpoints/last.state.safetensors");
+    cr_assert_eq(st_open(&f, sp, &err), 0, "%s", err.msg);
+    const char *steps = st_meta(&f, "steps");
+    cr_assert(steps, "no step count in %s", sp);
+    unsigned long long want = 2 * ((n / 2) / 2);
+    cr_assert_eq(strtoull(steps, NULL, 10), want, "%s optimizer steps for %llu samples, want %llu",
+                 steps, (unsigned long long)n, want);
+    st_close(&f);
+    free(sp);
 }
