@@ -11,6 +11,7 @@
 
 #include "ckpt.h"
 #include "cpu_net.h"
+#include "model_freeze.h"
 #include "st_file.h"
 #include "model.h"
 
@@ -75,21 +76,26 @@ static const StTensor *need(const StFile *f, const char *name) {
 /* Builds arch (k classes, size x size, batch n) and checks one training-mode forward and
  * backward against PyTorch with the same weights and input (fixture made now by
  * tests/fixtures/make_model_fixtures.py with Debian's python3-torch): logits, loss, every
- * parameter gradient and the updated running statistics. */
-static void check_against_pytorch(const char *arch, int k, int size, int n, double grad_tol) {
-    char path[64], cmd[320];
+ * parameter gradient and the updated running statistics. freeze >= 0: fine-tuning as
+ * --trainable-layers freeze on both sides (frozen batch norms in eval mode, no gradient
+ * for frozen tensors; the fixture script's FREEZE). */
+static void check_against_pytorch_frozen(const char *arch, int k, int size, int n, double grad_tol,
+                                         int freeze) {
+    char path[64], cmd[360], env[32] = "";
+    if (freeze >= 0) snprintf(env, sizeof env, "FREEZE=%d ", freeze);
     snprintf(path, sizeof path, "/tmp/stoker-%s-%d.safetensors", arch, getpid());
     if (!strcmp(arch, "smallcnn"))
         snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/../fixtures/make_model_fixtures.py %s >/dev/null 2>&1",
                  STOKER_TEST_DATA, path);
     else
-        snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/../fixtures/make_model_fixtures.py %s %s %d %d %d "
-                 ">/dev/null 2>&1", STOKER_TEST_DATA, path, arch, k, size, n);
+        snprintf(cmd, sizeof cmd, "%s/usr/bin/python3 %s/../fixtures/make_model_fixtures.py %s %s %d %d %d "
+                 ">/dev/null 2>&1", env, STOKER_TEST_DATA, path, arch, k, size, n);
     if (system(cmd)) cr_skip_test("no PyTorch for /usr/bin/python3 (scripts/setup.sh installs it)");
     static Model m;
     CpuNet cn;
     StkErr err;
     cr_assert_eq(model_build(&m, arch, 3, size, size, k, &err), 0, "%s", err.msg);
+    if (freeze >= 0) cr_assert_eq(model_freeze(&m, freeze, &err), 0, "%s", err.msg);
     OptimConfig opt = {OPTIM_SGD, 0.9, 0, 0, 0, 0, 0};
     cr_assert_eq(cpu_net_init(&cn, &m, n, &opt, &err), 0, "%s", err.msg);
     StFile f;
@@ -117,6 +123,8 @@ static void check_against_pytorch(const char *arch, int k, int size, int n, doub
         const ModelParam *p = &m.param[i];
         char name[160];
         snprintf(name, sizeof name, "%s.%s", p->trainable ? "grad" : "after", p->name);
+        /* a frozen weight has neither a gradient nor an "after" (only buffers have those) */
+        if (!p->trainable && !st_find(&f, name)) continue;
         const float *mine = p->trainable ? cn.grads + p->offset : cn.params + p->offset;
         double d = rel_diff(mine, need(&f, name)->data, p->numel);
         cr_assert(d < grad_tol, "%s: %s differs by %.3g of its largest value", arch, name, d);
@@ -129,6 +137,10 @@ static void check_against_pytorch(const char *arch, int k, int size, int n, doub
     unlink(path);
 }
 
+static void check_against_pytorch(const char *arch, int k, int size, int n, double grad_tol) {
+    check_against_pytorch_frozen(arch, k, size, n, grad_tol, -1);
+}
+
 Test(cpu_net, smallcnn_forward_and_backward_match_pytorch) {
     check_against_pytorch("smallcnn", K, S, N, 1e-3);
 }
@@ -139,6 +151,14 @@ Test(cpu_net, smallcnn_forward_and_backward_match_pytorch) {
  * disagreement: ill-conditioned, not wrong). Measured: logits 2.8e-6, gradients 4.7e-6. */
 Test(cpu_net, resnet18_forward_and_backward_match_torchvision) {
     check_against_pytorch("resnet18", 5, 64, 4, 1e-3);
+}
+
+/* Fine-tuning against PyTorch: resnet18 with the head and layer4..layer3 trainable
+ * (--trainable-layers 2) and requires_grad=False plus eval-mode batch norms on the rest in
+ * PyTorch: the same logits, gradients of every trainable tensor, running statistics moved
+ * only where the layers train. */
+Test(cpu_net, resnet18_partly_frozen_matches_torchvision) {
+    check_against_pytorch_frozen("resnet18", 5, 64, 4, 1e-3, 2);
 }
 
 /* A checkpoint stoker writes loads into the PyTorch model with strict=True and gives the
