@@ -34,6 +34,30 @@ Test(transfer, blocks_per_architecture) {
     cr_assert_eq(model_num_blocks(&m), 3);
 }
 
+/* MobileNetV3 and EfficientNet count torchvision's features.<i> stages as blocks (17 and
+ * 9 of them), the classifier is the head: --trainable-layers 1 trains the classifier and
+ * the last stage only, and every SE inside that stage with it. */
+Test(transfer, mobilenet_and_efficientnet_blocks_are_their_feature_stages) {
+    static Model m;
+    StkErr err;
+    const char *archs[2] = {"mobilenet_v3_large", "efficientnet_b0"};
+    const int blocks[2] = {17, 9};
+    for (int a = 0; a < 2; a++) {
+        cr_assert_eq(model_build(&m, archs[a], 3, 64, 64, K, &err), 0, "%s", err.msg);
+        cr_assert_eq(model_num_blocks(&m), blocks[a], "%s: %d blocks", archs[a], model_num_blocks(&m));
+        cr_assert_eq(model_freeze(&m, 1, &err), 0, "%s", err.msg);
+        char last[32];
+        snprintf(last, sizeof last, "features.%d.", blocks[a] - 1);
+        for (int li = 0; li < m.nlayers; li++) {
+            const ModelLayer *l = &m.layer[li];
+            if (!l->nparams) continue;
+            int should_train = !strncmp(l->name, last, strlen(last)) || !strncmp(l->name, "classifier", 10);
+            cr_assert_eq(!model_layer_frozen(&m, li), should_train, "%s: layer %s trains: %d", archs[a],
+                         l->name, !model_layer_frozen(&m, li));
+        }
+    }
+}
+
 /* Builds resnet18 with `trainable` blocks (-1: all), trains 3 SGD steps (momentum,
  * weight decay) on a fixed batch and returns the parameters before and after. */
 static void train_steps(Model *m, int trainable, float **before, CpuNet *net, int64_t **nbt0) {
