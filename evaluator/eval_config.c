@@ -8,9 +8,11 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-        "usage: stoker-eval --data-path DIR (--checkpoint FILE | --checkpoints EP) [options]\n"
+        "usage: stoker-eval --data-path DIR (--checkpoint FILE | --checkpoints EP | both) [options]\n"
         "  --checkpoint FILE       evaluate FILE on the val split, print the figures, exit\n"
-        "  --checkpoints EP        follow checkpoint notices published at EP (the newest only)\n"
+        "  --checkpoints EP        follow checkpoint notices published at EP (the newest only);\n"
+        "                          with --checkpoint too, FILE first (a restarted evaluator\n"
+        "                          catches up on the notice it missed)\n"
         "  --model NAME            smallcnn (default), resnet18, resnet34\n"
         "  -b, --batch-size N      32      -j, --workers N   val loader processes (1)\n"
         "  --val-resize-size N  --val-crop-size N   (28/28 for smallcnn, else 256/224)\n"
@@ -59,7 +61,7 @@ int eval_config_parse(EvalConfig *c, int argc, char **argv) {
     }
     if (optind != argc) return bad("unexpected argument", argv[optind]);
     if (!c->data_path) return bad("--data-path is required", "");
-    if (!c->checkpoint == !c->checkpoints) return bad("give one of --checkpoint, --checkpoints", "");
+    if (!c->checkpoint && !c->checkpoints) return bad("give --checkpoint, --checkpoints or both", "");
     int small = !strcmp(c->model, "smallcnn");
     if (!c->val_resize) c->val_resize = small ? 28 : 256;
     if (!c->val_crop) c->val_crop = small ? 28 : 224;

@@ -96,6 +96,7 @@ static int run_val(Eval *e, TrainInput *in) {
     eval_stats_reset(&e->stats);
     for (int waited = 0;;) {
         if (stopping(e)) return 1;
+        eval_report_heartbeat(&e->rep);
         TrainBatch b;
         int done, rc = train_input_next(in, 0, POLL_MS, &b, &done, &err);
         if (rc == TRAIN_INPUT_TIMEOUT && (waited += POLL_MS) < DATA_TIMEOUT_MS) continue;
@@ -204,6 +205,7 @@ static void setup(Eval *e, const char *argv0) {
 static void follow(Eval *e) {
     char path[PROTO_MAX_PATH + 1];
     while (!stopping(e)) {
+        eval_report_heartbeat(&e->rep);
         ProtoCheckpoint ck;
         if (eval_report_next_notice(&e->rep, e->notices, POLL_MS, &ck, path, sizeof path)) continue;
         int rc = evaluate(e, path);
@@ -239,9 +241,8 @@ int main(int argc, char **argv) {
         file_position(e.cfg.checkpoint, &epoch, &step);
         rc = evaluate(&e, e.cfg.checkpoint);
         if (rc == 0) finish(&e, e.cfg.checkpoint, epoch, step);
-    } else {
-        follow(&e);
     }
+    if (e.cfg.checkpoints && rc != 1) rc = 0, follow(&e);
     eval_report_close(&e.rep);
     if (e.notices) zmq_close(e.notices);
     zmq_ctx_term(e.ctx);

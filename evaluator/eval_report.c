@@ -1,6 +1,9 @@
 /* eval_report.c: stoker-eval's sockets and reports (see eval_report.h). */
 #include "eval_report.h"
 
+#include <time.h>
+#include <unistd.h>
+
 #include <stdio.h>
 #include <string.h>
 
@@ -161,4 +164,19 @@ void eval_report_close(EvalReport *r) {
     if (r->reports) zmq_close(r->reports);
     r->control = r->reports = NULL;
     proto_out_free(&r->out);
+}
+
+#define EVAL_HEARTBEAT_MS 1000
+
+void eval_report_heartbeat(EvalReport *r) {
+    if (!r->reports) return;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t t = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    if (t - r->last_heartbeat_ms < EVAL_HEARTBEAT_MS) return;
+    r->last_heartbeat_ms = t;
+    ProtoMsg m = {.type = PROTO_HEARTBEAT};
+    m.u.heartbeat = (ProtoHeartbeat){PROTO_ROLE_EVALUATOR, 0, (uint32_t)getpid(), t};
+    StkErr err;
+    if (proto_send(&r->out, r->reports, &m, NULL, ZMQ_DONTWAIT, &err) != PROTO_OK) r->reports_dropped++;
 }

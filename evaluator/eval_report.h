@@ -25,6 +25,7 @@ typedef struct EvalReport {
     uint64_t dropped;         /* foreign or malformed messages dropped */
     uint64_t reports_dropped; /* reports lost to a full queue */
     int stop;                 /* a shutdown came */
+    uint64_t last_heartbeat_ms;
 } EvalReport;
 
 /* Opens the control and reports sockets, and the conflated notice SUB into *notices
@@ -44,6 +45,11 @@ void eval_report_stats(EvalReport *r, const EvalStats *s, const char *path, uint
                        uint64_t step, int best);
 
 void eval_report_error(EvalReport *r, const char *text);
+
+/* A heartbeat on the reports socket (role evaluator) if a second has passed since the
+ * last: stoker-run restarts an evaluator that stays silent (hung, or stopped); called
+ * while waiting for notices and between val batches. */
+void eval_report_heartbeat(EvalReport *r);
 void eval_report_close(EvalReport *r);
 
 #endif

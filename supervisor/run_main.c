@@ -29,7 +29,6 @@
 #define FINAL_EVAL_TIMEOUT_MS 600000
 #define NOTICE_GRACE_MS 300
 #define MAX_RESTARTS 20             /* per child: a crash loop is a failure, not a run */
-#define EVALUATOR_SLOT 1            /* the evaluator's place in procs (start_all) */
 
 static int sig_pipe[2] = {-1, -1};
 static volatile sig_atomic_t stop_signal;
@@ -140,10 +139,13 @@ static void start_evaluator(Sup *s, RunProc *p) {
     snprintf(b, sizeof b, "%d", s->tc.batch_size);
     snprintf(res, sizeof res, "%d", s->tc.val_resize);
     snprintf(crop, sizeof crop, "%d", s->tc.val_crop);
+    /* a restarted evaluator missed the notices before it subscribed: it starts with the
+     * newest checkpoint announced */
     const char *argv[] = {path, "--data-path", s->tc.data_path, "--model", s->tc.model, "-b", b,
                           "--val-resize-size", res, "--val-crop-size", crop, "-j", "1",
                           "--checkpoints", s->ep_ckpt, "--control", s->ep_ctl, "--reports",
-                          s->ep_rep, "--best", best, NULL};
+                          s->ep_rep, "--best", best, s->have_notice ? "--checkpoint" : NULL,
+                          s->final_path, NULL};
     StkErr err;
     if (run_proc_start(p, argv, s->out_pipe[1], &err)) die("start the evaluator", &err);
 }
@@ -252,19 +254,20 @@ static int final_evaluated(Sup *s, double *done_at) {
     if (waited < NOTICE_GRACE_MS) return 0;
     if (!s->have_notice) return 1;
     if (s->evaluations && s->evaluated_step >= s->final_step) return 1;
-    if (waited > FINAL_EVAL_TIMEOUT_MS || !s->procs.p[EVALUATOR_SLOT].pid) {
+    if (waited > FINAL_EVAL_TIMEOUT_MS || !s->procs.p[RUN_EVALUATOR_SLOT].pid) {
         run_progress_say(&s->prog, "stoker-run: the final checkpoint was not evaluated");
         return 1;
     }
     return 0;
 }
 
-/* Loaders heartbeat every second, even when blocked on a full socket: one silent for
- * hang_s is hung (or stopped) and is killed, which restarts it. The trainer heartbeats
- * once a step, and a step may be long: it is only named, once per silence. */
+/* Loaders and the evaluator heartbeat every second, even when blocked (a loader on a full
+ * socket, the evaluator waiting for a notice or a val batch): one silent for hang_s is
+ * hung (or stopped) and is killed, which restarts it. The trainer heartbeats once a step,
+ * and a step may be long: it is only named, once per silence. */
 static void check_hangs(Sup *s) {
     double now = now_ms();
-    for (int i = RUN_FIRST_LOADER; i < s->procs.n; i++) {
+    for (int i = RUN_EVALUATOR_SLOT; i < s->procs.n; i++) {
         RunProc *p = &s->procs.p[i];
         if (p->pid <= 0 || now - p->heard_ms < s->hang_s * 1e3) continue;
         run_progress_say(&s->prog, "stoker-run: %s (pid %d) sent no heartbeat for %d s: "

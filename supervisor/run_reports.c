@@ -126,6 +126,7 @@ static void one_report(Sup *s, const ProtoMsg *m) {
     case PROTO_HEARTBEAT: { /* a death is seen by waitpid; a hang by missing heartbeats */
         const ProtoHeartbeat *h = &m->u.heartbeat;
         int slot = h->role == PROTO_ROLE_TRAINER ? 0 :
+                   h->role == PROTO_ROLE_EVALUATOR ? RUN_EVALUATOR_SLOT :
                    h->role == PROTO_ROLE_LOADER && h->id < (uint32_t)s->workers
                        ? RUN_FIRST_LOADER + (int)h->id : -1;
         if (slot >= 0 && s->procs.p[slot].pid == (pid_t)h->pid)
@@ -141,6 +142,8 @@ static void one_notice(Sup *s, const ProtoMsg *m) {
     if (m->type != PROTO_CHECKPOINT) return drop(s, "checkpoints", proto_type_name(m->type));
     s->final_step = m->u.checkpoint.step;
     s->have_notice = 1;
+    snprintf(s->final_path, sizeof s->final_path, "%.*s", (int)m->u.checkpoint.path.len,
+             m->u.checkpoint.path.ptr);
 }
 
 void run_reports_drain(Sup *s) {

@@ -13,7 +13,8 @@
 #include "train_config.h"
 
 #define RUN_MAX_USER_ARGS 200
-#define RUN_FIRST_LOADER 2 /* procs: trainer, evaluator, then loader i at 2 + i */
+#define RUN_EVALUATOR_SLOT 1 /* procs: trainer at 0, the evaluator at 1, */
+#define RUN_FIRST_LOADER 2 /* then loader i at 2 + i */
 
 typedef struct Sup {
     TrainConfig tc;                  /* the training flags, parsed as stoker-train does */
@@ -34,6 +35,7 @@ typedef struct Sup {
     int start_epoch;                 /* first epoch of this (maybe resumed) run */
     uint32_t train_epoch;            /* the trainer's current epoch: where loaders restart */
     uint64_t final_step;             /* step of the newest checkpoint notice */
+    char final_path[PROTO_MAX_PATH + 1]; /* its file: a restarted evaluator starts there */
     int have_notice;
     uint64_t evaluated_step;         /* step of the newest evaluation */
     int evaluations;

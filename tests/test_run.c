@@ -216,6 +216,28 @@ Test(run, a_hung_loader_is_killed_and_restarted_and_nothing_is_lost) {
     free(text), free(j);
 }
 
+Test(run, a_hung_evaluator_is_killed_and_restarted_and_the_last_checkpoint_evaluated) {
+    const char *args[] = {"-b", "8", "--hang-timeout", "2", NULL};
+    start_run("3", args);
+    wait_log("step 4/32", 30000);
+    pid_t e[2];
+    cr_assert_eq(children("stoker-eval", e, 2), 1);
+    cr_assert_eq(kill(e[0], SIGSTOP), 0); /* alive to waitpid, but silent */
+    wait_log("stoker-eval (pid", 10000);
+    int st, t = 0;
+    while (px_running(sup, &st) && t < 60000) usleep(20000), t += 20;
+    char *text = px_slurp(log_);
+    cr_assert(t < 60000, "the run did not end:\n%s", text);
+    sup = 0;
+    char *j = run_file("metrics.jsonl");
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d:\n%s", st, text);
+    cr_assert(strstr(text, "sent no heartbeat for 2 s: killing it") &&
+              strstr(text, "stoker-eval killed by signal 9 (Killed); restarted"), "%s", text);
+    cr_assert(!strstr(text, "the final checkpoint was not evaluated"), "%s", text);
+    cr_assert(count(j, "\"kind\":\"eval\"") >= 1, "no evaluation after the restart:\n%s", j);
+    free(text), free(j);
+}
+
 /* Stops a long run with sig sent as a terminal sends Ctrl-C (to the whole group) or as
  * kill does (to stoker-run alone); asserts everything is gone within 5 s. */
 static void stop_cleanly(int sig, int group) {
