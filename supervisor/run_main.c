@@ -8,6 +8,7 @@
  *
  * usage: stoker-run --data-path DIR [-j N] [--output-dir DIR] [stoker-train flags]
  *        stoker-run --resume DIR [flags]      (continues the run in DIR) */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -61,14 +62,44 @@ static void *open_sock(Sup *s, int type, const char *ep, int hwm) {
     return z;
 }
 
+static const char *const sock_names[4] = {"data", "ckpt", "ctl", "rep"};
+
+/* Removes a socket directory's files (ZeroMQ leaves ipc files behind) and the directory. */
+static int remove_socket_dir(const char *dir) {
+    char p[PATH_MAX];
+    for (int i = 0; i < 4; i++) snprintf(p, sizeof p, "%s/%s", dir, sock_names[i]), unlink(p);
+    return rmdir(dir);
+}
+
+/* Socket directories are /tmp/stk-<pid>-XXXXXX: a supervisor killed outright (SIGKILL)
+ * cannot remove its own, so each start removes this user's whose supervisor is gone. */
+static void sweep_stale_socket_dirs(void) {
+    DIR *d = opendir("/tmp");
+    if (!d) return;
+    for (struct dirent *e; (e = readdir(d));) {
+        int pid = 0, used = 0;
+        if (sscanf(e->d_name, "stk-%d-%*6[A-Za-z0-9]%n", &pid, &used) != 1 || used != (int)strlen(e->d_name))
+            continue;
+        char dir[PATH_MAX];
+        struct stat st;
+        snprintf(dir, sizeof dir, "/tmp/%s", e->d_name);
+        if (pid <= 0 || stat(dir, &st) || st.st_uid != getuid() || !S_ISDIR(st.st_mode)) continue;
+        if (kill(pid, 0) == 0 || errno != ESRCH) continue; /* its supervisor is alive */
+        if (!remove_socket_dir(dir)) fprintf(stderr, "stoker-run: removed %s (its stoker-run %d is gone)\n", dir, pid);
+    }
+    closedir(d);
+}
+
 /* ipc:// in a private directory, or with --tcp loopback ports (binding only 127.0.0.1:
  * remote peers would need CURVE, which is not built yet). */
 static void make_endpoints(Sup *s) {
     char *eps[4] = {s->ep_data, s->ep_ckpt, s->ep_ctl, s->ep_rep};
-    const char *names[4] = {"data", "ckpt", "ctl", "rep"};
+    const char *const *names = sock_names;
     if (!s->tcp_port) {
-        strcpy(s->sock, "/tmp/stk-XXXXXX"); /* short: an ipc path must fit in ~107 bytes */
-        if (!mkdtemp(s->sock)) die("mkdtemp", NULL); /* mode 0700: private to this user */
+        sweep_stale_socket_dirs();
+        /* short: an ipc path must fit in ~107 bytes; mode 0700: private to this user */
+        snprintf(s->sock, sizeof s->sock, "/tmp/stk-%d-XXXXXX", (int)getpid());
+        if (!mkdtemp(s->sock)) die("mkdtemp", NULL);
     }
     for (int i = 0; i < 4; i++) {
         if (s->tcp_port) snprintf(eps[i], sizeof s->ep_data, "tcp://127.0.0.1:%d", s->tcp_port + i);
@@ -85,13 +116,10 @@ static void open_sockets(Sup *s) {
     s->notices = open_sock(s, ZMQ_SUB, s->ep_ckpt, 1000);
 }
 
-/* Removes the socket files (ZeroMQ leaves ipc files behind) and the private dir. */
+/* Removes the socket files and the private dir. */
 static void remove_sockets(Sup *s) {
     if (s->tcp_port) return;
-    const char *names[] = {"data", "ckpt", "ctl", "rep"};
-    char p[128];
-    for (int i = 0; i < 4; i++) snprintf(p, sizeof p, "%s/%s", s->sock, names[i]), unlink(p);
-    if (rmdir(s->sock)) fprintf(stderr, "stoker-run: rmdir %s: %s\n", s->sock, strerror(errno));
+    if (remove_socket_dir(s->sock)) fprintf(stderr, "stoker-run: rmdir %s: %s\n", s->sock, strerror(errno));
 }
 
 static void start_loader(Sup *s, RunProc *p) {

@@ -295,9 +295,17 @@ Test(run, a_supervisor_killed_outright_takes_its_children_with_it) {
     char p[800];
     snprintf(p, sizeof p, "%s/checkpoints/last.safetensors", run);
     cr_assert(fx_exists(p), "the trainer, told by SIGTERM, saved a final checkpoint");
-    char dir[256]; /* nobody was left to remove the socket files: the test does */
+    /* nobody was left to remove the socket files: the next stoker-run does */
+    char dir[256];
     socket_dir(dir, sizeof dir);
-    fx_rmtree(dir);
+    cr_assert(fx_exists(dir), "%s", dir);
+    start_run("1", NULL);
+    cr_assert_eq(px_wait(sup, 60000), 0);
+    sup = 0;
+    char *text = px_slurp(log_);
+    cr_assert(!fx_exists(dir), "stale socket directory %s left by the next run:\n%s", dir, text);
+    cr_assert(strstr(text, "its stoker-run") && strstr(text, "is gone"), "%s", text);
+    free(text);
 }
 
 Test(run, ctrl_c_stops_every_child_within_5_s) { stop_cleanly(SIGINT, 1); }
