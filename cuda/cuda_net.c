@@ -18,44 +18,8 @@
 #include "stk_rng.h"
 #include "vram_plan.h"
 
-/* Floats layer li saves for backward: batch-norm mean + invstd; max-pool argmax (int32
- * in float-sized slots), as cpu_net.c. */
-static uint64_t saved_floats(const Model *m, int li, int batch) {
-    const ModelLayer *l = &m->layer[li];
-    if (l->kind == LAYER_BN) return 2ull * l->out.c;
-    if (l->kind == LAYER_MAXPOOL) return (uint64_t)batch * shape4_numel(l->out);
-    return 0;
-}
-
-static int max_channels(const Model *m) {
-    int c = m->num_classes;
-    for (int node = 0; node <= m->nlayers; node++)
-        if (model_node_shape(m, node).c > c) c = model_node_shape(m, node).c;
-    return c;
-}
-
-static uint64_t biggest_node(const Model *m, int batch) {
-    uint64_t b = 0;
-    for (int node = 0; node <= m->nlayers; node++) {
-        uint64_t n = (uint64_t)batch * shape4_numel(model_node_shape(m, node));
-        b = n > b ? n : b;
-    }
-    return b;
-}
-
 /* Layers whose weight (their first parameter) feeds a cuDNN or cuBLAS product. */
 static int has_product(const ModelLayer *l) { return l->kind == LAYER_CONV || l->kind == LAYER_LINEAR; }
-
-/* bfloat16 elements of weight copies, and the largest single weight (the gradient slot). */
-static void lowp_sizes(const Model *m, uint64_t *copies, uint64_t *largest) {
-    *copies = *largest = 0;
-    for (int li = 0; li < m->nlayers; li++)
-        if (has_product(&m->layer[li])) {
-            uint64_t n = m->param[m->layer[li].param0].numel;
-            *copies += n;
-            *largest = n > *largest ? n : *largest;
-        }
-}
 
 static CudaDtype dtype_of(CudaPrecision p) { return p == CUDA_PREC_BF16 ? CUDA_BF16 : CUDA_F32; }
 
@@ -183,7 +147,7 @@ static int host_tables(CudaNet *net, StkErr *err) {
         net->act_off[node] = off, off += (shape4_numel(batched(net, node)) + 15) / 16 * 16;
     fuse_activations(net);
     for (int li = 0; li < m->nlayers; li++) {
-        net->saved_off[li] = saved, saved += saved_floats(m, li, net->batch);
+        net->saved_off[li] = saved, saved += vram_saved_floats(m, li, net->batch);
         if (has_product(&m->layer[li])) net->lowp_off[li] = low, low += m->param[m->layer[li].param0].numel;
     }
     return 0;
@@ -193,8 +157,8 @@ static int allocate(CudaNet *net, StkErr *err) {
     const Model *m = net->m;
     const CudaNetPlan *p = &net->plan;
     if (host_tables(net, err)) return -1;
-    uint64_t big = biggest_node(m, net->batch), copies, largest;
-    lowp_sizes(m, &copies, &largest);
+    uint64_t big = vram_biggest_node(m, net->batch), copies, largest;
+    vram_lowp_sizes(m, &copies, &largest);
     if (dev_alloc((void **)&net->params, p->params, "parameters", net, err) ||
         dev_alloc((void **)&net->grads, p->grads, "gradients", net, err) ||
         dev_alloc((void **)&net->optim_state, p->optim, "optimizer state", net, err) ||
@@ -208,7 +172,7 @@ static int allocate(CudaNet *net, StkErr *err) {
     net->workspace_bytes = p->workspace;
     net->lowp_grad = (uint16_t *)net->lowp + copies;
     net->part = (float *)((char *)net->scratch + big * esize(net));
-    net->row_loss = net->part + cuda_colsum_scratch(max_channels(m));
+    net->row_loss = net->part + cuda_colsum_scratch(vram_max_channels(m));
     net->labels = (int32_t *)(net->row_loss + net->batch);
     net->dw_scratch = (float *)(((uintptr_t)(net->labels + net->batch) + 255) & ~(uintptr_t)255);
     CUDA_TRY(err, cudaMemset(net->params, 0, p->params));

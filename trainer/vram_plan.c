@@ -29,21 +29,21 @@ static size_t host_dw_scratch(const ConvDesc *d, Shape4 in, Shape4 out) {
 
 /* Floats layer li saves for backward: batch-norm mean + invstd; max-pool argmax (int32
  * in float-sized slots), as cpu_net.c. */
-static uint64_t saved_floats(const Model *m, int li, int batch) {
+uint64_t vram_saved_floats(const Model *m, int li, int batch) {
     const ModelLayer *l = &m->layer[li];
     if (l->kind == LAYER_BN) return 2ull * l->out.c;
     if (l->kind == LAYER_MAXPOOL) return (uint64_t)batch * shape4_numel(l->out);
     return 0;
 }
 
-static int max_channels(const Model *m) {
+int vram_max_channels(const Model *m) {
     int c = m->num_classes;
     for (int node = 0; node <= m->nlayers; node++)
         if (model_node_shape(m, node).c > c) c = model_node_shape(m, node).c;
     return c;
 }
 
-static uint64_t biggest_node(const Model *m, int batch) {
+uint64_t vram_biggest_node(const Model *m, int batch) {
     uint64_t b = 0;
     for (int node = 0; node <= m->nlayers; node++) {
         uint64_t n = (uint64_t)batch * shape4_numel(model_node_shape(m, node));
@@ -54,7 +54,7 @@ static uint64_t biggest_node(const Model *m, int batch) {
 
 /* bfloat16 elements of the conv/linear weight copies, and the largest single weight (the
  * one gradient slot their bf16 gradients land in before widening). */
-static void lowp_sizes(const Model *m, uint64_t *copies, uint64_t *largest) {
+void vram_lowp_sizes(const Model *m, uint64_t *copies, uint64_t *largest) {
     *copies = *largest = 0;
     for (int li = 0; li < m->nlayers; li++)
         if (m->layer[li].kind == LAYER_CONV || m->layer[li].kind == LAYER_LINEAR) {
@@ -87,8 +87,8 @@ VramArenas vram_arenas(const Model *m, int batch, const OptimConfig *opt, VramPr
     uint64_t es = prec == VRAM_BF16 ? 2 : 4, acts = 0, saved = 0, copies, largest;
     for (int node = 0; node <= m->nlayers; node++) /* each node 16-element aligned */
         acts += ((uint64_t)batch * shape4_numel(model_node_shape(m, node)) + 15) / 16 * 16;
-    for (int li = 0; li < m->nlayers; li++) saved += saved_floats(m, li, batch);
-    lowp_sizes(m, &copies, &largest);
+    for (int li = 0; li < m->nlayers; li++) saved += vram_saved_floats(m, li, batch);
+    vram_lowp_sizes(m, &copies, &largest);
     p.params = 4 * m->total_floats;
     p.grads = 4 * m->trainable_floats;
     p.optim = 4 * m->trainable_floats * (uint64_t)optim_state_per_element(opt);
@@ -99,7 +99,7 @@ VramArenas vram_arenas(const Model *m, int batch, const OptimConfig *opt, VramPr
     p.dw_scratch = 4 * dw_scratch_floats(m, batch, &k);
     /* one node-sized buffer, reduction partials, labels + row losses, and the depthwise
      * partials (256: they start aligned) */
-    p.scratch = es * biggest_node(m, batch) + 4 * (k.colsum_scratch(max_channels(m)) + 2ull * batch) +
+    p.scratch = es * vram_biggest_node(m, batch) + 4 * (k.colsum_scratch(vram_max_channels(m)) + 2ull * batch) +
                 256 + p.dw_scratch;
     p.workspace = workspace ? workspace : VRAM_DEFAULT_WORKSPACE;
     p.total = p.params + p.grads + p.optim + p.lowp + p.acts + p.dacts + p.saved + p.scratch +

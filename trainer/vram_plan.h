@@ -107,4 +107,13 @@ int vram_plan_search(const VramRequest *r, VramPlan *p, StkErr *err);
 /* The plan as a table, ending with "plan: micro_batch=M accum=K peak_mib=P". */
 void vram_plan_print(FILE *f, const VramRequest *r, const VramPlan *p);
 
+/* The pieces of the formula the allocator also walks (cuda_net.c lays its arenas out with
+ * the same sizes): floats layer li saves for backward (batch-norm mean and invstd, max-pool
+ * argmax in float-sized slots), the widest node or the class count, the largest node at
+ * batch, and the bf16 weight copies' elements plus the largest single weight. */
+uint64_t vram_saved_floats(const Model *m, int li, int batch);
+int vram_max_channels(const Model *m);
+uint64_t vram_biggest_node(const Model *m, int batch);
+void vram_lowp_sizes(const Model *m, uint64_t *copies, uint64_t *largest);
+
 #endif
