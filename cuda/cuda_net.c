@@ -527,8 +527,6 @@ int cuda_net_backward_dev(CudaNet *net, const int32_t *d_labels, double eps, uin
     if (cuda_ce_loss(net->dt, net->batch, m->num_classes, act(net, m->nlayers), d_labels,
                      (float)eps, net->row_loss, dact(net, m->nlayers), s, err))
         return -1;
-    CUDA_TRY(err, cudaMemcpyAsync(net->host_loss, net->row_loss, sizeof(float) * (size_t)net->batch,
-                                  cudaMemcpyDeviceToHost, s));
     net->dact_set[m->nlayers] = 1;
     for (int li = m->nlayers - 1; li >= 0; li--) {
         if (mark(net, 1, m->nlayers - 1 - li, err)) return -1;
@@ -540,17 +538,15 @@ int cuda_net_backward_dev(CudaNet *net, const int32_t *d_labels, double eps, uin
     return mark(net, 1, m->nlayers, err);
 }
 
-/* The last backward's mean loss from the pinned copy, without waiting (the caller made
- * sure, by an event, that the copy is done). */
-double cuda_net_loss_ready(const CudaNet *net) {
+/* The row losses stay on the device until asked for: the training loop copies them per
+ * input slot itself (cuda_train.c), so a backward makes no copy of its own. */
+int cuda_net_loss(CudaNet *net, double *loss, StkErr *err) {
+    CUDA_TRY(err, cudaMemcpyAsync(net->host_loss, net->row_loss, sizeof(float) * (size_t)net->batch,
+                                  cudaMemcpyDeviceToHost, net->stream));
+    CUDA_TRY(err, cudaStreamSynchronize(net->stream));
     double sum = 0;
     for (int i = 0; i < net->batch; i++) sum += net->host_loss[i];
-    return sum / net->batch;
-}
-
-int cuda_net_loss(CudaNet *net, double *loss, StkErr *err) {
-    CUDA_TRY(err, cudaStreamSynchronize(net->stream));
-    *loss = cuda_net_loss_ready(net);
+    *loss = sum / net->batch;
     return 0;
 }
 

@@ -72,7 +72,7 @@ typedef struct CudaNet {
     size_t workspace_bytes;
     int32_t *labels;          /* device [batch] */
     float *row_loss;          /* device [batch] */
-    float *host_loss;         /* pinned host [batch]: the last backward's row losses */
+    float *host_loss;         /* pinned host [batch]: row losses, copied by cuda_net_loss */
     float *host_stage;        /* pinned host staging for conversions, biggest tensor */
     int64_t *num_batches_tracked; /* host [nbn] */
     uint64_t *act_off, *saved_off;
@@ -122,10 +122,6 @@ int cuda_net_backward_dev(CudaNet *net, const int32_t *d_labels, double eps, uin
 
 /* Waits for the stream and gives the mean loss of the last backward. */
 int cuda_net_loss(CudaNet *net, double *loss, StkErr *err);
-
-/* The mean loss of the last backward without waiting: only after an event recorded after
- * that backward has completed. */
-double cuda_net_loss_ready(const CudaNet *net);
 
 /* One optimizer step over every trainable tensor (as cpu_net_step). */
 int cuda_net_step(CudaNet *net, double lr, double wd, double norm_wd, StkErr *err);
