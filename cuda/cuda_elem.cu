@@ -1,6 +1,7 @@
 /* cuda_elem.cu: elementwise and per-channel kernels (see cuda_elem.h). Grid-stride loops
  * with 64-bit indices: a batch's activations may pass 2^31 elements. */
 #include "cuda_check.h"
+#include "cuda_launch.cuh"
 #include "cuda_actfn.cuh"
 #include "cuda_elem.h"
 #include "stk_rng.h"
@@ -15,14 +16,8 @@
 #define COLSUM_SPLIT_MAX 512
 #define COLSUM_ROWS_PER_BLOCK 2048
 
-static unsigned grid_for(size_t n) {
-    size_t b = (n + ELEM_BLOCK - 1) / ELEM_BLOCK;
-    return (unsigned)(b < ELEM_MAX_BLOCKS ? (b ? b : 1) : ELEM_MAX_BLOCKS);
-}
+static unsigned grid_for(size_t n) { return cuda_grid_for(n, ELEM_BLOCK, ELEM_MAX_BLOCKS); }
 
-#define GRID_STRIDE(i, n)                                                               \
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n);            \
-         i += (size_t)gridDim.x * blockDim.x)
 
 /* Elementwise kernels move 16 bytes per thread (8 bfloat16 or 4 floats) over the
  * buffers' aligned bulk (the net aligns every node to 16 elements), with 32-bit indices

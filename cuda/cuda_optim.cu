@@ -3,15 +3,13 @@
 #include <math.h>
 
 #include "cuda_check.h"
+#include "cuda_launch.cuh"
 #include "cuda_optim.h"
 
 #define OPT_BLOCK 256
 #define OPT_MAX_BLOCKS 4096
 
-static unsigned grid_for(size_t n) {
-    size_t b = (n + OPT_BLOCK - 1) / OPT_BLOCK;
-    return (unsigned)(b < OPT_MAX_BLOCKS ? (b ? b : 1) : OPT_MAX_BLOCKS);
-}
+static unsigned grid_for(size_t n) { return cuda_grid_for(n, OPT_BLOCK, OPT_MAX_BLOCKS); }
 
 __global__ void sgd_kernel(size_t n, float *p, const float *g, float *buf, float lr, float wd,
                            float mom, float damp, int nesterov, int first) {

@@ -4,20 +4,15 @@
 #include <math.h>
 
 #include "cuda_check.h"
+#include "cuda_launch.cuh"
 #include "cuda_dtype.h"
 #include "cuda_pool.h"
 
 #define POOL_BLOCK 256
 #define POOL_MAX_BLOCKS 8192
 
-static unsigned grid_for(size_t n) {
-    size_t b = (n + POOL_BLOCK - 1) / POOL_BLOCK;
-    return (unsigned)(b < POOL_MAX_BLOCKS ? (b ? b : 1) : POOL_MAX_BLOCKS);
-}
+static unsigned grid_for(size_t n) { return cuda_grid_for(n, POOL_BLOCK, POOL_MAX_BLOCKS); }
 
-#define GRID_STRIDE(i, n)                                                               \
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n);            \
-         i += (size_t)gridDim.x * blockDim.x)
 
 template <typename T, int V> struct alignas(sizeof(T) * V) Vec { T v[V]; };
 
