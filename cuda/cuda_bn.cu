@@ -1,7 +1,7 @@
 /* cuda_bn.cu: batch-norm kernels for NHWC data (see cuda_bn.h).
  *
- * Memory-bound, so shaped for bandwidth: a thread moves V channels at once (16 bytes: 8
- * bfloat16 or 4 floats when c allows, else 1), index math is 32-bit where the vector
+ * Memory-bound, so shaped for bandwidth: a thread moves V channels at once (4 when c
+ * allows, else 1) and loads BN_UNROLL rows before it computes, index math is 32-bit where the vector
  * count fits, and each pass reads x once. Reductions: a block takes a chunk of up to 256
  * channel vectors and every R-th row (R = 256 / chunk) of its share of the rows; partial
  * float sums per thread, reduced over the block in shared memory, one partial per block
@@ -15,8 +15,9 @@
 #include "cuda_elem.h"
 
 #define BN_THREADS 256
+#define BN_UNROLL 4 /* rows a thread loads before it computes: loads in flight hide latency */
 
-template <typename T, int V> struct alignas(16) Vec { T v[V]; };
+template <typename T, int V> struct alignas(sizeof(T) * V) Vec { T v[V]; }; /* V * sizeof(T) bytes, aligned so */
 
 /* Thread geometry of a reduction block over cv channel vectors. */
 struct RedGeom {
@@ -31,9 +32,19 @@ __host__ __device__ static inline RedGeom red_geom(int cv) {
     return g;
 }
 
-/* Sums over the rows of this block's share: a[v] += f(row, vector) for the vector column
- * col, then the block-wide reduction; thread (col, 0) ends with the totals. The functor
- * gets the vector index (32-bit) and accumulates into s1, s2. */
+/* Calls f(i0, step, u) for this thread's rows of the grid-stride walk: elements
+ * i0 + j * step for j < u, with u = BN_UNROLL except at the tail, so f can load all u
+ * before it uses any. */
+template <typename F>
+__device__ static inline void walk_rows(size_t m, int cv, int col, size_t r, size_t stride, F f) {
+    size_t step = stride * (size_t)cv;
+    for (; r + (BN_UNROLL - 1) * stride < m; r += BN_UNROLL * stride) f(r * cv + col, step, BN_UNROLL);
+    for (; r < m; r += stride) f(r * cv + col, step, 1);
+}
+
+/* Sums over the rows of this block's share: a[v] += f(element, vector) for the vector
+ * column col, then the block-wide reduction; thread (col, 0) ends with the totals. The
+ * functor gets u element indices (i0 + j * step) and accumulates into s1, s2. */
 template <int V, typename F>
 __device__ static inline void block_rows(size_t m, int cv, F f, float *s1, float *s2) {
     __shared__ float sh1[BN_THREADS * V], sh2[BN_THREADS * V];
@@ -42,8 +53,8 @@ __device__ static inline void block_rows(size_t m, int cv, F f, float *s1, float
     int col = blockIdx.x * g.width + lane;
     for (int k = 0; k < V; k++) s1[k] = s2[k] = 0.0f;
     if (r0 < g.rows && col < cv)
-        for (size_t r = (size_t)blockIdx.y * g.rows + r0; r < m; r += (size_t)gridDim.y * g.rows)
-            f(r * cv + col, s1, s2);
+        walk_rows(m, cv, col, (size_t)blockIdx.y * g.rows + r0, (size_t)gridDim.y * g.rows,
+                  [&](size_t i0, size_t step, int u) { f(i0, step, u, s1, s2); });
     for (int k = 0; k < V; k++) sh1[tid * V + k] = s1[k], sh2[tid * V + k] = s2[k];
     __syncthreads();
     if (r0 == 0 && col < cv)
@@ -73,25 +84,57 @@ __global__ void bn_stats_kernel(size_t m, int c, const T *__restrict__ x, float 
     int col = blockIdx.x * g.width + threadIdx.x % g.width;
     Vec<T, V> k0 = xv[col < cv ? col : 0];
     float s1[V], s2[V];
-    block_rows<V>(m, cv, [&](size_t i, float *a, float *b) {
-        Vec<T, V> v = xv[i];
-        for (int k = 0; k < V; k++) {
-            float d = ld(&v.v[k]) - ld(&k0.v[k]);
-            a[k] += d;
-            b[k] += d * d;
-        }
+    block_rows<V>(m, cv, [&](size_t i0, size_t step, int u, float *a, float *b) {
+        Vec<T, V> v[BN_UNROLL];
+#pragma unroll
+        for (int j = 0; j < BN_UNROLL; j++)
+            if (j < u) v[j] = xv[i0 + j * step];
+#pragma unroll
+        for (int j = 0; j < BN_UNROLL; j++)
+            if (j < u)
+                for (int k = 0; k < V; k++) {
+                    float d = ld(&v[j].v[k]) - ld(&k0.v[k]);
+                    a[k] += d;
+                    b[k] += d * d;
+                }
     }, s1, s2);
     put_partials<V>(cv, c, part, s1, s2);
 }
+
+/* The per-channel kernels' combine of the reductions' partials (2 x split rows of c):
+ * a block takes 32 channels, 8 lanes each sum every 8th partial in double, then lane 0
+ * adds the 8 in a fixed order (the same result run after run). A thread per channel
+ * walking all split partials was latency-bound: 26 us per batch norm at split 196. */
+#define FIN_CH 32
+#define FIN_LANES 8
+
+__device__ static inline int final_sums(const float *part, int split, int c, int *chp, double *s1,
+                                        double *s2) {
+    __shared__ double sh[2][FIN_LANES][FIN_CH];
+    int cl = threadIdx.x % FIN_CH, lane = threadIdx.x / FIN_CH, ch = blockIdx.x * FIN_CH + cl;
+    double a = 0, b = 0;
+    if (ch < c)
+#pragma unroll 4
+        for (int p = lane; p < split; p += FIN_LANES)
+            a += part[(size_t)p * c + ch], b += part[(size_t)(split + p) * c + ch];
+    sh[0][lane][cl] = a, sh[1][lane][cl] = b;
+    __syncthreads();
+    if (lane != 0 || ch >= c) return 0;
+    a = b = 0;
+    for (int l = 0; l < FIN_LANES; l++) a += sh[0][l][cl], b += sh[1][l][cl];
+    *chp = ch, *s1 = a, *s2 = b;
+    return 1;
+}
+
+static unsigned final_blocks(int c) { return (unsigned)((c + FIN_CH - 1) / FIN_CH); }
 
 /* Per channel: mean, invstd, running statistics, and y = f(x * coef[c] + coef[2c]). */
 template <typename T>
 __global__ void bn_stats_final_kernel(size_t m, int c, int split, const T *x, const float *part,
                                       CudaBn bn, float *save_mean, float *save_invstd, float *coef) {
-    int ch = blockIdx.x * blockDim.x + threadIdx.x;
-    if (ch >= c) return;
-    double s1 = 0, s2 = 0;
-    for (int p = 0; p < split; p++) s1 += part[(size_t)p * c + ch], s2 += part[(size_t)(split + p) * c + ch];
+    int ch;
+    double s1, s2;
+    if (!final_sums(part, split, c, &ch, &s1, &s2)) return;
     double dm = (double)m, d = s1 / dm;
     double mean = ld(x + ch) + d, var = s2 / dm - d * d;
     if (var < 0) var = 0;
@@ -129,16 +172,25 @@ __global__ void bn_apply_kernel(size_t m, int c, int act, const T *x, const floa
     float mean[V], scale[V], beta[V];
     for (int k = 0; k < V; k++)
         mean[k] = coef[col * V + k], scale[k] = coef[c + col * V + k], beta[k] = coef[2 * c + col * V + k];
-    const Vec<T, V> *xv = (const Vec<T, V> *)x;
+    const Vec<T, V> *xv = (const Vec<T, V> *)x; /* y may alias x (the eval forward) */
     Vec<T, V> *yv = (Vec<T, V> *)y;
-    for (size_t r = (size_t)blockIdx.y * g.rows + r0; r < m; r += (size_t)gridDim.y * g.rows) {
-        Vec<T, V> v = xv[r * cv + col], o;
-        for (int k = 0; k < V; k++) {
-            float z = (ld(&v.v[k]) - mean[k]) * scale[k] + beta[k];
-            st(&o.v[k], act >= 0 ? act_f(act, z) : z);
+    walk_rows(m, cv, col, (size_t)blockIdx.y * g.rows + r0, (size_t)gridDim.y * g.rows,
+              [&](size_t i0, size_t step, int u) {
+        Vec<T, V> v[BN_UNROLL];
+#pragma unroll
+        for (int j = 0; j < BN_UNROLL; j++)
+            if (j < u) v[j] = xv[i0 + j * step];
+#pragma unroll
+        for (int j = 0; j < BN_UNROLL; j++) {
+            if (j >= u) continue;
+            Vec<T, V> o;
+            for (int k = 0; k < V; k++) {
+                float z = (ld(&v[j].v[k]) - mean[k]) * scale[k] + beta[k];
+                st(&o.v[k], act >= 0 ? act_f(act, z) : z);
+            }
+            yv[i0 + j * step] = o;
         }
-        yv[r * cv + col] = o;
-    }
+    });
 }
 
 /* The gradient at bn's output: dy, times f'(z) when an activation is fused (z recomputed
@@ -159,13 +211,22 @@ __global__ void bn_grad_kernel(size_t m, int c, int act, const T *__restrict__ x
     RedGeom geo = red_geom(cv);
     int col = blockIdx.x * geo.width + threadIdx.x % geo.width, ch = (col < cv ? col : 0) * V;
     float s1[V], s2[V];
-    block_rows<V>(m, cv, [&](size_t i, float *a, float *b) {
-        Vec<T, V> xx = xv[i], gg = dv[i];
-        for (int k = 0; k < V; k++) {
-            float g = grad_at(act, xx.v[k], gg.v[k], coef[ch + k], coef[c + ch + k], coef[2 * c + ch + k]);
-            a[k] += g;
-            b[k] += (ld(&xx.v[k]) - coef[ch + k]) * g;
-        }
+    float cf[3][V];
+    for (int j = 0; j < 3; j++)
+        for (int k = 0; k < V; k++) cf[j][k] = coef[j * c + ch + k];
+    block_rows<V>(m, cv, [&](size_t i0, size_t step, int u, float *a, float *b) {
+        Vec<T, V> xx[BN_UNROLL], gg[BN_UNROLL];
+#pragma unroll
+        for (int j = 0; j < BN_UNROLL; j++)
+            if (j < u) xx[j] = xv[i0 + j * step], gg[j] = dv[i0 + j * step];
+#pragma unroll
+        for (int j = 0; j < BN_UNROLL; j++)
+            if (j < u)
+                for (int k = 0; k < V; k++) {
+                    float g = grad_at(act, xx[j].v[k], gg[j].v[k], cf[0][k], cf[1][k], cf[2][k]);
+                    a[k] += g;
+                    b[k] += (ld(&xx[j].v[k]) - cf[0][k]) * g;
+                }
     }, s1, s2);
     put_partials<V>(cv, c, part, s1, s2);
 }
@@ -174,10 +235,9 @@ __global__ void bn_grad_kernel(size_t m, int c, int act, const T *__restrict__ x
  * back over the first 3c (mean, scale, beta stay for the recomputation of z). */
 __global__ void bn_grad_final_kernel(size_t m, int c, int split, const float *part, const float *invstd,
                                      const float *w, float *dweight, float *dbias, float *coef) {
-    int ch = blockIdx.x * blockDim.x + threadIdx.x;
-    if (ch >= c) return;
-    double sdy = 0, dot = 0;
-    for (int p = 0; p < split; p++) sdy += part[(size_t)p * c + ch], dot += part[(size_t)(split + p) * c + ch];
+    int ch;
+    double sdy, dot;
+    if (!final_sums(part, split, c, &ch, &sdy, &dot)) return;
     double is = invstd[ch], dm = (double)m;
     if (dweight) dweight[ch] = (float)(dot * is);
     if (dbias) dbias[ch] = (float)sdy;
@@ -197,17 +257,27 @@ __global__ void bn_dx_kernel(size_t m, int c, int act, const T *x, const T *dy,
     float cf[6][V];
     for (int j = 0; j < 6; j++)
         for (int k = 0; k < V; k++) cf[j][k] = coef[j * c + col * V + k];
+    /* dx may alias dy (header): each element is read before it is written, by the same
+     * thread, so no __restrict__ on these */
     const Vec<T, V> *xv = (const Vec<T, V> *)x, *dv = (const Vec<T, V> *)dy;
     Vec<T, V> *ov = (Vec<T, V> *)dx;
-    for (size_t r = (size_t)blockIdx.y * g.rows + r0; r < m; r += (size_t)gridDim.y * g.rows) {
-        size_t i = r * cv + col;
-        Vec<T, V> xx = xv[i], gg = dv[i], o;
-        for (int k = 0; k < V; k++) {
-            float gr = grad_at(act, xx.v[k], gg.v[k], cf[0][k], cf[1][k], cf[2][k]);
-            st(&o.v[k], (gr - cf[3][k] - (ld(&xx.v[k]) - cf[0][k]) * cf[4][k]) * cf[5][k]);
+    walk_rows(m, cv, col, (size_t)blockIdx.y * g.rows + r0, (size_t)gridDim.y * g.rows,
+              [&](size_t i0, size_t step, int u) {
+        Vec<T, V> xx[BN_UNROLL], gg[BN_UNROLL];
+#pragma unroll
+        for (int j = 0; j < BN_UNROLL; j++)
+            if (j < u) xx[j] = xv[i0 + j * step], gg[j] = dv[i0 + j * step];
+#pragma unroll
+        for (int j = 0; j < BN_UNROLL; j++) {
+            if (j >= u) continue;
+            Vec<T, V> o;
+            for (int k = 0; k < V; k++) {
+                float gr = grad_at(act, xx[j].v[k], gg[j].v[k], cf[0][k], cf[1][k], cf[2][k]);
+                st(&o.v[k], (gr - cf[3][k] - (ld(&xx[j].v[k]) - cf[0][k]) * cf[4][k]) * cf[5][k]);
+            }
+            ov[i0 + j * step] = o;
         }
-        ov[i] = o;
-    }
+    });
 }
 
 /* Forward coefficients again, for the backward (the scratch was reused in between). */
@@ -220,15 +290,18 @@ __global__ void bn_back_coef_kernel(int c, CudaBn bn, const float *save_mean, co
     coef[2 * c + ch] = bn.bias[ch];
 }
 
-/* Channels per thread: 16 bytes when c allows. */
+/* Channels per thread: 4 when c allows (16 bytes of float, 8 of bfloat16). 8 bfloat16
+ * (16 bytes) needed 121-146 registers per thread for the coefficients and the unrolled
+ * loads: 12-25% occupancy and half the bandwidth (ncu on an H200). */
 static int vec_width(CudaDtype dt, int c) {
-    int v = dt == CUDA_BF16 ? 8 : 4;
-    return c % v == 0 ? v : 1;
+    (void)dt;
+    return c % 4 == 0 ? 4 : 1;
 }
 
-/* Blocks along the rows: about 64 steps per thread, at most 512 (the scratch's bound). */
+/* Blocks along the rows: about 16 steps per thread (enough blocks to fill the GPU), at
+ * most 512 (the scratch's bound). */
 static int row_split(size_t m, int cv) {
-    size_t rows = (size_t)red_geom(cv).rows, s = (m + rows * 64 - 1) / (rows * 64);
+    size_t rows = (size_t)red_geom(cv).rows, s = (m + rows * 16 - 1) / (rows * 16);
     return (int)(s < 1 ? 1 : s > 512 ? 512 : s);
 }
 
@@ -243,10 +316,11 @@ static int check(const CudaBn *bn, int act, size_t m, int train, const char *fn,
     return 0;
 }
 
-/* Grid of an elementwise pass: column chunks x row blocks, about 16 steps per thread. */
+/* Grid of an elementwise pass: column chunks x row blocks, BN_UNROLL steps per thread
+ * (one unrolled round: many blocks, each short). */
 static dim3 pass_grid(size_t m, int cv) {
     RedGeom g = red_geom(cv);
-    size_t rows = (size_t)g.rows, y = (m + rows * 16 - 1) / (rows * 16);
+    size_t rows = (size_t)g.rows, y = (m + rows * BN_UNROLL - 1) / (rows * BN_UNROLL);
     return dim3((unsigned)((cv + g.width - 1) / g.width), (unsigned)(y < 65535 ? (y ? y : 1) : 65535));
 }
 
@@ -258,7 +332,7 @@ static void forward_train(const CudaBn *bn, int act, size_t m, const void *x, vo
     float *coef = part + (size_t)2 * split * c;
     dim3 grid((unsigned)((cv + g.width - 1) / g.width), (unsigned)split);
     bn_stats_kernel<T, V><<<grid, BN_THREADS, 0, s>>>(m, c, (const T *)x, part);
-    bn_stats_final_kernel<T><<<(unsigned)((c + 127) / 128), 128, 0, s>>>(
+    bn_stats_final_kernel<T><<<final_blocks(c), FIN_CH * FIN_LANES, 0, s>>>(
         m, c, split, (const T *)x, part, *bn, save_mean, save_invstd, coef);
     bn_apply_kernel<T, V><<<pass_grid(m, cv), BN_THREADS, 0, s>>>(m, c, act, (const T *)x, coef, (T *)y);
 }
@@ -273,10 +347,11 @@ static void backward_train(const CudaBn *bn, int act, size_t m, const void *x, c
     dim3 grid((unsigned)((cv + g.width - 1) / g.width), (unsigned)split);
     bn_back_coef_kernel<<<(unsigned)((c + 127) / 128), 128, 0, s>>>(c, *bn, save_mean, save_invstd, coef);
     bn_grad_kernel<T, V><<<grid, BN_THREADS, 0, s>>>(m, c, act, (const T *)x, (const T *)dy, coef, part);
-    bn_grad_final_kernel<<<(unsigned)((c + 127) / 128), 128, 0, s>>>(m, c, split, part, save_invstd,
+    bn_grad_final_kernel<<<final_blocks(c), FIN_CH * FIN_LANES, 0, s>>>(m, c, split, part, save_invstd,
                                                                      bn->weight, dweight, dbias, coef);
-    bn_dx_kernel<T, V><<<pass_grid(m, cv), BN_THREADS, 0, s>>>(m, c, act, (const T *)x, (const T *)dy,
-                                                                coef, (T *)dx);
+    if (dx) /* NULL: nothing below needs it */
+        bn_dx_kernel<T, V><<<pass_grid(m, cv), BN_THREADS, 0, s>>>(m, c, act, (const T *)x, (const T *)dy,
+                                                                    coef, (T *)dx);
 }
 
 /* Calls fn<T, V> for dt and the vector width c allows. */
@@ -284,7 +359,7 @@ static void backward_train(const CudaBn *bn, int act, size_t m, const void *x, c
     do {                                                                                   \
         int v_ = vec_width((dt), (c));                                                     \
         if ((dt) == CUDA_BF16) {                                                           \
-            if (v_ == 8) fn<__nv_bfloat16, 8>(__VA_ARGS__);                                \
+            if (v_ == 4) fn<__nv_bfloat16, 4>(__VA_ARGS__);                                \
             else fn<__nv_bfloat16, 1>(__VA_ARGS__);                                        \
         } else {                                                                           \
             if (v_ == 4) fn<float, 4>(__VA_ARGS__);                                        \

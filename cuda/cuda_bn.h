@@ -45,7 +45,7 @@ int cuda_bn_forward_eval(const CudaBn *bn, int act, CudaDtype dt, size_t m, cons
                          void *y, float *part, cudaStream_t s, StkErr *err);
 
 /* Training backward from dy (the gradient of f's output when act is given): dx (may
- * alias dy), dweight[c] = sum g * xhat, dbias[c] = sum g, g the gradient at bn's output. */
+ * alias dy; NULL: parameter gradients only), dweight[c] = sum g * xhat, dbias[c] = sum g, g the gradient at bn's output. */
 int cuda_bn_backward_train(const CudaBn *bn, int act, CudaDtype dt, size_t m, const void *x,
                            const void *dy, const float *save_mean, const float *save_invstd,
                            void *dx, float *dweight, float *dbias, float *part,

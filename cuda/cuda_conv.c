@@ -9,7 +9,7 @@
 
 /* Picks the first (fastest) measured algorithm that succeeded, fits the workspace and,
  * when strict, does not use tensor-op math; sets the descriptor's math type to it. */
-#define PICK(results, count, strict, limit, out_algo, out_ws, conv, what, err)           \
+#define PICK(results, count, strict, limit, out_algo, out_ws, out_ms, conv, what, err)   \
     do {                                                                                \
         int found_ = 0;                                                                 \
         for (int i_ = 0; i_ < (count) && !found_; i_++) {                               \
@@ -18,6 +18,7 @@
             if ((strict) && (results)[i_].mathType != CUDNN_FMA_MATH &&                 \
                 (results)[i_].mathType != CUDNN_DEFAULT_MATH) continue;                 \
             *(out_algo) = (results)[i_].algo;                                           \
+            *(out_ms) = (results)[i_].time;                                             \
             *(out_ws) = (results)[i_].memory;                                           \
             found_ = 1;                                                                 \
         }                                                                               \
@@ -74,22 +75,22 @@ static int choose(CudaConv *cv, cudnnHandle_t h, int strict, int need_dx, int ne
     CUDNN_TRY(err, cudnnFindConvolutionForwardAlgorithmEx(h, cv->x, sc->x, cv->w, sc->w, cv->conv,
                                                           cv->y, sc->y, CONV_ALGOS, &cnt, f,
                                                           sc->ws, sc->ws_limit));
-    PICK(f, cnt, strict, sc->ws_limit, &cv->fwd, &cv->ws_fwd, cv->conv, "forward", err);
+    PICK(f, cnt, strict, sc->ws_limit, &cv->fwd, &cv->ws_fwd, &cv->ms_fwd, cv->conv, "forward", err);
     if (need_dx) {
         cudnnConvolutionBwdDataAlgoPerf_t b[CONV_ALGOS];
         CUDNN_TRY(err, cudnnFindConvolutionBackwardDataAlgorithmEx(
                            h, cv->w, sc->w, cv->y, sc->y, cv->conv, cv->x, sc->dx, CONV_ALGOS,
                            &cnt, b, sc->ws, sc->ws_limit));
-        PICK(b, cnt, strict, sc->ws_limit, &cv->bwd_data, &cv->ws_bwd_data, cv->conv,
-             "backward-data", err);
+        PICK(b, cnt, strict, sc->ws_limit, &cv->bwd_data, &cv->ws_bwd_data, &cv->ms_bwd_data,
+             cv->conv, "backward-data", err);
     }
     if (need_dw) {
         cudnnConvolutionBwdFilterAlgoPerf_t g[CONV_ALGOS];
         CUDNN_TRY(err, cudnnFindConvolutionBackwardFilterAlgorithmEx(
                            h, cv->x, sc->x, cv->y, sc->y, cv->conv, cv->w, sc->dw, CONV_ALGOS, &cnt,
                            g, sc->ws, sc->ws_limit));
-        PICK(g, cnt, strict, sc->ws_limit, &cv->bwd_filter, &cv->ws_bwd_filter, cv->conv,
-             "backward-filter", err);
+        PICK(g, cnt, strict, sc->ws_limit, &cv->bwd_filter, &cv->ws_bwd_filter, &cv->ms_bwd_filter,
+             cv->conv, "backward-filter", err);
     }
     return need_workspace(cv, h, need_dx, need_dw, err);
 }
@@ -128,10 +129,11 @@ int cuda_conv_forward(const CudaConv *cv, cudnnHandle_t h, const void *x, const 
 }
 
 int cuda_conv_backward_data(const CudaConv *cv, cudnnHandle_t h, const void *dy,
-                            const void *w, void *dx, void *ws, StkErr *err) {
+                            const void *w, void *dx, int accumulate, void *ws, StkErr *err) {
     const float one = 1.0f, zero = 0.0f;
     CUDNN_TRY(err, cudnnConvolutionBackwardData(h, &one, cv->w, w, cv->y, dy, cv->conv,
-                                                cv->bwd_data, ws, cv->ws_bwd_data, &zero, cv->x, dx));
+                                                cv->bwd_data, ws, cv->ws_bwd_data,
+                                                accumulate ? &one : &zero, cv->x, dx));
     return 0;
 }
 

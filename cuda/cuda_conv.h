@@ -27,6 +27,7 @@ typedef struct CudaConv {
     cudnnConvolutionBwdDataAlgo_t bwd_data;
     cudnnConvolutionBwdFilterAlgo_t bwd_filter;
     size_t ws_fwd, ws_bwd_data, ws_bwd_filter; /* workspace bytes each needs */
+    float ms_fwd, ms_bwd_data, ms_bwd_filter;  /* what cudnnFind measured for each choice */
 } CudaConv;
 
 /* Buffers cuda_conv_init measures the algorithms on (device; contents overwritten). */
@@ -48,9 +49,10 @@ void cuda_conv_free(CudaConv *cv);
 int cuda_conv_forward(const CudaConv *cv, cudnnHandle_t h, const void *x, const void *w,
                       void *y, void *ws, StkErr *err);
 
-/* dx = conv_transpose(dy, w). */
+/* dx = conv_transpose(dy, w), or dx += it when accumulate (a node's second gradient
+ * lands in place, without a scratch buffer and an add). */
 int cuda_conv_backward_data(const CudaConv *cv, cudnnHandle_t h, const void *dy,
-                            const void *w, void *dx, void *ws, StkErr *err);
+                            const void *w, void *dx, int accumulate, void *ws, StkErr *err);
 
 /* dw = correlation of x with dy (overwritten, not accumulated). */
 int cuda_conv_backward_filter(const CudaConv *cv, cudnnHandle_t h, const void *x,

@@ -54,6 +54,9 @@ struct ActBwd { /* a = x, b = dy */
 struct AddOp {
     __device__ float operator()(float x, float y) const { return x + y; }
 };
+struct AddReluOp { /* the same bits as the add then a ReLU: rounding keeps the sign */
+    __device__ float operator()(float x, float y) const { return fmaxf(x + y, 0.0f); }
+};
 
 static int all_aligned(const void *a, const void *b, const void *c) {
     return !(((uintptr_t)a | (uintptr_t)b | (uintptr_t)c) & 15);
@@ -180,6 +183,11 @@ extern "C" int cuda_act_backward(CpuActKind kind, CudaDtype dt, size_t n, const 
 extern "C" int cuda_add(CudaDtype dt, size_t n, const void *a, const void *b, void *y,
                         cudaStream_t s, StkErr *err) {
     return map2(dt, n, a, b, y, AddOp{}, s, err);
+}
+
+extern "C" int cuda_add_relu(CudaDtype dt, size_t n, const void *a, const void *b, void *y,
+                             cudaStream_t s, StkErr *err) {
+    return map2(dt, n, a, b, y, AddReluOp{}, s, err);
 }
 
 extern "C" int cuda_bias_add(CudaDtype dt, size_t m, int c, const float *b, void *y,

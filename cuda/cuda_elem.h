@@ -33,6 +33,11 @@ int cuda_act_backward(CpuActKind kind, CudaDtype dt, size_t n, const void *x, co
 int cuda_add(CudaDtype dt, size_t n, const void *a, const void *b, void *y, cudaStream_t s,
              StkErr *err);
 
+/* y = max(a + b, 0): a residual add with the ReLU after it (y may alias either). The
+ * ReLU's backward needs only y: cuda_act_backward(CPU_ACT_RELU, ..., y, dy, dx). */
+int cuda_add_relu(CudaDtype dt, size_t n, const void *a, const void *b, void *y, cudaStream_t s,
+                  StkErr *err);
+
 /* y[r, c] += b[c] over an [m, c] matrix; b is float32. */
 int cuda_bias_add(CudaDtype dt, size_t m, int c, const float *b, void *y, cudaStream_t s,
                   StkErr *err);

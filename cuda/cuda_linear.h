@@ -21,10 +21,12 @@ typedef struct CudaLinear {
 int cuda_linear_forward(const CudaLinear *l, cublasHandle_t h, cudaStream_t s, int n,
                         const void *x, const void *w, const float *b, void *y, StkErr *err);
 
-/* dx = dy W, dw = dy^T x (of the layer's dtype), db = column sums of dy (part is
- * cuda_colsum scratch); each NULL skips (a frozen layer gives dx only). */
+/* dx = dy W (dx += when accumulate_dx), dw = dy^T x (of the layer's dtype), db = column
+ * sums of dy (part is cuda_colsum scratch); each NULL skips (a frozen layer gives dx
+ * only). A 1x1 convolution over NHWC data is this product with n = batch * h * w rows
+ * (cuda_net.c runs those here when cuBLAS beats cuDNN on them). */
 int cuda_linear_backward(const CudaLinear *l, cublasHandle_t h, cudaStream_t s, int n,
-                         const void *x, const void *w, const void *dy, void *dx, void *dw,
-                         float *db, float *part, StkErr *err);
+                         const void *x, const void *w, const void *dy, void *dx, int accumulate_dx,
+                         void *dw, float *db, float *part, StkErr *err);
 
 #endif

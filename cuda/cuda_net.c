@@ -31,15 +31,20 @@ CudaNetPlan cuda_net_plan(const Model *m, int batch, const OptimConfig *opt,
     CudaPrecision prec = o ? o->precision : CUDA_PREC_FP32;
     VramArenas a = vram_arenas(m, batch, opt, (VramPrecision)prec, o ? o->workspace_limit : 0, &k);
     return (CudaNetPlan){.params = a.params, .grads = a.grads, .optim = a.optim, .lowp = a.lowp,
-                         .acts = a.acts, .dacts = a.dacts, .saved = a.saved, .scratch = a.scratch,
-                         .workspace = a.workspace, .total = a.total, .dw_scratch = a.dw_scratch};
+                         .acts = a.acts, .acts_kept = a.acts_kept, .saved = a.saved,
+                         .scratch = a.scratch, .workspace = a.workspace, .total = a.total,
+                         .dw_scratch = a.dw_scratch};
 }
 
-void *cuda_net_input(CudaNet *net) { return net->acts; }
-
 static size_t esize(const CudaNet *net) { return cuda_dtype_size(net->dt); }
-static void *act(CudaNet *net, int node) { return (char *)net->acts + net->act_off[node] * esize(net); }
-static void *dact(CudaNet *net, int node) { return (char *)net->dacts + net->act_off[node] * esize(net); }
+static void *in_pool(CudaNet *net, int64_t off) {
+    return off < 0 ? NULL : (char *)net->acts + (uint64_t)off * esize(net);
+}
+static void *act(CudaNet *net, int node) { return in_pool(net, net->nodes.act[node]); }
+static void *dact(CudaNet *net, int node) { return in_pool(net, net->nodes.dact[node]); }
+
+void *cuda_net_input(CudaNet *net) { return act(net, 0); }
+void *cuda_net_node(CudaNet *net, int node) { return act(net, node); }
 static int lowp(const CudaNet *net) { return net->dt == CUDA_BF16; }
 
 static Shape4 batched(const CudaNet *net, int node) {
@@ -70,22 +75,19 @@ static int weight_grad_done(CudaNet *net, int li, StkErr *err) {
                      net->stream, err);
 }
 
-/* The bf16 copies of every product's weight (all), or of the trainable ones only (after a
- * step: frozen weights do not change). */
-static int refresh(CudaNet *net, int all, StkErr *err) {
+/* The bf16 copies of every product's weight (after cuda_net_set_params; a step refreshes
+ * the trainable ones itself, cuda_optim.h). */
+int cuda_net_refresh_weights(CudaNet *net, StkErr *err) {
     if (!lowp(net)) return 0;
     for (int li = 0; li < net->m->nlayers; li++) {
         if (!has_product(&net->m->layer[li])) continue;
         const ModelParam *w = &net->m->param[net->m->layer[li].param0];
-        if (!all && !w->trainable) continue;
         if (cuda_cast(CUDA_F32, CUDA_BF16, w->numel, net->params + w->offset, weight(net, li),
                       net->stream, err))
             return -1;
     }
     return 0;
 }
-
-int cuda_net_refresh_weights(CudaNet *net, StkErr *err) { return refresh(net, 1, err); }
 
 static int dev_alloc(void **p, uint64_t bytes, const char *what, const CudaNet *net, StkErr *err) {
     cudaError_t st = cudaMalloc(p, bytes ? bytes : 4);
@@ -95,57 +97,29 @@ static int dev_alloc(void **p, uint64_t bytes, const char *what, const CudaNet *
     return 0;
 }
 
-/* As cpu_net.c: the lowest layer with trainable parameters (0 when nothing is frozen). */
-static int first_trainable(const Model *m) {
-    for (int li = 0; li < m->nlayers; li++)
-        if (m->layer[li].nparams && !model_layer_frozen(m, li)) return li;
-    return m->nlayers;
-}
+/* Layer li is an activation run inside the layer before it (vram_nodes.h). */
+static int skipped(const CudaNet *net, int li) { return vram_nodes_skipped(&net->nodes, li); }
 
-/* Batch norms read only by an activation take it into their kernels (fused_act). */
-static void fuse_activations(CudaNet *net) {
-    const Model *m = net->m;
-    int *readers = calloc((size_t)(m->nlayers > 0 ? m->nlayers : 0) + 1, sizeof *readers);
-    for (int li = 0; li < m->nlayers; li++) {
-        net->fused_act[li] = CUDA_BN_NO_ACT;
-        if (!readers) continue;
-        readers[m->layer[li].in]++;
-        if (m->layer[li].in2 >= 0) readers[m->layer[li].in2]++;
-    }
-    for (int li = 0; readers && li + 1 < m->nlayers; li++) {
-        const ModelLayer *bn = &m->layer[li], *a = &m->layer[li + 1];
-        if (bn->kind == LAYER_BN && a->kind == LAYER_ACT && a->in == li + 1 && readers[li + 1] == 1)
-            net->fused_act[li] = (int)a->act;
-    }
-    free(readers);
-}
-
-/* Layer li is an activation run inside the batch norm before it. */
-static int skipped(const CudaNet *net, int li) {
-    return li > 0 && net->fused_act[li - 1] != CUDA_BN_NO_ACT;
-}
+_Static_assert(VRAM_NO_FUSE == CUDA_BN_NO_ACT, "a fused batch norm passes its entry on as cuda_bn's act");
 
 /* Host tables (offsets per node, per saving layer, per weight copy). */
 static int host_tables(CudaNet *net, StkErr *err) {
     const Model *m = net->m;
     int nodes = m->nlayers + 1;
-    net->act_off = calloc((size_t)nodes, sizeof *net->act_off);
     net->saved_off = calloc((size_t)m->nlayers, sizeof *net->saved_off);
     net->lowp_off = calloc((size_t)m->nlayers, sizeof *net->lowp_off);
     net->dact_set = calloc((size_t)nodes, 1);
-    net->fused_act = calloc((size_t)m->nlayers, sizeof *net->fused_act);
     net->dwconv = calloc((size_t)m->nlayers, 1);
+    net->gemm = calloc((size_t)m->nlayers, 1);
     net->conv = calloc((size_t)m->nlayers, sizeof *net->conv);
     net->bn = calloc((size_t)m->nlayers, sizeof *net->bn);
     net->num_batches_tracked = calloc((size_t)(m->nbn ? m->nbn : 1), sizeof(int64_t));
-    if (!net->act_off || !net->saved_off || !net->lowp_off || !net->dact_set || !net->fused_act || !net->dwconv ||
+    if (!net->saved_off || !net->lowp_off || !net->dact_set || !net->dwconv || !net->gemm ||
         !net->conv || !net->bn || !net->num_batches_tracked)
         return stk_errf(err, "cuda_net: out of host memory");
-    uint64_t off = 0, saved = 0, low = 0;
-    /* every node starts 16 elements aligned: the kernels move 16 bytes at a time */
-    for (int node = 0; node < nodes; node++)
-        net->act_off[node] = off, off += (shape4_numel(batched(net, node)) + 15) / 16 * 16;
-    fuse_activations(net);
+    uint64_t saved = 0, low = 0;
+    /* the same layout vram_arenas sized the pool by */
+    if (vram_nodes_plan(m, net->batch, &net->nodes, err)) return -1;
     for (int li = 0; li < m->nlayers; li++) {
         net->saved_off[li] = saved, saved += vram_saved_floats(m, li, net->batch);
         if (has_product(&m->layer[li])) net->lowp_off[li] = low, low += m->param[m->layer[li].param0].numel;
@@ -163,15 +137,14 @@ static int allocate(CudaNet *net, StkErr *err) {
         dev_alloc((void **)&net->grads, p->grads, "gradients", net, err) ||
         dev_alloc((void **)&net->optim_state, p->optim, "optimizer state", net, err) ||
         dev_alloc(&net->lowp, p->lowp, "bfloat16 weights", net, err) ||
-        dev_alloc(&net->acts, p->acts, "activations", net, err) ||
-        dev_alloc(&net->dacts, p->dacts, "activation gradients", net, err) ||
+        dev_alloc(&net->acts, p->acts, "activations and their gradients", net, err) ||
         dev_alloc((void **)&net->saved, p->saved, "saved state", net, err) ||
         dev_alloc(&net->scratch, p->scratch, "scratch", net, err) ||
         dev_alloc(&net->workspace, p->workspace, "cuDNN workspace", net, err))
         return -1;
     net->workspace_bytes = p->workspace;
     net->lowp_grad = (uint16_t *)net->lowp + copies;
-    net->part = (float *)((char *)net->scratch + big * esize(net));
+    net->part = (float *)((char *)net->scratch + net->nodes.accum * esize(net));
     net->row_loss = net->part + cuda_colsum_scratch(vram_max_channels(m));
     net->labels = (int32_t *)(net->row_loss + net->batch);
     net->dw_scratch = (float *)(((uintptr_t)(net->labels + net->batch) + 255) & ~(uintptr_t)255);
@@ -218,6 +191,76 @@ static int check_layers(const Model *m, StkErr *err) {
     return 0;
 }
 
+/* A 1x1, stride-1, unpadded, ungrouped convolution over NHWC is a matrix product. */
+static int pointwise(const ConvDesc *d) {
+    return d->kh == 1 && d->kw == 1 && d->stride_h == 1 && d->stride_w == 1 && d->pad_h == 0 &&
+           d->pad_w == 0 && d->groups == 1;
+}
+
+static CudaLinear conv_as_linear(const CudaNet *net, const ConvDesc *d) {
+    return (CudaLinear){d->in_c, d->out_c, net->dt, net->o.precision == CUDA_PREC_TF32};
+}
+
+/* One pass of a dense convolution on cuDNN, or of a 1x1 one on cuBLAS (gemm); pass is a
+ * CUDA_NET_GEMM_* bit. */
+static int conv_pass(CudaNet *net, int li, int pass, int gemm, const void *x, void *y,
+                          const void *dy, void *dx, int acc, void *dw, StkErr *err) {
+    const ModelLayer *l = &net->m->layer[li];
+    CudaLinear lin = conv_as_linear(net, &l->conv);
+    int n = (int)rows(batched(net, l->in));
+    const void *w = weight(net, li);
+    if (pass == CUDA_NET_GEMM_FWD)
+        return gemm ? cuda_linear_forward(&lin, net->blas, net->stream, n, x, w, NULL, y, err)
+                    : cuda_conv_forward(&net->conv[li], net->dnn, x, w, y, net->workspace, err);
+    if (pass == CUDA_NET_GEMM_DATA)
+        return gemm ? cuda_linear_backward(&lin, net->blas, net->stream, n, x, w, dy, dx, acc, NULL,
+                                           NULL, NULL, err)
+                    : cuda_conv_backward_data(&net->conv[li], net->dnn, dy, w, dx, acc, net->workspace, err);
+    return gemm ? cuda_linear_backward(&lin, net->blas, net->stream, n, x, w, dy, NULL, 0, dw, NULL,
+                                       NULL, err)
+                : cuda_conv_backward_filter(&net->conv[li], net->dnn, x, dy, dw, net->workspace, err);
+}
+
+/* Milliseconds of one pass, the mean of 3 runs after a warm-up one. */
+static int time_pass(CudaNet *net, int li, int pass, int gemm, float *ms, StkErr *err) {
+    const ModelLayer *l = &net->m->layer[li];
+    void *x = act(net, l->in), *y = act(net, li + 1), *dy = dact(net, li + 1), *dx = dact(net, l->in);
+    cudaEvent_t e[2];
+    CUDA_TRY(err, cudaEventCreate(&e[0]));
+    CUDA_TRY(err, cudaEventCreate(&e[1]));
+    int rc = 0;
+    for (int r = 0; r < 4 && !rc; r++) {
+        if (r == 1 && cudaEventRecord(e[0], net->stream) != cudaSuccess)
+            rc = stk_errf(err, "cuda_net: cudaEventRecord while timing %s", l->name);
+        rc = rc ? rc : conv_pass(net, li, pass, gemm, x, y, dy ? dy : y, dx ? dx : x, 0,
+                                 weight_grad(net, li), err);
+    }
+    cudaError_t st = cudaSuccess;
+    if (!rc && ((st = cudaEventRecord(e[1], net->stream)) != cudaSuccess ||
+                (st = cudaEventSynchronize(e[1])) != cudaSuccess ||
+                (st = cudaEventElapsedTime(ms, e[0], e[1])) != cudaSuccess))
+        rc = stk_errf(err, "cuda_net: timing layer %s: %s", l->name, cudaGetErrorString(st));
+    cudaEventDestroy(e[0]), cudaEventDestroy(e[1]);
+    *ms /= 3;
+    return rc;
+}
+
+/* For a 1x1 convolution: each pass it needs on whichever of cuBLAS and cuDNN ran it
+ * faster here (cuDNN's legacy kernels lag cuBLAS on the small-channel products of the
+ * MobileNets, and the other way round elsewhere). */
+static int choose_gemm(CudaNet *net, int li, int need_dx, int need_dw, StkErr *err) {
+    static const int passes[3] = {CUDA_NET_GEMM_FWD, CUDA_NET_GEMM_DATA, CUDA_NET_GEMM_FILTER};
+    for (int i = 0; i < 3; i++) {
+        if ((passes[i] == CUDA_NET_GEMM_DATA && !need_dx) || (passes[i] == CUDA_NET_GEMM_FILTER && !need_dw))
+            continue;
+        float g, d;
+        if (time_pass(net, li, passes[i], 1, &g, err) || time_pass(net, li, passes[i], 0, &d, err))
+            return stk_err_wrap(err, "layer %s", net->m->layer[li].name);
+        if (g < d) net->gemm[li] |= (uint8_t)passes[i];
+    }
+    return 0;
+}
+
 /* Convolution algorithms (measured on the arenas' own buffers), then the workspace shrunk
  * to the largest choice; batch-norm views into the parameter arena. */
 static int make_layers(CudaNet *net, StkErr *err) {
@@ -226,6 +269,9 @@ static int make_layers(CudaNet *net, StkErr *err) {
     for (int li = 0; li < m->nlayers; li++) {
         const ModelLayer *l = &m->layer[li];
         const ModelParam *p = &m->param[l->param0];
+        if (l->kind == LAYER_CONV && cuda_dwconv_supported(&l->conv) != vram_conv_depthwise(&l->conv))
+            return stk_errf(err, "cuda_net: layer %s: the memory plan's depthwise rule disagrees "
+                            "with the kernels'", l->name);
         if (l->kind == LAYER_CONV && cuda_dwconv_supported(&l->conv)) {
             net->dwconv[li] = 1;
         } else if (l->kind == LAYER_CONV) {
@@ -255,7 +301,34 @@ static int make_layers(CudaNet *net, StkErr *err) {
     net->plan.total -= net->plan.workspace - need;
     net->plan.workspace = need;
     CUDA_TRY(err, cudaMalloc(&net->workspace, need ? need : 4));
+    for (int li = 0; li < m->nlayers; li++) {
+        const ModelLayer *l = &m->layer[li];
+        if (l->kind == LAYER_CONV && pointwise(&l->conv) &&
+            choose_gemm(net, li, l->in > net->first_trainable, !model_layer_frozen(m, li), err))
+            return -1;
+    }
     return 0;
+}
+
+/* The optimizer's table: every trainable tensor, with its bf16 copy where it has one (the
+ * step refreshes those; frozen weights are not in it and keep theirs). */
+static int make_optim(CudaNet *net, StkErr *err) {
+    const Model *m = net->m;
+    CudaOptimSeg *segs = calloc((size_t)(m->nparams ? m->nparams : 1), sizeof *segs);
+    if (!segs) return stk_errf(err, "cuda_net: out of host memory");
+    int n = 0;
+    for (int i = 0; i < m->nparams; i++)
+        if (m->param[i].trainable)
+            segs[n++] = (CudaOptimSeg){m->param[i].offset, m->param[i].numel, -1, m->param[i].norm_or_bias};
+    for (int li = 0, k = 0; lowp(net) && li < m->nlayers; li++) {
+        const ModelLayer *l = &m->layer[li];
+        if (!has_product(l) || !m->param[l->param0].trainable) continue;
+        for (k = 0; k < n && segs[k].offset != m->param[l->param0].offset; k++) {}
+        if (k < n) segs[k].lowp = (int64_t)net->lowp_off[li];
+    }
+    int rc = cuda_optim_table_init(&net->optab, segs, n, err);
+    free(segs);
+    return rc;
 }
 
 int cuda_net_init(CudaNet *net, const Model *m, int batch, const OptimConfig *opt,
@@ -267,10 +340,10 @@ int cuda_net_init(CudaNet *net, const Model *m, int batch, const OptimConfig *op
     net->opt = *opt;
     if (o) net->o = *o;
     net->dt = dtype_of(net->o.precision);
-    net->first_trainable = first_trainable(m);
+    net->first_trainable = vram_first_trainable(m);
     net->plan = cuda_net_plan(m, batch, opt, &net->o);
     if (check_layers(m, err) || allocate(net, err) || make_handles(net, err) ||
-        make_layers(net, err)) {
+        make_layers(net, err) || make_optim(net, err)) {
         cuda_net_free(net);
         return -1;
     }
@@ -284,14 +357,15 @@ void cuda_net_free(CudaNet *net) {
     if (net->blas) cublasDestroy(net->blas);
     if (net->stream) cudaStreamDestroy(net->stream);
     cudaFree(net->params), cudaFree(net->grads), cudaFree(net->optim_state), cudaFree(net->lowp);
-    cudaFree(net->acts), cudaFree(net->dacts), cudaFree(net->saved), cudaFree(net->scratch);
+    cudaFree(net->acts), cudaFree(net->saved), cudaFree(net->scratch);
     cudaFree(net->workspace);
+    cuda_optim_table_free(&net->optab);
     cudaFreeHost(net->host_loss), cudaFreeHost(net->host_stage);
     for (int i = 0; net->prof_ev && i < 2 * (net->m->nlayers + 1); i++) cudaEventDestroy(net->prof_ev[i]);
     free(net->prof_ev), free(net->prof_ms);
     free(net->conv), free(net->bn), free(net->num_batches_tracked);
-    free(net->act_off), free(net->saved_off), free(net->lowp_off), free(net->dact_set);
-    free(net->fused_act), free(net->dwconv);
+    free(net->saved_off), free(net->lowp_off), free(net->dact_set), free(net->dwconv), free(net->gemm);
+    vram_nodes_free(&net->nodes);
     memset(net, 0, sizeof *net);
 }
 
@@ -331,13 +405,13 @@ static int forward_layer(CudaNet *net, int li, int train, uint64_t key, StkErr *
     switch (l->kind) {
     case LAYER_CONV:
         if (net->dwconv[li] ? cuda_dwconv_forward(&l->conv, dt, xs, ys, x, weight(net, li), y, s, err)
-                            : cuda_conv_forward(&net->conv[li], net->dnn, x, weight(net, li), y,
-                                                net->workspace, err))
+                            : conv_pass(net, li, CUDA_NET_GEMM_FWD, net->gemm[li] & CUDA_NET_GEMM_FWD,
+                                             x, y, NULL, NULL, 0, NULL, err))
             return -1;
         return l->conv.bias ? cuda_bias_add(dt, rows(ys), ys.c, net->params + p[1].offset, y, s, err) : 0;
     case LAYER_BN: {
-        int fa = net->fused_act[li];
-        if (fa != CUDA_BN_NO_ACT) y = act(net, li + 2); /* the activation's output */
+        int fa = net->nodes.fuse[li];
+        if (fa != VRAM_NO_FUSE) y = act(net, li + 2); /* the activation's output */
         /* a frozen batch norm keeps its running statistics: eval mode, as cpu_net.c */
         if (!train || model_layer_frozen(net->m, li))
             return cuda_bn_forward_eval(&net->bn[li], fa, dt, rows(xs), x, y, net->part, s, err);
@@ -353,7 +427,9 @@ static int forward_layer(CudaNet *net, int li, int train, uint64_t key, StkErr *
         return cuda_linear_forward(&lin, net->blas, s, xs.n, x, weight(net, li),
                                    net->params + p[1].offset, y, err);
     }
-    case LAYER_ADD: return cuda_add(dt, shape4_numel(ys), x, act(net, l->in2), y, s, err);
+    case LAYER_ADD:
+        if (net->nodes.fuse[li] == VRAM_NO_FUSE) return cuda_add(dt, shape4_numel(ys), x, act(net, l->in2), y, s, err);
+        return cuda_add_relu(dt, shape4_numel(ys), x, act(net, l->in2), act(net, li + 2), s, err);
     case LAYER_SCALE:
         return cuda_scale_forward(dt, xs.n, xs.h * xs.w, xs.c, x, act(net, l->in2), y, s, err);
     case LAYER_DROPOUT: case LAYER_DROP_PATH: return drop(net, l, li, key, train, xs, x, y, err);
@@ -421,7 +497,8 @@ static int grad_commit(CudaNet *net, int node, StkErr *err) {
 }
 
 /* Weight gradient, bias gradient, input gradient: our depthwise kernels or cuDNN's. */
-static int backward_conv(CudaNet *net, int li, const void *x, const void *dy, void *dx, StkErr *err) {
+static int backward_conv(CudaNet *net, int li, const void *x, const void *dy, void *dx, int acc,
+                         StkErr *err) {
     const ModelLayer *l = &net->m->layer[li];
     Shape4 xs = batched(net, l->in), ys = batched(net, li + 1);
     int dw = net->dwconv[li];
@@ -429,8 +506,8 @@ static int backward_conv(CudaNet *net, int li, const void *x, const void *dy, vo
     if (model_layer_frozen(net->m, li)) goto data; /* its weights are constants */
     if ((dw ? cuda_dwconv_backward_filter(&l->conv, net->dt, xs, ys, x, dy, weight_grad(net, li),
                                           net->dw_scratch, dws, net->stream, err)
-            : cuda_conv_backward_filter(&net->conv[li], net->dnn, x, dy, weight_grad(net, li),
-                                        net->workspace, err)) ||
+            : conv_pass(net, li, CUDA_NET_GEMM_FILTER, net->gemm[li] & CUDA_NET_GEMM_FILTER, x,
+                             NULL, dy, NULL, 0, weight_grad(net, li), err)) ||
         weight_grad_done(net, li, err))
         return -1;
     if (l->conv.bias && cuda_colsum(net->dt, rows(ys), ys.c, dy,
@@ -441,27 +518,51 @@ data:
     if (!dx) return 0;
     return dw ? cuda_dwconv_backward_data(&l->conv, net->dt, xs, ys, dy, weight(net, li), dx,
                                           net->stream, err)
-              : cuda_conv_backward_data(&net->conv[li], net->dnn, dy, weight(net, li), dx,
-                                        net->workspace, err);
+              : conv_pass(net, li, CUDA_NET_GEMM_DATA, net->gemm[li] & CUDA_NET_GEMM_DATA, x, NULL,
+                               dy, dx, acc, NULL, err);
 }
 
-/* Both inputs of an add get dy; both of a scale get their own gradient. */
-static int backward_two(CudaNet *net, const ModelLayer *l, const void *dy, StkErr *err) {
+/* An add hands dy to an input: an aliased input's gradient already is dy's buffer
+ * (vram_nodes.h), another gets it added or copied. */
+static int add_to_input(CudaNet *net, int node, const void *dy, StkErr *err) {
+    if (node <= net->first_trainable) return 0;
+    if (net->nodes.alias[node]) {
+        net->dact_set[node] = 1;
+        return 0;
+    }
+    void *d = dact(net, node);
+    size_t n = shape4_numel(batched(net, node));
+    if (net->dact_set[node]) return cuda_add(net->dt, n, d, dy, d, net->stream, err);
+    CUDA_TRY(err, cudaMemcpyAsync(d, dy, n * esize(net), cudaMemcpyDeviceToDevice, net->stream));
+    net->dact_set[node] = 1;
+    return 0;
+}
+
+/* Both inputs of an add get dy (a fused ReLU's gradient first, in place: dy's buffer is
+ * the add's own output gradient); both of a scale get their own gradient. */
+static int backward_two(CudaNet *net, int li, StkErr *err) {
+    const ModelLayer *l = &net->m->layer[li];
     Shape4 xs = batched(net, l->in);
-    size_t bytes = shape4_numel(batched(net, l->in)) * esize(net);
     cudaStream_t s = net->stream;
+    if (l->kind == LAYER_ADD) {
+        int fused = net->nodes.fuse[li] != VRAM_NO_FUSE;
+        void *dy = dact(net, li + 1 + fused);
+        if (fused && cuda_act_backward(CPU_ACT_RELU, net->dt, shape4_numel(xs), act(net, li + 2), dy,
+                                       dy, s, err))
+            return -1;
+        return add_to_input(net, l->in, dy, err) || add_to_input(net, l->in2, dy, err) ? -1 : 0;
+    }
+    const void *dy = dact(net, li + 1);
     void *dx = grad_for(net, l->in);
     if (dx) {
-        if (l->kind == LAYER_ADD) CUDA_TRY(err, cudaMemcpyAsync(dx, dy, bytes, cudaMemcpyDeviceToDevice, s));
-        else if (cuda_scale_backward(net->dt, xs.n, xs.h * xs.w, xs.c, act(net, l->in),
-                                     act(net, l->in2), dy, dx, NULL, s, err))
+        if (cuda_scale_backward(net->dt, xs.n, xs.h * xs.w, xs.c, act(net, l->in), act(net, l->in2),
+                                dy, dx, NULL, s, err))
             return -1;
         if (grad_commit(net, l->in, err)) return -1;
     }
     void *d2 = grad_for(net, l->in2);
     if (!d2) return 0;
-    if (l->kind == LAYER_ADD) CUDA_TRY(err, cudaMemcpyAsync(d2, dy, bytes, cudaMemcpyDeviceToDevice, s));
-    else if (cuda_scale_backward(net->dt, xs.n, xs.h * xs.w, xs.c, act(net, l->in), act(net, l->in2),
+    if (cuda_scale_backward(net->dt, xs.n, xs.h * xs.w, xs.c, act(net, l->in), act(net, l->in2),
                                  dy, NULL, d2, s, err))
         return -1;
     return grad_commit(net, l->in2, err);
@@ -470,7 +571,7 @@ static int backward_two(CudaNet *net, const ModelLayer *l, const void *dy, StkEr
 static int backward_layer(CudaNet *net, int li, uint64_t key, StkErr *err) {
     const ModelLayer *l = &net->m->layer[li];
     const ModelParam *p = &net->m->param[l->param0];
-    if (l->kind == LAYER_ADD || l->kind == LAYER_SCALE) return backward_two(net, l, dact(net, li + 1), err);
+    if (l->kind == LAYER_ADD || l->kind == LAYER_SCALE) return backward_two(net, li, err);
     const void *x = act(net, l->in), *dy = dact(net, li + 1);
     Shape4 xs = batched(net, l->in), ys = batched(net, li + 1);
     float *sv = net->saved + net->saved_off[li];
@@ -479,16 +580,22 @@ static int backward_layer(CudaNet *net, int li, uint64_t key, StkErr *err) {
     CudaDtype dt = net->dt;
     int frozen = model_layer_frozen(net->m, li), rc = 0;
     switch (l->kind) {
-    case LAYER_CONV: rc = backward_conv(net, li, x, dy, dx, err); break;
+    case LAYER_CONV: {
+        /* cuDNN adds a second gradient in place; grad_commit has nothing left to do */
+        int acc = dx && !net->dwconv[li] && net->dact_set[l->in];
+        rc = backward_conv(net, li, x, dy, acc ? dact(net, l->in) : dx, acc, err);
+        if (acc) dx = NULL;
+        break;
+    }
     case LAYER_BN: {
-        int fa = net->fused_act[li];
-        if (fa != CUDA_BN_NO_ACT) dy = dact(net, li + 2); /* the activation's output gradient */
+        int fa = net->nodes.fuse[li];
+        if (fa != VRAM_NO_FUSE) dy = dact(net, li + 2); /* the activation's output gradient */
         if (frozen) { /* eval mode in the forward: statistics are constants */
             if (dx) rc = cuda_bn_backward_eval(&net->bn[li], fa, dt, rows(xs), x, dy, dx, net->part, s, err);
             break;
         }
         rc = cuda_bn_backward_train(&net->bn[li], fa, dt, rows(xs), x, dy, sv, sv + l->out.c,
-                                    dx ? dx : net->scratch, net->grads + p[0].offset,
+                                    dx, net->grads + p[0].offset,
                                     net->grads + p[1].offset, net->part, s, err);
         break;
     }
@@ -499,7 +606,7 @@ static int backward_layer(CudaNet *net, int li, uint64_t key, StkErr *err) {
     case LAYER_AVGPOOL: if (dx) rc = cuda_avgpool_backward(dt, xs, dy, dx, s, err); break;
     case LAYER_LINEAR: {
         CudaLinear lin = linear_of(net, l);
-        rc = cuda_linear_backward(&lin, net->blas, s, xs.n, x, weight(net, li), dy, dx,
+        rc = cuda_linear_backward(&lin, net->blas, s, xs.n, x, weight(net, li), dy, dx, 0,
                                   frozen ? NULL : weight_grad(net, li),
                                   frozen ? NULL : net->grads + p[1].offset, net->part, err);
         if (!rc && !frozen) rc = weight_grad_done(net, li, err);
@@ -551,21 +658,10 @@ int cuda_net_loss(CudaNet *net, double *loss, StkErr *err) {
 }
 
 int cuda_net_step(CudaNet *net, double lr, double wd, double norm_wd, StkErr *err) {
-    const Model *m = net->m;
-    int per = optim_state_per_element(&net->opt);
     net->steps++;
-    for (int i = 0; i < m->nparams; i++) {
-        const ModelParam *p = &m->param[i];
-        if (!p->trainable) continue;
-        float *w = net->params + p->offset, *g = net->grads + p->offset;
-        float *st = net->optim_state + p->offset * (uint64_t)per;
-        double decay = p->norm_or_bias ? norm_wd : wd;
-        int rc = net->opt.kind == OPTIM_ADAMW
-                     ? cuda_adamw_step(&net->opt, w, g, st, p->numel, lr, decay, net->steps,
-                                       net->stream, err)
-                     : cuda_sgd_step(&net->opt, w, g, per ? st : NULL, p->numel, lr, decay,
-                                     net->steps == 1, net->stream, err);
-        if (rc) return stk_err_wrap(err, "step %s", p->name);
-    }
-    return refresh(net, 0, err);
+    if (cuda_optim_step(&net->optab, &net->opt, net->params, net->grads, net->optim_state,
+                        lowp(net) ? (uint16_t *)net->lowp : NULL, lr, wd, norm_wd, net->steps,
+                        net->steps == 1, net->stream, err))
+        return stk_err_wrap(err, "cuda_net_step");
+    return 0;
 }

@@ -23,12 +23,15 @@
 
 #include "cuda_bn.h"
 #include "cuda_conv.h"
+#include "cuda_optim.h"
 #include "model.h"
 #include "optim.h"
+#include "vram_nodes.h"
 
 /* Bytes of each device arena for a model and batch: the plan. */
 typedef struct CudaNetPlan {
-    uint64_t params, grads, optim, lowp, acts, dacts, saved, scratch, workspace, total;
+    uint64_t params, grads, optim, lowp, acts, saved, scratch, workspace, total;
+    uint64_t acts_kept;       /* bytes of acts alive at the loss */
     uint64_t dw_scratch;      /* bytes: depthwise backward-filter partials (in scratch) */
 } CudaNetPlan;
 
@@ -46,6 +49,10 @@ typedef struct CudaNetOptions {
     size_t workspace_limit; /* bytes cuDNN may use per convolution (0: 256 MiB) */
 } CudaNetOptions;
 
+#define CUDA_NET_GEMM_FWD 1
+#define CUDA_NET_GEMM_DATA 2
+#define CUDA_NET_GEMM_FILTER 4
+
 typedef struct CudaNet {
     const Model *m;           /* not owned */
     int batch;
@@ -61,7 +68,9 @@ typedef struct CudaNet {
     void *lowp;               /* bfloat16: weight copies, then one weight-gradient slot */
     uint64_t *lowp_off;       /* [nlayers] elements into lowp, per conv/linear layer */
     void *lowp_grad;          /* bfloat16: the slot a layer's weight gradient lands in */
-    void *acts, *dacts;       /* device: every node's output and gradient, dtype dt */
+    void *acts;               /* device: the node pool (nodes), outputs and gradients by
+                                 lifetime, dtype dt */
+    VramNodes nodes;          /* where each node's output and gradient are, what is fused */
     float *saved;             /* device: per-layer saved state (float32 / int32) */
     void *scratch;            /* device: one node-sized buffer of dtype dt */
     float *part;              /* device: reduction scratch (cuda_colsum_scratch) */
@@ -69,20 +78,20 @@ typedef struct CudaNet {
     float *dw_scratch;        /* device: depthwise backward-filter partials (cuda_dwconv) */
     uint8_t *dwconv;          /* [nlayers]: 1 for convolutions run by our depthwise kernels
                                  (cuDNN's legacy API is far from bandwidth on them) */
+    uint8_t *gemm;            /* [nlayers]: for a 1x1 convolution, the passes cuBLAS runs
+                                 because it was faster there (CUDA_NET_GEMM_* bits) */
     size_t workspace_bytes;
     int32_t *labels;          /* device [batch] */
     float *row_loss;          /* device [batch] */
     float *host_loss;         /* pinned host [batch]: row losses, copied by cuda_net_loss */
     float *host_stage;        /* pinned host staging for conversions, biggest tensor */
     int64_t *num_batches_tracked; /* host [nbn] */
-    uint64_t *act_off, *saved_off;
+    uint64_t *saved_off;
     uint8_t *dact_set;
     int first_trainable;      /* the lowest layer with trainable parameters: backward stops
                                  there, and frozen layers below it get no gradient at all */
-    int *fused_act;           /* [nlayers]: for a batch norm whose only reader is an
-                                 activation, that activation (it runs inside the batch
-                                 norm's kernels and the activation layer is skipped); else -1 */
     uint64_t steps;
+    CudaOptimTable optab;     /* every trainable tensor, for the one-launch optimizer step */
     CudaNetPlan plan;
     cudaEvent_t *prof_ev;     /* profiling on: [2 * (nlayers + 1)] events, forward then
                                  backward, one before each layer and one after the last */
@@ -106,13 +115,20 @@ void cuda_net_free(CudaNet *net);
  * (cuda_input_normalize writes it from a uint8 batch). */
 void *cuda_net_input(CudaNet *net);
 
+/* A node's output on the device (NULL for a node never stored: the output of a layer
+ * whose activation is fused into it). Valid for what the node plan keeps alive: the input
+ * and the logits always; others only during the step (vram_nodes.h). */
+void *cuda_net_node(CudaNet *net, int node);
+
 /* Runs the model on the input; train selects batch statistics (and updates the running
  * ones) and dropout (masks as the CPU backend's for the same key). The logits stay on the
  * device (cuda_net_get_logits). */
 int cuda_net_forward(CudaNet *net, int train, uint64_t dropout_key, StkErr *err);
 
 /* Cross-entropy of the last forward against host labels (copied to the device),
- * gradients of every parameter (overwritten). Does not wait: cuda_net_loss does. */
+ * gradients of every parameter (overwritten). Does not wait: cuda_net_loss does. A
+ * backward consumes its forward (gradients reuse the activations' memory): run the
+ * forward again before another backward. */
 int cuda_net_backward(CudaNet *net, const int32_t *labels, double eps, uint64_t dropout_key,
                       StkErr *err);
 

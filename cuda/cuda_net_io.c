@@ -74,7 +74,7 @@ int cuda_net_set_input_nchw(CudaNet *net, const float *host, StkErr *err) {
                 if ((net->dt == CUDA_BF16)) half[to] = cuda_f32_to_bf16(v);
                 else net->host_stage[to] = v;
             }
-    CUDA_TRY(err, cudaMemcpyAsync((char *)net->acts + net->act_off[0] * cuda_dtype_size(net->dt), net->host_stage, shape4_numel(s) * cuda_dtype_size(net->dt),
+    CUDA_TRY(err, cudaMemcpyAsync(cuda_net_input(net), net->host_stage, shape4_numel(s) * cuda_dtype_size(net->dt),
                                   cudaMemcpyHostToDevice, net->stream));
     CUDA_TRY(err, cudaStreamSynchronize(net->stream));
     return 0;
@@ -82,7 +82,7 @@ int cuda_net_set_input_nchw(CudaNet *net, const float *host, StkErr *err) {
 
 int cuda_net_get_logits(CudaNet *net, float *host, StkErr *err) {
     size_t n = (size_t)net->batch * net->m->num_classes;
-    CUDA_TRY(err, cudaMemcpyAsync(net->host_stage, (char *)net->acts + net->act_off[net->m->nlayers] * cuda_dtype_size(net->dt), n * cuda_dtype_size(net->dt),
+    CUDA_TRY(err, cudaMemcpyAsync(net->host_stage, cuda_net_node(net, net->m->nlayers), n * cuda_dtype_size(net->dt),
                                   cudaMemcpyDeviceToHost, net->stream));
     CUDA_TRY(err, cudaStreamSynchronize(net->stream));
     const uint16_t *half = (const uint16_t *)net->host_stage;

@@ -1,64 +1,118 @@
-/* cuda_optim.cu: SGD and AdamW kernels (see cuda_optim.h). The scalars are computed on
- * the host exactly as trainer/optim.c computes them, so both backends round alike. */
+/* cuda_optim.cu: the multi-tensor SGD and AdamW kernel (see cuda_optim.h). The scalars
+ * are computed on the host exactly as trainer/optim.c computes them, so both backends
+ * round alike. A block takes a chunk (a stretch of one segment) at a time. */
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cuda_check.h"
-#include "cuda_launch.cuh"
+#include "cuda_dtype.h"
 #include "cuda_optim.h"
 
 #define OPT_BLOCK 256
-#define OPT_MAX_BLOCKS 4096
+#define OPT_CHUNK 8192 /* elements: short enough to spread a small model over the GPU */
+#define OPT_MAX_BLOCKS 2048
 
-static unsigned grid_for(size_t n) { return cuda_grid_for(n, OPT_BLOCK, OPT_MAX_BLOCKS); }
+typedef struct Chunk { uint32_t seg; uint32_t len; uint64_t begin; } Chunk;
 
-__global__ void sgd_kernel(size_t n, float *p, const float *g, float *buf, float lr, float wd,
-                           float mom, float damp, int nesterov, int first) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        float d = g[i];
-        if (wd != 0.0f) d = __fadd_rn(d, __fmul_rn(wd, p[i]));
-        if (mom != 0.0f) {
-            float b = first ? d : __fadd_rn(__fmul_rn(mom, buf[i]), __fmul_rn(damp, d));
-            buf[i] = b;
-            d = nesterov ? __fadd_rn(d, __fmul_rn(mom, b)) : b;
+/* The step's scalars, as optim.c derives them. */
+typedef struct OptArgs {
+    int adamw, nesterov, first;
+    float lr, wd, norm_wd, mom, damp;           /* SGD */
+    float b1, b2, eps, step_size, bc2_sqrt;     /* AdamW */
+    float decay, norm_decay;                    /* AdamW: 1 - lr * wd */
+} OptArgs;
+
+__device__ static inline void sgd_one(const OptArgs &a, float wd, float *p, float g, float *buf) {
+    float d = g;
+    if (wd != 0.0f) d = __fadd_rn(d, __fmul_rn(wd, *p));
+    if (a.mom != 0.0f) {
+        float b = a.first ? d : __fadd_rn(__fmul_rn(a.mom, *buf), __fmul_rn(a.damp, d));
+        *buf = b;
+        d = a.nesterov ? __fadd_rn(d, __fmul_rn(a.mom, b)) : b;
+    }
+    *p = __fsub_rn(*p, __fmul_rn(a.lr, d));
+}
+
+__device__ static inline void adamw_one(const OptArgs &a, float decay, float *p, float g, float *m,
+                                        float *v) {
+    float pi = __fmul_rn(*p, decay);
+    float mi = __fadd_rn(__fmul_rn(a.b1, *m), __fmul_rn(1.0f - a.b1, g));
+    float vi = __fadd_rn(__fmul_rn(a.b2, *v), __fmul_rn(__fmul_rn(1.0f - a.b2, g), g));
+    float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), a.bc2_sqrt), a.eps);
+    *p = __fsub_rn(pi, __fmul_rn(a.step_size, __fdiv_rn(mi, denom)));
+    *m = mi;
+    *v = vi;
+}
+
+__global__ void optim_kernel(int nchunk, const CudaOptimSeg *__restrict__ segs, const Chunk *__restrict__ chunks,
+                             OptArgs a, float *params, const float *grads, float *state,
+                             __nv_bfloat16 *lowp) {
+    for (int ci = blockIdx.x; ci < nchunk; ci += gridDim.x) {
+        Chunk ch = chunks[ci];
+        CudaOptimSeg sg = segs[ch.seg];
+        for (uint32_t j = threadIdx.x; j < ch.len; j += blockDim.x) {
+            uint64_t i = ch.begin + j, at = sg.offset + i;
+            float *p = params + at, g = grads[at];
+            if (a.adamw) {
+                float *m = state + 2 * sg.offset + i;
+                adamw_one(a, sg.norm ? a.norm_decay : a.decay, p, g, m, m + sg.n);
+            } else {
+                sgd_one(a, sg.norm ? a.norm_wd : a.wd, p, g, state ? state + at : NULL);
+            }
+            if (sg.lowp >= 0) st(lowp + sg.lowp + i, *p);
         }
-        p[i] = __fsub_rn(p[i], __fmul_rn(lr, d));
     }
 }
 
-__global__ void adamw_kernel(size_t n, float *p, const float *g, float *m, float *v, float b1,
-                             float b2, float eps, float step_size, float bc2_sqrt, float decay) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        float gi = g[i];
-        float pi = __fmul_rn(p[i], decay);
-        float mi = __fadd_rn(__fmul_rn(b1, m[i]), __fmul_rn(1.0f - b1, gi));
-        float vi = __fadd_rn(__fmul_rn(b2, v[i]), __fmul_rn(__fmul_rn(1.0f - b2, gi), gi));
-        float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), bc2_sqrt), eps);
-        p[i] = __fsub_rn(pi, __fmul_rn(step_size, __fdiv_rn(mi, denom)));
-        m[i] = mi;
-        v[i] = vi;
-    }
-}
-
-extern "C" int cuda_sgd_step(const OptimConfig *c, float *p, const float *g, float *buf, size_t n,
-                             double lr, double wd, int first_step, cudaStream_t s, StkErr *err) {
-    if (c->momentum != 0 && !buf) return stk_errf(err, "cuda_sgd_step: momentum without a buffer");
-    if (!n) return 0;
-    sgd_kernel<<<grid_for(n), OPT_BLOCK, 0, s>>>(n, p, g, buf, (float)lr, (float)wd,
-                                                 (float)c->momentum, (float)(1 - c->dampening),
-                                                 c->nesterov, first_step);
-    CUDA_TRY(err, cudaGetLastError());
+extern "C" int cuda_optim_table_init(CudaOptimTable *t, const CudaOptimSeg *segs, int nseg, StkErr *err) {
+    t->nseg = nseg, t->nchunk = 0, t->dev = NULL;
+    for (int i = 0; i < nseg; i++) t->nchunk += (int)((segs[i].n + OPT_CHUNK - 1) / OPT_CHUNK);
+    size_t sb = sizeof(CudaOptimSeg) * (size_t)nseg, bytes = sb + sizeof(Chunk) * (size_t)t->nchunk;
+    char *host = (char *)malloc(bytes ? bytes : 1);
+    if (!host) return stk_errf(err, "cuda_optim_table_init: out of host memory");
+    memcpy(host, segs, sb);
+    Chunk *ch = (Chunk *)(host + sb);
+    for (int i = 0, k = 0; i < nseg; i++)
+        for (uint64_t b = 0; b < segs[i].n; b += OPT_CHUNK)
+            ch[k++] = Chunk{(uint32_t)i, (uint32_t)(segs[i].n - b < OPT_CHUNK ? segs[i].n - b : OPT_CHUNK), b};
+    cudaError_t st = cudaMalloc(&t->dev, bytes ? bytes : 1);
+    if (st == cudaSuccess) st = cudaMemcpy(t->dev, host, bytes, cudaMemcpyHostToDevice);
+    free(host);
+    if (st != cudaSuccess) return stk_errf(err, "cuda_optim_table_init: %s", cudaGetErrorString(st));
     return 0;
 }
 
-extern "C" int cuda_adamw_step(const OptimConfig *c, float *p, const float *g, float *state,
-                               size_t n, double lr, double wd, uint64_t step, cudaStream_t s,
+extern "C" void cuda_optim_table_free(CudaOptimTable *t) {
+    if (t->dev) cudaFree(t->dev);
+    t->dev = NULL, t->nseg = t->nchunk = 0;
+}
+
+extern "C" int cuda_optim_step(const CudaOptimTable *t, const OptimConfig *c, float *params,
+                               const float *grads, float *state, uint16_t *lowp, double lr, double wd,
+                               double norm_wd, uint64_t step, int first_step, cudaStream_t s,
                                StkErr *err) {
-    if (step < 1) return stk_errf(err, "cuda_adamw_step: step %llu (counts from 1)", (unsigned long long)step);
-    if (!n) return 0;
-    const double bc1 = 1 - pow(c->beta1, (double)step), bc2 = 1 - pow(c->beta2, (double)step);
-    adamw_kernel<<<grid_for(n), OPT_BLOCK, 0, s>>>(n, p, g, state, state + n, (float)c->beta1,
-                                                   (float)c->beta2, (float)c->eps, (float)(lr / bc1),
-                                                   (float)sqrt(bc2), (float)(1 - lr * wd));
+    OptArgs a = {};
+    a.adamw = c->kind == OPTIM_ADAMW;
+    if (a.adamw) {
+        if (step < 1) return stk_errf(err, "cuda_optim_step: step %llu (counts from 1)", (unsigned long long)step);
+        const double bc1 = 1 - pow(c->beta1, (double)step), bc2 = 1 - pow(c->beta2, (double)step);
+        a.b1 = (float)c->beta1, a.b2 = (float)c->beta2, a.eps = (float)c->eps;
+        a.step_size = (float)(lr / bc1), a.bc2_sqrt = (float)sqrt(bc2);
+        a.decay = (float)(1 - lr * wd), a.norm_decay = (float)(1 - lr * norm_wd);
+        if (!state) return stk_errf(err, "cuda_optim_step: AdamW without its state");
+    } else {
+        a.lr = (float)lr, a.wd = (float)wd, a.norm_wd = (float)norm_wd, a.mom = (float)c->momentum;
+        a.damp = (float)(1 - c->dampening), a.nesterov = c->nesterov, a.first = first_step;
+        if (c->momentum != 0 && !state) return stk_errf(err, "cuda_optim_step: momentum without a buffer");
+        if (c->momentum == 0) state = NULL;
+    }
+    if (!t->nchunk) return 0;
+    const CudaOptimSeg *segs = (const CudaOptimSeg *)t->dev;
+    const Chunk *chunks = (const Chunk *)((const char *)t->dev + sizeof(CudaOptimSeg) * (size_t)t->nseg);
+    int blocks = t->nchunk < OPT_MAX_BLOCKS ? t->nchunk : OPT_MAX_BLOCKS;
+    optim_kernel<<<blocks, OPT_BLOCK, 0, s>>>(t->nchunk, segs, chunks, a, params, grads, state,
+                                              (__nv_bfloat16 *)lowp);
     CUDA_TRY(err, cudaGetLastError());
     return 0;
 }

@@ -4,7 +4,9 @@
  * arithmetic only: no GPU is touched. */
 #include <criterion/criterion.h>
 
+#include "cuda_dwconv.h"
 #include "cuda_net.h"
+#include "vram_nodes.h"
 #include "vram_plan.h"
 
 typedef struct Case { const char *arch; int size, batch, prec; } Case;
@@ -29,4 +31,22 @@ Test(cuda_plan, host_rules_match_the_kernels) {
         cr_expect_eq(p.dw_scratch, a.dw_scratch, "%s", c->arch);
         cr_expect_gt(a.dw_scratch + (c->arch[0] != 'm'), 0, "%s: mobilenets have depthwise layers", c->arch);
     }
+}
+
+/* The node plan decides where a second gradient needs scratch from the host's depthwise
+ * rule: it must pick the same convolutions as the kernels (cuda_net_init refuses else). */
+Test(cuda_plan, depthwise_rule_matches_the_kernels) {
+    static Model m;
+    StkErr err;
+    int dw = 0;
+    for (int i = 0; model_archs[i]; i++) {
+        cr_assert_eq(model_build(&m, model_archs[i], 3, 96, 96, 10, &err), 0, "%s", err.msg);
+        for (int li = 0; li < m.nlayers; li++) {
+            if (m.layer[li].kind != LAYER_CONV) continue;
+            cr_expect_eq(!!vram_conv_depthwise(&m.layer[li].conv), !!cuda_dwconv_supported(&m.layer[li].conv),
+                         "%s %s", model_archs[i], m.layer[li].name);
+            dw += cuda_dwconv_supported(&m.layer[li].conv) != 0;
+        }
+    }
+    cr_expect_gt(dw, 0, "the mobilenets have depthwise layers");
 }

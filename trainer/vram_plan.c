@@ -4,11 +4,12 @@
 
 #include <string.h>
 
+#include "vram_nodes.h"
+
 /* Host copies of the CUDA kernels' work splits, for builds without CUDA. They must match
  * cuda_elem.cu (COLSUM_SPLIT_MAX) and cuda_dwconv.cu (DW_KMAX, DW_SEG, DW_UNITS_PER_PART,
  * DW_MAX_PARTS); tests/test_cuda_plan.c checks they do in a CUDA build. */
 #define HOST_COLSUM_SPLIT_MAX 512
-#define HOST_DW_KMAX 7
 #define HOST_DW_SEG 32
 #define HOST_DW_UNITS_PER_PART 256
 #define HOST_DW_MAX_PARTS 1024
@@ -17,10 +18,7 @@ static size_t host_colsum_scratch(int c) { return ((size_t)HOST_COLSUM_SPLIT_MAX
 
 static size_t host_dw_scratch(const ConvDesc *d, Shape4 in, Shape4 out) {
     (void)in;
-    int ok = d->in_c >= 1 && d->groups == d->in_c && d->out_c == d->in_c && d->kh >= 1 &&
-             d->kh <= HOST_DW_KMAX && d->kw >= 1 && d->kw <= HOST_DW_KMAX && d->stride_h >= 1 &&
-             d->stride_h <= 2 && d->stride_w >= 1 && d->stride_w <= 2 && d->pad_h >= 0 && d->pad_w >= 0;
-    if (!ok) return 0;
+    if (!vram_conv_depthwise(d)) return 0;
     uint64_t units = (uint64_t)out.n * out.h * ((out.w + HOST_DW_SEG - 1) / HOST_DW_SEG);
     uint64_t parts = (units + HOST_DW_UNITS_PER_PART - 1) / HOST_DW_UNITS_PER_PART;
     parts = parts < 1 ? 1 : parts < HOST_DW_MAX_PARTS ? parts : HOST_DW_MAX_PARTS;
@@ -84,25 +82,30 @@ VramArenas vram_arenas(const Model *m, int batch, const OptimConfig *opt, VramPr
     if (kin && kin->colsum_scratch) k.colsum_scratch = kin->colsum_scratch;
     if (kin && kin->dw_scratch) k.dw_scratch = kin->dw_scratch;
     VramArenas p = {0};
-    uint64_t es = prec == VRAM_BF16 ? 2 : 4, acts = 0, saved = 0, copies, largest;
-    for (int node = 0; node <= m->nlayers; node++) /* each node 16-element aligned */
-        acts += ((uint64_t)batch * shape4_numel(model_node_shape(m, node)) + 15) / 16 * 16;
+    uint64_t es = prec == VRAM_BF16 ? 2 : 4, saved = 0, copies, largest;
+    VramNodes nodes;
+    StkErr err;
+    if (vram_nodes_plan(m, batch, &nodes, &err)) /* out of host memory: every node, twice */
+        nodes.pool = 2 * (m->nlayers + 1) * vram_biggest_node(m, batch), nodes.kept = nodes.pool,
+        nodes.accum = vram_biggest_node(m, batch);
     for (int li = 0; li < m->nlayers; li++) saved += vram_saved_floats(m, li, batch);
     vram_lowp_sizes(m, &copies, &largest);
     p.params = 4 * m->total_floats;
     p.grads = 4 * m->trainable_floats;
     p.optim = 4 * m->trainable_floats * (uint64_t)optim_state_per_element(opt);
     p.lowp = prec == VRAM_BF16 ? 2 * (copies + largest) : 0;
-    p.acts = es * acts;
-    p.dacts = es * acts;
+    p.acts = es * nodes.pool;
+    p.acts_kept = es * nodes.kept;
+    uint64_t nodes_accum = nodes.accum;
+    vram_nodes_free(&nodes);
     p.saved = 4 * saved;
     p.dw_scratch = 4 * dw_scratch_floats(m, batch, &k);
-    /* one node-sized buffer, reduction partials, labels + row losses, and the depthwise
+    /* the accumulation buffer (vram_nodes.h), reduction partials, labels + row losses, and the depthwise
      * partials (256: they start aligned) */
-    p.scratch = es * vram_biggest_node(m, batch) + 4 * (k.colsum_scratch(vram_max_channels(m)) + 2ull * batch) +
-                256 + p.dw_scratch;
+    p.scratch = es * nodes_accum + 4 * (k.colsum_scratch(vram_max_channels(m)) + 2ull * batch) + 256 +
+                p.dw_scratch;
     p.workspace = workspace ? workspace : VRAM_DEFAULT_WORKSPACE;
-    p.total = p.params + p.grads + p.optim + p.lowp + p.acts + p.dacts + p.saved + p.scratch +
+    p.total = p.params + p.grads + p.optim + p.lowp + p.acts + p.saved + p.scratch +
               p.workspace;
     return p;
 }
@@ -167,10 +170,12 @@ void vram_plan_print(FILE *f, const VramRequest *r, const VramPlan *p) {
     row(f, "gradients", a->grads, "float32, trainable");
     row(f, "optimizer state", a->optim, "momentum / Adam moments");
     row(f, "bf16 weight copies", a->lowp, "conv/linear copies + one gradient slot");
-    row(f, "activations", a->acts, "every node's output, kept for backward");
-    row(f, "activation grads", a->dacts, "");
+    char kept[96];
+    snprintf(kept, sizeof kept, "outputs and gradients by lifetime; %.1f MiB kept for backward",
+             (double)a->acts_kept / VRAM_MIB);
+    row(f, "activations", a->acts, kept);
     row(f, "saved state", a->saved, "batch-norm statistics, max-pool argmax");
-    row(f, "scratch", a->scratch, "one node + reductions + depthwise partials");
+    row(f, "scratch", a->scratch, "gradient accumulation + reductions + depthwise partials");
     row(f, "cuDNN workspace", a->workspace, "bound");
     row(f, "input buffers", p->inputs, "2 x uint8 micro-batch");
     row(f, "arenas + inputs", a->total + p->inputs, "");

@@ -44,7 +44,10 @@ typedef struct VramKernels {
 
 /* Bytes of each device arena (CudaNetPlan's fields, same meaning). */
 typedef struct VramArenas {
-    uint64_t params, grads, optim, lowp, acts, dacts, saved, scratch, workspace;
+    uint64_t params, grads, optim, lowp, saved, scratch, workspace;
+    uint64_t acts;       /* the node pool: activations and their gradients by lifetime
+                            (vram_nodes.h) */
+    uint64_t acts_kept;  /* part of acts: activations alive at the loss (saved for backward) */
     uint64_t dw_scratch; /* part of scratch: depthwise backward-filter partials */
     uint64_t total;      /* sum of all but dw_scratch */
 } VramArenas;
