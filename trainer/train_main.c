@@ -286,8 +286,6 @@ static void setup(Run *r, const char *argv0) {
     describe_model(r);
     if (train_plan_split(&r->cfg, &r->model, tb_vram_kernels(), stdout, &r->split, &err))
         die("memory plan", &err);
-    if (r->supervised && r->split.accum > 1) /* its loaders get --batch-size from stoker-run */
-        die("memory plan", &(StkErr){"supervised mode does not take micro-batches yet"});
     count_batches(r);
     if (tb_init(&r->tb, r->cfg.device, r->cfg.precision, &r->model, r->split.micro, &r->cfg.opt, &err) ||
         tb_set_accum(&r->tb, r->split.accum, &err))
