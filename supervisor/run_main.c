@@ -30,13 +30,14 @@
 #define FINAL_EVAL_TIMEOUT_MS 600000
 #define NOTICE_GRACE_MS 300
 #define MAX_RESTARTS 20             /* per child: a crash loop is a failure, not a run */
+#define SKIP_KILL_MS 1000           /* a final evaluation skipped midway: SIGTERM, then SIGKILL */
 
 static int sig_pipe[2] = {-1, -1};
-static volatile sig_atomic_t stop_signal;
+static volatile sig_atomic_t stop_signal, stop_count; /* the second skips the final eval */
 
 static void on_signal(int sig) {
     int saved = errno;
-    if (sig != SIGCHLD) stop_signal = sig;
+    if (sig != SIGCHLD) stop_signal = sig, stop_count++;
     ssize_t rc = write(sig_pipe[1], "s", 1); /* wakes the poll: a death is seen at once */
     (void)rc;
     errno = saved;
@@ -238,7 +239,9 @@ static void start_trainer(Sup *s, RunProc *p) {
     if (run_proc_start(p, argv, s->out_pipe[1], &err)) die("start the trainer", &err);
 }
 
-static void start_evaluator(Sup *s, RunProc *p) {
+/* The evaluator following checkpoint notices, or (once = 1) evaluating final_path alone
+ * and exiting: the final checkpoint after an interrupt, when the trainer is gone. */
+static void start_evaluator(Sup *s, RunProc *p, int once) {
     char path[PATH_MAX + 16], best[PATH_MAX + 64], b[16], res[16], crop[16];
     snprintf(path, sizeof path, "%s/stoker-eval", s->bin);
     snprintf(best, sizeof best, "%s/checkpoints/best.safetensors", s->out);
@@ -249,13 +252,14 @@ static void start_evaluator(Sup *s, RunProc *p) {
      * newest checkpoint announced */
     const char *argv[] = {path, "--data-path", s->tc.data_path, "--model", s->tc.model, "-b", b,
                           "--val-resize-size", res, "--val-crop-size", crop, "-j", "1",
-                          "--checkpoints", s->ep_ckpt, "--control", s->ep_ctl, "--reports",
-                          s->ep_rep, "--best", best, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
-    int k = 21;
+                          "--control", s->ep_ctl, "--reports", s->ep_rep, "--best", best,
+                          NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    int k = 19;
+    if (!once) argv[k++] = "--checkpoints", argv[k++] = s->ep_ckpt;
     if (s->curve_key)
         argv[k++] = "--curve-key", argv[k++] = s->curve_key, argv[k++] = "--curve-server-key",
         argv[k++] = s->curve_key;
-    if (s->have_notice) argv[k++] = "--checkpoint", argv[k++] = s->final_path;
+    if (s->have_notice || once) argv[k++] = "--checkpoint", argv[k++] = s->final_path;
     StkErr err;
     if (run_proc_start(p, argv, s->out_pipe[1], &err)) die("start the evaluator", &err);
 }
@@ -263,7 +267,7 @@ static void start_evaluator(Sup *s, RunProc *p) {
 static void start(Sup *s, RunProc *p) {
     if (p->role == RUN_LOADER) start_loader(s, p);
     else if (p->role == RUN_TRAINER) start_trainer(s, p);
-    else start_evaluator(s, p);
+    else start_evaluator(s, p, 0);
 }
 
 static void start_all(Sup *s) {
@@ -355,6 +359,13 @@ static void wait_events(Sup *s) {
     run_reports_drain(s);
 }
 
+/* Says the final checkpoint was not evaluated, on screen and in metrics.jsonl. */
+static void not_evaluated(Sup *s, const char *path, uint32_t epoch, uint64_t step, const char *why) {
+    run_progress_say(&s->prog, "stoker-run: the final checkpoint (epoch %u, step %llu) was not "
+                     "evaluated: %s", epoch, (unsigned long long)step, why);
+    run_dir_unevaluated(&s->dir, epoch, step, path, why);
+}
+
 /* After the trainer's exit: 1 once its final checkpoint was evaluated. Its notice may
  * still be on the way when the exit is seen, hence the grace; with no notice at all (a
  * disk too full for any checkpoint) there is nothing to wait for. */
@@ -365,7 +376,8 @@ static int final_evaluated(Sup *s, double *done_at) {
     if (!s->have_notice) return 1;
     if (s->evaluations && s->evaluated_step >= s->final_step) return 1;
     if (waited > FINAL_EVAL_TIMEOUT_MS || !s->procs.p[RUN_EVALUATOR_SLOT].pid) {
-        run_progress_say(&s->prog, "stoker-run: the final checkpoint was not evaluated");
+        not_evaluated(s, s->final_path, s->final_epoch, s->final_step,
+                      waited > FINAL_EVAL_TIMEOUT_MS ? "no result in time" : "no evaluator");
         return 1;
     }
     return 0;
@@ -393,6 +405,61 @@ static void check_hangs(Sup *s) {
     }
 }
 
+/* checkpoints/last.safetensors, the trainer's final checkpoint, with the epoch and step
+ * it records (what the evaluator reports it as); -1 if there is none. */
+static int last_checkpoint(Sup *s, char *path, size_t cap, uint32_t *epoch, uint64_t *step) {
+    StFile f;
+    StkErr err;
+    snprintf(path, cap, "%s/checkpoints/last.safetensors", s->out);
+    if (st_open(&f, path, &err)) return -1;
+    const char *e = st_meta(&f, "epoch"), *st = st_meta(&f, "steps");
+    *epoch = e && atoi(e) > 0 ? (uint32_t)atoi(e) : 0;
+    *step = st ? strtoull(st, NULL, 10) : 0;
+    st_close(&f);
+    return 0;
+}
+
+/* Waits for the one-shot evaluator; a second interrupt stops it (SIGTERM, then SIGKILL).
+ * Returns 1 if it was stopped so. */
+static int wait_final_evaluator(Sup *s, RunProc *p) {
+    double stopped_at = 0;
+    while (p->pid > 0) {
+        wait_events(s);
+        while (run_procs_reap(&s->procs)) {}
+        if (p->pid <= 0) break;
+        if (stop_count > 1 && !stopped_at) kill(p->pid, SIGTERM), stopped_at = now_ms();
+        if (stopped_at && now_ms() - stopped_at > SKIP_KILL_MS) kill(p->pid, SIGKILL);
+        if (!stopped_at) check_hangs(s); /* a hung one is killed: named below */
+    }
+    return stopped_at > 0;
+}
+
+/* After an interrupt, every child gone: the final checkpoint is evaluated, by a
+ * one-shot stoker-eval, unless that was done already or a second interrupt skips it
+ * (then metrics.jsonl records it as unevaluated). The trainer and loaders were gone
+ * within 5 s; this wait is the evaluator's alone, and shown. */
+static void evaluate_final(Sup *s) {
+    char path[PATH_MAX + 64], how[96], why[160];
+    uint32_t epoch;
+    uint64_t step;
+    run_reports_drain(s); /* an evaluation that finished meanwhile */
+    if (last_checkpoint(s, path, sizeof path, &epoch, &step)) return;
+    if (s->evaluations && s->evaluated_step >= step) return;
+    if (stop_count > 1) return not_evaluated(s, path, epoch, step, "skipped by a second interrupt");
+    run_progress_say(&s->prog, "stoker-run: evaluating the final checkpoint (epoch %u, step %llu); "
+                     "interrupt again to skip", epoch, (unsigned long long)step);
+    if (strlen(path) >= sizeof s->final_path) return not_evaluated(s, path, epoch, step, "path too long");
+    memcpy(s->final_path, path, strlen(path) + 1);
+    RunProc *p = &s->procs.p[RUN_EVALUATOR_SLOT];
+    start_evaluator(s, p, 1);
+    int stopped = wait_final_evaluator(s, p);
+    run_reports_drain(s);
+    if (s->evaluations && s->evaluated_step >= step) return;
+    run_proc_describe(p, how, sizeof how);
+    snprintf(why, sizeof why, stopped ? "stopped by a second interrupt" : "stoker-eval %s", how);
+    not_evaluated(s, path, epoch, step, why);
+}
+
 /* Runs until done, failed or interrupted; then every child is stopped. Returns the exit
  * status: 0 done, 1 failed, 130 interrupted. */
 static int supervise(Sup *s) {
@@ -403,8 +470,8 @@ static int supervise(Sup *s) {
         /* a terminal's Ctrl-C also reaches the children, which then exit: the signal is
          * looked at before their exits, so they are not restarted */
         if (rc < 0 && stop_signal) {
-            run_progress_say(&s->prog, "stoker-run: %s: stopping (final checkpoint)",
-                             strsignal(stop_signal));
+            run_progress_say(&s->prog, "stoker-run: %s: stopping (final checkpoint, then its "
+                             "evaluation; interrupt again to skip that)", strsignal(stop_signal));
             rc = 130;
         }
         for (RunProc *p; (p = run_procs_reap(&s->procs));)
@@ -413,7 +480,10 @@ static int supervise(Sup *s) {
         if (rc < 0) check_hangs(s);
         if (rc < 0) continue;
         if (!stop_at) stop_at = now_ms();
-        if (!run_procs_alive(&s->procs)) return rc;
+        if (!run_procs_alive(&s->procs)) {
+            if (rc == 130) evaluate_final(s);
+            return rc;
+        }
         send_shutdown(s, rc == 0 ? "done" : rc == 1 ? "failed" : "interrupted");
         if (!killed && now_ms() - stop_at > STOP_GRACE_MS) {
             for (int i = 0; i < s->procs.n; i++)
@@ -432,6 +502,7 @@ static void install_signals(void) {
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
+    sigaddset(&sa.sa_mask, SIGINT), sigaddset(&sa.sa_mask, SIGTERM); /* counted one at a time */
     sa.sa_flags = SA_RESTART;
     if (sigaction(SIGINT, &sa, NULL) || sigaction(SIGTERM, &sa, NULL) ||
         sigaction(SIGCHLD, &sa, NULL))

@@ -46,6 +46,7 @@ typedef struct Sup {
     int start_epoch;                 /* first epoch of this (maybe resumed) run */
     uint32_t train_epoch;            /* the trainer's current epoch: where loaders restart */
     uint64_t final_step;             /* step of the newest checkpoint notice */
+    uint32_t final_epoch;            /* and its epoch */
     char final_path[PROTO_MAX_PATH + 1]; /* its file: a restarted evaluator starts there */
     int have_notice;
     uint64_t evaluated_step;         /* step of the newest evaluation */

@@ -238,32 +238,54 @@ Test(run, a_hung_evaluator_is_killed_and_restarted_and_the_last_checkpoint_evalu
     free(text), free(j);
 }
 
+/* The (epoch, step) the final checkpoint records, as its metadata says, in the form an
+ * eval record of metrics.jsonl names them: "epoch":E,"step":S, */
+static void final_position(char *out, size_t cap) {
+    char p[800];
+    snprintf(p, sizeof p, "%s/checkpoints/last.safetensors", run);
+    size_t n;
+    char *f = (char *)fx_read(p, &n), *e = f ? strstr(f + 8, "\"epoch\":\"") : NULL;
+    char *st = f ? strstr(f + 8, "\"steps\":\"") : NULL;
+    cr_assert(e && st, "the final checkpoint %s records its epoch and steps", p);
+    int epoch = atoi(e + 9); /* -1: stopped within the first epoch, reported as epoch 0 */
+    snprintf(out, cap, "\"epoch\":%d,\"step\":%lld,", epoch < 0 ? 0 : epoch, atoll(st + 9));
+    free(f);
+}
+
+/* Waits until every pid is gone, asserting it happens within ms of t0. */
+static void all_gone_within(const pid_t *pids, int n, const struct timespec *t0, int ms);
+
 /* Stops a long run with sig sent as a terminal sends Ctrl-C (to the whole group) or as
- * kill does (to stoker-run alone); asserts everything is gone within 5 s. */
+ * kill does (to stoker-run alone); asserts the trainer and the loaders are gone within
+ * 5 s, then that the final checkpoint is evaluated and nothing is left. */
 static void stop_cleanly(int sig, int group) {
     start_run("1000", NULL);
     wait_log("step 8/16", 30000);
     pid_t kids[8];
     int n = children("stoker-", kids, 8);
     cr_assert_eq(n, 4, "2 loaders, trainer, evaluator");
+    pid_t work[4];
+    int nw = children("stoker-train", work, 4);
+    nw += children("stoker-loader", work + nw, 4 - nw);
+    cr_assert_eq(nw, 3, "2 loaders and the trainer");
     char dir[256];
     socket_dir(dir, sizeof dir);
-    struct timespec t0, t1;
+    struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     cr_assert_eq(kill(group ? -sup : sup, sig), 0);
-    cr_assert_eq(px_wait(sup, 5000), 130);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
+    all_gone_within(work, nw, &t0, 5000);
+    cr_assert_eq(px_wait(sup, 30000), 130);
     sup = 0;
-    double s = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
-    cr_assert(s < 5, "%.1f s to stop", s);
     for (int i = 0; i < n; i++) cr_assert(kill(kids[i], 0) != 0, "child %d still there", (int)kids[i]);
     cr_assert(!fx_exists(dir), "socket directory %s left behind", dir);
-    char p[800];
-    snprintf(p, sizeof p, "%s/checkpoints/last.safetensors", run);
-    cr_assert(fx_exists(p), "the final checkpoint");
-    char *text = px_slurp(log_);
-    cr_assert(strstr(text, "stopping (final checkpoint)") && !strstr(text, "restarted"), "%s", text);
-    free(text);
+    char pos[96], want[160];
+    final_position(pos, sizeof pos);
+    snprintf(want, sizeof want, "{\"kind\":\"eval\",%s", pos);
+    char *text = px_slurp(log_), *j = run_file("metrics.jsonl");
+    cr_assert(strstr(text, "stopping (final checkpoint") && !strstr(text, "restarted"), "%s", text);
+    cr_assert(strstr(j, want), "the final checkpoint (%s) evaluated:\n%s\n%s", pos, j, text);
+    cr_assert(!strstr(j, "unevaluated"), "%s", j);
+    free(text), free(j);
 }
 
 /* 1 once pid has exited (gone, or a zombie nobody reaped yet). */
@@ -308,8 +330,52 @@ Test(run, a_supervisor_killed_outright_takes_its_children_with_it) {
     free(text);
 }
 
-Test(run, ctrl_c_stops_every_child_within_5_s) { stop_cleanly(SIGINT, 1); }
-Test(run, sigterm_stops_every_child_within_5_s) { stop_cleanly(SIGTERM, 0); }
+static void all_gone_within(const pid_t *pids, int n, const struct timespec *t0, int ms) {
+    for (int i = 0; i < n; i++) {
+        struct timespec t;
+        double el;
+        do {
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            el = (double)(t.tv_sec - t0->tv_sec) * 1e3 + (t.tv_nsec - t0->tv_nsec) / 1e6;
+            if (gone(pids[i])) break;
+            usleep(10000);
+        } while (el < ms);
+        cr_assert(gone(pids[i]), "child %d still there after %.0f ms", (int)pids[i], el);
+    }
+}
+
+Test(run, ctrl_c_stops_every_child_within_5_s_and_the_final_checkpoint_is_evaluated) {
+    stop_cleanly(SIGINT, 1);
+}
+Test(run, sigterm_stops_every_child_within_5_s_and_the_final_checkpoint_is_evaluated) {
+    stop_cleanly(SIGTERM, 0);
+}
+
+/* A second Ctrl-C: no final evaluation, said on screen and in metrics.jsonl; the run
+ * still ends within the 5 s of a stop. */
+Test(run, a_second_ctrl_c_skips_the_final_evaluation_and_records_it) {
+    start_run("1000", NULL);
+    wait_log("step 8/16", 30000);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    cr_assert_eq(kill(-sup, SIGINT), 0);
+    wait_log("stopping (final checkpoint", 2000);
+    cr_assert_eq(kill(-sup, SIGINT), 0);
+    cr_assert_eq(px_wait(sup, 5000), 130);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    sup = 0;
+    double s = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+    cr_assert(s < 5, "%.1f s to stop", s);
+    char pos[96], want[1024];
+    final_position(pos, sizeof pos);
+    snprintf(want, sizeof want, "{\"kind\":\"unevaluated\",%s\"checkpoint\":\"%s/checkpoints/"
+             "last.safetensors\",\"why\":\"skipped by a second interrupt\"}", pos, run);
+    char *text = px_slurp(log_), *j = run_file("metrics.jsonl");
+    cr_assert(strstr(text, ") was not evaluated: skipped by a second interrupt") &&
+              !strstr(text, "evaluating the final checkpoint"), "%s", text);
+    cr_assert(strstr(j, want), "want %s in:\n%s", want, j);
+    free(text), free(j);
+}
 
 Test(run, a_killed_trainer_stops_the_run_and_resume_finishes_it) {
     start_run("8", NULL); /* epochs enough that the kill lands before the end */
