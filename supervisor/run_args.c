@@ -127,8 +127,7 @@ static void split_args(Sup *s, int argc, char **argv, const char **out) {
 /* 1 for a loopback address: only this host can reach it. */
 static int loopback(const char *host) {
     struct in_addr a;
-    return !strcmp(host, "localhost") ||
-           (inet_pton(AF_INET, host, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127);
+    return inet_pton(AF_INET, host, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
 }
 
 /* An absolute path for a key file or directory: children and config.json see the same. */
@@ -144,11 +143,11 @@ static const char *absolute(const char *path) {
 /* --tcp, --bind, CURVE and remote loaders fit together: a socket others can reach is
  * never plain. */
 static void check_network(Sup *s) {
-    if (!s->bind_host[0]) snprintf(s->bind_host, sizeof s->bind_host, "127.0.0.1");
-    else if (!s->tcp_port) bad("--bind needs --tcp PORT");
+    if (s->bind_host[0] && !s->tcp_port) bad("--bind needs --tcp PORT");
+    if (!s->bind_host[0] || !strcmp(s->bind_host, "localhost")) /* ZeroMQ binds addresses */
+        snprintf(s->bind_host, sizeof s->bind_host, "127.0.0.1");
     struct in_addr a;
-    if (strcmp(s->bind_host, "*") && strcmp(s->bind_host, "localhost") &&
-        inet_pton(AF_INET, s->bind_host, &a) != 1)
+    if (strcmp(s->bind_host, "*") && inet_pton(AF_INET, s->bind_host, &a) != 1)
         bad("--bind takes an IPv4 address or *");
     if ((s->curve_key || s->curve_clients || s->remote) && !s->tcp_port)
         bad("--curve-key, --curve-clients and --remote-loaders are for tcp: add --tcp PORT");

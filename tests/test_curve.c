@@ -202,3 +202,43 @@ Test(curve, a_group_writable_allow_list_is_refused) {
     cr_assert(strstr(err.msg, allow) && strstr(err.msg, "writable by group or others"), "%s", err.msg);
     zmq_ctx_term(ctx);
 }
+
+/* The control and checkpoint sockets are PUBs: an eavesdropper without the handshake
+ * hears nothing, while an admitted subscriber hears every message. */
+Test(curve, a_plain_subscriber_hears_nothing_an_admitted_one_everything) {
+    StkErr err;
+    void *pub = zmq_socket(sctx, ZMQ_PUB);
+    cr_assert(pub);
+    cr_assert_eq(proto_zmq_setup(pub, 100, 100, 0, &err), 0, "%s", err.msg);
+    cr_assert_eq(proto_curve_server(pub, &server, &err), 0, "%s", err.msg);
+    cr_assert_eq(zmq_bind(pub, "tcp://127.0.0.1:*"), 0);
+    char pep[128];
+    size_t n = sizeof pep;
+    cr_assert_eq(zmq_getsockopt(pub, ZMQ_LAST_ENDPOINT, pep, &n), 0);
+    void *subs[2];
+    for (int i = 0; i < 2; i++) {
+        subs[i] = zmq_socket(cctx, ZMQ_SUB);
+        cr_assert(subs[i] && !zmq_setsockopt(subs[i], ZMQ_SUBSCRIBE, "", 0));
+    }
+    char key[512], srv[512];
+    ProtoCurve c;
+    key_path(key, sizeof key, "good", "key"), key_path(srv, sizeof srv, "server", "pub");
+    cr_assert_eq(proto_curve_open(&c, key, srv, &err), 0, "%s", err.msg);
+    cr_assert_eq(proto_curve_client(subs[0], &c, &err), 0, "%s", err.msg);
+    for (int i = 0; i < 2; i++) cr_assert_eq(zmq_connect(subs[i], pep), 0);
+    int heard[2] = {0, 0};
+    for (int t = 0; t < 60 && !heard[0]; t++) { /* PUB drops until a subscriber has joined */
+        cr_assert_eq(zmq_send(pub, "shutdown", 8, 0), 8);
+        zmq_pollitem_t it[2] = {{subs[0], 0, ZMQ_POLLIN, 0}, {subs[1], 0, ZMQ_POLLIN, 0}};
+        zmq_poll(it, 2, 50);
+        for (int i = 0; i < 2; i++) {
+            char buf[16];
+            while (zmq_recv(subs[i], buf, sizeof buf, ZMQ_DONTWAIT) > 0) heard[i]++;
+        }
+    }
+    cr_assert(heard[0] > 0, "the admitted subscriber heard nothing");
+    cr_assert_eq(heard[1], 0, "the plain subscriber heard %d messages", heard[1]);
+    int linger = 0;
+    for (int i = 0; i < 2; i++) zmq_setsockopt(subs[i], ZMQ_LINGER, &linger, sizeof linger), zmq_close(subs[i]);
+    zmq_close(pub);
+}

@@ -543,6 +543,7 @@ Test(run, a_remote_loader_delivers_over_curve_only_with_an_admitted_key) {
     j = run_file("metrics.jsonl");
     cr_assert(strstr(j, "\"samples\":256.0,\"samples_lost\":0.0,\"samples_repeated\":0.0,"
                         "\"duplicates_dropped\":0.0,\"rejected\":0.0"), "%s", j);
+    cr_assert(strstr(j, "\"kind\":\"eval\",\"epoch\":0,"), "the evaluator, a CURVE client too:\n%s", j);
     cr_assert(strstr(text, "stoker-train: refused a connection from 127.0.0.1") &&
               strstr(text, "connections refused (CURVE keys not admitted)"), "%s", text);
     char *cfg = run_file("config.json");
