@@ -4,7 +4,9 @@
  * evaluator that dies (a loader regenerates its shard of the trainer's current epoch:
  * duplicates are dropped, nothing is lost), stops everything when the trainer dies
  * (--resume DIR continues), and on Ctrl-C/SIGTERM sends shutdown, lets the trainer write
- * a final checkpoint and has every child gone within 5 s.
+ * a final checkpoint, has every child gone within 5 s and then evaluates that checkpoint
+ * (a second Ctrl-C skips it). With --curve-key every socket is CURVE (proto_curve.h) and
+ * loaders on other hosts (--remote-loaders) may join.
  *
  * usage: stoker-run --data-path DIR [-j N] [--output-dir DIR] [stoker-train flags]
  *        stoker-run --resume DIR [flags]      (continues the run in DIR) */
