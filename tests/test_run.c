@@ -244,8 +244,13 @@ static void final_position(char *out, size_t cap) {
     char p[800];
     snprintf(p, sizeof p, "%s/checkpoints/last.safetensors", run);
     size_t n;
-    char *f = (char *)fx_read(p, &n), *e = f ? strstr(f + 8, "\"epoch\":\"") : NULL;
-    char *st = f ? strstr(f + 8, "\"steps\":\"") : NULL;
+    uint8_t *raw = fx_read(p, &n);
+    uint64_t hlen = 0;
+    for (int i = 7; raw && n >= 8 && i >= 0; i--) hlen = hlen << 8 | raw[i]; /* LE u64 */
+    cr_assert(raw && hlen <= n - 8, "%s: a safetensors header", p);
+    char *f = strndup((const char *)raw + 8, hlen); /* the JSON header, NUL-terminated */
+    free(raw);
+    char *e = strstr(f, "\"epoch\":\""), *st = strstr(f, "\"steps\":\"");
     cr_assert(e && st, "the final checkpoint %s records its epoch and steps", p);
     int epoch = atoi(e + 9); /* -1: stopped within the first epoch, reported as epoch 0 */
     snprintf(out, cap, "\"epoch\":%d,\"step\":%lld,", epoch < 0 ? 0 : epoch, atoll(st + 9));
