@@ -429,7 +429,10 @@ static int wait_final_evaluator(Sup *s, RunProc *p) {
         wait_events(s);
         while (run_procs_reap(&s->procs)) {}
         if (p->pid <= 0) break;
-        if (stop_count > 1 && !stopped_at) kill(p->pid, SIGTERM), stopped_at = now_ms();
+        if (stop_count > 1 && !stopped_at) {
+            run_progress_say(&s->prog, "stoker-run: interrupted again: stopping the final evaluation");
+            kill(p->pid, SIGTERM), stopped_at = now_ms();
+        }
         if (stopped_at && now_ms() - stopped_at > SKIP_KILL_MS) kill(p->pid, SIGKILL);
         if (!stopped_at) check_hangs(s); /* a hung one is killed: named below */
     }
@@ -465,7 +468,7 @@ static void evaluate_final(Sup *s) {
 /* Runs until done, failed or interrupted; then every child is stopped. Returns the exit
  * status: 0 done, 1 failed, 130 interrupted. */
 static int supervise(Sup *s) {
-    int rc = -1, killed = 0;
+    int rc = -1, killed = 0, said_skip = 0;
     double stop_at = 0, done_at = 0;
     for (;;) {
         wait_events(s);
@@ -476,6 +479,9 @@ static int supervise(Sup *s) {
                              "evaluation; interrupt again to skip that)", strsignal(stop_signal));
             rc = 130;
         }
+        if (rc == 130 && stop_count > 1 && !said_skip)
+            said_skip = 1, run_progress_say(&s->prog, "stoker-run: interrupted again: the final "
+                                            "checkpoint will not be evaluated");
         for (RunProc *p; (p = run_procs_reap(&s->procs));)
             if (rc < 0 && child_ended(s, p)) rc = 1;
         if (rc < 0 && s->trainer_done && final_evaluated(s, &done_at)) rc = 0;

@@ -322,16 +322,18 @@ Test(run, a_supervisor_killed_outright_takes_its_children_with_it) {
     char p[800];
     snprintf(p, sizeof p, "%s/checkpoints/last.safetensors", run);
     cr_assert(fx_exists(p), "the trainer, told by SIGTERM, saved a final checkpoint");
-    /* nobody was left to remove the socket files: the next stoker-run does */
+    /* nobody was left to remove the socket files: the next stoker-run does. A stoker-run
+     * of the test running beside this one (--jobs 2) may be that next one, and sweep it
+     * first: then only its absence can be checked. */
     char dir[256];
     socket_dir(dir, sizeof dir);
-    cr_assert(fx_exists(dir), "%s", dir);
+    int left = fx_exists(dir);
     start_run("1", NULL);
     cr_assert_eq(px_wait(sup, 60000), 0);
     sup = 0;
     char *text = px_slurp(log_);
     cr_assert(!fx_exists(dir), "stale socket directory %s left by the next run:\n%s", dir, text);
-    cr_assert(strstr(text, "its stoker-run") && strstr(text, "is gone"), "%s", text);
+    if (left) cr_assert(strstr(text, "its stoker-run") && strstr(text, "is gone"), "%s", text);
     free(text);
 }
 
