@@ -617,3 +617,40 @@ Test(run, micro_batches_through_stoker_run_match_stoker_train_alone) {
     cr_assert(strstr(j, "\"kind\":\"eval\",\"epoch\":1,\"step\":32,"), "%s", j);
     free(wa), free(wb), free(text), free(j), free(cfg);
 }
+
+/* A second Ctrl-C while the final checkpoint is being evaluated stops that evaluation:
+ * the evaluator is held (SIGSTOP) so it cannot finish first; stoker-run's SIGTERM waits
+ * behind the stop, and its SIGKILL a second later ends it. The val split is photo-sized
+ * so the one-shot evaluator lives long enough to be caught. */
+Test(run, a_second_ctrl_c_during_the_final_evaluation_stops_it_and_records_it) {
+    char cmd[1400];
+    snprintf(data, sizeof data, "%s/photos", root);
+    snprintf(cmd, sizeof cmd, "'%s/stoker-data' synth '%s' --classes 4 --per-class 16 "
+             "--val-per-class 100 >/dev/null 2>&1", STOKER_BIN_DIR, data);
+    cr_assert_eq(system(cmd), 0);
+    start_run("1000", NULL);
+    wait_log("step 4/4", 60000);
+    cr_assert_eq(kill(sup, SIGINT), 0);
+    wait_log("evaluating the final checkpoint", 10000);
+    pid_t e[2];
+    int n = 0;
+    for (int t = 0; t < 5000 && !(n = children("stoker-eval", e, 2)); t += 2) usleep(2000);
+    cr_assert_eq(n, 1, "the one-shot evaluator");
+    cr_assert_eq(kill(e[0], SIGSTOP), 0);
+    char *j = run_file("metrics.jsonl"), pos[96], want[160];
+    final_position(pos, sizeof pos);
+    snprintf(want, sizeof want, "{\"kind\":\"eval\",%s", pos);
+    cr_assert(!strstr(j, want), "evaluated before it was held; the test needs a slower one:\n%s", j);
+    free(j);
+    cr_assert_eq(kill(sup, SIGINT), 0);
+    cr_assert_eq(px_wait(sup, 5000), 130);
+    sup = 0;
+    cr_assert(gone(e[0]), "the held evaluator is gone");
+    char *text = px_slurp(log_);
+    j = run_file("metrics.jsonl");
+    cr_assert(strstr(text, "interrupted again: stopping the final evaluation") &&
+              strstr(text, ") was not evaluated: stopped by a second interrupt"), "%s", text);
+    snprintf(want, sizeof want, "{\"kind\":\"unevaluated\",%s", pos);
+    cr_assert(strstr(j, want) && strstr(j, "\"why\":\"stopped by a second interrupt\""), "%s", j);
+    free(text), free(j);
+}
