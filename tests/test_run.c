@@ -19,6 +19,7 @@
 
 static char *root, data[512], run[600], log_[600];
 static pid_t sup;
+static pid_t strays[4]; /* loaders a test started itself, killed even when it fails */
 
 static void setup(void) {
     /* 2 shared cores: one thread per process keeps the trainer and evaluator from
@@ -34,6 +35,8 @@ static void setup(void) {
 
 static void teardown(void) {
     if (sup > 0) kill(-sup, SIGKILL);
+    for (int i = 0; i < 4; i++)
+        if (strays[i] > 0) kill(-strays[i], SIGKILL);
     fx_rmtree(root);
     free(root);
 }
@@ -532,19 +535,21 @@ Test(run, a_remote_loader_delivers_over_curve_only_with_an_admitted_key) {
     start_run("1", args);
     wait_log("--id 2 --loaders 3 --batch 16", 30000);
     wait_log("step 8/16", 30000); /* the local loaders' two shards of three, at most */
-    pid_t stranger = remote_loader(p, keys, "stranger", rogue_log);
-    pid_t plain = remote_loader(p, keys, NULL, rogue_log);
+    pid_t stranger = strays[0] = remote_loader(p, keys, "stranger", rogue_log);
+    pid_t plain = strays[1] = remote_loader(p, keys, NULL, rogue_log);
     wait_log("its CURVE key is not in the allow-list", 10000);
     sleep(1);
     char *j = run_file("metrics.jsonl");
     cr_assert(!strstr(j, "\"kind\":\"epoch\""), "the epoch ended without loader 2:\n%s", j);
     free(j);
-    pid_t good = remote_loader(p, keys, "good", rogue_log);
+    pid_t good = strays[2] = remote_loader(p, keys, "good", rogue_log);
     int rc = px_wait(sup, 60000);
     sup = 0;
     kill(stranger, SIGKILL), kill(plain, SIGKILL);
     px_wait(stranger, 5000), px_wait(plain, 5000);
+    strays[0] = strays[1] = 0;
     cr_assert_eq(px_wait(good, 10000), 0, "the admitted loader was told to stop");
+    strays[2] = 0;
     char *text = px_slurp(log_);
     cr_assert_eq(rc, 0, "%s", text);
     j = run_file("metrics.jsonl");
