@@ -17,7 +17,8 @@ static void usage(FILE *f) {
         "  -b, --batch-size N      32      -j, --workers N   val loader processes (1)\n"
         "  --val-resize-size N  --val-crop-size N   (28/28 for smallcnn, else 256/224)\n"
         "  --best FILE             keep the best checkpoint by top-1 at FILE\n"
-        "  --control EP  --reports EP   shutdown SUB, reports PUSH (stoker-run uses them)\n");
+        "  --control EP  --reports EP   shutdown SUB, reports PUSH (stoker-run uses them)\n"
+        "  --curve-key FILE  --curve-server-key FILE   CURVE client keys for those sockets\n");
 }
 
 static int bad(const char *what, const char *v) {
@@ -34,12 +35,15 @@ static int positive(const char *s, int hi, int *out) {
 }
 
 int eval_config_parse(EvalConfig *c, int argc, char **argv) {
-    enum { O_DATA = 256, O_MODEL, O_VRES, O_VCROP, O_CKPT, O_CKPTS, O_CONTROL, O_REPORTS, O_BEST };
+    enum { O_DATA = 256, O_MODEL, O_VRES, O_VCROP, O_CKPT, O_CKPTS, O_CONTROL, O_REPORTS, O_BEST,
+           O_CURVE_KEY, O_CURVE_SERVER };
     static const struct option opts[] = {
         {"data-path", 1, 0, O_DATA}, {"model", 1, 0, O_MODEL}, {"batch-size", 1, 0, 'b'},
         {"workers", 1, 0, 'j'}, {"val-resize-size", 1, 0, O_VRES}, {"val-crop-size", 1, 0, O_VCROP},
         {"checkpoint", 1, 0, O_CKPT}, {"checkpoints", 1, 0, O_CKPTS}, {"control", 1, 0, O_CONTROL},
-        {"reports", 1, 0, O_REPORTS}, {"best", 1, 0, O_BEST}, {"help", 0, 0, 'h'}, {0}};
+        {"reports", 1, 0, O_REPORTS}, {"best", 1, 0, O_BEST},
+        {"curve-key", 1, 0, O_CURVE_KEY}, {"curve-server-key", 1, 0, O_CURVE_SERVER},
+        {"help", 0, 0, 'h'}, {0}};
     *c = (EvalConfig){.model = "smallcnn", .batch_size = 32, .workers = 1};
     int opt;
     while ((opt = getopt_long(argc, argv, "b:j:h", opts, NULL)) != -1) {
@@ -52,6 +56,8 @@ int eval_config_parse(EvalConfig *c, int argc, char **argv) {
         case O_CONTROL: c->control = optarg; break;
         case O_REPORTS: c->reports = optarg; break;
         case O_BEST: c->best = optarg; break;
+        case O_CURVE_KEY: c->curve_key = optarg; break;
+        case O_CURVE_SERVER: c->curve_server = optarg; break;
         case 'b': if (positive(optarg, 65536, &c->batch_size)) return bad("bad -b", optarg); break;
         case 'j': if (positive(optarg, 1024, &c->workers)) return bad("bad -j", optarg); break;
         case O_VRES: if (positive(optarg, 8192, &c->val_resize)) return bad("bad size", optarg); break;
@@ -62,6 +68,7 @@ int eval_config_parse(EvalConfig *c, int argc, char **argv) {
     if (optind != argc) return bad("unexpected argument", argv[optind]);
     if (!c->data_path) return bad("--data-path is required", "");
     if (!c->checkpoint && !c->checkpoints) return bad("give --checkpoint, --checkpoints or both", "");
+    if (!c->curve_key != !c->curve_server) return bad("CURVE needs both --curve-key and", "--curve-server-key");
     int small = !strcmp(c->model, "smallcnn");
     if (!c->val_resize) c->val_resize = small ? 28 : 256;
     if (!c->val_crop) c->val_crop = small ? 28 : 224;

@@ -13,6 +13,8 @@ typedef struct EvalConfig {
     const char *control;     /* --control EP: SUB for shutdown */
     const char *reports;     /* --reports EP: PUSH the figures; without it they are printed */
     const char *best;        /* --best FILE: keep the best checkpoint by top-1 there */
+    const char *curve_key;   /* --curve-key FILE: CURVE client key pair for the sockets above */
+    const char *curve_server; /* --curve-server-key FILE: their server's public key */
 } EvalConfig;
 
 /* Parses argv; 0, 1 for --help (printed), -1 after printing what is wrong. */

@@ -9,11 +9,12 @@
 
 #define REPORTS_HWM 10000
 
-static void *open_sub_or_push(void *ctx, int type, const char *ep, int conflate, StkErr *err) {
+static void *open_sub_or_push(void *ctx, int type, const char *ep, int conflate,
+                              const ProtoCurve *curve, StkErr *err) {
     void *s = zmq_socket(ctx, type);
     if (!s) return stk_errf(err, "zmq_socket: %s", zmq_strerror(zmq_errno())), NULL;
     int one = 1, hwm = type == ZMQ_PUSH ? REPORTS_HWM : 1000;
-    if (proto_zmq_setup(s, hwm, hwm, 0, err)) {
+    if (proto_zmq_setup(s, hwm, hwm, 0, err) || proto_curve_apply(s, curve, 0, err)) {
         zmq_close(s);
         return NULL;
     }
@@ -31,9 +32,14 @@ int eval_report_open(EvalReport *r, void *ctx, const EvalConfig *c, void **notic
     *r = (EvalReport){0};
     *notices = NULL;
     if (proto_out_init(&r->out, err)) return -1;
-    if ((c->control && !(r->control = open_sub_or_push(ctx, ZMQ_SUB, c->control, 0, err))) ||
-        (c->reports && !(r->reports = open_sub_or_push(ctx, ZMQ_PUSH, c->reports, 0, err))) ||
-        (c->checkpoints && !(*notices = open_sub_or_push(ctx, ZMQ_SUB, c->checkpoints, 1, err)))) {
+    const ProtoCurve *cv = c->curve_key ? &r->curve : NULL;
+    if (cv && proto_curve_open(&r->curve, c->curve_key, c->curve_server, err)) {
+        eval_report_close(r);
+        return -1;
+    }
+    if ((c->control && !(r->control = open_sub_or_push(ctx, ZMQ_SUB, c->control, 0, cv, err))) ||
+        (c->reports && !(r->reports = open_sub_or_push(ctx, ZMQ_PUSH, c->reports, 0, cv, err))) ||
+        (c->checkpoints && !(*notices = open_sub_or_push(ctx, ZMQ_SUB, c->checkpoints, 1, cv, err)))) {
         eval_report_close(r);
         return -1;
     }

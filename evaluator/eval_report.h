@@ -17,6 +17,7 @@
 
 #include "eval_config.h"
 #include "eval_stats.h"
+#include "proto_curve.h"
 #include "proto_zmq.h"
 
 typedef struct EvalReport {
@@ -26,6 +27,7 @@ typedef struct EvalReport {
     uint64_t reports_dropped; /* reports lost to a full queue */
     int stop;                 /* a shutdown came */
     uint64_t last_heartbeat_ms;
+    ProtoCurve curve;         /* --curve-key: CURVE client keys of the three sockets */
 } EvalReport;
 
 /* Opens the control and reports sockets, and the conflated notice SUB into *notices

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,6 +20,7 @@
 #include "data_verify.h"
 #include "loader_decode.h"
 #include "loader_index.h"
+#include "proto_curve.h"
 
 #define EXIT_USAGE 2
 
@@ -40,7 +42,17 @@ static const char usage_main[] =
     "  synth OUT          write a synthetic, learnable ImageFolder set, indexed\n"
     "  info INDEX         print an index's summary (and its samples with --list)\n"
     "  verify DIR         decode every file as the loader does; list the bad ones\n"
-    "  shrink SRC DST     copy a dataset with large photos re-encoded smaller\n";
+    "  shrink SRC DST     copy a dataset with large photos re-encoded smaller\n"
+    "  keygen DIR NAME..  make CURVE key pairs for remote loaders (stoker-run --bind)\n";
+
+static const char usage_keygen[] =
+    "usage: stoker-data keygen DIR NAME [NAME...]\n"
+    "Makes a ZeroMQ CURVE key pair per NAME: DIR/NAME.key (the secret, mode 0600) and\n"
+    "DIR/NAME.pub (the public key, 0644), z85 text. DIR is made (mode 0700) if absent;\n"
+    "existing keys are never overwritten. Typically: one `server` pair for the machine\n"
+    "running stoker-run (--curve-key DIR/server.key) and one pair per loader machine,\n"
+    "whose .pub files go in the directory given to stoker-run --curve-clients, while the\n"
+    "loader gets --curve-key NAME.key --curve-server-key server.pub.\n";
 
 static const char usage_index[] =
     "usage: stoker-data index DIR [--out FILE] [--val-fraction F] [--seed S]\n"
@@ -367,6 +379,29 @@ static int cmd_info(int argc, char **argv) {
     return EXIT_SUCCESS;
 }
 
+static int cmd_keygen(int argc, char **argv) {
+    static const struct option opts[] = {{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    for (int c; (c = getopt_long(argc, argv, "h", opts, NULL)) != -1;) common_option(c, usage_keygen);
+    if (argc - optind < 2) usage_fail(usage_keygen, "need DIR and at least one NAME%s", "");
+    const char *dir = argv[optind];
+    if (mkdir(dir, 0700) && errno != EEXIST) {
+        fprintf(stderr, "stoker-data: mkdir %s: %s\n", dir, strerror(errno));
+        return EXIT_FAILURE;
+    }
+    StkErr err;
+    for (int i = optind + 1; i < argc; i++) {
+        char base[PATH_MAX], pub[PROTO_CURVE_Z85 + 1];
+        if (!argv[i][0] || strchr(argv[i], '/'))
+            usage_fail(usage_keygen, "NAME \"%s\" must be a plain file name", argv[i]);
+        snprintf(base, sizeof base, "%s/%s", dir, argv[i]);
+        DATA_CHECK(proto_curve_keygen(base, &err), &err);
+        snprintf(base, sizeof base, "%s/%s.pub", dir, argv[i]);
+        DATA_CHECK(proto_curve_load_public(base, pub, &err), &err);
+        printf("%s/%s.key (secret, 0600) and %s.pub: public key %s\n", dir, argv[i], argv[i], pub);
+    }
+    return EXIT_SUCCESS;
+}
+
 /* Prints each bad file as "bad: PATH: REASON", in index order. */
 static void print_bad(const DataBadList *b) {
     for (size_t i = 0; i < b->count; i++) printf("bad: %s\n", b->items[i].text);
@@ -477,6 +512,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "info") == 0) return cmd_info(argc - 1, argv + 1);
     if (strcmp(cmd, "verify") == 0) return cmd_verify(argc - 1, argv + 1);
     if (strcmp(cmd, "shrink") == 0) return cmd_shrink(argc - 1, argv + 1);
+    if (strcmp(cmd, "keygen") == 0) return cmd_keygen(argc - 1, argv + 1);
     fprintf(stderr, "stoker-data: unknown command \"%s\"\n%s", cmd, usage_main);
     return EXIT_USAGE;
 }

@@ -39,15 +39,21 @@ static void usage(FILE *f) {
         "  --control EP        control endpoint (SUB: shutdown)\n"
         "  --reports EP        reports endpoint (PUSH: bad files, heartbeats, errors)\n"
         "  --root DIR          dataset root if it moved since it was indexed\n"
+        "  --curve-key FILE    CURVE: this loader's key pair (NAME.key from `stoker-data\n"
+        "                      keygen`, mode 0600) for a trainer on another host\n"
+        "  --curve-server-key FILE  CURVE: the server's public key (server.pub); both or\n"
+        "                      neither (stoker-run --bind prints the whole command)\n"
         "  -q, --quiet         no per-epoch line (images/s, RSS) on stderr\n"
         "  --stay              after the last epoch, stay connected until SIGTERM or a\n"
         "                      shutdown message (for receivers that are still reading)\n");
 }
 
 /* Parses argv into c; returns 0, 1 for --help, -1 (message printed) on bad usage. */
-static int parse(int argc, char **argv, LoaderProcConfig *c, int *workers, char **dataset) {
+static int parse(int argc, char **argv, LoaderProcConfig *c, int *workers, char **dataset,
+                 const char **curve_key, const char **curve_server) {
     enum { O_DATA = 256, O_SPLIT, O_ID, O_LOADERS, O_BATCH, O_EPOCHS, O_START, O_SEED,
-           O_TCROP, O_VRESIZE, O_VCROP, O_DROP, O_JITTER, O_ERASE, O_RRC_SCALE, O_RRC_RATIO, O_MAXPX, O_HWM, O_CONTROL, O_REPORTS, O_ROOT, O_STAY };
+           O_TCROP, O_VRESIZE, O_VCROP, O_DROP, O_JITTER, O_ERASE, O_RRC_SCALE, O_RRC_RATIO, O_MAXPX, O_HWM, O_CONTROL, O_REPORTS, O_ROOT, O_STAY,
+           O_CURVE_KEY, O_CURVE_SERVER };
     static const struct option opts[] = {
         {"data", 1, 0, O_DATA}, {"split", 1, 0, O_SPLIT}, {"workers", 1, 0, 'j'},
         {"id", 1, 0, O_ID}, {"loaders", 1, 0, O_LOADERS}, {"batch", 1, 0, O_BATCH},
@@ -57,7 +63,9 @@ static int parse(int argc, char **argv, LoaderProcConfig *c, int *workers, char 
         {"color-jitter", 1, 0, O_JITTER}, {"random-erase", 1, 0, O_ERASE},
         {"rrc-scale", 1, 0, O_RRC_SCALE}, {"rrc-ratio", 1, 0, O_RRC_RATIO},
         {"max-pixels", 1, 0, O_MAXPX}, {"hwm", 1, 0, O_HWM}, {"control", 1, 0, O_CONTROL},
-        {"reports", 1, 0, O_REPORTS}, {"root", 1, 0, O_ROOT}, {"quiet", 0, 0, 'q'}, {"stay", 0, 0, O_STAY}, {"help", 0, 0, 'h'}, {0}};
+        {"reports", 1, 0, O_REPORTS}, {"root", 1, 0, O_ROOT}, {"quiet", 0, 0, 'q'}, {"stay", 0, 0, O_STAY},
+        {"curve-key", 1, 0, O_CURVE_KEY}, {"curve-server-key", 1, 0, O_CURVE_SERVER},
+        {"help", 0, 0, 'h'}, {0}};
     int tcrop = 224, vcrop = 224, opt;
     while ((opt = getopt_long(argc, argv, "j:hq", opts, NULL)) != -1) {
         char *end = NULL;
@@ -71,6 +79,8 @@ static int parse(int argc, char **argv, LoaderProcConfig *c, int *workers, char 
         case O_CONTROL: c->control = optarg; continue;
         case O_REPORTS: c->reports = optarg; continue;
         case O_ROOT: c->root = optarg; continue;
+        case O_CURVE_KEY: *curve_key = optarg; continue;
+        case O_CURVE_SERVER: *curve_server = optarg; continue;
         case O_DROP: c->batch.drop_last = 1; continue;
         case O_JITTER: {
             AugJitter *j = &c->batch.jitter;
@@ -131,6 +141,10 @@ static int parse(int argc, char **argv, LoaderProcConfig *c, int *workers, char 
     }
     if (*workers < 1 || *workers > 1024 || c->hwm < 1 || c->hwm > 64) {
         fprintf(stderr, "stoker-loader: -j must be 1..1024 and --hwm 1..64\n");
+        return -1;
+    }
+    if (!*curve_key != !*curve_server) {
+        fprintf(stderr, "stoker-loader: CURVE needs both --curve-key and --curve-server-key\n");
         return -1;
     }
     *dataset = argv[optind];
@@ -233,8 +247,16 @@ int main(int argc, char **argv) {
                           .hwm = 2};
     int workers = 1;
     char *dataset = NULL;
-    int rc = parse(argc, argv, &c, &workers, &dataset);
+    const char *curve_key = NULL, *curve_server = NULL;
+    int rc = parse(argc, argv, &c, &workers, &dataset, &curve_key, &curve_server);
     if (rc) return rc > 0 ? 0 : 2;
+    static ProtoCurve curve; /* read once, before any fork: every child uses the same keys */
+    StkErr err;
+    if (curve_key && proto_curve_open(&curve, curve_key, curve_server, &err)) {
+        fprintf(stderr, "stoker-loader: %s\n", err.msg);
+        return 2;
+    }
+    if (curve_key) c.curve = &curve;
     char index[4096];
     int is_dir;
     if (resolve_index(dataset, index, sizeof index, &is_dir)) return 2;

@@ -163,7 +163,7 @@ static int send_msg(Proc *p, const ProtoMsg *m, Slot *slot, StkErr *err) {
 static void *open_socket(Proc *p, int type, const char *ep, int hwm, StkErr *err) {
     void *s = zmq_socket(p->ctx, type);
     if (!s) return stk_errf(err, "zmq_socket: %s", zmq_strerror(zmq_errno())), NULL;
-    if (proto_zmq_setup(s, hwm, hwm, 0, err)) {
+    if (proto_zmq_setup(s, hwm, hwm, 0, err) || proto_curve_apply(s, p->cfg->curve, 0, err)) {
         zmq_close(s);
         return NULL;
     }

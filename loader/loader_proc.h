@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "loader_batch.h"
+#include "proto_curve.h"
 
 typedef struct LoaderProcConfig {
     LoaderBatchConfig batch;  /* what batches look like */
@@ -25,6 +26,8 @@ typedef struct LoaderProcConfig {
     const char *reports;      /* reports endpoint or NULL */
     const char *index_path;   /* the dataset index */
     const char *root;         /* dataset root override or NULL */
+    const ProtoCurve *curve;  /* CURVE client keys for every socket (tcp to another host),
+                                 or NULL: plain */
     int quiet;                /* no per-epoch line on stderr */
     int stay;                 /* after the last epoch, stay connected until a shutdown
                                  message or signal: a PUSH socket that closes while its

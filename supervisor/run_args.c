@@ -1,4 +1,5 @@
 /* run_args.c: stoker-run's command line and config.json (see run_sup.h). */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -9,7 +10,9 @@
 #include <unistd.h>
 
 #include "run_sup.h"
+#include "loader_index.h"
 #include "st_file.h"
+#include "train_plan.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -17,12 +20,22 @@ static void usage(FILE *f) {
         "       stoker-run --resume RUNDIR [flags]\n"
         "Starts N loaders, stoker-train and stoker-eval, shows progress and writes the run\n"
         "directory (config.json, metrics.jsonl, metrics.csv, bad_files.log, checkpoints/,\n"
-        "plots/). Ctrl-C stops it with a final checkpoint; --resume continues that run.\n"
+        "plots/). Ctrl-C stops it with a final checkpoint, which is then evaluated (Ctrl-C\n"
+        "again skips that); --resume continues that run.\n"
         "  -j, --workers N     loader processes (default: the cores left after the trainer\n"
         "                      and the evaluator, at least 1)\n"
         "  --output-dir DIR    the run directory (runs/<time>)\n"
         "  --resume RUNDIR     continue the run in RUNDIR from checkpoints/last.safetensors\n"
         "  --tcp PORT          sockets on tcp://127.0.0.1:PORT..PORT+3 instead of private ipc\n"
+        "  --bind ADDR         with --tcp: bind that IPv4 address, or * for all, so loaders\n"
+        "                      on other hosts can connect; refused without --curve-key unless\n"
+        "                      it is loopback (127.x.x.x)\n"
+        "  --curve-key FILE    CURVE on every socket: this server's key pair (stoker-data\n"
+        "                      keygen DIR server: DIR/server.key, mode 0600)\n"
+        "  --curve-clients DIR admit the loaders whose public keys are DIR/*.pub; every other\n"
+        "                      key is refused (logged)\n"
+        "  --remote-loaders R  R more loaders run on other hosts (ids after the -j local ones);\n"
+        "                      their command lines are printed at the start\n"
         "  --hang-timeout S    a loader without a heartbeat for S s is killed and restarted;\n"
         "                      the trainer silent for 5 S is named (60)\n"
         "Every other flag goes to stoker-train (see stoker-train --help).\n");
@@ -84,6 +97,18 @@ static void split_args(Sup *s, int argc, char **argv, const char **out) {
         } else if (!strcmp(a, "--hang-timeout")) {
             if (!v || (s->hang_s = atoi(v)) < 1) bad("bad --hang-timeout");
             i++;
+        } else if (!strcmp(a, "--bind")) {
+            if (!v || strlen(v) >= sizeof s->bind_host) bad("bad --bind address");
+            snprintf(s->bind_host, sizeof s->bind_host, "%s", v);
+            i++;
+        } else if (!strcmp(a, "--curve-key") || !strcmp(a, "--curve-clients")) {
+            if (!v) bad("a flag without its value");
+            if (a[8] == 'k') s->curve_key = v;
+            else s->curve_clients = v;
+            i++;
+        } else if (!strcmp(a, "--remote-loaders")) {
+            if (!v || (s->remote = atoi(v)) < 1 || s->remote > RUN_MAX_PROCS) bad("bad --remote-loaders");
+            i++;
         } else if (!strcmp(a, "--tcp")) {
             if (!v || (s->tcp_port = atoi(v)) < 1 || s->tcp_port > 65532) bad("bad --tcp port");
             i++;
@@ -100,9 +125,53 @@ static void split_args(Sup *s, int argc, char **argv, const char **out) {
     }
 }
 
+/* 1 for a loopback address: only this host can reach it. */
+static int loopback(const char *host) {
+    struct in_addr a;
+    return inet_pton(AF_INET, host, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
+}
+
+/* An absolute path for a key file or directory: children and config.json see the same. */
+static const char *absolute(const char *path) {
+    char *r = realpath(path, NULL);
+    if (!r) {
+        fprintf(stderr, "stoker-run: %s: %s\n", path, strerror(errno));
+        exit(2);
+    }
+    return r;
+}
+
+/* --tcp, --bind, CURVE and remote loaders fit together: a socket others can reach is
+ * never plain. */
+static void check_network(Sup *s) {
+    if (s->bind_host[0] && !s->tcp_port) bad("--bind needs --tcp PORT");
+    if (!s->bind_host[0] || !strcmp(s->bind_host, "localhost")) /* ZeroMQ binds addresses */
+        snprintf(s->bind_host, sizeof s->bind_host, "127.0.0.1");
+    struct in_addr a;
+    if (strcmp(s->bind_host, "*") && inet_pton(AF_INET, s->bind_host, &a) != 1)
+        bad("--bind takes an IPv4 address or *");
+    if ((s->curve_key || s->curve_clients || s->remote) && !s->tcp_port)
+        bad("--curve-key, --curve-clients and --remote-loaders are for tcp: add --tcp PORT");
+    if (s->curve_clients && !s->curve_key) bad("--curve-clients needs --curve-key");
+    if (!loopback(s->bind_host) && !s->curve_key) {
+        fprintf(stderr, "stoker-run: --bind %s is not a loopback address: other hosts could "
+                "connect, so it needs CURVE: --curve-key FILE (the server key pair) and "
+                "--curve-clients DIR (the loaders' public keys); make them with `stoker-data "
+                "keygen DIR server NAME...`\n", s->bind_host);
+        exit(2);
+    }
+    if (s->remote && !loopback(s->bind_host) && !s->curve_clients)
+        bad("--remote-loaders over CURVE need --curve-clients DIR with their public keys");
+    if (s->curve_key) s->curve_key = absolute(s->curve_key);
+    if (s->curve_clients) s->curve_clients = absolute(s->curve_clients);
+    int any = !strcmp(s->bind_host, "*") || !strcmp(s->bind_host, "0.0.0.0");
+    snprintf(s->conn_host, sizeof s->conn_host, "%s", any ? "127.0.0.1" : s->bind_host);
+}
+
 void parse_args(Sup *s, int argc, char **argv) {
     const char *out = NULL;
     split_args(s, argc, argv, &out);
+    check_network(s);
     if (s->resume_dir && !s->nuser) recorded_args(s);
     char *check[RUN_MAX_USER_ARGS + 2] = {"stoker-run"};
     for (int i = 0; i < s->nuser; i++) check[i + 1] = (char *)s->user[i];
@@ -128,6 +197,32 @@ void parse_args(Sup *s, int argc, char **argv) {
     s->train_epoch = (uint32_t)s->start_epoch;
 }
 
+/* The dataset's index, built now if it has none: the loaders start with the trainer and
+ * need it at once, and the plan below reads its class count. */
+static void ensure_index(const Sup *s) {
+    char path[PATH_MAX];
+    StkErr err;
+    snprintf(path, sizeof path, "%s/%s", s->tc.data_path, LOADER_INDEX_DEFAULT_NAME);
+    if (!access(path, R_OK)) return;
+    LoaderScanOptions opt = {.val_fraction = -1};
+    printf("stoker-run: indexing %s\n", s->tc.data_path);
+    if (loader_index_build(s->tc.data_path, &opt, NULL, NULL, &err)) {
+        fprintf(stderr, "stoker-run: index %s: %s\n", s->tc.data_path, err.msg);
+        exit(1);
+    }
+}
+
+void plan_batches(Sup *s) {
+    ensure_index(s);
+    TrainSplit sp;
+    StkErr err;
+    if (train_plan_split_flags(&s->tc, NULL, &sp, &err)) {
+        fprintf(stderr, "stoker-run: memory plan: %s\n", err.msg);
+        exit(2);
+    }
+    s->micro = sp.micro, s->accum = sp.accum;
+}
+
 void *config_json(const Sup *s, int argc, char **argv) {
     const TrainConfig *c = &s->tc;
     json_t *o = json_object(), *a = json_array(), *t = json_array();
@@ -145,6 +240,8 @@ void *config_json(const Sup *s, int argc, char **argv) {
     json_object_set_new(o, "start_epoch", json_integer(s->start_epoch));
     json_object_set_new(o, "epochs", json_integer(c->epochs));
     json_object_set_new(o, "batch_size", json_integer(c->batch_size));
+    json_object_set_new(o, "micro_batch", json_integer(s->micro));
+    json_object_set_new(o, "accum_steps", json_integer(s->accum));
     json_object_set_new(o, "workers", json_integer(s->workers));
     json_object_set_new(o, "opt", json_string(opts[c->opt.kind]));
     json_object_set_new(o, "lr", json_real(c->sched.lr));
@@ -170,5 +267,9 @@ void *config_json(const Sup *s, int argc, char **argv) {
     json_object_set_new(o, "sockets", json_pack("{s:s, s:s, s:s, s:s}", "data", s->ep_data,
                                                 "checkpoints", s->ep_ckpt, "control", s->ep_ctl,
                                                 "reports", s->ep_rep));
+    json_object_set_new(o, "bind", json_string(s->tcp_port ? s->bind_host : "ipc"));
+    json_object_set_new(o, "curve", s->curve_key ? json_pack("{s:s, s:s?, s:s}", "key", s->curve_key,
+                        "clients", s->curve_clients, "public_key", s->curve.pub) : json_null());
+    json_object_set_new(o, "remote_loaders", json_integer(s->remote));
     return o;
 }

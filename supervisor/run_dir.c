@@ -94,6 +94,14 @@ void run_dir_train(RunDir *d, uint32_t epoch, uint64_t step, double loss, double
     fflush(d->csv);
 }
 
+void run_dir_unevaluated(RunDir *d, uint32_t epoch, uint64_t step, const char *path,
+                         const char *why) {
+    json_t *o = record("unevaluated", epoch, step);
+    json_object_set_new(o, "checkpoint", json_string(path));
+    json_object_set_new(o, "why", json_string(why));
+    line(d, o);
+}
+
 void run_dir_epoch(RunDir *d, uint32_t epoch, uint64_t step, const char *const *names,
                    const double *values, int n) {
     json_t *o = record("epoch", epoch, step);

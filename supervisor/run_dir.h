@@ -3,7 +3,8 @@
  *   config.json              every setting of the run
  *   metrics.jsonl            one JSON object a line: {"kind":"train",...} per logged step,
  *                            {"kind":"epoch",...} per epoch (sample accounting included),
- *                            {"kind":"eval",...} per evaluation (per-class accuracy too)
+ *                            {"kind":"eval",...} per evaluation (per-class accuracy too),
+ *                            {"kind":"unevaluated",...} when the final checkpoint is not
  *   metrics.csv              the same train and eval records as CSV rows
  *   confusion.csv            the latest evaluation's confusion matrix (row: true class)
  *   bad_files.log            one line per bad file a loader reported
@@ -52,6 +53,10 @@ void run_dir_epoch(RunDir *d, uint32_t epoch, uint64_t step, const char *const *
 
 /* An evaluation (also rewrites confusion.csv). */
 void run_dir_eval(RunDir *d, const RunEval *e);
+
+/* The final checkpoint at path (epoch, step) was not evaluated, and why. */
+void run_dir_unevaluated(RunDir *d, uint32_t epoch, uint64_t step, const char *path,
+                         const char *why);
 
 void run_dir_bad_file(RunDir *d, uint32_t loader, uint64_t sample, const char *path,
                       const char *reason);

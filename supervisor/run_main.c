@@ -4,7 +4,9 @@
  * evaluator that dies (a loader regenerates its shard of the trainer's current epoch:
  * duplicates are dropped, nothing is lost), stops everything when the trainer dies
  * (--resume DIR continues), and on Ctrl-C/SIGTERM sends shutdown, lets the trainer write
- * a final checkpoint and has every child gone within 5 s.
+ * a final checkpoint, has every child gone within 5 s and then evaluates that checkpoint
+ * (a second Ctrl-C skips it). With --curve-key every socket is CURVE (proto_curve.h) and
+ * loaders on other hosts (--remote-loaders) may join.
  *
  * usage: stoker-run --data-path DIR [-j N] [--output-dir DIR] [stoker-train flags]
  *        stoker-run --resume DIR [flags]      (continues the run in DIR) */
@@ -30,13 +32,14 @@
 #define FINAL_EVAL_TIMEOUT_MS 600000
 #define NOTICE_GRACE_MS 300
 #define MAX_RESTARTS 20             /* per child: a crash loop is a failure, not a run */
+#define SKIP_KILL_MS 1000           /* a final evaluation skipped midway: SIGTERM, then SIGKILL */
 
 static int sig_pipe[2] = {-1, -1};
-static volatile sig_atomic_t stop_signal;
+static volatile sig_atomic_t stop_signal, stop_count; /* the second skips the final eval */
 
 static void on_signal(int sig) {
     int saved = errno;
-    if (sig != SIGCHLD) stop_signal = sig;
+    if (sig != SIGCHLD) stop_signal = sig, stop_count++;
     ssize_t rc = write(sig_pipe[1], "s", 1); /* wakes the poll: a death is seen at once */
     (void)rc;
     errno = saved;
@@ -49,11 +52,14 @@ static void die(const char *what, const StkErr *err) {
 
 static double now_ms(void) { return run_now_ms(); }
 
-/* A socket with the usual options: SUB connects (to the trainer), the rest bind. */
+/* A socket with the usual options: SUB connects (to the trainer), the rest bind. With
+ * CURVE the bound ones are servers and the SUB a client (of the trainer's, same keys). */
 static void *open_sock(Sup *s, int type, const char *ep, int hwm) {
     StkErr err;
     void *z = zmq_socket(s->ctx, type);
-    if (!z || proto_zmq_setup(z, hwm, hwm, 0, &err)) die("socket", z ? &err : NULL);
+    if (!z || proto_zmq_setup(z, hwm, hwm, 0, &err) ||
+        proto_curve_apply(z, s->zap ? &s->curve : NULL, type != ZMQ_SUB, &err))
+        die("socket", z ? &err : NULL);
     if (type == ZMQ_SUB ? zmq_setsockopt(z, ZMQ_SUBSCRIBE, "", 0) || zmq_connect(z, ep)
                         : zmq_bind(z, ep)) {
         stk_errf(&err, "%s: %s", ep, zmq_strerror(zmq_errno()));
@@ -90,8 +96,8 @@ static void sweep_stale_socket_dirs(void) {
     closedir(d);
 }
 
-/* ipc:// in a private directory, or with --tcp loopback ports (binding only 127.0.0.1:
- * remote peers would need CURVE, which is not built yet). */
+/* ipc:// in a private directory, or with --tcp ports on --bind's address (loopback by
+ * default; another only with CURVE, run_args.c). Children connect to conn_host. */
 static void make_endpoints(Sup *s) {
     char *eps[4] = {s->ep_data, s->ep_ckpt, s->ep_ctl, s->ep_rep};
     const char *const *names = sock_names;
@@ -102,17 +108,35 @@ static void make_endpoints(Sup *s) {
         if (!mkdtemp(s->sock)) die("mkdtemp", NULL);
     }
     for (int i = 0; i < 4; i++) {
-        if (s->tcp_port) snprintf(eps[i], sizeof s->ep_data, "tcp://127.0.0.1:%d", s->tcp_port + i);
-        else snprintf(eps[i], sizeof s->ep_data, "ipc://%s/%s", s->sock, names[i]);
+        if (s->tcp_port) {
+            snprintf(eps[i], sizeof s->ep_data, "tcp://%s:%d", s->conn_host, s->tcp_port + i);
+            snprintf(s->ep_bind[i], sizeof s->ep_bind[i], "tcp://%s:%d", s->bind_host, s->tcp_port + i);
+        } else {
+            snprintf(eps[i], sizeof s->ep_data, "ipc://%s/%s", s->sock, names[i]);
+            snprintf(s->ep_bind[i], sizeof s->ep_bind[i], "%s", eps[i]);
+        }
     }
+}
+
+/* --curve-key: the key pair serves every socket and is also the client key of this
+ * process and of its local children (the ZAP handler admits it with --curve-clients). */
+static void open_curve(Sup *s) {
+    StkErr err;
+    if (!s->curve_key) return;
+    if (proto_curve_open(&s->curve, s->curve_key, s->curve_key, &err) ||
+        proto_zap_start(&s->zap, s->ctx, "stoker-run", s->curve.pub, s->curve_clients, &err))
+        die("--curve-key", &err);
+    printf("stoker-run: CURVE on every socket; server public key %s; %d client keys admitted "
+           "(this one included)\n", s->curve.pub, proto_zap_keys(s->zap));
 }
 
 static void open_sockets(Sup *s) {
     make_endpoints(s);
     StkErr err;
     if (!(s->ctx = zmq_ctx_new()) || proto_out_init(&s->po, &err)) die("zeromq", NULL);
-    s->pub = open_sock(s, ZMQ_PUB, s->ep_ctl, 1000);
-    s->pull = open_sock(s, ZMQ_PULL, s->ep_rep, 100000); /* large: senders never block */
+    open_curve(s); /* the ZAP handler must exist before a CURVE server binds */
+    s->pub = open_sock(s, ZMQ_PUB, s->ep_bind[2], 1000);
+    s->pull = open_sock(s, ZMQ_PULL, s->ep_bind[3], 100000); /* large: senders never block */
     s->notices = open_sock(s, ZMQ_SUB, s->ep_ckpt, 1000);
 }
 
@@ -122,36 +146,93 @@ static void remove_sockets(Sup *s) {
     if (remove_socket_dir(s->sock)) fprintf(stderr, "stoker-run: rmdir %s: %s\n", s->sock, strerror(errno));
 }
 
-static void start_loader(Sup *s, RunProc *p) {
-    char id[16], n[16], b[16], e[16], st[16], seed[32], crop[16];
+/* Loaders in all: the local ones and those on other hosts. */
+static int all_loaders(const Sup *s) { return s->workers + s->remote; }
+
+/* Strings a loader's command line points into. */
+typedef struct LoaderArgs {
+    char id[16], n[16], b[16], e[16], st[16], seed[32], crop[16], path[PATH_MAX + 16];
+    const char *argv[40];
+} LoaderArgs;
+
+/* Loader id's command line, as started here or (remote) to be run on another host,
+ * where the key files are the user's to name. The batch is the micro-batch: the trainer
+ * counts and trains micro-batches (train_plan.h). */
+static void loader_args(const Sup *s, int id, const char *const ep[3], int remote, LoaderArgs *a) {
     int start = (int)s->train_epoch > s->start_epoch ? (int)s->train_epoch : s->start_epoch;
-    snprintf(id, sizeof id, "%d", p->id), snprintf(n, sizeof n, "%d", s->workers);
-    snprintf(b, sizeof b, "%d", s->tc.batch_size);
-    snprintf(e, sizeof e, "%d", s->tc.epochs - start), snprintf(st, sizeof st, "%d", start);
-    snprintf(seed, sizeof seed, "%llu", (unsigned long long)s->tc.seed);
-    snprintf(crop, sizeof crop, "%d", s->tc.train_crop);
-    char path[PATH_MAX + 16];
-    snprintf(path, sizeof path, "%s/stoker-loader", s->bin);
-    const char *argv[32] = {path, "--data", s->ep_data, "--id", id, "--loaders", n, "--batch", b,
-                            "--epochs", e, "--start-epoch", st, "--seed", seed,
-                            "--train-crop-size", crop, "--drop-last", "-q", "--stay",
-                            "--control", s->ep_ctl, "--reports", s->ep_rep};
-    int k = 24;
-    if (s->tc.rrc_scale) argv[k++] = "--rrc-scale", argv[k++] = s->tc.rrc_scale;
-    argv[k++] = s->tc.data_path;
+    snprintf(a->id, sizeof a->id, "%d", id), snprintf(a->n, sizeof a->n, "%d", all_loaders(s));
+    snprintf(a->b, sizeof a->b, "%d", s->micro);
+    snprintf(a->e, sizeof a->e, "%d", s->tc.epochs - start), snprintf(a->st, sizeof a->st, "%d", start);
+    snprintf(a->seed, sizeof a->seed, "%llu", (unsigned long long)s->tc.seed);
+    snprintf(a->crop, sizeof a->crop, "%d", s->tc.train_crop);
+    snprintf(a->path, sizeof a->path, "%s/stoker-loader", remote ? "" : s->bin);
+    const char *fixed[] = {remote ? "stoker-loader" : a->path, "--data", ep[0], "--id", a->id,
+                           "--loaders", a->n, "--batch", a->b, "--epochs", a->e, "--start-epoch",
+                           a->st, "--seed", a->seed, "--train-crop-size", a->crop, "--drop-last",
+                           "-q", "--stay", "--control", ep[1], "--reports", ep[2]};
+    int k = 0;
+    for (; k < (int)(sizeof fixed / sizeof *fixed); k++) a->argv[k] = fixed[k];
+    if (s->tc.rrc_scale) a->argv[k++] = "--rrc-scale", a->argv[k++] = s->tc.rrc_scale;
+    if (s->curve_key) {
+        a->argv[k++] = "--curve-key", a->argv[k++] = remote ? "LOADER.key" : s->curve_key;
+        a->argv[k++] = "--curve-server-key", a->argv[k++] = remote ? "SERVER.pub" : s->curve_key;
+    }
+    a->argv[k++] = remote ? "DATASET" : s->tc.data_path;
+    a->argv[k] = NULL;
+}
+
+static void start_loader(Sup *s, RunProc *p) {
+    LoaderArgs a;
+    const char *ep[3] = {s->ep_data, s->ep_ctl, s->ep_rep};
+    loader_args(s, p->id, ep, 0, &a);
     StkErr err;
-    if (run_proc_start(p, argv, s->out_pipe[1], &err)) die("start a loader", &err);
+    if (run_proc_start(p, a.argv, s->out_pipe[1], &err)) die("start a loader", &err);
+}
+
+/* What to run on each loader host, with the address they reach us at: --bind's, or
+ * this host's name when bound to every interface. */
+static void print_remote_loaders(Sup *s) {
+    if (!s->remote) return;
+    char host[256] = "";
+    if (strcmp(s->conn_host, s->bind_host) && gethostname(host, sizeof host)) host[0] = 0;
+    char eps[3][300]; /* data, control, reports as seen from there */
+    const int port_of[3] = {0, 2, 3};
+    for (int i = 0; i < 3; i++)
+        snprintf(eps[i], sizeof eps[i], "tcp://%s:%d", host[0] ? host : s->conn_host,
+                 s->tcp_port + port_of[i]);
+    const char *ep[3] = {eps[0], eps[1], eps[2]};
+    printf("stoker-run: waiting for %d remote loader%s: on each, with DATASET the same dataset "
+           "indexed the same way%s, run:\n", s->remote, s->remote > 1 ? "s" : "",
+           s->curve_key ? ", LOADER.key its key pair (its .pub in --curve-clients) and "
+                          "SERVER.pub this server's public key" : "");
+    for (int id = s->workers; id < all_loaders(s); id++) {
+        LoaderArgs a;
+        loader_args(s, id, ep, 1, &a);
+        char line[8192];
+        size_t n = 0;
+        for (int i = 0; a.argv[i] && n < sizeof line - 1; i++)
+            n += (size_t)snprintf(line + n, sizeof line - n, "%s%s", i ? " " : "  ", a.argv[i]);
+        printf("%s\n", line);
+    }
+    printf("stoker-run: a remote loader that stops is not restarted from here: run its line "
+           "again with --start-epoch at the current epoch (batches it repeats are dropped)\n");
 }
 
 static void start_trainer(Sup *s, RunProc *p) {
     char path[PATH_MAX + 16], ckpt[PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/stoker-train", s->bin);
-    const char *argv[RUN_MAX_USER_ARGS + 24] = {path, "--print-freq", "10"};
+    const char *argv[RUN_MAX_USER_ARGS + 32] = {path, "--print-freq", "10"};
     int k = 3;
     for (int i = 0; i < s->nuser; i++) argv[k++] = s->user[i];
-    const char *tail[] = {"--output-dir", s->out, "--data-endpoint", s->ep_data, "--control",
-                          s->ep_ctl, "--reports", s->ep_rep, "--checkpoints", s->ep_ckpt};
-    for (int i = 0; i < 10; i++) argv[k++] = tail[i];
+    char nl[16], micro[16];
+    snprintf(nl, sizeof nl, "%d", all_loaders(s)), snprintf(micro, sizeof micro, "%d", s->micro);
+    /* -j sizes its window for every loader; --micro-batch as the loaders were told */
+    const char *tail[] = {"--output-dir", s->out, "--data-endpoint", s->ep_bind[0], "--control",
+                          s->ep_ctl, "--reports", s->ep_rep, "--checkpoints", s->ep_bind[1],
+                          "-j", nl, "--micro-batch", micro};
+    for (int i = 0; i < 14; i++) argv[k++] = tail[i];
+    if (s->curve_key) argv[k++] = "--curve-key", argv[k++] = s->curve_key;
+    if (s->curve_clients) argv[k++] = "--curve-clients", argv[k++] = s->curve_clients;
     if (s->resume_dir) {
         snprintf(ckpt, sizeof ckpt, "%s/checkpoints/last.safetensors", s->out);
         argv[k++] = "--resume", argv[k++] = ckpt;
@@ -160,7 +241,9 @@ static void start_trainer(Sup *s, RunProc *p) {
     if (run_proc_start(p, argv, s->out_pipe[1], &err)) die("start the trainer", &err);
 }
 
-static void start_evaluator(Sup *s, RunProc *p) {
+/* The evaluator following checkpoint notices, or (once = 1) evaluating final_path alone
+ * and exiting: the final checkpoint after an interrupt, when the trainer is gone. */
+static void start_evaluator(Sup *s, RunProc *p, int once) {
     char path[PATH_MAX + 16], best[PATH_MAX + 64], b[16], res[16], crop[16];
     snprintf(path, sizeof path, "%s/stoker-eval", s->bin);
     snprintf(best, sizeof best, "%s/checkpoints/best.safetensors", s->out);
@@ -171,9 +254,14 @@ static void start_evaluator(Sup *s, RunProc *p) {
      * newest checkpoint announced */
     const char *argv[] = {path, "--data-path", s->tc.data_path, "--model", s->tc.model, "-b", b,
                           "--val-resize-size", res, "--val-crop-size", crop, "-j", "1",
-                          "--checkpoints", s->ep_ckpt, "--control", s->ep_ctl, "--reports",
-                          s->ep_rep, "--best", best, s->have_notice ? "--checkpoint" : NULL,
-                          s->final_path, NULL};
+                          "--control", s->ep_ctl, "--reports", s->ep_rep, "--best", best,
+                          NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    int k = 19;
+    if (!once) argv[k++] = "--checkpoints", argv[k++] = s->ep_ckpt;
+    if (s->curve_key)
+        argv[k++] = "--curve-key", argv[k++] = s->curve_key, argv[k++] = "--curve-server-key",
+        argv[k++] = s->curve_key;
+    if (s->have_notice || once) argv[k++] = "--checkpoint", argv[k++] = s->final_path;
     StkErr err;
     if (run_proc_start(p, argv, s->out_pipe[1], &err)) die("start the evaluator", &err);
 }
@@ -181,7 +269,7 @@ static void start_evaluator(Sup *s, RunProc *p) {
 static void start(Sup *s, RunProc *p) {
     if (p->role == RUN_LOADER) start_loader(s, p);
     else if (p->role == RUN_TRAINER) start_trainer(s, p);
-    else start_evaluator(s, p);
+    else start_evaluator(s, p, 0);
 }
 
 static void start_all(Sup *s) {
@@ -273,6 +361,13 @@ static void wait_events(Sup *s) {
     run_reports_drain(s);
 }
 
+/* Says the final checkpoint was not evaluated, on screen and in metrics.jsonl. */
+static void not_evaluated(Sup *s, const char *path, uint32_t epoch, uint64_t step, const char *why) {
+    run_progress_say(&s->prog, "stoker-run: the final checkpoint (epoch %u, step %llu) was not "
+                     "evaluated: %s", epoch, (unsigned long long)step, why);
+    run_dir_unevaluated(&s->dir, epoch, step, path, why);
+}
+
 /* After the trainer's exit: 1 once its final checkpoint was evaluated. Its notice may
  * still be on the way when the exit is seen, hence the grace; with no notice at all (a
  * disk too full for any checkpoint) there is nothing to wait for. */
@@ -283,7 +378,8 @@ static int final_evaluated(Sup *s, double *done_at) {
     if (!s->have_notice) return 1;
     if (s->evaluations && s->evaluated_step >= s->final_step) return 1;
     if (waited > FINAL_EVAL_TIMEOUT_MS || !s->procs.p[RUN_EVALUATOR_SLOT].pid) {
-        run_progress_say(&s->prog, "stoker-run: the final checkpoint was not evaluated");
+        not_evaluated(s, s->final_path, s->final_epoch, s->final_step,
+                      waited > FINAL_EVAL_TIMEOUT_MS ? "no result in time" : "no evaluator");
         return 1;
     }
     return 0;
@@ -311,27 +407,91 @@ static void check_hangs(Sup *s) {
     }
 }
 
+/* checkpoints/last.safetensors, the trainer's final checkpoint, with the epoch and step
+ * it records (what the evaluator reports it as); -1 if there is none. */
+static int last_checkpoint(Sup *s, char *path, size_t cap, uint32_t *epoch, uint64_t *step) {
+    StFile f;
+    StkErr err;
+    snprintf(path, cap, "%s/checkpoints/last.safetensors", s->out);
+    if (st_open(&f, path, &err)) return -1;
+    const char *e = st_meta(&f, "epoch"), *st = st_meta(&f, "steps");
+    *epoch = e && atoi(e) > 0 ? (uint32_t)atoi(e) : 0;
+    *step = st ? strtoull(st, NULL, 10) : 0;
+    st_close(&f);
+    return 0;
+}
+
+/* Waits for the one-shot evaluator; a second interrupt stops it (SIGTERM, then SIGKILL).
+ * Returns 1 if it was stopped so. */
+static int wait_final_evaluator(Sup *s, RunProc *p) {
+    double stopped_at = 0;
+    while (p->pid > 0) {
+        wait_events(s);
+        while (run_procs_reap(&s->procs)) {}
+        if (p->pid <= 0) break;
+        if (stop_count > 1 && !stopped_at) {
+            run_progress_say(&s->prog, "stoker-run: interrupted again: stopping the final evaluation");
+            kill(p->pid, SIGTERM), stopped_at = now_ms();
+        }
+        if (stopped_at && now_ms() - stopped_at > SKIP_KILL_MS) kill(p->pid, SIGKILL);
+        if (!stopped_at) check_hangs(s); /* a hung one is killed: named below */
+    }
+    return stopped_at > 0;
+}
+
+/* After an interrupt, every child gone: the final checkpoint is evaluated, by a
+ * one-shot stoker-eval, unless that was done already or a second interrupt skips it
+ * (then metrics.jsonl records it as unevaluated). The trainer and loaders were gone
+ * within 5 s; this wait is the evaluator's alone, and shown. */
+static void evaluate_final(Sup *s) {
+    char path[PATH_MAX + 64], how[96], why[160];
+    uint32_t epoch;
+    uint64_t step;
+    run_reports_drain(s); /* an evaluation that finished meanwhile */
+    if (last_checkpoint(s, path, sizeof path, &epoch, &step)) return;
+    if (s->evaluations && s->evaluated_step >= step) return;
+    if (stop_count > 1) return not_evaluated(s, path, epoch, step, "skipped by a second interrupt");
+    run_progress_say(&s->prog, "stoker-run: evaluating the final checkpoint (epoch %u, step %llu); "
+                     "interrupt again to skip", epoch, (unsigned long long)step);
+    if (strlen(path) >= sizeof s->final_path) return not_evaluated(s, path, epoch, step, "path too long");
+    memcpy(s->final_path, path, strlen(path) + 1);
+    RunProc *p = &s->procs.p[RUN_EVALUATOR_SLOT];
+    start_evaluator(s, p, 1);
+    int stopped = wait_final_evaluator(s, p);
+    run_reports_drain(s);
+    if (s->evaluations && s->evaluated_step >= step) return;
+    run_proc_describe(p, how, sizeof how);
+    snprintf(why, sizeof why, stopped ? "stopped by a second interrupt" : "stoker-eval %s", how);
+    not_evaluated(s, path, epoch, step, why);
+}
+
 /* Runs until done, failed or interrupted; then every child is stopped. Returns the exit
  * status: 0 done, 1 failed, 130 interrupted. */
 static int supervise(Sup *s) {
-    int rc = -1, killed = 0;
+    int rc = -1, killed = 0, said_skip = 0;
     double stop_at = 0, done_at = 0;
     for (;;) {
         wait_events(s);
         /* a terminal's Ctrl-C also reaches the children, which then exit: the signal is
          * looked at before their exits, so they are not restarted */
         if (rc < 0 && stop_signal) {
-            run_progress_say(&s->prog, "stoker-run: %s: stopping (final checkpoint)",
-                             strsignal(stop_signal));
+            run_progress_say(&s->prog, "stoker-run: %s: stopping (final checkpoint, then its "
+                             "evaluation; interrupt again to skip that)", strsignal(stop_signal));
             rc = 130;
         }
+        if (rc == 130 && stop_count > 1 && !said_skip)
+            said_skip = 1, run_progress_say(&s->prog, "stoker-run: interrupted again: the final "
+                                            "checkpoint will not be evaluated");
         for (RunProc *p; (p = run_procs_reap(&s->procs));)
             if (rc < 0 && child_ended(s, p)) rc = 1;
         if (rc < 0 && s->trainer_done && final_evaluated(s, &done_at)) rc = 0;
         if (rc < 0) check_hangs(s);
         if (rc < 0) continue;
         if (!stop_at) stop_at = now_ms();
-        if (!run_procs_alive(&s->procs)) return rc;
+        if (!run_procs_alive(&s->procs)) {
+            if (rc == 130) evaluate_final(s);
+            return rc;
+        }
         send_shutdown(s, rc == 0 ? "done" : rc == 1 ? "failed" : "interrupted");
         if (!killed && now_ms() - stop_at > STOP_GRACE_MS) {
             for (int i = 0; i < s->procs.n; i++)
@@ -350,6 +510,7 @@ static void install_signals(void) {
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
+    sigaddset(&sa.sa_mask, SIGINT), sigaddset(&sa.sa_mask, SIGTERM); /* counted one at a time */
     sa.sa_flags = SA_RESTART;
     if (sigaction(SIGINT, &sa, NULL) || sigaction(SIGTERM, &sa, NULL) ||
         sigaction(SIGCHLD, &sa, NULL))
@@ -361,6 +522,7 @@ int main(int argc, char **argv) {
     static Sup s;
     setvbuf(stdout, NULL, _IOLBF, 0);
     parse_args(&s, argc, argv);
+    plan_batches(&s);
     /* the tools are next to this program; argv[0] has no directory when found on PATH */
     char self[PATH_MAX] = {0};
     if (readlink("/proc/self/exe", self, sizeof self - 1) <= 0)
@@ -377,12 +539,17 @@ int main(int argc, char **argv) {
            "(CPU); run directory %s\n", s.tc.model, s.tc.data_path, s.start_epoch, s.tc.epochs - 1,
            s.workers, s.tc.device && !strcmp(s.tc.device, "cuda") ? "CUDA" : "CPU", s.out);
     start_all(&s);
+    print_remote_loaders(&s);
     int rc = supervise(&s);
     run_reports_drain(&s); /* the last reports and lines sent before the children went */
     drain_output(&s);
     if (s.out_len) run_progress_say(&s.prog, "%.*s", (int)s.out_len, s.out_line);
     run_progress_end(&s.prog);
     zmq_close(s.pub), zmq_close(s.pull), zmq_close(s.notices);
+    if (s.zap && proto_zap_denied(s.zap))
+        printf("stoker-run: %llu connections refused (CURVE keys not admitted)\n",
+               (unsigned long long)proto_zap_denied(s.zap));
+    proto_zap_stop(s.zap); /* its socket is in the context */
     zmq_ctx_term(s.ctx);
     proto_out_free(&s.po);
     remove_sockets(&s);

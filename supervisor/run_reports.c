@@ -141,6 +141,7 @@ static void one_report(Sup *s, const ProtoMsg *m) {
 static void one_notice(Sup *s, const ProtoMsg *m) {
     if (m->type != PROTO_CHECKPOINT) return drop(s, "checkpoints", proto_type_name(m->type));
     s->final_step = m->u.checkpoint.step;
+    s->final_epoch = m->u.checkpoint.epoch;
     s->have_notice = 1;
     snprintf(s->final_path, sizeof s->final_path, "%.*s", (int)m->u.checkpoint.path.len,
              m->u.checkpoint.path.ptr);

@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <stdint.h>
 
+#include "proto_curve.h"
 #include "proto_zmq.h"
 #include "run_dir.h"
 #include "run_procs.h"
@@ -20,12 +21,22 @@ typedef struct Sup {
     TrainConfig tc;                  /* the training flags, parsed as stoker-train does */
     const char *user[RUN_MAX_USER_ARGS]; /* the flags passed on to stoker-train */
     int nuser;
-    int workers;                     /* loader processes */
+    int workers;                     /* loader processes started here */
+    int micro;                       /* samples per loader batch: the micro-batch */
+    int accum;                       /* micro-batches per optimizer step */
     const char *resume_dir;          /* --resume DIR */
-    int tcp_port;                    /* --tcp PORT: tcp://127.0.0.1:PORT..PORT+3, not ipc */
+    int tcp_port;                    /* --tcp PORT: tcp://HOST:PORT..PORT+3, not ipc */
+    char bind_host[64];              /* --bind ADDR: the interface tcp binds (127.0.0.1) */
+    char conn_host[64];              /* where local children connect (loopback for "*") */
+    const char *curve_key;           /* --curve-key FILE: server key pair; CURVE on */
+    const char *curve_clients;       /* --curve-clients DIR: client keys admitted */
+    int remote;                      /* --remote-loaders R: loader ids workers.. not ours */
+    ProtoCurve curve;                /* the keys, when curve_key is set */
+    ProtoZap *zap;                   /* the allow-list of this process's CURVE sockets */
     int hang_s;                      /* --hang-timeout: a loader silent this long is killed */
     char out[PATH_MAX], bin[PATH_MAX], sock[64];
-    char ep_data[128], ep_ckpt[128], ep_ctl[128], ep_rep[128];
+    char ep_data[128], ep_ckpt[128], ep_ctl[128], ep_rep[128]; /* where peers connect */
+    char ep_bind[4][128];            /* where data, ckpt, ctl, rep bind (tcp: --bind) */
     void *ctx, *pub, *pull, *notices;
     ProtoOut po;
     RunProcs procs;
@@ -35,6 +46,7 @@ typedef struct Sup {
     int start_epoch;                 /* first epoch of this (maybe resumed) run */
     uint32_t train_epoch;            /* the trainer's current epoch: where loaders restart */
     uint64_t final_step;             /* step of the newest checkpoint notice */
+    uint32_t final_epoch;            /* and its epoch */
     char final_path[PROTO_MAX_PATH + 1]; /* its file: a restarted evaluator starts there */
     int have_notice;
     uint64_t evaluated_step;         /* step of the newest evaluation */
@@ -48,10 +60,16 @@ typedef struct Sup {
     size_t out_len;
 } Sup;
 
-/* Parses stoker-run's own flags (-j/--workers, --output-dir, --resume DIR, --tcp) and checks
+/* Parses stoker-run's own flags (-j/--workers, --output-dir, --resume DIR, --tcp, --bind,
+ * --curve-key, --curve-clients, --remote-loaders) and checks
  * the rest as stoker-train would (they are passed on to it); exits on bad usage. With
  * --resume DIR and no other flags the run's recorded flags (config.json) are reused. */
 void parse_args(Sup *s, int argc, char **argv);
+
+/* Indexes the dataset if it has no index and decides the micro-batch the loaders make
+ * and the trainer trains on (train_plan.h: --micro-batch, or the memory plan); exits on
+ * failure. */
+void plan_batches(Sup *s);
 
 /* Every setting of the run as a JSON object (jansson json_t *) for config.json. */
 void *config_json(const Sup *s, int argc, char **argv);

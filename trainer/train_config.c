@@ -39,7 +39,9 @@ static void usage(FILE *f) {
         "  --plan                  print the plan for --device cuda and exit (no GPU needed)\n"
         "supervised mode (stoker-run uses it):\n"
         "  --data-endpoint EP      bind the data socket at EP; start no loaders, no inline eval\n"
-        "  --control EP  --reports EP  --checkpoints EP   shutdown SUB, reports PUSH, notices PUB\n");
+        "  --control EP  --reports EP  --checkpoints EP   shutdown SUB, reports PUSH, notices PUB\n"
+        "  --curve-key FILE        CURVE on every socket: the server key pair (stoker-run's)\n"
+        "  --curve-clients DIR     CURVE: admit the client keys DIR/*.pub (and the server's)\n");
 }
 
 static int bad(const char *what, const char *v) {
@@ -59,7 +61,7 @@ enum { O_DATA = 256, O_MODEL, O_DEVICE, O_OUT, O_RESUME, O_EPOCHS, O_OPT, O_LR, 
        O_WD, O_NWD, O_LS, O_SCHED, O_STEP, O_GAMMA, O_LRMIN, O_WEP, O_WMETH, O_WDEC, O_SEED,
        O_TCROP, O_VRES, O_VCROP, O_RRC, O_DET, O_PRINT, O_PERIT, O_WEIGHTS, O_FREEZE, O_TRAINABLE,
        O_PREC, O_DATAEP, O_CONTROL, O_REPORTS, O_CKPTS, O_PLAN, O_BUDGET, O_GPU, O_ESHARE,
-       O_MICRO };
+       O_MICRO, O_CURVE_KEY, O_CURVE_CLIENTS };
 
 static const struct option opts[] = {
     {"data-path", 1, 0, O_DATA}, {"model", 1, 0, O_MODEL}, {"device", 1, 0, O_DEVICE},
@@ -77,6 +79,7 @@ static const struct option opts[] = {
     {"weights", 1, 0, O_WEIGHTS}, {"freeze-backbone", 0, 0, O_FREEZE},
     {"trainable-layers", 1, 0, O_TRAINABLE}, {"data-endpoint", 1, 0, O_DATAEP},
     {"control", 1, 0, O_CONTROL}, {"reports", 1, 0, O_REPORTS}, {"checkpoints", 1, 0, O_CKPTS},
+    {"curve-key", 1, 0, O_CURVE_KEY}, {"curve-clients", 1, 0, O_CURVE_CLIENTS},
     {"plan", 0, 0, O_PLAN}, {"vram-budget", 1, 0, O_BUDGET}, {"gpu", 1, 0, O_GPU},
     {"eval-share", 1, 0, O_ESHARE}, {"micro-batch", 1, 0, O_MICRO}, {0}};
 
@@ -145,6 +148,8 @@ static int word(TrainConfig *c, int opt, const char *arg) {
     case O_CONTROL: c->control = arg; return 0;
     case O_REPORTS: c->reports = arg; return 0;
     case O_CKPTS: c->checkpoints = arg; return 0;
+    case O_CURVE_KEY: c->curve_key = arg; return 0;
+    case O_CURVE_CLIENTS: c->curve_clients = arg; return 0;
     case O_GPU: if (!vram_preset(arg)) return -1; c->gpu = arg; return 0;
     case O_BUDGET: {
         StkErr err;

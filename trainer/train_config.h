@@ -50,6 +50,10 @@ typedef struct TrainConfig {
     const char *control;       /* --control EP: SUB for shutdown */
     const char *reports;       /* --reports EP: PUSH metrics, errors, heartbeats */
     const char *checkpoints;   /* --checkpoints EP: PUB checkpoint-ready notices */
+    const char *curve_key;     /* --curve-key FILE: CURVE on every socket with this server
+                                  key pair (the supervisor's; also the client key of the
+                                  trainer's own connections to it), or NULL: plain */
+    const char *curve_clients; /* --curve-clients DIR: the client public keys admitted */
 } TrainConfig;
 
 /* Parses argv (after defaults); returns 0, 1 for --help (printed), -1 after printing

@@ -326,7 +326,8 @@ int train_input_open(TrainInput **pin, void *ctx, const TrainInputConfig *cfg, S
         stk_errf(err, "zmq_socket: %s", zmq_strerror(zmq_errno()));
         goto fail;
     }
-    if (proto_zmq_setup(in->sock, 2, 2, 0, err)) goto fail;
+    if (proto_zmq_setup(in->sock, 2, 2, 0, err) || proto_curve_apply(in->sock, cfg->curve, 1, err))
+        goto fail;
     if (zmq_bind(in->sock, cfg->endpoint)) {
         stk_errf(err, "bind %s: %s", cfg->endpoint, zmq_strerror(zmq_errno()));
         goto fail;

@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "proto_curve.h"
 #include "proto_zmq.h"
 
 #define TRAIN_INPUT_SLOTS 2 /* never more than two input batches held for compute */
@@ -39,6 +40,8 @@ typedef struct TrainInputConfig {
     int deterministic;          /* hand out indices in order */
     uint32_t window;            /* received batches held at most (>= 2 * loaders) */
     TrainSlotAlloc alloc;
+    const ProtoCurve *curve;    /* CURVE server keys for the socket (tcp from other hosts;
+                                   the context's ZAP handler admits the clients), or NULL */
 } TrainInputConfig;
 
 /* A batch handed to the training thread, valid until the next train_input_next. */

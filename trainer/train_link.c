@@ -29,10 +29,11 @@ int train_link_signals(StkErr *err) {
 }
 
 static void *open_socket(void *ctx, int type, const char *ep, int hwm, int linger,
-                         StkErr *err) {
+                         const ProtoCurve *curve, StkErr *err) {
     void *s = zmq_socket(ctx, type);
     if (!s) return stk_errf(err, "zmq_socket: %s", zmq_strerror(zmq_errno())), NULL;
-    if (proto_zmq_setup(s, hwm, hwm, linger, err)) {
+    if (proto_zmq_setup(s, hwm, hwm, linger, err) ||
+        proto_curve_apply(s, curve, type == ZMQ_PUB, err)) {
         zmq_close(s);
         return NULL;
     }
@@ -47,14 +48,14 @@ static void *open_socket(void *ctx, int type, const char *ep, int hwm, int linge
 }
 
 int train_link_open(TrainLink *l, void *ctx, const char *control, const char *reports,
-                    const char *checkpoints, StkErr *err) {
+                    const char *checkpoints, const ProtoCurve *curve, StkErr *err) {
     *l = (TrainLink){0};
     if (proto_out_init(&l->out, err)) return -1;
-    if (control && !(l->control = open_socket(ctx, ZMQ_SUB, control, 1000, 0, err))) goto fail;
-    if (reports && !(l->reports = open_socket(ctx, ZMQ_PUSH, reports, REPORTS_HWM, 0, err)))
+    if (control && !(l->control = open_socket(ctx, ZMQ_SUB, control, 1000, 0, curve, err))) goto fail;
+    if (reports && !(l->reports = open_socket(ctx, ZMQ_PUSH, reports, REPORTS_HWM, 0, curve, err)))
         goto fail;
     if (checkpoints &&
-        !(l->checkpoints = open_socket(ctx, ZMQ_PUB, checkpoints, 1000, NOTICE_LINGER_MS, err)))
+        !(l->checkpoints = open_socket(ctx, ZMQ_PUB, checkpoints, 1000, NOTICE_LINGER_MS, curve, err)))
         goto fail;
     return 0;
 fail:

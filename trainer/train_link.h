@@ -13,6 +13,7 @@
 
 #include <stdint.h>
 
+#include "proto_curve.h"
 #include "proto_zmq.h"
 
 typedef struct TrainLink {
@@ -27,9 +28,10 @@ typedef struct TrainLink {
 /* Installs SIGINT/SIGTERM handlers that make train_link_stop() true. */
 int train_link_signals(StkErr *err);
 
-/* Opens the configured sockets on ctx (the caller owns ctx). */
+/* Opens the configured sockets on ctx (the caller owns ctx). With curve (not NULL) the
+ * checkpoint PUB is a CURVE server and control/reports are CURVE clients of it. */
 int train_link_open(TrainLink *l, void *ctx, const char *control, const char *reports,
-                    const char *checkpoints, StkErr *err);
+                    const char *checkpoints, const ProtoCurve *curve, StkErr *err);
 
 /* 1 once a shutdown message or a stop signal has come (reads the control socket
  * without blocking, sends a heartbeat at most once a second). */

@@ -56,6 +56,8 @@ typedef struct Run {
     int supervised;      /* --data-endpoint: loaders and evaluation are someone else's */
     TrainLink link;      /* control, reports, checkpoint notices (supervised mode) */
     TrainAccount acct;   /* sample ids consumed in the current epoch */
+    ProtoCurve curve;    /* --curve-key: CURVE server keys of every socket */
+    ProtoZap *zap;       /* its allow-list of client keys (--curve-clients), or NULL */
 } Run;
 
 static TrainLink *error_link; /* where die() reports, once the link is open */
@@ -172,7 +174,8 @@ static TrainInput *open_input(Run *r, const char *name, uint64_t batches, int cr
                           .epochs = (uint32_t)(r->cfg.epochs - r->start_epoch),
                           .deterministic = r->cfg.deterministic,
                           .window = 2 * (uint32_t)r->cfg.workers + 2,
-                          .alloc = tb_slot_alloc(&r->tb)}; /* pinned for the CUDA copy engine */
+                          .alloc = tb_slot_alloc(&r->tb), /* pinned for the CUDA copy engine */
+                          .curve = r->zap && r->supervised ? &r->curve : NULL};
     TrainInput *in;
     StkErr err;
     if (train_input_open(&in, r->ctx, &c, &err)) die("data socket", &err);
@@ -257,6 +260,18 @@ static void describe_model(Run *r) {
     free(names);
 }
 
+/* --curve-key: the supervisor's key pair serves the data and checkpoint sockets and is
+ * this process's client key towards the supervisor (whose public key it also is); the
+ * ZAP handler, started before any bind, admits --curve-clients and that key. */
+static void open_curve(Run *r) {
+    StkErr err;
+    if (!r->cfg.curve_key) return;
+    if (!r->supervised) die("--curve-key", &(StkErr){"only with --data-endpoint (stoker-run)"});
+    if (proto_curve_open(&r->curve, r->cfg.curve_key, r->cfg.curve_key, &err) ||
+        proto_zap_start(&r->zap, r->ctx, "stoker-train", r->curve.pub, r->cfg.curve_clients, &err))
+        die("--curve-key", &err);
+}
+
 static void setup(Run *r, const char *argv0) {
     StkErr err;
     char self[PATH_MAX];
@@ -271,8 +286,6 @@ static void setup(Run *r, const char *argv0) {
     describe_model(r);
     if (train_plan_split(&r->cfg, &r->model, tb_vram_kernels(), stdout, &r->split, &err))
         die("memory plan", &err);
-    if (r->supervised && r->split.accum > 1) /* its loaders get --batch-size from stoker-run */
-        die("memory plan", &(StkErr){"supervised mode does not take micro-batches yet"});
     count_batches(r);
     if (tb_init(&r->tb, r->cfg.device, r->cfg.precision, &r->model, r->split.micro, &r->cfg.opt, &err) ||
         tb_set_accum(&r->tb, r->split.accum, &err))
@@ -283,8 +296,9 @@ static void setup(Run *r, const char *argv0) {
     if (tb_upload(&r->tb, &err)) die("model", &err);
     if (train_account_init(&r->acct, r->n_train, &err)) die("setup", &err);
     if (!(r->ctx = zmq_ctx_new())) die("zmq_ctx_new", NULL);
+    open_curve(r);
     if (train_link_open(&r->link, r->ctx, r->cfg.control, r->cfg.reports, r->cfg.checkpoints,
-                        &err))
+                        r->zap ? &r->curve : NULL, &err))
         die("sockets", &err);
     error_link = &r->link;
     if (!r->supervised) {
@@ -523,6 +537,7 @@ int main(int argc, char **argv) {
     train_link_close(&r.link);
     train_input_close(r.train);
     if (r.val) train_input_close(r.val);
+    proto_zap_stop(r.zap); /* its socket is in the context */
     zmq_ctx_term(r.ctx);
     if (!r.supervised) rmdir(r.sock);
     train_account_free(&r.acct);

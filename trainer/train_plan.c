@@ -50,7 +50,7 @@ int train_plan_split(const TrainConfig *c, const Model *m, const VramKernels *k,
         p.peak = vram_peak(&r, p.micro);
         p.inputs = p.peak - p.a.total - r.reserve;
     }
-    vram_plan_print(out, &r, &p);
+    if (out) vram_plan_print(out, &r, &p);
     *s = (TrainSplit){p.micro, p.accum, 1};
     return 0;
 }
@@ -68,16 +68,24 @@ static int class_count(const TrainConfig *c) {
     return k;
 }
 
+/* Builds --model as stoker-train will (the dataset's class count, frozen blocks). */
+static int build_model(const TrainConfig *c, Model *m, StkErr *err) {
+    if (model_build(m, c->model, 3, c->train_crop, c->train_crop, class_count(c), err)) return -1;
+    return c->trainable_layers >= 0 ? model_freeze(m, c->trainable_layers, err) : 0;
+}
+
+int train_plan_split_flags(const TrainConfig *c, const VramKernels *k, TrainSplit *s, StkErr *err) {
+    static Model m; /* large: the layer and parameter tables are inline */
+    int card = (c->gpu || c->vram_budget) && (c->plan_only || !strcmp(c->device, "cuda"));
+    if (card && build_model(c, &m, err)) return -1; /* without a card the model is not read */
+    return train_plan_split(c, card ? &m : NULL, k, NULL, s, err);
+}
+
 int train_plan_main(const TrainConfig *c, const VramKernels *k) {
     static Model m; /* large: the layer and parameter tables are inline */
     StkErr err;
     TrainSplit s;
-    if (model_build(&m, c->model, 3, c->train_crop, c->train_crop, class_count(c), &err)) {
-        fprintf(stderr, "stoker-train: --plan: model: %s\n", err.msg);
-        return 1;
-    }
-    int rc = 0;
-    if (c->trainable_layers >= 0 && model_freeze(&m, c->trainable_layers, &err)) rc = -1;
+    int rc = build_model(c, &m, &err);
     if (!rc) rc = train_plan_split(c, &m, k, stdout, &s, &err);
     if (rc) fprintf(stderr, "stoker-train: --plan: %s\n", err.msg);
     return rc ? 1 : 0;

@@ -19,11 +19,16 @@ typedef struct TrainSplit {
 
 /* Decides the split: --micro-batch when given; else, on --device cuda (or with --plan)
  * with a card known (--gpu / --vram-budget), the planner's, with its table printed to
- * out; else the whole batch in one pass. k: the CUDA kernels' sizes (NULL: host rules).
+ * out (unless NULL); else the whole batch in one pass. k: the CUDA kernels' sizes (NULL: host rules).
  * Fails (the planner's numbers in err) when even micro-batch 1 does not fit, or on a
  * precision the card lacks. */
 int train_plan_split(const TrainConfig *c, const Model *m, const VramKernels *k, FILE *out,
                      TrainSplit *s, StkErr *err);
+
+/* The split train_plan_split makes for these flags, for a process that has no model
+ * (stoker-run, which gives its loaders the micro-batch): builds --model only when a card
+ * is planned for, with the class count of the dataset's index; prints nothing. */
+int train_plan_split_flags(const TrainConfig *c, const VramKernels *k, TrainSplit *s, StkErr *err);
 
 /* --plan: builds --model for --train-crop-size with the dataset's class count (1000,
  * ImageNet's, without --data-path or before it is indexed), prints the plan to stdout and
