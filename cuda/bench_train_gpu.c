@@ -85,6 +85,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_train_gpu: --precision %s: fp32, tf32 or bf16\n", prec);
         return 2;
     }
+    /* the bare context's footprint, so the report can give what stoker adds above it */
+    size_t free0, total0;
+    if (cudaFree(0) != cudaSuccess || cudaMemGetInfo(&free0, &total0) != cudaSuccess) {
+        fprintf(stderr, "bench_train_gpu: no usable GPU\n");
+        return 1;
+    }
     double t0 = now_s();
     if (cuda_net_init(&net, &m, batch, &opt, &o, &err)) die("init", &err);
     float *host = malloc(4 * (m.total_floats > (uint64_t)batch * 3 * size * size
@@ -112,9 +118,10 @@ int main(int argc, char **argv) {
     size_t free_b, total_b;
     cudaMemGetInfo(&free_b, &total_b);
     printf("stoker %s batch=%d size=%d precision=%s setup_s=%.2f images_per_s=%.1f "
-           "step_ms=%.2f loss=%.4f plan_mib=%.0f used_mib=%.0f\n",
+           "step_ms=%.2f loss=%.4f plan_mib=%.0f used_mib=%.0f above_context_mib=%.0f\n",
            arch, batch, size, prec, setup, steps * batch / dt, dt / steps * 1e3,
-           loss, net.plan.total / 1048576.0, (total_b - free_b) / 1048576.0);
+           loss, net.plan.total / 1048576.0, (total_b - free_b) / 1048576.0,
+           ((double)free0 - (double)free_b) / 1048576.0);
     cuda_net_free(&net);
     free(host), free(labels);
     return 0;

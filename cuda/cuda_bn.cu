@@ -16,6 +16,8 @@
 
 #define BN_THREADS 256
 #define BN_UNROLL 4 /* rows a thread loads before it computes: loads in flight hide latency */
+#define BN_UNROLL_BWD 2 /* the backward passes hold two tensors and six coefficient sets */
+#define BN_MIN_BLOCKS 4 /* per SM: registers capped at 64 so half the threads can be resident */
 
 template <typename T, int V> struct alignas(sizeof(T) * V) Vec { T v[V]; }; /* V * sizeof(T) bytes, aligned so */
 
@@ -35,17 +37,17 @@ __host__ __device__ static inline RedGeom red_geom(int cv) {
 /* Calls f(i0, step, u) for this thread's rows of the grid-stride walk: elements
  * i0 + j * step for j < u, with u = BN_UNROLL except at the tail, so f can load all u
  * before it uses any. */
-template <typename F>
+template <int U, typename F>
 __device__ static inline void walk_rows(size_t m, int cv, int col, size_t r, size_t stride, F f) {
     size_t step = stride * (size_t)cv;
-    for (; r + (BN_UNROLL - 1) * stride < m; r += BN_UNROLL * stride) f(r * cv + col, step, BN_UNROLL);
+    for (; r + (U - 1) * stride < m; r += U * stride) f(r * cv + col, step, U);
     for (; r < m; r += stride) f(r * cv + col, step, 1);
 }
 
 /* Sums over the rows of this block's share: a[v] += f(element, vector) for the vector
  * column col, then the block-wide reduction; thread (col, 0) ends with the totals. The
  * functor gets u element indices (i0 + j * step) and accumulates into s1, s2. */
-template <int V, typename F>
+template <int V, int U, typename F>
 __device__ static inline void block_rows(size_t m, int cv, F f, float *s1, float *s2) {
     __shared__ float sh1[BN_THREADS * V], sh2[BN_THREADS * V];
     RedGeom g = red_geom(cv);
@@ -53,8 +55,8 @@ __device__ static inline void block_rows(size_t m, int cv, F f, float *s1, float
     int col = blockIdx.x * g.width + lane;
     for (int k = 0; k < V; k++) s1[k] = s2[k] = 0.0f;
     if (r0 < g.rows && col < cv)
-        walk_rows(m, cv, col, (size_t)blockIdx.y * g.rows + r0, (size_t)gridDim.y * g.rows,
-                  [&](size_t i0, size_t step, int u) { f(i0, step, u, s1, s2); });
+        walk_rows<U>(m, cv, col, (size_t)blockIdx.y * g.rows + r0, (size_t)gridDim.y * g.rows,
+                     [&](size_t i0, size_t step, int u) { f(i0, step, u, s1, s2); });
     for (int k = 0; k < V; k++) sh1[tid * V + k] = s1[k], sh2[tid * V + k] = s2[k];
     __syncthreads();
     if (r0 == 0 && col < cv)
@@ -77,14 +79,14 @@ __device__ static inline void put_partials(int cv, int c, float *part, const flo
 
 /* Forward statistics: sums of (x - x[0, ch]) and its square. */
 template <typename T, int V>
-__global__ void bn_stats_kernel(size_t m, int c, const T *__restrict__ x, float *part) {
+__global__ void __launch_bounds__(BN_THREADS, BN_MIN_BLOCKS) bn_stats_kernel(size_t m, int c, const T *__restrict__ x, float *part) {
     int cv = c / V;
     const Vec<T, V> *xv = (const Vec<T, V> *)x;
     RedGeom g = red_geom(cv);
     int col = blockIdx.x * g.width + threadIdx.x % g.width;
     Vec<T, V> k0 = xv[col < cv ? col : 0];
     float s1[V], s2[V];
-    block_rows<V>(m, cv, [&](size_t i0, size_t step, int u, float *a, float *b) {
+    block_rows<V, BN_UNROLL>(m, cv, [&](size_t i0, size_t step, int u, float *a, float *b) {
         Vec<T, V> v[BN_UNROLL];
 #pragma unroll
         for (int j = 0; j < BN_UNROLL; j++)
@@ -102,11 +104,11 @@ __global__ void bn_stats_kernel(size_t m, int c, const T *__restrict__ x, float 
 }
 
 /* The per-channel kernels' combine of the reductions' partials (2 x split rows of c):
- * a block takes 32 channels, 8 lanes each sum every 8th partial in double, then lane 0
- * adds the 8 in a fixed order (the same result run after run). A thread per channel
+ * a block takes 8 channels, 32 lanes each sum every 32nd partial in double, then lane 0
+ * adds the 32 in a fixed order (the same result run after run). A thread per channel
  * walking all split partials was latency-bound: 26 us per batch norm at split 196. */
-#define FIN_CH 32
-#define FIN_LANES 8
+#define FIN_CH 8
+#define FIN_LANES 32
 
 __device__ static inline int final_sums(const float *part, int split, int c, int *chp, double *s1,
                                         double *s2) {
@@ -163,7 +165,7 @@ __global__ void bn_eval_coef_kernel(int c, CudaBn bn, float *coef) {
 /* Elementwise passes use the reductions' geometry: a thread keeps one column of V
  * channels (its coefficients in registers) and walks every R-th row of its block's share. */
 template <typename T, int V>
-__global__ void bn_apply_kernel(size_t m, int c, int act, const T *x, const float *__restrict__ coef,
+__global__ void __launch_bounds__(BN_THREADS, BN_MIN_BLOCKS) bn_apply_kernel(size_t m, int c, int act, const T *x, const float *__restrict__ coef,
                                 T *y) {
     int cv = c / V;
     RedGeom g = red_geom(cv);
@@ -174,8 +176,8 @@ __global__ void bn_apply_kernel(size_t m, int c, int act, const T *x, const floa
         mean[k] = coef[col * V + k], scale[k] = coef[c + col * V + k], beta[k] = coef[2 * c + col * V + k];
     const Vec<T, V> *xv = (const Vec<T, V> *)x; /* y may alias x (the eval forward) */
     Vec<T, V> *yv = (Vec<T, V> *)y;
-    walk_rows(m, cv, col, (size_t)blockIdx.y * g.rows + r0, (size_t)gridDim.y * g.rows,
-              [&](size_t i0, size_t step, int u) {
+    walk_rows<BN_UNROLL>(m, cv, col, (size_t)blockIdx.y * g.rows + r0, (size_t)gridDim.y * g.rows,
+                         [&](size_t i0, size_t step, int u) {
         Vec<T, V> v[BN_UNROLL];
 #pragma unroll
         for (int j = 0; j < BN_UNROLL; j++)
@@ -204,7 +206,7 @@ __device__ static inline float grad_at(int act, T x, T dy, float mean, float sca
 
 /* Backward sums: sum g and sum (x - mean) g. coef holds the forward's mean/scale/beta. */
 template <typename T, int V>
-__global__ void bn_grad_kernel(size_t m, int c, int act, const T *__restrict__ x,
+__global__ void __launch_bounds__(BN_THREADS, BN_MIN_BLOCKS) bn_grad_kernel(size_t m, int c, int act, const T *__restrict__ x,
                                const T *__restrict__ dy, const float *__restrict__ coef, float *part) {
     int cv = c / V;
     const Vec<T, V> *xv = (const Vec<T, V> *)x, *dv = (const Vec<T, V> *)dy;
@@ -214,13 +216,13 @@ __global__ void bn_grad_kernel(size_t m, int c, int act, const T *__restrict__ x
     float cf[3][V];
     for (int j = 0; j < 3; j++)
         for (int k = 0; k < V; k++) cf[j][k] = coef[j * c + ch + k];
-    block_rows<V>(m, cv, [&](size_t i0, size_t step, int u, float *a, float *b) {
-        Vec<T, V> xx[BN_UNROLL], gg[BN_UNROLL];
+    block_rows<V, BN_UNROLL_BWD>(m, cv, [&](size_t i0, size_t step, int u, float *a, float *b) {
+        Vec<T, V> xx[BN_UNROLL_BWD], gg[BN_UNROLL_BWD];
 #pragma unroll
-        for (int j = 0; j < BN_UNROLL; j++)
+        for (int j = 0; j < BN_UNROLL_BWD; j++)
             if (j < u) xx[j] = xv[i0 + j * step], gg[j] = dv[i0 + j * step];
 #pragma unroll
-        for (int j = 0; j < BN_UNROLL; j++)
+        for (int j = 0; j < BN_UNROLL_BWD; j++)
             if (j < u)
                 for (int k = 0; k < V; k++) {
                     float g = grad_at(act, xx[j].v[k], gg[j].v[k], cf[0][k], cf[1][k], cf[2][k]);
@@ -248,7 +250,7 @@ __global__ void bn_grad_final_kernel(size_t m, int c, int split, const float *pa
 }
 
 template <typename T, int V>
-__global__ void bn_dx_kernel(size_t m, int c, int act, const T *x, const T *dy,
+__global__ void __launch_bounds__(BN_THREADS, BN_MIN_BLOCKS) bn_dx_kernel(size_t m, int c, int act, const T *x, const T *dy,
                              const float *__restrict__ coef, T *dx) {
     int cv = c / V;
     RedGeom g = red_geom(cv);
@@ -261,14 +263,14 @@ __global__ void bn_dx_kernel(size_t m, int c, int act, const T *x, const T *dy,
      * thread, so no __restrict__ on these */
     const Vec<T, V> *xv = (const Vec<T, V> *)x, *dv = (const Vec<T, V> *)dy;
     Vec<T, V> *ov = (Vec<T, V> *)dx;
-    walk_rows(m, cv, col, (size_t)blockIdx.y * g.rows + r0, (size_t)gridDim.y * g.rows,
-              [&](size_t i0, size_t step, int u) {
-        Vec<T, V> xx[BN_UNROLL], gg[BN_UNROLL];
+    walk_rows<BN_UNROLL_BWD>(m, cv, col, (size_t)blockIdx.y * g.rows + r0, (size_t)gridDim.y * g.rows,
+                             [&](size_t i0, size_t step, int u) {
+        Vec<T, V> xx[BN_UNROLL_BWD], gg[BN_UNROLL_BWD];
 #pragma unroll
-        for (int j = 0; j < BN_UNROLL; j++)
+        for (int j = 0; j < BN_UNROLL_BWD; j++)
             if (j < u) xx[j] = xv[i0 + j * step], gg[j] = dv[i0 + j * step];
 #pragma unroll
-        for (int j = 0; j < BN_UNROLL; j++) {
+        for (int j = 0; j < BN_UNROLL_BWD; j++) {
             if (j >= u) continue;
             Vec<T, V> o;
             for (int k = 0; k < V; k++) {
