@@ -1,6 +1,7 @@
 # Optimizers and learning-rate schedules against torch.optim.
 stoker_test(optim SOURCES test_optim.c LIBS stoker_model m)
 stoker_test(train_input SOURCES test_train_input.c LIBS stoker_trainer)
+stoker_test(train_group SOURCES test_train_group.c LIBS stoker_trainer)
 stoker_test(cpu_input SOURCES test_cpu_input.c LIBS stoker_trainer)
 stoker_test(cpu_net SOURCES test_cpu_net.c LIBS stoker_trainer m)
 stoker_test(train_resume SOURCES test_train_resume.c test_loader_fixture.c

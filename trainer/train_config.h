@@ -50,6 +50,11 @@ typedef struct TrainConfig {
     const char *control;       /* --control EP: SUB for shutdown */
     const char *reports;       /* --reports EP: PUSH metrics, errors, heartbeats */
     const char *checkpoints;   /* --checkpoints EP: PUB checkpoint-ready notices */
+    /* Data parallel (train_group.h): --gpus N ranks, one process each, started by
+       stoker-run; rank 0 alone writes checkpoints and announces them. */
+    int gpus;                  /* --gpus N: ranks in the group (1) */
+    int rank;                  /* --rank R: this process's rank, CUDA device R (0) */
+    const char *dist_endpoint; /* --dist-endpoint EP: rank 0 binds the group socket here */
 } TrainConfig;
 
 /* Parses argv (after defaults); returns 0, 1 for --help (printed), -1 after printing
