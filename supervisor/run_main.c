@@ -64,10 +64,14 @@ static void *open_sock(Sup *s, int type, const char *ep, int hwm) {
 
 static const char *const sock_names[4] = {"data", "ckpt", "ctl", "rep"};
 
-/* Removes a socket directory's files (ZeroMQ leaves ipc files behind) and the directory. */
+/* Removes a socket directory's files (ZeroMQ leaves ipc files behind) and the directory:
+ * the four above, then with --gpus "dist" and "data1".. (a stale one's rank count is not
+ * known, so every possible name). */
 static int remove_socket_dir(const char *dir) {
     char p[PATH_MAX];
     for (int i = 0; i < 4; i++) snprintf(p, sizeof p, "%s/%s", dir, sock_names[i]), unlink(p);
+    snprintf(p, sizeof p, "%s/dist", dir), unlink(p);
+    for (int r = 1; r < RUN_MAX_RANKS; r++) snprintf(p, sizeof p, "%s/data%d", dir, r), unlink(p);
     return rmdir(dir);
 }
 
@@ -93,7 +97,7 @@ static void sweep_stale_socket_dirs(void) {
 /* ipc:// in a private directory, or with --tcp loopback ports (binding only 127.0.0.1:
  * remote peers would need CURVE, which is not built yet). */
 static void make_endpoints(Sup *s) {
-    char *eps[4] = {s->ep_data, s->ep_ckpt, s->ep_ctl, s->ep_rep};
+    char *eps[4] = {s->ep_data[0], s->ep_ckpt, s->ep_ctl, s->ep_rep};
     const char *const *names = sock_names;
     if (!s->tcp_port) {
         sweep_stale_socket_dirs();
@@ -102,8 +106,15 @@ static void make_endpoints(Sup *s) {
         if (!mkdtemp(s->sock)) die("mkdtemp", NULL);
     }
     for (int i = 0; i < 4; i++) {
-        if (s->tcp_port) snprintf(eps[i], sizeof s->ep_data, "tcp://127.0.0.1:%d", s->tcp_port + i);
-        else snprintf(eps[i], sizeof s->ep_data, "ipc://%s/%s", s->sock, names[i]);
+        if (s->tcp_port) snprintf(eps[i], sizeof s->ep_ckpt, "tcp://127.0.0.1:%d", s->tcp_port + i);
+        else snprintf(eps[i], sizeof s->ep_ckpt, "ipc://%s/%s", s->sock, names[i]);
+    }
+    /* --gpus: the group socket, then each further rank's data socket */
+    if (s->tcp_port) snprintf(s->ep_dist, sizeof s->ep_dist, "tcp://127.0.0.1:%d", s->tcp_port + 4);
+    else snprintf(s->ep_dist, sizeof s->ep_dist, "ipc://%s/dist", s->sock);
+    for (int r = 1; r < s->gpus; r++) {
+        if (s->tcp_port) snprintf(s->ep_data[r], sizeof s->ep_data[r], "tcp://127.0.0.1:%d", s->tcp_port + 4 + r);
+        else snprintf(s->ep_data[r], sizeof s->ep_data[r], "ipc://%s/data%d", s->sock, r);
     }
 }
 
@@ -122,36 +133,46 @@ static void remove_sockets(Sup *s) {
     if (remove_socket_dir(s->sock)) fprintf(stderr, "stoker-run: rmdir %s: %s\n", s->sock, strerror(errno));
 }
 
+/* Loader p->id feeds rank p->id mod gpus as one of that rank's loaders (run_ranks.h). */
 static void start_loader(Sup *s, RunProc *p) {
-    char id[16], n[16], b[16], e[16], st[16], seed[32], crop[16];
+    char id[16], n[16], b[16], e[16], st[16], seed[32], crop[16], rank[16], world[16];
     int start = (int)s->train_epoch > s->start_epoch ? (int)s->train_epoch : s->start_epoch;
-    snprintf(id, sizeof id, "%d", p->id), snprintf(n, sizeof n, "%d", s->workers);
+    int r = run_ranks_loader_rank(p->id, s->gpus);
+    snprintf(id, sizeof id, "%d", run_ranks_loader_id(p->id, s->gpus));
+    snprintf(n, sizeof n, "%d", run_ranks_loaders_of(r, s->workers, s->gpus));
+    snprintf(rank, sizeof rank, "%d", r), snprintf(world, sizeof world, "%d", s->gpus);
     snprintf(b, sizeof b, "%d", s->tc.batch_size);
     snprintf(e, sizeof e, "%d", s->tc.epochs - start), snprintf(st, sizeof st, "%d", start);
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)s->tc.seed);
     snprintf(crop, sizeof crop, "%d", s->tc.train_crop);
     char path[PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/stoker-loader", s->bin);
-    const char *argv[32] = {path, "--data", s->ep_data, "--id", id, "--loaders", n, "--batch", b,
+    const char *argv[36] = {path, "--data", s->ep_data[r], "--id", id, "--loaders", n, "--batch", b,
                             "--epochs", e, "--start-epoch", st, "--seed", seed,
                             "--train-crop-size", crop, "--drop-last", "-q", "--stay",
-                            "--control", s->ep_ctl, "--reports", s->ep_rep};
-    int k = 24;
+                            "--control", s->ep_ctl, "--reports", s->ep_rep, "--rank", rank,
+                            "--world", world};
+    int k = 28;
     if (s->tc.rrc_scale) argv[k++] = "--rrc-scale", argv[k++] = s->tc.rrc_scale;
     argv[k++] = s->tc.data_path;
     StkErr err;
     if (run_proc_start(p, argv, s->out_pipe[1], &err)) die("start a loader", &err);
 }
 
+/* Trainer rank p->id: its own data socket; rank 0 alone publishes checkpoint notices
+ * (it alone writes checkpoints); with --gpus every rank gets --rank and the group socket. */
 static void start_trainer(Sup *s, RunProc *p) {
-    char path[PATH_MAX + 16], ckpt[PATH_MAX + 64];
+    char path[PATH_MAX + 16], ckpt[PATH_MAX + 64], rank[16];
     snprintf(path, sizeof path, "%s/stoker-train", s->bin);
-    const char *argv[RUN_MAX_USER_ARGS + 24] = {path, "--print-freq", "10"};
+    snprintf(rank, sizeof rank, "%d", p->id);
+    const char *argv[RUN_MAX_USER_ARGS + 28] = {path, "--print-freq", "10"};
     int k = 3;
     for (int i = 0; i < s->nuser; i++) argv[k++] = s->user[i];
-    const char *tail[] = {"--output-dir", s->out, "--data-endpoint", s->ep_data, "--control",
+    const char *tail[] = {"--output-dir", s->out, "--data-endpoint", s->ep_data[p->id], "--control",
                           s->ep_ctl, "--reports", s->ep_rep, "--checkpoints", s->ep_ckpt};
-    for (int i = 0; i < 10; i++) argv[k++] = tail[i];
+    for (int i = 0; i < (p->id ? 8 : 10); i++) argv[k++] = tail[i];
+    if (s->gpus > 1)
+        argv[k++] = "--rank", argv[k++] = rank, argv[k++] = "--dist-endpoint", argv[k++] = s->ep_dist;
     if (s->resume_dir) {
         snprintf(ckpt, sizeof ckpt, "%s/checkpoints/last.safetensors", s->out);
         argv[k++] = "--resume", argv[k++] = ckpt;
@@ -184,16 +205,27 @@ static void start(Sup *s, RunProc *p) {
     else start_evaluator(s, p);
 }
 
+/* Trainer rank r's slot entry (run_ranks.h): "stoker-train", or "stoker-train rank r". */
+static void add_trainer(Sup *s, int r) {
+    RunProc *p = &s->procs.p[s->procs.n++];
+    *p = (RunProc){.role = RUN_TRAINER, .id = r, .name = "stoker-train"};
+    if (s->gpus > 1) snprintf(p->name, sizeof p->name, "stoker-train rank %d", r);
+}
+
 static void start_all(Sup *s) {
     RunProcs *ps = &s->procs;
-    ps->p[ps->n++] = (RunProc){.role = RUN_TRAINER, .name = "stoker-train"};
+    add_trainer(s, 0);
     /* the evaluator gets one core: the trainer keeps the rest of what loaders leave */
     ps->p[ps->n++] = (RunProc){.role = RUN_EVALUATOR, .name = "stoker-eval", .threads = 1};
     for (int i = 0; i < s->workers; i++) {
         RunProc *p = &ps->p[ps->n++];
         *p = (RunProc){.role = RUN_LOADER, .id = i};
         snprintf(p->name, sizeof p->name, "stoker-loader %d", i);
+        if (s->gpus > 1)
+            snprintf(p->name, sizeof p->name, "stoker-loader %d (rank %d)", i,
+                     run_ranks_loader_rank(i, s->gpus));
     }
+    for (int r = 1; r < s->gpus; r++) add_trainer(s, r);
     for (int i = 0; i < ps->n; i++) start(s, &ps->p[i]);
 }
 
@@ -203,8 +235,17 @@ static int child_ended(Sup *s, RunProc *p) {
     char how[96];
     run_proc_describe(p, how, sizeof how);
     if (p->role == RUN_TRAINER && !p->status) {
-        s->trainer_done = 1;
+        s->trainer_done = ++s->ranks_done == s->gpus;
         return 0;
+    }
+    if (p->role == RUN_TRAINER && s->gpus > 1) {
+        /* every step waits for every rank: the group cannot go on without it; the others
+         * are told to stop, rank 0 saves, and --resume restarts all ranks from there */
+        run_progress_say(&s->prog, "stoker-run: %s %s: stopping the group (ranks 0-%d) and the "
+                         "run; rank 0 writes checkpoints/last.safetensors (the last complete "
+                         "epoch); continue with: stoker-run --resume %s", p->name, how,
+                         s->gpus - 1, s->out);
+        return 1;
     }
     if (p->role == RUN_TRAINER) {
         run_progress_say(&s->prog, "stoker-run: stoker-train %s: stopping the run; continue it "
@@ -297,17 +338,19 @@ static void check_hangs(Sup *s) {
     double now = now_ms();
     for (int i = RUN_EVALUATOR_SLOT; i < s->procs.n; i++) {
         RunProc *p = &s->procs.p[i];
-        if (p->pid <= 0 || now - p->heard_ms < s->hang_s * 1e3) continue;
+        if (p->role == RUN_TRAINER || p->pid <= 0 || now - p->heard_ms < s->hang_s * 1e3) continue;
         run_progress_say(&s->prog, "stoker-run: %s (pid %d) sent no heartbeat for %d s: "
                          "killing it", p->name, (int)p->pid, s->hang_s);
         kill(p->pid, SIGKILL); /* its end is reaped and it restarts like any death */
         p->heard_ms = now;
     }
-    RunProc *t = &s->procs.p[0];
-    if (t->pid > 0 && now - t->heard_ms > 5e3 * s->hang_s) {
-        run_progress_say(&s->prog, "stoker-run: stoker-train (pid %d) silent for %d s",
-                         (int)t->pid, 5 * s->hang_s);
-        t->heard_ms = now;
+    for (int r = 0; r < s->gpus; r++) {
+        RunProc *t = &s->procs.p[run_ranks_trainer_slot(r, s->workers)];
+        if (t->pid > 0 && now - t->heard_ms > 5e3 * s->hang_s) {
+            run_progress_say(&s->prog, "stoker-run: %s (pid %d) silent for %d s", t->name,
+                             (int)t->pid, 5 * s->hang_s);
+            t->heard_ms = now;
+        }
     }
 }
 
@@ -373,9 +416,11 @@ int main(int argc, char **argv) {
     open_sockets(&s);
     if (run_dir_config(&s.dir, config_json(&s, argc, argv), &err)) die("config.json", &err);
     run_progress_init(&s.prog, s.tc.epochs, s.tc.batch_size);
-    printf("stoker-run: %s on %s, epochs %d..%d, %d loaders + trainer (%s backend) + evaluator "
+    char ranks[48] = "trainer";
+    if (s.gpus > 1) snprintf(ranks, sizeof ranks, "%d trainer ranks", s.gpus);
+    printf("stoker-run: %s on %s, epochs %d..%d, %d loaders + %s (%s backend) + evaluator "
            "(CPU); run directory %s\n", s.tc.model, s.tc.data_path, s.start_epoch, s.tc.epochs - 1,
-           s.workers, s.tc.device && !strcmp(s.tc.device, "cuda") ? "CUDA" : "CPU", s.out);
+           s.workers, ranks, s.tc.device && !strcmp(s.tc.device, "cuda") ? "CUDA" : "CPU", s.out);
     start_all(&s);
     int rc = supervise(&s);
     run_reports_drain(&s); /* the last reports and lines sent before the children went */
