@@ -131,6 +131,8 @@ const VramKernels *tb_vram_kernels(void) {
 }
 
 #if defined(STOKER_HAVE_CUDA) && defined(STOKER_HAVE_NCCL)
+static int ddp_finish(void *d, StkErr *err) { return cuda_ddp_finish(d, err); }
+
 /* NCCL's id from rank 0 through the group, then the communicator and the backward hook. */
 static int gpu_join(TrainBackend *tb, TrainGroup *g, StkErr *err) {
     CudaDdpId id;
@@ -142,7 +144,7 @@ static int gpu_join(TrainBackend *tb, TrainGroup *g, StkErr *err) {
     tb->ddp = d;
     CudaTrain *t = tb->gpu;
     if (cuda_ddp_init(d, &t->net, g->rank, g->world, &id, CUDA_DDP_BUCKET_BYTES, err)) return -1;
-    t->ddp = d;
+    t->before_step = ddp_finish, t->before_step_ctx = d;
     return 0;
 }
 #endif
