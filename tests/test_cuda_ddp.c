@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -149,8 +151,15 @@ Test(cuda_ddp, two_gpus_at_b_equal_one_gpu_at_2b, .timeout = 180) {
     cr_assert_eq(pipe(fd), 0);
     pid_t pid[WORLD];
     for (int r = 0; r < WORLD; r++)
-        if ((pid[r] = fork()) == 0) _exit(rank_main(r, fd, path[r]));
-    for (int r = 0; r < WORLD; r++) cr_assert(wait_ok(pid[r]), "rank %d failed (its stderr says why)", r);
+        if ((pid[r] = fork()) == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed test must not leave a rank waiting */
+            _exit(rank_main(r, fd, path[r]));
+        }
+    int ok[WORLD];
+    for (int r = 0; r < WORLD; r++)
+        if (!(ok[r] = wait_ok(pid[r]))) /* the other would wait in NCCL for it */
+            for (int q = 0; q < WORLD; q++) kill(pid[q], SIGKILL);
+    for (int r = 0; r < WORLD; r++) cr_assert(ok[r], "rank %d failed (its stderr says why)", r);
     pid_t ref = fork();
     if (ref == 0) _exit(reference_main(path[WORLD]));
     cr_assert(wait_ok(ref), "the 1-GPU reference failed");

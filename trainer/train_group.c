@@ -14,6 +14,7 @@
 
 #define MAGIC 0x53544b47u /* "STKG" */
 #define GROUP_HWM 64      /* messages: one per rank and round is all that is ever queued */
+#define CLOSE_LINGER_MS 2000
 
 enum { HELLO = 1, BCAST, GRAD, MEAN };
 
@@ -72,8 +73,10 @@ void train_group_close(TrainGroup *g) {
     free(g->held);
     free(g->sum);
     if (g->sock) {
-        int zero = 0;
-        zmq_setsockopt(g->sock, ZMQ_LINGER, &zero, sizeof zero);
+        /* rank 0's last answers (the final step's mean) must still reach ranks that are
+         * reading: a bounded linger; a peer that is gone is not waited for (ROUTER drops) */
+        int linger = g->rank == 0 ? CLOSE_LINGER_MS : 0;
+        zmq_setsockopt(g->sock, ZMQ_LINGER, &linger, sizeof linger);
         zmq_close(g->sock);
     }
     memset(g, 0, sizeof *g);
@@ -216,14 +219,17 @@ int train_group_broadcast(TrainGroup *g, void *data, size_t bytes, StkErr *err) 
     return rc;
 }
 
-/* Rank 0: x = (x + x_1 + ... + x_{W-1}) / W, summed in rank order. */
+/* Rank 0: x = (x + x_1 + ... + x_{W-1}) / W, summed in rank order. A received frame's
+ * bytes need not be float-aligned (ZeroMQ keeps small messages inside its own struct),
+ * so each is copied into the aligned scratch's second half before it is added. */
 static void mean_in_place(TrainGroup *g, float *x, size_t n) {
-    memcpy(g->sum, x, n * sizeof *x);
+    float *sum = g->sum, *y = g->sum + n;
+    memcpy(sum, x, n * sizeof *x);
     for (int r = 1; r < g->world; r++) {
-        const float *y = zmq_msg_data(g->held[r]);
-        for (size_t i = 0; i < n; i++) g->sum[i] += y[i];
+        memcpy(y, zmq_msg_data(g->held[r]), n * sizeof *y);
+        for (size_t i = 0; i < n; i++) sum[i] += y[i];
     }
-    for (size_t i = 0; i < n; i++) x[i] = g->sum[i] / (float)g->world;
+    for (size_t i = 0; i < n; i++) x[i] = sum[i] / (float)g->world;
 }
 
 int train_group_mean(TrainGroup *g, float *x, size_t n, StkErr *err) {
@@ -234,7 +240,7 @@ int train_group_mean(TrainGroup *g, float *x, size_t n, StkErr *err) {
         rc = receive_answer(g, MEAN, x, bytes, err);
     } else {
         if (n > g->cap) {
-            float *s = realloc(g->sum, bytes ? bytes : 1);
+            float *s = realloc(g->sum, 2 * bytes + 1); /* the sum, then one rank's copy */
             if (!s) return stk_errf(err, "train_group_mean: out of memory for %zu floats", n);
             g->sum = s, g->cap = n;
         }

@@ -36,7 +36,7 @@ typedef struct TrainGroup {
     int rank, world;         /* this process's rank, of world (>= 2) */
     void *sock;              /* rank 0: ROUTER (bound); others: DEALER (connected) */
     void **held;             /* rank 0: [world] this round's payload message per rank (zmq_msg_t *) */
-    float *sum;              /* rank 0: the mean's scratch, cap floats */
+    float *sum;              /* rank 0: the mean's scratch, 2 x cap floats (sum, one rank's) */
     size_t cap;
     uint64_t round;          /* exchanges done; each message carries it */
     int timeout_ms;          /* a peer silent this long is an error (TRAIN_GROUP_TIMEOUT_MS) */
@@ -58,7 +58,8 @@ int train_group_broadcast(TrainGroup *g, void *data, size_t bytes, StkErr *err);
  * everywhere, checked). 0, TRAIN_GROUP_STOPPED (x unchanged on this rank), or -1 + err. */
 int train_group_mean(TrainGroup *g, float *x, size_t n, StkErr *err);
 
-/* Closes the socket (linger 0: a peer gone is not waited for) and frees the scratch. */
+/* Closes the socket and frees the scratch. Rank 0 lingers up to 2 s so its last answers
+ * reach the ranks still reading them; a peer gone is not waited for. */
 void train_group_close(TrainGroup *g);
 
 #endif
