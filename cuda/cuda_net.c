@@ -641,6 +641,7 @@ int cuda_net_backward_dev(CudaNet *net, const int32_t *d_labels, double eps, uin
         if (li < net->first_trainable || skipped(net, li)) continue;
         if (backward_layer(net, li, dropout_key, err))
             return stk_err_wrap(err, "backward %s #%d", m->layer[li].name, li);
+        if (net->grads_ready && net->grads_ready(net->grads_ready_ctx, li, err)) return -1;
     }
     return mark(net, 1, m->nlayers, err);
 }

@@ -96,6 +96,11 @@ typedef struct CudaNet {
     cudaEvent_t *prof_ev;     /* profiling on: [2 * (nlayers + 1)] events, forward then
                                  backward, one before each layer and one after the last */
     double *prof_ms;          /* [2 * nlayers]: accumulated ms per layer, forward then backward */
+    /* Data parallel (cuda_ddp.h): when set, called right after each layer's backward is
+       queued (its parameter gradients are then complete on net->stream), from the last
+       layer down; a non-zero return fails the backward. NULL: nothing is called. */
+    int (*grads_ready)(void *ctx, int layer, StkErr *err);
+    void *grads_ready_ctx;
 } CudaNet;
 
 /* Sizes the arenas for m at batch without touching the GPU (workspace: the limit). */

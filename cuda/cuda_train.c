@@ -122,6 +122,7 @@ int cuda_train_step(CudaTrain *t, int s, double eps, uint64_t key, double lr, do
                                   cudaMemcpyDeviceToHost, net->stream));
     CUDA_TRY(err, cudaEventRecord(t->stepped[s], net->stream));
     t->last = s;
+    if (t->before_step && t->before_step(t->before_step_ctx, err)) return stk_err_wrap(err, "cuda_train_step");
     return cuda_net_step(net, lr, wd, norm_wd, err);
 }
 

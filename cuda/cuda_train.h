@@ -33,6 +33,10 @@ typedef struct CudaTrain {
     cudaEvent_t stepped[TRAIN_INPUT_SLOTS];   /* the step on that slot has its loss on the host */
     float *host_loss[TRAIN_INPUT_SLOTS];      /* pinned: that step's row losses */
     int last;                                 /* slot of the last step queued, -1 before any */
+    /* --gpus: called between the backward and the optimizer step (cuda_ddp_finish: the
+       step waits for the gradients' all-reduce); NULL alone */
+    int (*before_step)(void *ctx, StkErr *err);
+    void *before_step_ctx;
 } CudaTrain;
 
 /* Pinned host memory for train_input's two slots (cudaMallocHost): page-locked, so the

@@ -21,6 +21,9 @@ static void usage(FILE *f) {
         "  --split train|val   which split (default train; val means the eval transform)\n"
         "  -j, --workers N     start N loader processes, ids 0..N-1 (default 1)\n"
         "  --id I --loaders N  be loader I of N (what -j does for each child)\n"
+        "  --rank R --world W  feed trainer rank R of W (--gpus W): its batches k*W + R,\n"
+        "                      the tail of fewer than W batches dropped (needs --drop-last);\n"
+        "                      --id/--loaders then count the loaders of that rank\n"
         "  --batch B           samples per batch (256)\n"
         "  --epochs E          epochs to produce (1); --start-epoch S (0)\n"
         "  --seed S            seed of every order, crop and flip (0)\n"
@@ -53,7 +56,7 @@ static int parse(int argc, char **argv, LoaderProcConfig *c, int *workers, char 
                  const char **curve_key, const char **curve_server) {
     enum { O_DATA = 256, O_SPLIT, O_ID, O_LOADERS, O_BATCH, O_EPOCHS, O_START, O_SEED,
            O_TCROP, O_VRESIZE, O_VCROP, O_DROP, O_JITTER, O_ERASE, O_RRC_SCALE, O_RRC_RATIO, O_MAXPX, O_HWM, O_CONTROL, O_REPORTS, O_ROOT, O_STAY,
-           O_CURVE_KEY, O_CURVE_SERVER };
+           O_CURVE_KEY, O_CURVE_SERVER, O_RANK, O_WORLD };
     static const struct option opts[] = {
         {"data", 1, 0, O_DATA}, {"split", 1, 0, O_SPLIT}, {"workers", 1, 0, 'j'},
         {"id", 1, 0, O_ID}, {"loaders", 1, 0, O_LOADERS}, {"batch", 1, 0, O_BATCH},
@@ -65,6 +68,7 @@ static int parse(int argc, char **argv, LoaderProcConfig *c, int *workers, char 
         {"max-pixels", 1, 0, O_MAXPX}, {"hwm", 1, 0, O_HWM}, {"control", 1, 0, O_CONTROL},
         {"reports", 1, 0, O_REPORTS}, {"root", 1, 0, O_ROOT}, {"quiet", 0, 0, 'q'}, {"stay", 0, 0, O_STAY},
         {"curve-key", 1, 0, O_CURVE_KEY}, {"curve-server-key", 1, 0, O_CURVE_SERVER},
+        {"rank", 1, 0, O_RANK}, {"world", 1, 0, O_WORLD},
         {"help", 0, 0, 'h'}, {0}};
     int tcrop = 224, vcrop = 224, opt;
     while ((opt = getopt_long(argc, argv, "j:hq", opts, NULL)) != -1) {
@@ -117,6 +121,8 @@ static int parse(int argc, char **argv, LoaderProcConfig *c, int *workers, char 
             case 'j': *workers = (int)v; break;
             case O_ID: c->id = (uint32_t)v; break;
             case O_LOADERS: c->loaders = (uint32_t)v; break;
+            case O_RANK: c->rank = (uint32_t)v; break;
+            case O_WORLD: c->world = (uint32_t)v; break;
             case O_BATCH: c->batch.batch = (uint32_t)v; break;
             case O_EPOCHS: c->epochs = (uint32_t)v; break;
             case O_START: c->start_epoch = (uint32_t)v; break;

@@ -233,12 +233,18 @@ static void epoch_summary(Proc *p, uint32_t epoch, uint64_t samples, double seco
     report(p, &m);
 }
 
-/* Makes and sends this loader's batches of one epoch, then its end-of-epoch. */
+static uint32_t world_of(const LoaderProcConfig *c) { return c->world ? c->world : 1; }
+
+/* Makes and sends this loader's batches of one epoch (its share of its rank's batches,
+ * loader_shard.h), then its end-of-epoch. */
 static int run_epoch(Proc *p, uint32_t epoch, StkErr *err) {
     const LoaderProcConfig *c = p->cfg;
-    uint64_t nb = loader_batcher_batches(&p->batcher), samples = 0, batches = 0;
+    uint32_t world = world_of(c);
+    uint64_t steps = loader_shard_steps(p->batcher.n, c->batch.batch, c->batch.drop_last, world);
+    uint64_t samples = 0, batches = 0;
     double t0 = mono_s();
-    for (uint64_t b = c->id; b < nb; b += c->loaders) {
+    for (uint64_t k = c->id; k < steps; k += c->loaders) {
+        uint64_t b = loader_shard_batch(c->rank, world, k);
         Slot *slot = acquire(p);
         if (!slot) return 1;
         ProtoMsg m = {.type = PROTO_BATCH};
@@ -281,9 +287,12 @@ static void teardown(Proc *p, int flush) {
 
 int loader_proc_run(const LoaderProcConfig *cfg, StkErr *err) {
     Proc p = {.cfg = cfg};
-    if (cfg->loaders < 1 || cfg->id >= cfg->loaders) {
-        return stk_errf(err, "loader id %u of %u", cfg->id, cfg->loaders);
-    }
+    LoaderShard shard = {cfg->rank, world_of(cfg), cfg->id, cfg->loaders};
+    char why[128];
+    if (loader_shard_check(&shard, why, sizeof why)) return stk_errf(err, "%s", why);
+    if (shard.world > 1 && !cfg->batch.drop_last)
+        return stk_errf(err, "--world %u needs --drop-last: ranks must agree on the steps of "
+                        "an epoch, so the tail is dropped (loader_shard.h)", shard.world);
     int rc = setup(&p, err);
     for (uint32_t e = cfg->start_epoch; rc == 0 && e < cfg->start_epoch + cfg->epochs; e++)
         rc = run_epoch(&p, e, err);

@@ -13,11 +13,14 @@
 #include <stdint.h>
 
 #include "loader_batch.h"
+#include "loader_shard.h"
 #include "proto_curve.h"
 
 typedef struct LoaderProcConfig {
     LoaderBatchConfig batch;  /* what batches look like */
-    uint32_t id, loaders;     /* this loader's id among `loaders` */
+    uint32_t id, loaders;     /* this loader's id among the `loaders` feeding its rank */
+    uint32_t rank, world;     /* the trainer rank it feeds, of world (loader_shard.h);
+                                 0 and 1 (or 0 and 0) without --gpus */
     uint32_t start_epoch;     /* first epoch produced */
     uint32_t epochs;          /* epochs produced */
     int hwm;                  /* data socket's send high-water mark, in batches */

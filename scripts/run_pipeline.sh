@@ -8,6 +8,8 @@
 # stoker-run, which passes what it does not own (-j, --output-dir, --resume) to stoker-train
 # (flags as torchvision's references/classification/train.py: --model --epochs --lr ...).
 # Ctrl-C stops with a final checkpoint; `build/bin/stoker-run --resume runs/<time>` goes on.
+# --gpus N trains data-parallel on N GPUs (one stoker-train per GPU, --batch-size per GPU;
+# on the CPU backend N CPU ranks, for tests): checked here against the GPUs present.
 # usage: scripts/run_pipeline.sh [DATASET [flags]]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,5 +41,21 @@ else
     --lr-per-iteration --label-smoothing 0.1 --rrc-scale 1,1
 fi
 case " $* " in *" --device "*) device=(); backend="the backend given";; esac
+# --gpus N: one rank per GPU, rank r on device r, so N must not exceed the GPUs present
+gpus=1 prev=""
+for a in "$@"; do
+  [ "$prev" = "--gpus" ] && gpus=$a
+  case $a in --gpus=*) gpus=${a#--gpus=};; esac
+  prev=$a
+done
+if [ "$gpus" != 1 ] && [ ${#device[@]} -gt 0 ]; then
+  have=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+  if [ "$gpus" -gt "$have" ] 2>/dev/null; then
+    echo "run_pipeline.sh: --gpus $gpus, but this host has $have GPU(s)" >&2; exit 2
+  fi
+  grep -qs "stoker: NCCL ON" build/configure.log ||
+    { echo "run_pipeline.sh: --gpus $gpus needs NCCL, which this build lacks (build/configure.log)" >&2; exit 2; }
+  backend="$backend x $gpus GPUs"
+fi
 echo "run_pipeline.sh: training on $backend: stoker-run $* ${device[*]}"
 exec build/bin/stoker-run "$@" "${device[@]}"

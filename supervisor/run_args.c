@@ -36,6 +36,8 @@ static void usage(FILE *f) {
         "                      key is refused (logged)\n"
         "  --remote-loaders R  R more loaders run on other hosts (ids after the -j local ones);\n"
         "                      their command lines are printed at the start\n"
+        "  --gpus N            N trainer ranks (data parallel; -b is per rank), the loaders\n"
+        "                      dealt out to them; ports PORT+4.. with --tcp (see README)\n"
         "  --hang-timeout S    a loader without a heartbeat for S s is killed and restarted;\n"
         "                      the trainer silent for 5 S is named (60)\n"
         "Every other flag goes to stoker-train (see stoker-train --help).\n");
@@ -177,10 +179,15 @@ void parse_args(Sup *s, int argc, char **argv) {
     for (int i = 0; i < s->nuser; i++) check[i + 1] = (char *)s->user[i];
     if (train_config_parse(&s->tc, s->nuser + 1, check)) exit(2); /* getopt permutes: a copy */
     if (!s->hang_s) s->hang_s = 60;
-    if (!s->workers) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        s->workers = cores > 3 ? (int)cores - 2 : 1;
-    }
+    s->gpus = s->tc.gpus;
+    if (!s->workers) s->workers = run_ranks_default_workers(sysconf(_SC_NPROCESSORS_ONLN), s->gpus);
+    if (s->workers < s->gpus) bad("-j must be at least --gpus: each rank needs its own loaders");
+    if (s->workers + s->gpus + 1 > RUN_MAX_PROCS) bad("too many loaders and ranks");
+    if (s->tcp_port && s->tcp_port + 4 + s->gpus > 65535) bad("--tcp PORT: too high for --gpus");
+    if (s->gpus > 1 && s->remote)
+        bad("--remote-loaders with --gpus > 1: not yet (remote loaders feed one rank)");
+    if (s->gpus > 1 && (s->tc.rank || s->tc.dist_endpoint))
+        bad("--rank and --dist-endpoint are stoker-run's to give, one per rank");
     if (s->resume_dir) {
         if (out) bad("--resume continues in its own directory: no --output-dir");
         absolute_out(s, s->resume_dir);
@@ -264,7 +271,8 @@ void *config_json(const Sup *s, int argc, char **argv) {
     json_object_set_new(o, "rrc_scale", c->rrc_scale ? json_string(c->rrc_scale) : json_null());
     json_object_set_new(o, "deterministic", json_boolean(c->deterministic));
     json_object_set_new(o, "print_freq", json_integer(c->print_freq));
-    json_object_set_new(o, "sockets", json_pack("{s:s, s:s, s:s, s:s}", "data", s->ep_data,
+    json_object_set_new(o, "gpus", json_integer(s->gpus));
+    json_object_set_new(o, "sockets", json_pack("{s:s, s:s, s:s, s:s}", "data", s->ep_data[0],
                                                 "checkpoints", s->ep_ckpt, "control", s->ep_ctl,
                                                 "reports", s->ep_rep));
     json_object_set_new(o, "bind", json_string(s->tcp_port ? s->bind_host : "ipc"));

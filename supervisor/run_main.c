@@ -70,10 +70,14 @@ static void *open_sock(Sup *s, int type, const char *ep, int hwm) {
 
 static const char *const sock_names[4] = {"data", "ckpt", "ctl", "rep"};
 
-/* Removes a socket directory's files (ZeroMQ leaves ipc files behind) and the directory. */
+/* Removes a socket directory's files (ZeroMQ leaves ipc files behind) and the directory:
+ * the four above, then with --gpus "dist" and "data1".. (a stale one's rank count is not
+ * known, so every possible name). */
 static int remove_socket_dir(const char *dir) {
     char p[PATH_MAX];
     for (int i = 0; i < 4; i++) snprintf(p, sizeof p, "%s/%s", dir, sock_names[i]), unlink(p);
+    snprintf(p, sizeof p, "%s/dist", dir), unlink(p);
+    for (int r = 1; r < RUN_MAX_RANKS; r++) snprintf(p, sizeof p, "%s/data%d", dir, r), unlink(p);
     return rmdir(dir);
 }
 
@@ -99,7 +103,7 @@ static void sweep_stale_socket_dirs(void) {
 /* ipc:// in a private directory, or with --tcp ports on --bind's address (loopback by
  * default; another only with CURVE, run_args.c). Children connect to conn_host. */
 static void make_endpoints(Sup *s) {
-    char *eps[4] = {s->ep_data, s->ep_ckpt, s->ep_ctl, s->ep_rep};
+    char *eps[4] = {s->ep_data[0], s->ep_ckpt, s->ep_ctl, s->ep_rep};
     const char *const *names = sock_names;
     if (!s->tcp_port) {
         sweep_stale_socket_dirs();
@@ -109,11 +113,26 @@ static void make_endpoints(Sup *s) {
     }
     for (int i = 0; i < 4; i++) {
         if (s->tcp_port) {
-            snprintf(eps[i], sizeof s->ep_data, "tcp://%s:%d", s->conn_host, s->tcp_port + i);
+            snprintf(eps[i], sizeof s->ep_ckpt, "tcp://%s:%d", s->conn_host, s->tcp_port + i);
             snprintf(s->ep_bind[i], sizeof s->ep_bind[i], "tcp://%s:%d", s->bind_host, s->tcp_port + i);
         } else {
-            snprintf(eps[i], sizeof s->ep_data, "ipc://%s/%s", s->sock, names[i]);
+            snprintf(eps[i], sizeof s->ep_ckpt, "ipc://%s/%s", s->sock, names[i]);
             snprintf(s->ep_bind[i], sizeof s->ep_bind[i], "%s", eps[i]);
+        }
+    }
+    snprintf(s->ep_data_bind[0], sizeof s->ep_data_bind[0], "%s", s->ep_bind[0]);
+    /* --gpus: the group socket (local to this host: loopback or ipc), then each further
+     * rank's data socket, bound like rank 0's */
+    if (s->tcp_port) snprintf(s->ep_dist, sizeof s->ep_dist, "tcp://127.0.0.1:%d", s->tcp_port + 4);
+    else snprintf(s->ep_dist, sizeof s->ep_dist, "ipc://%s/dist", s->sock);
+    for (int r = 1; r < s->gpus; r++) {
+        if (s->tcp_port) {
+            snprintf(s->ep_data[r], sizeof s->ep_data[r], "tcp://%s:%d", s->conn_host, s->tcp_port + 4 + r);
+            snprintf(s->ep_data_bind[r], sizeof s->ep_data_bind[r], "tcp://%s:%d", s->bind_host,
+                     s->tcp_port + 4 + r);
+        } else {
+            snprintf(s->ep_data[r], sizeof s->ep_data[r], "ipc://%s/data%d", s->sock, r);
+            snprintf(s->ep_data_bind[r], sizeof s->ep_data_bind[r], "%s", s->ep_data[r]);
         }
     }
 }
@@ -151,25 +170,31 @@ static int all_loaders(const Sup *s) { return s->workers + s->remote; }
 
 /* Strings a loader's command line points into. */
 typedef struct LoaderArgs {
-    char id[16], n[16], b[16], e[16], st[16], seed[32], crop[16], path[PATH_MAX + 16];
-    const char *argv[40];
+    char id[16], n[16], b[16], e[16], st[16], seed[32], crop[16], rank[16], world[16];
+    char path[PATH_MAX + 16];
+    const char *argv[44];
 } LoaderArgs;
 
 /* Loader id's command line, as started here or (remote) to be run on another host,
  * where the key files are the user's to name. The batch is the micro-batch: the trainer
- * counts and trains micro-batches (train_plan.h). */
+ * counts and trains micro-batches (train_plan.h). Loader id feeds rank id mod gpus as
+ * one of that rank's loaders (run_ranks.h; remote loaders only with one rank). */
 static void loader_args(const Sup *s, int id, const char *const ep[3], int remote, LoaderArgs *a) {
     int start = (int)s->train_epoch > s->start_epoch ? (int)s->train_epoch : s->start_epoch;
-    snprintf(a->id, sizeof a->id, "%d", id), snprintf(a->n, sizeof a->n, "%d", all_loaders(s));
+    int r = run_ranks_loader_rank(id, s->gpus);
+    snprintf(a->id, sizeof a->id, "%d", run_ranks_loader_id(id, s->gpus));
+    snprintf(a->n, sizeof a->n, "%d", run_ranks_loaders_of(r, all_loaders(s), s->gpus));
+    snprintf(a->rank, sizeof a->rank, "%d", r), snprintf(a->world, sizeof a->world, "%d", s->gpus);
     snprintf(a->b, sizeof a->b, "%d", s->micro);
     snprintf(a->e, sizeof a->e, "%d", s->tc.epochs - start), snprintf(a->st, sizeof a->st, "%d", start);
     snprintf(a->seed, sizeof a->seed, "%llu", (unsigned long long)s->tc.seed);
     snprintf(a->crop, sizeof a->crop, "%d", s->tc.train_crop);
     snprintf(a->path, sizeof a->path, "%s/stoker-loader", remote ? "" : s->bin);
-    const char *fixed[] = {remote ? "stoker-loader" : a->path, "--data", ep[0], "--id", a->id,
+    const char *fixed[] = {remote ? "stoker-loader" : a->path, "--data", r ? s->ep_data[r] : ep[0], "--id", a->id,
                            "--loaders", a->n, "--batch", a->b, "--epochs", a->e, "--start-epoch",
                            a->st, "--seed", a->seed, "--train-crop-size", a->crop, "--drop-last",
-                           "-q", "--stay", "--control", ep[1], "--reports", ep[2]};
+                           "-q", "--stay", "--control", ep[1], "--reports", ep[2], "--rank", a->rank,
+                           "--world", a->world};
     int k = 0;
     for (; k < (int)(sizeof fixed / sizeof *fixed); k++) a->argv[k] = fixed[k];
     if (s->tc.rrc_scale) a->argv[k++] = "--rrc-scale", a->argv[k++] = s->tc.rrc_scale;
@@ -183,7 +208,7 @@ static void loader_args(const Sup *s, int id, const char *const ep[3], int remot
 
 static void start_loader(Sup *s, RunProc *p) {
     LoaderArgs a;
-    const char *ep[3] = {s->ep_data, s->ep_ctl, s->ep_rep};
+    const char *ep[3] = {s->ep_data[0], s->ep_ctl, s->ep_rep};
     loader_args(s, p->id, ep, 0, &a);
     StkErr err;
     if (run_proc_start(p, a.argv, s->out_pipe[1], &err)) die("start a loader", &err);
@@ -218,21 +243,28 @@ static void print_remote_loaders(Sup *s) {
            "again with --start-epoch at the current epoch (batches it repeats are dropped)\n");
 }
 
+/* Trainer rank p->id: its own data socket; rank 0 alone publishes checkpoint notices
+ * (it alone writes checkpoints); with --gpus every rank gets --rank and the group socket. */
 static void start_trainer(Sup *s, RunProc *p) {
-    char path[PATH_MAX + 16], ckpt[PATH_MAX + 64];
+    char path[PATH_MAX + 16], ckpt[PATH_MAX + 64], rank[16];
     snprintf(path, sizeof path, "%s/stoker-train", s->bin);
-    const char *argv[RUN_MAX_USER_ARGS + 32] = {path, "--print-freq", "10"};
+    snprintf(rank, sizeof rank, "%d", p->id);
+    const char *argv[RUN_MAX_USER_ARGS + 40] = {path, "--print-freq", "10"};
     int k = 3;
     for (int i = 0; i < s->nuser; i++) argv[k++] = s->user[i];
     char nl[16], micro[16];
-    snprintf(nl, sizeof nl, "%d", all_loaders(s)), snprintf(micro, sizeof micro, "%d", s->micro);
-    /* -j sizes its window for every loader; --micro-batch as the loaders were told */
-    const char *tail[] = {"--output-dir", s->out, "--data-endpoint", s->ep_bind[0], "--control",
-                          s->ep_ctl, "--reports", s->ep_rep, "--checkpoints", s->ep_bind[1],
-                          "-j", nl, "--micro-batch", micro};
-    for (int i = 0; i < 14; i++) argv[k++] = tail[i];
+    snprintf(nl, sizeof nl, "%d", run_ranks_loaders_of(p->id, all_loaders(s), s->gpus));
+    snprintf(micro, sizeof micro, "%d", s->micro);
+    /* -j sizes its window for every loader of this rank; --micro-batch as the loaders were
+     * told; only rank 0 gets the checkpoint socket */
+    const char *tail[] = {"--output-dir", s->out, "--data-endpoint", s->ep_data_bind[p->id], "--control",
+                          s->ep_ctl, "--reports", s->ep_rep, "-j", nl, "--micro-batch", micro,
+                          "--checkpoints", s->ep_bind[1]};
+    for (int i = 0; i < (p->id ? 12 : 14); i++) argv[k++] = tail[i];
     if (s->curve_key) argv[k++] = "--curve-key", argv[k++] = s->curve_key;
     if (s->curve_clients) argv[k++] = "--curve-clients", argv[k++] = s->curve_clients;
+    if (s->gpus > 1)
+        argv[k++] = "--rank", argv[k++] = rank, argv[k++] = "--dist-endpoint", argv[k++] = s->ep_dist;
     if (s->resume_dir) {
         snprintf(ckpt, sizeof ckpt, "%s/checkpoints/last.safetensors", s->out);
         argv[k++] = "--resume", argv[k++] = ckpt;
@@ -272,16 +304,27 @@ static void start(Sup *s, RunProc *p) {
     else start_evaluator(s, p, 0);
 }
 
+/* Trainer rank r's slot entry (run_ranks.h): "stoker-train", or "stoker-train rank r". */
+static void add_trainer(Sup *s, int r) {
+    RunProc *p = &s->procs.p[s->procs.n++];
+    *p = (RunProc){.role = RUN_TRAINER, .id = r, .name = "stoker-train"};
+    if (s->gpus > 1) snprintf(p->name, sizeof p->name, "stoker-train rank %d", r);
+}
+
 static void start_all(Sup *s) {
     RunProcs *ps = &s->procs;
-    ps->p[ps->n++] = (RunProc){.role = RUN_TRAINER, .name = "stoker-train"};
+    add_trainer(s, 0);
     /* the evaluator gets one core: the trainer keeps the rest of what loaders leave */
     ps->p[ps->n++] = (RunProc){.role = RUN_EVALUATOR, .name = "stoker-eval", .threads = 1};
     for (int i = 0; i < s->workers; i++) {
         RunProc *p = &ps->p[ps->n++];
         *p = (RunProc){.role = RUN_LOADER, .id = i};
         snprintf(p->name, sizeof p->name, "stoker-loader %d", i);
+        if (s->gpus > 1)
+            snprintf(p->name, sizeof p->name, "stoker-loader %d (rank %d)", i,
+                     run_ranks_loader_rank(i, s->gpus));
     }
+    for (int r = 1; r < s->gpus; r++) add_trainer(s, r);
     for (int i = 0; i < ps->n; i++) start(s, &ps->p[i]);
 }
 
@@ -291,8 +334,17 @@ static int child_ended(Sup *s, RunProc *p) {
     char how[96];
     run_proc_describe(p, how, sizeof how);
     if (p->role == RUN_TRAINER && !p->status) {
-        s->trainer_done = 1;
+        s->trainer_done = ++s->ranks_done == s->gpus;
         return 0;
+    }
+    if (p->role == RUN_TRAINER && s->gpus > 1) {
+        /* every step waits for every rank: the group cannot go on without it; the others
+         * are told to stop, rank 0 saves, and --resume restarts all ranks from there */
+        run_progress_say(&s->prog, "stoker-run: %s %s: stopping the group (ranks 0-%d) and the "
+                         "run; rank 0 writes checkpoints/last.safetensors (the last complete "
+                         "epoch); continue with: stoker-run --resume %s", p->name, how,
+                         s->gpus - 1, s->out);
+        return 1;
     }
     if (p->role == RUN_TRAINER) {
         run_progress_say(&s->prog, "stoker-run: stoker-train %s: stopping the run; continue it "
@@ -393,17 +445,19 @@ static void check_hangs(Sup *s) {
     double now = now_ms();
     for (int i = RUN_EVALUATOR_SLOT; i < s->procs.n; i++) {
         RunProc *p = &s->procs.p[i];
-        if (p->pid <= 0 || now - p->heard_ms < s->hang_s * 1e3) continue;
+        if (p->role == RUN_TRAINER || p->pid <= 0 || now - p->heard_ms < s->hang_s * 1e3) continue;
         run_progress_say(&s->prog, "stoker-run: %s (pid %d) sent no heartbeat for %d s: "
                          "killing it", p->name, (int)p->pid, s->hang_s);
         kill(p->pid, SIGKILL); /* its end is reaped and it restarts like any death */
         p->heard_ms = now;
     }
-    RunProc *t = &s->procs.p[0];
-    if (t->pid > 0 && now - t->heard_ms > 5e3 * s->hang_s) {
-        run_progress_say(&s->prog, "stoker-run: stoker-train (pid %d) silent for %d s",
-                         (int)t->pid, 5 * s->hang_s);
-        t->heard_ms = now;
+    for (int r = 0; r < s->gpus; r++) {
+        RunProc *t = &s->procs.p[run_ranks_trainer_slot(r, s->workers)];
+        if (t->pid > 0 && now - t->heard_ms > 5e3 * s->hang_s) {
+            run_progress_say(&s->prog, "stoker-run: %s (pid %d) silent for %d s", t->name,
+                             (int)t->pid, 5 * s->hang_s);
+            t->heard_ms = now;
+        }
     }
 }
 
@@ -535,9 +589,11 @@ int main(int argc, char **argv) {
     open_sockets(&s);
     if (run_dir_config(&s.dir, config_json(&s, argc, argv), &err)) die("config.json", &err);
     run_progress_init(&s.prog, s.tc.epochs, s.tc.batch_size);
-    printf("stoker-run: %s on %s, epochs %d..%d, %d loaders + trainer (%s backend) + evaluator "
+    char ranks[48] = "trainer";
+    if (s.gpus > 1) snprintf(ranks, sizeof ranks, "%d trainer ranks", s.gpus);
+    printf("stoker-run: %s on %s, epochs %d..%d, %d loaders + %s (%s backend) + evaluator "
            "(CPU); run directory %s\n", s.tc.model, s.tc.data_path, s.start_epoch, s.tc.epochs - 1,
-           s.workers, s.tc.device && !strcmp(s.tc.device, "cuda") ? "CUDA" : "CPU", s.out);
+           s.workers, ranks, s.tc.device && !strcmp(s.tc.device, "cuda") ? "CUDA" : "CPU", s.out);
     start_all(&s);
     print_remote_loaders(&s);
     int rc = supervise(&s);

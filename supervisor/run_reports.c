@@ -27,8 +27,10 @@ static int metric(const ProtoMetrics *m, const char *name, double *v) {
 
 static void trainer_metrics(Sup *s, const ProtoMetrics *m) {
     double loss, lr, ips, wait, step, steps, lost, rep, el, es;
-    s->train_epoch = m->epoch;
-    if (metric(m, "loss", &loss) && metric(m, "lr", &lr) && metric(m, "images_per_s", &ips) &&
+    if (m->id >= (uint32_t)s->gpus) return drop(s, "reports", "metrics of a trainer rank not started");
+    /* the ranks step together; rank 0 speaks for the group (loaders restart at its epoch) */
+    if (m->id == 0) s->train_epoch = m->epoch;
+    if (m->id == 0 && metric(m, "loss", &loss) && metric(m, "lr", &lr) && metric(m, "images_per_s", &ips) &&
         metric(m, "input_wait", &wait) && metric(m, "epoch_step", &step) &&
         metric(m, "epoch_steps", &steps)) {
         run_dir_train(&s->dir, m->epoch, m->step, loss, lr, ips, wait);
@@ -45,8 +47,10 @@ static void trainer_metrics(Sup *s, const ProtoMetrics *m) {
             names[i] = buf[i], v[i] = m->items[i].value;
         }
         run_dir_epoch(&s->dir, m->epoch, m->step, names, v, (int)m->count);
-        run_progress_say(&s->prog, "epoch %u: train loss %.4f in %.1f s; samples lost %.0f, "
-                         "repeated %.0f", m->epoch, el, es, lost, rep);
+        char who[32] = "";
+        if (s->gpus > 1) snprintf(who, sizeof who, " (rank %u)", m->id);
+        run_progress_say(&s->prog, "epoch %u%s: train loss %.4f in %.1f s; samples lost %.0f, "
+                         "repeated %.0f", m->epoch, who, el, es, lost, rep);
         return;
     }
     drop(s, "reports", "trainer metrics of no known kind");
@@ -125,7 +129,9 @@ static void one_report(Sup *s, const ProtoMsg *m) {
         return;
     case PROTO_HEARTBEAT: { /* a death is seen by waitpid; a hang by missing heartbeats */
         const ProtoHeartbeat *h = &m->u.heartbeat;
-        int slot = h->role == PROTO_ROLE_TRAINER ? 0 :
+        int slot = h->role == PROTO_ROLE_TRAINER && h->id < (uint32_t)s->gpus
+                       ? run_ranks_trainer_slot((int)h->id, s->workers) :
+                   h->role == PROTO_ROLE_TRAINER ? -1 :
                    h->role == PROTO_ROLE_EVALUATOR ? RUN_EVALUATOR_SLOT :
                    h->role == PROTO_ROLE_LOADER && h->id < (uint32_t)s->workers
                        ? RUN_FIRST_LOADER + (int)h->id : -1;

@@ -11,11 +11,10 @@
 #include "run_dir.h"
 #include "run_procs.h"
 #include "run_progress.h"
+#include "run_ranks.h"
 #include "train_config.h"
 
 #define RUN_MAX_USER_ARGS 200
-#define RUN_EVALUATOR_SLOT 1 /* procs: trainer at 0, the evaluator at 1, */
-#define RUN_FIRST_LOADER 2 /* then loader i at 2 + i */
 
 typedef struct Sup {
     TrainConfig tc;                  /* the training flags, parsed as stoker-train does */
@@ -35,8 +34,13 @@ typedef struct Sup {
     ProtoZap *zap;                   /* the allow-list of this process's CURVE sockets */
     int hang_s;                      /* --hang-timeout: a loader silent this long is killed */
     char out[PATH_MAX], bin[PATH_MAX], sock[64];
-    char ep_data[128], ep_ckpt[128], ep_ctl[128], ep_rep[128]; /* where peers connect */
-    char ep_bind[4][128];            /* where data, ckpt, ctl, rep bind (tcp: --bind) */
+    int gpus;                        /* --gpus: trainer ranks (1) */
+    char ep_data[RUN_MAX_RANKS][128]; /* each rank's data socket, where its loaders connect */
+    char ep_data_bind[RUN_MAX_RANKS][128]; /* where each rank's trainer binds it (tcp: --bind) */
+    char ep_ckpt[128], ep_ctl[128], ep_rep[128]; /* where peers connect */
+    char ep_bind[4][128];            /* where rank 0's data, ckpt, ctl, rep bind (tcp: --bind) */
+    char ep_dist[128];               /* --gpus > 1: the ranks' group socket (rank 0 binds; local) */
+    int ranks_done;                  /* trainer ranks that exited 0 */
     void *ctx, *pub, *pull, *notices;
     ProtoOut po;
     RunProcs procs;
@@ -54,7 +58,7 @@ typedef struct Sup {
     double best_top1;
     uint32_t best_epoch;
     uint64_t dropped;                /* malformed or foreign messages */
-    int trainer_done;                /* the trainer exited 0 */
+    int trainer_done;                /* every trainer rank exited 0 */
     int out_pipe[2];                 /* children's stdout/stderr, read by the supervisor */
     char out_line[4096];             /* a line from them not yet complete */
     size_t out_len;

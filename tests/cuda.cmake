@@ -16,3 +16,8 @@ endif()
 if(STOKER_HAVE_CUDA)
   stoker_test(cuda_plan SOURCES test_cuda_plan.c LIBS stoker_cuda_net m)
 endif()
+# NCCL data parallel: 2 GPUs at batch B against 1 GPU at 2B (skips below 2 GPUs).
+if(STOKER_HAVE_CUDA AND STOKER_HAVE_NCCL)
+  stoker_test(cuda_ddp SOURCES test_cuda_ddp.c test_loader_fixture.c
+              LIBS stoker_cuda_ddp stoker_loader PkgConfig::ZLIB m)
+endif()

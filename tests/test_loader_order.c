@@ -1,11 +1,13 @@
 /* test_loader_order.c: the epoch order is a permutation, a pure function of (seed,
- * epoch), and stride sharding gives every sample exactly once for any loader count. */
+ * epoch), and stride sharding gives every sample exactly once for any loader count, also across
+ * trainer ranks (loader_shard.h). */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "loader_order.h"
+#include "loader_shard.h"
 
 static uint64_t sizes[] = {1, 2, 3, 7, 64, 65, 1000, 4099, 100003};
 ParameterizedTestParameters(loader_order, is_a_permutation) {
@@ -76,4 +78,74 @@ Test(loader_order, stride_shards_cover_every_sample_once) {
     cr_assert_eq(loader_order_batches(n, batch, 0), 63);
     cr_assert_eq(loader_order_batches(n, batch, 1), 62);
     cr_assert_eq(loader_order_batch_size(n, batch, 62), 11);
+}
+
+/* Ranks (loader_shard.h): over every (n, B, W), each rank gets the same number of
+ * batches, no batch goes to two ranks or two loaders, the batches made cover each of
+ * the first steps*W*B positions exactly once, and group step k holds the positions of
+ * batch k of a single trainer at batch W*B (the tail dropped the same way). */
+Test(loader_shard, ranks_share_an_epoch_exactly_once) {
+    static uint8_t seen[4096];
+    const uint64_t ns[] = {1, 7, 13, 64, 100, 1001};
+    const uint32_t batches[] = {1, 2, 4, 5}, worlds[] = {1, 2, 3, 4, 8}, loaders[] = {1, 2, 3};
+    for (size_t a = 0; a < sizeof ns / sizeof *ns; a++)
+        for (size_t bb = 0; bb < sizeof batches / sizeof *batches; bb++)
+            for (size_t w = 0; w < sizeof worlds / sizeof *worlds; w++)
+                for (size_t l = 0; l < sizeof loaders / sizeof *loaders; l++) {
+                    uint64_t n = ns[a];
+                    uint32_t B = batches[bb], W = worlds[w], L = loaders[l];
+                    uint64_t steps = loader_shard_steps(n, B, 1, W);
+                    cr_assert_eq(steps, loader_order_batches(n, B * W, 1),
+                                 "n %llu B %u W %u: %llu steps, one trainer at batch %u has %llu",
+                                 (unsigned long long)n, B, W, (unsigned long long)steps, B * W,
+                                 (unsigned long long)loader_order_batches(n, B * W, 1));
+                    memset(seen, 0, sizeof seen);
+                    uint64_t made = 0;
+                    for (uint32_t r = 0; r < W; r++) {
+                        uint64_t per_rank = 0;
+                        for (uint32_t i = 0; i < L; i++) {
+                            LoaderShard s = {r, W, i, L};
+                            char why[128];
+                            cr_assert_eq(loader_shard_check(&s, why, sizeof why), 0, "%s", why);
+                            uint64_t count = 0;
+                            for (uint64_t k = i; k < steps; k += L, count++) {
+                                uint64_t b = loader_shard_batch(r, W, k), back;
+                                cr_assert(loader_shard_local(r, W, steps, b, &back) && back == k);
+                                for (uint32_t q = 0; q < W; q++)
+                                    if (q != r) cr_assert(!loader_shard_local(q, W, steps, b, &back));
+                                /* group step k = batch k at W*B: positions [kWB, (k+1)WB) */
+                                cr_assert(b * B >= k * W * B && (b + 1) * B <= (k + 1) * W * B);
+                                for (uint64_t pos = b * B; pos < (b + 1) * B; pos++) {
+                                    cr_assert_lt(pos, n);
+                                    cr_assert_eq(seen[pos], 0, "position %llu twice", (unsigned long long)pos);
+                                    seen[pos] = 1, made++;
+                                }
+                            }
+                            cr_assert_eq(count, loader_shard_count(&s, steps));
+                            per_rank += count;
+                        }
+                        cr_assert_eq(per_rank, steps, "rank %u of %u: %llu batches, not %llu", r, W,
+                                     (unsigned long long)per_rank, (unsigned long long)steps);
+                    }
+                    cr_assert_eq(made, steps * W * B);
+                    cr_assert_lt(n - made, W > 1 ? (uint64_t)W * B : n + 1, "tail under W*B");
+                    uint64_t k;
+                    cr_assert(!loader_shard_local(0, W, steps, steps * W, &k), "the tail is no rank's");
+                }
+}
+
+Test(loader_shard, one_rank_keeps_the_epoch_as_it_was) {
+    cr_assert_eq(loader_shard_steps(13, 4, 0, 1), 4, "world 1 keeps the partial batch");
+    cr_assert_eq(loader_shard_steps(13, 4, 1, 1), 3);
+    cr_assert_eq(loader_shard_steps(13, 4, 0, 2), 1, "world 2 always drops: 3 full batches, 1 step");
+}
+
+Test(loader_shard, bad_ranks_are_named) {
+    char why[128];
+    LoaderShard s = {2, 2, 0, 1};
+    cr_assert_eq(loader_shard_check(&s, why, sizeof why), -1);
+    cr_assert(strstr(why, "rank 2 of world 2"), "%s", why);
+    s = (LoaderShard){0, 1, 3, 3};
+    cr_assert_eq(loader_shard_check(&s, why, sizeof why), -1);
+    cr_assert(strstr(why, "loader id 3 of 3"), "%s", why);
 }

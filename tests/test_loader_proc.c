@@ -262,3 +262,64 @@ Test(loader_proc, a_slow_trainer_gets_every_batch_from_a_loader_that_stays) {
     cr_assert_eq(wait_exit(p, 10), 0);
     train_input_close(in);
 }
+
+/* Receives until `ends` end-of-epoch messages of one epoch; hashes[index] gets each
+ * batch's hash (pixels and ids; each index at most once, below 8); returns the samples.
+ * (Sample ids alone may repeat: the fixture's bad files are replaced by good samples.) */
+static uint64_t collect_epoch(uint32_t ends, uint64_t hashes[8]) {
+    uint64_t samples = 0;
+    for (uint32_t got = 0; got < ends;) {
+        ProtoRecv r;
+        StkErr err;
+        cr_assert_eq(proto_recv(pull, &r, 0, &err), PROTO_OK, "%s", err.msg);
+        if (r.msg.type == PROTO_END_OF_EPOCH) got++;
+        if (r.msg.type == PROTO_BATCH) {
+            const ProtoBatch *b = &r.msg.u.batch;
+            cr_assert(b->epoch == 0 && b->index < 8, "epoch %u index %llu", b->epoch,
+                      (unsigned long long)b->index);
+            cr_assert_eq(hashes[b->index], 0, "batch %llu twice", (unsigned long long)b->index);
+            hashes[b->index] = fnv(fnv(0xCBF29CE484222325ull, b->pixels, proto_batch_pixel_bytes(b)),
+                                   b->ids, 8ull * b->n);
+            samples += b->n;
+        }
+        proto_recv_release(&r);
+    }
+    return samples;
+}
+
+/* --gpus 3 at batch 2 over 13 samples: 6 full batches, 2 steps per rank; rank r gets
+ * batches r and r + 3 (two loaders each, one batch apiece), byte-identical to the
+ * same indices of one unsharded loader; the 7th batch (the tail) is nobody's. */
+Test(loader_proc, ranks_get_their_shard_with_the_same_bytes) {
+    uint64_t plain[8] = {0}, ranked[8] = {0};
+    uint64_t samples = 0;
+    const char *a1[] = {"--batch", "2", "--seed", "5", "--drop-last", NULL};
+    pid_t p = spawn(a1);
+    collect_epoch(1, plain);
+    cr_assert_eq(wait_exit(p, 20), 0);
+    for (int r = 0; r < 3; r++) {
+        char rank[8];
+        snprintf(rank, sizeof rank, "%d", r);
+        const char *ar[] = {"--batch", "2", "--seed", "5", "--drop-last", "--rank", rank,
+                            "--world", "3", "-j", "2", NULL};
+        uint64_t mine[8] = {0};
+        p = spawn(ar);
+        samples += collect_epoch(2, mine);
+        cr_assert_eq(wait_exit(p, 20), 0);
+        for (int b = 0; b < 8; b++) {
+            int ours = b % 3 == r && b < 6;
+            cr_assert_eq(mine[b] != 0, ours, "rank %d %s batch %d", r, ours ? "lacks" : "got", b);
+            if (ours) ranked[b] = mine[b];
+        }
+    }
+    for (int b = 0; b < 6; b++)
+        cr_assert_eq(ranked[b], plain[b], "batch %d differs between world 3 and world 1", b);
+    cr_assert_eq(samples, 12, "6 batches of 2 over the ranks; the 13th sample is the dropped tail");
+}
+
+Test(loader_proc, a_world_without_drop_last_is_refused) {
+    const char *a[] = {"--rank", "0", "--world", "2", NULL};
+    cr_assert_eq(wait_exit(spawn(a), 20), 1, "ranks must agree on the steps of an epoch");
+    const char *b[] = {"--rank", "2", "--world", "2", "--drop-last", NULL};
+    cr_assert_eq(wait_exit(spawn(b), 20), 1, "rank 2 of world 2");
+}

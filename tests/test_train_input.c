@@ -13,11 +13,13 @@ static void *ctx, *push;
 static ProtoOut out;
 static TrainInput *in;
 
-static void open_input(int deterministic, uint32_t window, uint32_t epochs) {
+static void open_rank(int deterministic, uint32_t window, uint32_t epochs, uint64_t batches,
+                      uint32_t rank, uint32_t world) {
     ctx = zmq_ctx_new();
-    TrainInputConfig c = {.endpoint = "inproc://data", .batches_per_epoch = NB, .batch = B,
+    TrainInputConfig c = {.endpoint = "inproc://data", .batches_per_epoch = batches, .batch = B,
                           .height = H, .width = W, .channels = C, .start_epoch = 0,
-                          .epochs = epochs, .deterministic = deterministic, .window = window};
+                          .epochs = epochs, .deterministic = deterministic, .window = window,
+                          .rank = rank, .world = world};
     StkErr err;
     cr_assert_eq(train_input_open(&in, ctx, &c, &err), 0, "%s", err.msg);
     push = zmq_socket(ctx, ZMQ_PUSH);
@@ -32,6 +34,10 @@ static void teardown(void) {
     zmq_close(push);
     train_input_close(in);
     zmq_ctx_term(ctx);
+}
+
+static void open_input(int deterministic, uint32_t window, uint32_t epochs) {
+    open_rank(deterministic, window, epochs, NB, 0, 1);
 }
 
 TestSuite(train_input, .fini = teardown, .timeout = 30);
@@ -157,4 +163,20 @@ Test(train_input, missing_batches_time_out_with_a_count) {
     cr_assert_eq(train_input_next(in, 0, 5000, &b, &done, &err), 0, "%s", err.msg);
     cr_assert_eq(train_input_next(in, 0, 200, &b, &done, &err), TRAIN_INPUT_TIMEOUT);
     cr_assert(strstr(err.msg, "3 of 4 still missing"), "%s", err.msg);
+}
+
+/* Rank 1 of 3 with 2 batches an epoch takes epoch batches 1 and 4, in order when
+ * deterministic; the other ranks' batches (0, 2, 3, 5) and the dropped tail (7) are
+ * rejected with the rank named, and the epoch ends after its own two. */
+Test(train_input, a_rank_takes_only_its_batches) {
+    open_rank(1, 8, 1, 2, 1, 3);
+    uint64_t sent[] = {4, 0, 2, 7, 3, 5, 1}, order[8];
+    for (size_t i = 0; i < sizeof sent / sizeof *sent; i++) send_batch(0, sent[i], B, H);
+    cr_assert_eq(drain(0, order), 2);
+    cr_assert_eq(order[0], 1, "rank 1's first batch is epoch batch 1");
+    cr_assert_eq(order[1], 4, "its second is 1 + 3");
+    TrainInputStats s;
+    train_input_stats(in, &s);
+    cr_assert_eq(s.rejected, 5, "the other ranks' four and the tail");
+    cr_assert(strstr(s.last_reject, "not rank 1's"), "%s", s.last_reject);
 }

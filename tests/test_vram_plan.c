@@ -149,3 +149,16 @@ Test(vram_plan, pascal_presets_refuse_bf16, .timeout = 60) {
     cr_expect_neq(rc, 0);
     cr_expect(strstr(all, "fp32 only"), "%s", all);
 }
+
+/* --gpus N plans one card for its own --batch-size: the same plan as one GPU, said to be
+ * per GPU (the batch is per rank, as torchvision's train.py). */
+Test(vram_plan, gpus_plan_each_card_for_its_own_batch, .timeout = 60) {
+    char last1[256], all1[8192], last4[256], all4[8192];
+    cr_assert_eq(run_train("--plan --gpu rtx3070 --model resnet18 -b 256", last1, sizeof last1,
+                           all1, sizeof all1), 0, "%s", all1);
+    cr_assert_eq(run_train("--plan --gpu rtx3070 --model resnet18 -b 256 --gpus 4", last4,
+                           sizeof last4, all4, sizeof all4), 0, "%s", all4);
+    cr_assert_str_eq(last4, last1, "the same micro-batch and peak per card");
+    cr_assert(strstr(all4, "per GPU, for each of the 4 ranks (a step trains 4 x 256 samples)"), "%s", all4);
+    cr_assert(!strstr(all1, "per GPU"), "%s", all1);
+}

@@ -11,10 +11,14 @@
 
 #include "cpu_input.h"
 #ifdef STOKER_HAVE_CUDA
+#include "cuda_check.h"
 #include "cuda_device.h"
 #include "cuda_dwconv.h"
 #include "cuda_elem.h"
 #include "cuda_train.h"
+#ifdef STOKER_HAVE_NCCL
+#include "cuda_ddp.h"
+#endif
 #endif
 
 static int cpu_init(TrainBackend *tb, const Model *m, int batch, const OptimConfig *opt, StkErr *err) {
@@ -50,7 +54,11 @@ static int gpu_init(TrainBackend *tb, const char *precision, const Model *m, int
     CudaDeviceInfo d;
     if (cuda_device_count(&count, err)) return -1;
     if (!count) return stk_err_wrap(err, "--device cuda: no usable GPU");
-    if (cuda_device_info(0, &d, err)) return -1;
+    if (tb->rank >= count)
+        return stk_errf(err, "--rank %d: this host has %d GPU(s) (rank r trains on device r)",
+                        tb->rank, count);
+    if (cuda_device_info(tb->rank, &d, err)) return -1;
+    CUDA_TRY(err, cudaSetDevice(tb->rank)); /* every later allocation and stream is on it */
     CudaNetOptions o = {0};
     if (pick_precision(precision, &d, &o.precision, err)) return -1;
     tb->precision = o.precision == CUDA_PREC_BF16 ? "bf16" : o.precision == CUDA_PREC_TF32 ? "tf32" : "fp32";
@@ -74,7 +82,13 @@ static int gpu_init(TrainBackend *tb, const char *precision, const Model *m, int
 
 int tb_init(TrainBackend *tb, const char *device, const char *precision, const Model *m,
             int batch, const OptimConfig *opt, StkErr *err) {
+    return tb_init_rank(tb, device, precision, m, batch, opt, 0, err);
+}
+
+int tb_init_rank(TrainBackend *tb, const char *device, const char *precision, const Model *m,
+                 int batch, const OptimConfig *opt, int rank, StkErr *err) {
     memset(tb, 0, sizeof *tb);
+    tb->rank = rank;
     if (!device || !strcmp(device, "cpu")) {
         if (precision && strcmp(precision, "fp32"))
             return stk_errf(err, "--precision %s: the CPU backend computes in fp32", precision);
@@ -116,12 +130,50 @@ const VramKernels *tb_vram_kernels(void) {
 #endif
 }
 
+#if defined(STOKER_HAVE_CUDA) && defined(STOKER_HAVE_NCCL)
+static int ddp_finish(void *d, StkErr *err) { return cuda_ddp_finish(d, err); }
+
+/* NCCL's id from rank 0 through the group, then the communicator and the backward hook. */
+static int gpu_join(TrainBackend *tb, TrainGroup *g, StkErr *err) {
+    CudaDdpId id;
+    if (g->rank == 0 && cuda_ddp_make_id(&id, err)) return -1;
+    int rc = train_group_broadcast(g, &id, sizeof id, err);
+    if (rc) return rc;
+    CudaDdp *d = calloc(1, sizeof *d);
+    if (!d) return stk_errf(err, "--gpus: out of host memory");
+    tb->ddp = d;
+    CudaTrain *t = tb->gpu;
+    if (cuda_ddp_init(d, &t->net, g->rank, g->world, &id, CUDA_DDP_BUCKET_BYTES, err)) return -1;
+    t->before_step = ddp_finish, t->before_step_ctx = d;
+    return 0;
+}
+#endif
+
+int tb_join_group(TrainBackend *tb, TrainGroup *g, StkErr *err) {
+    if (!tb->cuda) {
+        tb->group = g;
+        return 0;
+    }
+#if defined(STOKER_HAVE_CUDA) && defined(STOKER_HAVE_NCCL)
+    return gpu_join(tb, g, err);
+#else
+    (void)g;
+    return stk_errf(err, "--gpus %d --device cuda: this stoker-train was built without NCCL "
+                    "(configure found no nccl.h / libnccl: see README 'Building for your GPU')",
+                    g->world);
+#endif
+}
+
 void tb_free(TrainBackend *tb) {
     train_accum_free(&tb->accum);
     if (!tb->cuda) {
         cpu_net_free(&tb->cpu);
     } else {
 #ifdef STOKER_HAVE_CUDA
+#ifdef STOKER_HAVE_NCCL
+        if (tb->ddp) cuda_ddp_free(tb->ddp);
+        free(tb->ddp);
+#endif
         if (tb->gpu) cuda_train_free(tb->gpu);
 #endif
         free(tb->gpu), free(tb->params), free(tb->optim_state), free(tb->logits);
@@ -199,8 +251,12 @@ int tb_train(TrainBackend *tb, const TrainBatch *b, int crop, double eps, uint64
         if (cpu_normalize(tb, b, crop, err) || cpu_net_forward(&tb->cpu, 1, key, &logits, err) ||
             cpu_net_backward(&tb->cpu, b->labels, eps, key, loss, err))
             return -1;
-        if ((*stepped = train_accum_add(&tb->accum, tb->cpu.grads)))
-            cpu_net_step(&tb->cpu, lr, wd, norm_wd);
+        if (!(*stepped = train_accum_add(&tb->accum, tb->cpu.grads))) return 0;
+        if (tb->group) { /* the group's mean gradient, the same bits on every rank */
+            int rc = train_group_mean(tb->group, tb->cpu.grads, tb->cpu.m->trainable_floats, err);
+            if (rc) return *stepped = 0, rc;
+        }
+        cpu_net_step(&tb->cpu, lr, wd, norm_wd);
         return 0;
     }
 #ifdef STOKER_HAVE_CUDA

@@ -13,6 +13,7 @@
 
 #include "cpu_net.h"
 #include "train_accum.h"
+#include "train_group.h"
 #include "train_input.h"
 #include "vram_plan.h"
 
@@ -35,6 +36,10 @@ typedef struct TrainBackend {
     int pending;                  /* CUDA: a step was queued whose loss is not read yet */
     char device_name[256];        /* "CPU (2 cores)", "NVIDIA H200" */
     TrainAccum accum;             /* CPU: micro-batches per optimizer step (tb_set_accum) */
+    int rank;                     /* --gpus: this rank; CUDA trains on device `rank` */
+    TrainGroup *group;            /* --gpus > 1 (not owned): the CPU backend averages its
+                                     gradients through it before each step */
+    void *ddp;                    /* CUDA, --gpus > 1: the NCCL data parallel (a CudaDdp) */
 } TrainBackend;
 
 /* Opens the backend `device` ("cpu" or "cuda") for m at batch; precision (NULL: bf16 on
@@ -42,6 +47,17 @@ typedef struct TrainBackend {
  * without CUDA, out of memory with the plan). */
 int tb_init(TrainBackend *tb, const char *device, const char *precision, const Model *m,
             int batch, const OptimConfig *opt, StkErr *err);
+
+/* The same for rank `rank` of a data-parallel group: CUDA opens device `rank`. */
+int tb_init_rank(TrainBackend *tb, const char *device, const char *precision, const Model *m,
+                 int batch, const OptimConfig *opt, int rank, StkErr *err);
+
+/* Joins the group g (--gpus > 1; g outlives tb): from now on every optimizer step uses
+ * the mean of the ranks' gradients. The CPU backend averages through g itself; the CUDA
+ * backend sets up NCCL (cuda_ddp.h), its unique id broadcast from rank 0 through g, and
+ * all-reduces in buckets during the backward pass. Fails when this build has no NCCL.
+ * Returns 0, TRAIN_GROUP_STOPPED or -1 + err. */
+int tb_join_group(TrainBackend *tb, TrainGroup *g, StkErr *err);
 void tb_free(TrainBackend *tb);
 
 /* k micro-batches (of the batch tb_init was given) per optimizer step, their gradients
@@ -68,7 +84,9 @@ int tb_download(TrainBackend *tb, StkErr *err);
 int tb_before_next(TrainBackend *tb, StkErr *err);
 
 /* One training pass on batch b (full size), and the optimizer step after the k-th pass
- * of an accumulation (every pass when k is 1); *stepped says whether it stepped.
+ * of an accumulation (every pass when k is 1); *stepped says whether it stepped. In a
+ * group the gradients are averaged over the ranks first; returns TRAIN_GROUP_STOPPED
+ * (1, nothing stepped) when that wait was ended by a stop.
  * *loss: the CPU's loss of this pass; on CUDA
  * the loss of the previous step (read while this one computes), NAN for the first. */
 int tb_train(TrainBackend *tb, const TrainBatch *b, int crop, double eps, uint64_t key,

@@ -41,7 +41,13 @@ static void usage(FILE *f) {
         "  --data-endpoint EP      bind the data socket at EP; start no loaders, no inline eval\n"
         "  --control EP  --reports EP  --checkpoints EP   shutdown SUB, reports PUSH, notices PUB\n"
         "  --curve-key FILE        CURVE on every socket: the server key pair (stoker-run's)\n"
-        "  --curve-clients DIR     CURVE: admit the client keys DIR/*.pub (and the server's)\n");
+        "  --curve-clients DIR     CURVE: admit the client keys DIR/*.pub (and the server's)\n"
+        "data parallel (stoker-run --gpus N starts one stoker-train per rank):\n"
+        "  --gpus N                ranks in the group (1); --batch-size is per rank, so a step\n"
+        "                          trains N x batch; each epoch is sharded (loader_shard.h)\n"
+        "  --rank R                this process's rank (0); CUDA: it trains on device R\n"
+        "  --dist-endpoint EP      where rank 0 binds the group's socket (gradients on the CPU\n"
+        "                          backend, the NCCL id on CUDA); the others connect\n");
 }
 
 static int bad(const char *what, const char *v) {
@@ -61,7 +67,7 @@ enum { O_DATA = 256, O_MODEL, O_DEVICE, O_OUT, O_RESUME, O_EPOCHS, O_OPT, O_LR, 
        O_WD, O_NWD, O_LS, O_SCHED, O_STEP, O_GAMMA, O_LRMIN, O_WEP, O_WMETH, O_WDEC, O_SEED,
        O_TCROP, O_VRES, O_VCROP, O_RRC, O_DET, O_PRINT, O_PERIT, O_WEIGHTS, O_FREEZE, O_TRAINABLE,
        O_PREC, O_DATAEP, O_CONTROL, O_REPORTS, O_CKPTS, O_PLAN, O_BUDGET, O_GPU, O_ESHARE,
-       O_MICRO, O_CURVE_KEY, O_CURVE_CLIENTS };
+       O_MICRO, O_CURVE_KEY, O_CURVE_CLIENTS, O_GPUS, O_RANK, O_DISTEP };
 
 static const struct option opts[] = {
     {"data-path", 1, 0, O_DATA}, {"model", 1, 0, O_MODEL}, {"device", 1, 0, O_DEVICE},
@@ -81,7 +87,8 @@ static const struct option opts[] = {
     {"control", 1, 0, O_CONTROL}, {"reports", 1, 0, O_REPORTS}, {"checkpoints", 1, 0, O_CKPTS},
     {"curve-key", 1, 0, O_CURVE_KEY}, {"curve-clients", 1, 0, O_CURVE_CLIENTS},
     {"plan", 0, 0, O_PLAN}, {"vram-budget", 1, 0, O_BUDGET}, {"gpu", 1, 0, O_GPU},
-    {"eval-share", 1, 0, O_ESHARE}, {"micro-batch", 1, 0, O_MICRO}, {0}};
+    {"eval-share", 1, 0, O_ESHARE}, {"micro-batch", 1, 0, O_MICRO},
+    {"gpus", 1, 0, O_GPUS}, {"rank", 1, 0, O_RANK}, {"dist-endpoint", 1, 0, O_DISTEP}, {0}};
 
 /* One numeric flag into its field; -1 when it is not one of them or out of range. */
 static int numeric(TrainConfig *c, int opt, const char *arg) {
@@ -91,7 +98,7 @@ static int numeric(TrainConfig *c, int opt, const char *arg) {
         {O_WD, 0, 10}, {O_NWD, 0, 10}, {O_LS, 0, 1}, {O_STEP, 1, 1e6}, {O_GAMMA, 0, 10},
         {O_LRMIN, 0, 1e3}, {O_WEP, 0, 1e5}, {O_WDEC, 0, 1}, {O_SEED, 0, 1e18}, {O_TCROP, 1, 4096},
         {O_VRES, 1, 8192}, {O_VCROP, 1, 4096}, {O_PRINT, 1, 1e9}, {O_TRAINABLE, 0, 1000},
-        {O_ESHARE, 0, 0.9}, {O_MICRO, 1, 65536}};
+        {O_ESHARE, 0, 0.9}, {O_MICRO, 1, 65536}, {O_GPUS, 1, 64}, {O_RANK, 0, 63}};
     for (size_t i = 0; i < sizeof r / sizeof *r; i++) {
         if (r[i].opt != opt) continue;
         if (num(arg, r[i].lo, r[i].hi, &v)) return -1;
@@ -117,6 +124,8 @@ static int numeric(TrainConfig *c, int opt, const char *arg) {
         case O_TRAINABLE: c->trainable_layers = (int)v; break;
         case O_ESHARE: c->eval_share = v; break;
         case O_MICRO: c->micro_batch = (int)v; break;
+        case O_GPUS: c->gpus = (int)v; break;
+        case O_RANK: c->rank = (int)v; break;
         }
         return 0;
     }
@@ -150,6 +159,7 @@ static int word(TrainConfig *c, int opt, const char *arg) {
     case O_CKPTS: c->checkpoints = arg; return 0;
     case O_CURVE_KEY: c->curve_key = arg; return 0;
     case O_CURVE_CLIENTS: c->curve_clients = arg; return 0;
+    case O_DISTEP: c->dist_endpoint = arg; return 0;
     case O_GPU: if (!vram_preset(arg)) return -1; c->gpu = arg; return 0;
     case O_BUDGET: {
         StkErr err;
@@ -167,7 +177,8 @@ static int word(TrainConfig *c, int opt, const char *arg) {
 int train_config_parse(TrainConfig *c, int argc, char **argv) {
     *c = (TrainConfig){.model = "smallcnn", .device = "cpu", .batch_size = 32, .epochs = 2,
                        .workers = 2, .sched = sched_default(), .weight_decay = 1e-4,
-                       .norm_weight_decay = NAN, .print_freq = 50, .trainable_layers = -1};
+                       .norm_weight_decay = NAN, .print_freq = 50, .trainable_layers = -1,
+                       .gpus = 1};
     c->opt = (OptimConfig){OPTIM_SGD, 0.9, 0, 0, 0.9, 0.999, 1e-8};
     c->sched.epochs = 2;
     int opt;
@@ -194,6 +205,11 @@ int train_config_parse(TrainConfig *c, int argc, char **argv) {
     if (c->weights && c->resume)
         return bad("--weights starts a run, --resume continues one: give one of", "");
     if (isnan(c->norm_weight_decay)) c->norm_weight_decay = c->weight_decay;
+    if (c->rank >= c->gpus) return bad("--rank must be below --gpus", "");
+    if (c->gpus > 1 && !c->dist_endpoint && c->data_endpoint)
+        return bad("--gpus > 1 needs --dist-endpoint (stoker-run gives it)", "");
+    if (c->gpus > 1 && c->micro_batch && c->micro_batch < c->batch_size)
+        return bad("--gpus > 1 does not take micro-batches yet", "");
     int small = !strcmp(c->model, "smallcnn");
     if (!c->train_crop) c->train_crop = small ? 28 : 224;
     if (!c->val_resize) c->val_resize = small ? 28 : 256;

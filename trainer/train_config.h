@@ -54,6 +54,11 @@ typedef struct TrainConfig {
                                   key pair (the supervisor's; also the client key of the
                                   trainer's own connections to it), or NULL: plain */
     const char *curve_clients; /* --curve-clients DIR: the client public keys admitted */
+    /* Data parallel (train_group.h): --gpus N ranks, one process each, started by
+       stoker-run; rank 0 alone writes checkpoints and announces them. */
+    int gpus;                  /* --gpus N: ranks in the group (1) */
+    int rank;                  /* --rank R: this process's rank, CUDA device R (0) */
+    const char *dist_endpoint; /* --dist-endpoint EP: rank 0 binds the group socket here */
 } TrainConfig;
 
 /* Parses argv (after defaults); returns 0, 1 for --help (printed), -1 after printing

@@ -14,6 +14,8 @@
  * extra entries. WINDOW_MAX_GROWTH bounds that growth and turns a runaway into an error. */
 #include "train_input.h"
 
+#include "loader_shard.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,9 +56,21 @@ static int test_and_set_seen(TrainInput *in, uint32_t e, uint64_t i) {
     return was;
 }
 
+static uint32_t world_of(const TrainInputConfig *c) { return c->world ? c->world : 1; }
+
+/* This rank's k of an epoch batch index, or UINT64_MAX when it is not this rank's. */
+static uint64_t local_index(const TrainInputConfig *c, uint64_t index) {
+    uint64_t k;
+    return loader_shard_local(c->rank, world_of(c), c->batches_per_epoch, index, &k) ? k : UINT64_MAX;
+}
+
 /* Checks a received batch against the run; the message says what is wrong. */
 static int check_batch(const TrainInput *in, const ProtoBatch *b, StkErr *err) {
     const TrainInputConfig *c = &in->cfg;
+    if (world_of(c) > 1 && local_index(c, b->index) == UINT64_MAX)
+        return stk_errf(err, "batch %llu of epoch %u from loader %u is not rank %u's (of %u, "
+                        "%llu batches each)", (unsigned long long)b->index, b->epoch, b->loader,
+                        c->rank, world_of(c), (unsigned long long)c->batches_per_epoch);
     if (b->h != c->height || b->w != c->width || b->c != c->channels)
         return stk_errf(err, "batch %llu of epoch %u from loader %u is %ux%ux%u, this run takes %ux%ux%u",
                         (unsigned long long)b->index, b->epoch, b->loader, b->h, b->w, b->c,
@@ -64,8 +78,8 @@ static int check_batch(const TrainInput *in, const ProtoBatch *b, StkErr *err) {
     if (b->epoch >= c->start_epoch + c->epochs)
         return stk_errf(err, "batch of epoch %u from loader %u: this run ends with epoch %u",
                         b->epoch, b->loader, c->start_epoch + c->epochs - 1);
-    if (b->index >= c->batches_per_epoch || b->n > c->batch ||
-        (b->n < c->batch && b->index + 1 != c->batches_per_epoch))
+    uint64_t k = local_index(c, b->index);
+    if (k >= c->batches_per_epoch || b->n > c->batch || (b->n < c->batch && k + 1 != c->batches_per_epoch))
         return stk_errf(err, "batch %llu of %u samples from loader %u: epochs here have %llu "
                         "batches of %u", (unsigned long long)b->index, b->n, b->loader,
                         (unsigned long long)c->batches_per_epoch, c->batch);
@@ -86,7 +100,7 @@ static void file_entry(TrainInput *in, uint32_t k) {
     } else if (check_batch(in, b, &why)) {
         in->stats.rejected++;
         memcpy(in->stats.last_reject, why.msg, sizeof why.msg);
-    } else if (test_and_set_seen(in, b->epoch, b->index)) {
+    } else if (test_and_set_seen(in, b->epoch, local_index(&in->cfg, b->index))) {
         in->stats.duplicates++;
     } else {
         keep = 1;
@@ -169,7 +183,8 @@ static int pick(const TrainInput *in, uint32_t e) {
         if (in->state[k] != HELD) continue;
         const ProtoBatch *b = &in->entry[k]->msg.u.batch;
         if (b->epoch != e) continue;
-        if (!in->cfg.deterministic || b->index == in->next_index[e - in->cfg.start_epoch])
+        if (!in->cfg.deterministic ||
+            local_index(&in->cfg, b->index) == in->next_index[e - in->cfg.start_epoch])
             return (int)k;
     }
     return -1;
@@ -280,9 +295,9 @@ static void default_free(void *ctx, void *p) {
 
 static int check_config(const TrainInputConfig *c, StkErr *err) {
     if (!c->endpoint || !c->batches_per_epoch || !c->batch || !c->height || !c->width ||
-        !c->channels || !c->epochs || c->window < 1)
+        !c->channels || !c->epochs || c->window < 1 || c->rank >= world_of(c))
         return stk_errf(err, "train_input_open: endpoint, batches, batch size, shape, epochs "
-                             "and window must all be set");
+                             "and window must all be set, and rank below world");
     if ((uint64_t)c->epochs * c->batches_per_epoch > (1ull << 36))
         return stk_errf(err, "train_input_open: %u epochs x %llu batches is too many to track",
                         c->epochs, (unsigned long long)c->batches_per_epoch);

@@ -31,7 +31,9 @@ typedef struct TrainSlotAlloc {
 
 typedef struct TrainInputConfig {
     const char *endpoint;       /* where to bind the PULL socket */
-    uint64_t batches_per_epoch; /* loader_order_batches(n, batch, drop_last) */
+    uint64_t batches_per_epoch; /* this rank's: loader_shard_steps(n, batch, drop_last, world) */
+    uint32_t rank, world;       /* --gpus: take only epoch batches k*world + rank, k <
+                                   batches_per_epoch (loader_shard.h); world 0 or 1: all */
     uint32_t batch;             /* samples per full batch */
     uint32_t height, width;     /* every batch must have these */
     uint32_t channels;
@@ -47,7 +49,7 @@ typedef struct TrainInputConfig {
 /* A batch handed to the training thread, valid until the next train_input_next. */
 typedef struct TrainBatch {
     uint32_t epoch;
-    uint64_t index;
+    uint64_t index;         /* the epoch's batch index (k*world + rank), as the loader sent it */
     uint32_t n;             /* samples (the last batch may be short) */
     uint8_t *pixels;        /* n x height x width x channels, in a slot */
     int32_t *labels;        /* n, in the slot */

@@ -97,7 +97,7 @@ int train_link_stop(TrainLink *l) {
     if (l->reports && t - l->last_heartbeat_ms >= HEARTBEAT_MS) {
         l->last_heartbeat_ms = t;
         ProtoMsg m = {.type = PROTO_HEARTBEAT};
-        m.u.heartbeat = (ProtoHeartbeat){PROTO_ROLE_TRAINER, 0, (uint32_t)getpid(), t};
+        m.u.heartbeat = (ProtoHeartbeat){PROTO_ROLE_TRAINER, l->id, (uint32_t)getpid(), t};
         report(l, &m);
     }
     return l->stop;
@@ -108,7 +108,7 @@ void train_link_metrics(TrainLink *l, uint32_t epoch, uint64_t step, const char 
     if (!l->reports) return;
     ProtoMsg m = {.type = PROTO_METRICS};
     ProtoMetrics *mm = &m.u.metrics;
-    *mm = (ProtoMetrics){.role = PROTO_ROLE_TRAINER, .epoch = epoch, .step = step};
+    *mm = (ProtoMetrics){.role = PROTO_ROLE_TRAINER, .id = l->id, .epoch = epoch, .step = step};
     for (uint32_t i = 0; i < count && i < PROTO_MAX_METRICS; i++)
         mm->items[mm->count++] = (ProtoMetric){proto_str(names[i]), values[i]};
     report(l, &m);
@@ -116,7 +116,7 @@ void train_link_metrics(TrainLink *l, uint32_t epoch, uint64_t step, const char 
 
 void train_link_error(TrainLink *l, const char *text) {
     ProtoMsg m = {.type = PROTO_ERROR};
-    m.u.error = (ProtoError){PROTO_ROLE_TRAINER, 0, proto_str(text)};
+    m.u.error = (ProtoError){PROTO_ROLE_TRAINER, l->id, proto_str(text)};
     if (m.u.error.text.len > PROTO_MAX_TEXT) m.u.error.text.len = PROTO_MAX_TEXT;
     if (m.u.error.text.len) report(l, &m);
 }

@@ -22,6 +22,8 @@ typedef struct TrainLink {
     uint64_t reports_dropped;              /* reports lost to a full queue */
     uint64_t control_dropped;              /* malformed or unexpected control messages */
     uint64_t last_heartbeat_ms;
+    uint32_t id;                           /* this trainer's rank (--gpus): the id of its
+                                              heartbeats, metrics and errors; 0 alone */
     int stop;                              /* shutdown message or signal seen */
 } TrainLink;
 

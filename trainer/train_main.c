@@ -30,6 +30,8 @@
 #include "model_freeze.h"
 #include "train_account.h"
 #include "train_config.h"
+#include "loader_shard.h"
+#include "train_group.h"
 #include "train_input.h"
 #include "train_link.h"
 #include "train_plan.h"
@@ -58,7 +60,13 @@ typedef struct Run {
     TrainAccount acct;   /* sample ids consumed in the current epoch */
     ProtoCurve curve;    /* --curve-key: CURVE server keys of every socket */
     ProtoZap *zap;       /* its allow-list of client keys (--curve-clients), or NULL */
+    TrainGroup group;    /* --gpus > 1: the other ranks (train_group.h) */
+    int grouped;         /* group is open */
 } Run;
+
+/* Rank 0 alone writes checkpoints, announces them and evaluates: the ranks hold the same
+ * weights (the same mean gradient every step), so one copy is the run's. */
+static int owns_checkpoints(const Run *r) { return r->cfg.rank == 0; }
 
 static TrainLink *error_link; /* where die() reports, once the link is open */
 
@@ -116,10 +124,13 @@ static void start_train_loaders(Run *r) {
     snprintf(start, sizeof start, "%d", r->start_epoch);
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)r->cfg.seed);
     snprintf(crop, sizeof crop, "%d", r->cfg.train_crop);
-    const char *args[24] = {"--data", ep, "-j", j, "--batch", b, "--epochs", e, "--seed", seed,
+    char rank[16], world[16];
+    snprintf(rank, sizeof rank, "%d", r->cfg.rank);
+    snprintf(world, sizeof world, "%d", r->cfg.gpus);
+    const char *args[28] = {"--data", ep, "-j", j, "--batch", b, "--epochs", e, "--seed", seed,
                             "--train-crop-size", crop, "--drop-last", "-q", "--stay",
-                            "--start-epoch", start};
-    int n = 17;
+                            "--start-epoch", start, "--rank", rank, "--world", world};
+    int n = 21;
     if (r->cfg.rrc_scale) args[n++] = "--rrc-scale", args[n++] = r->cfg.rrc_scale;
     args[n] = NULL;
     r->train_loaders = spawn_loader(r, args);
@@ -156,10 +167,11 @@ static void open_dataset(Run *r) {
 
 /* Batches per epoch at the micro-batch; whole optimizer steps need accum of them. */
 static void count_batches(Run *r) {
-    r->train_batches = loader_order_batches(r->n_train, (uint32_t)r->split.micro, 1);
+    /* a rank's share: the ranks agree on it, the tail is dropped (loader_shard.h) */
+    r->train_batches = loader_shard_steps(r->n_train, (uint32_t)r->split.micro, 1, (uint32_t)r->cfg.gpus);
     r->val_batches = loader_order_batches(r->n_val, (uint32_t)r->split.micro, 0);
     if (r->train_batches < (uint64_t)r->split.accum)
-        die("dataset", &(StkErr){"fewer training samples than one batch"});
+        die("dataset", &(StkErr){"fewer training samples than one batch (per rank, with --gpus)"});
 }
 
 /* Binds a data socket: at the supervisor's endpoint, or ipc://<private dir>/name. */
@@ -175,7 +187,9 @@ static TrainInput *open_input(Run *r, const char *name, uint64_t batches, int cr
                           .deterministic = r->cfg.deterministic,
                           .window = 2 * (uint32_t)r->cfg.workers + 2,
                           .alloc = tb_slot_alloc(&r->tb), /* pinned for the CUDA copy engine */
-                          .curve = r->zap && r->supervised ? &r->curve : NULL};
+                          .curve = r->zap && r->supervised ? &r->curve : NULL,
+                          .rank = (uint32_t)(name[0] == 't' ? r->cfg.rank : 0),
+                          .world = (uint32_t)(name[0] == 't' ? r->cfg.gpus : 1)};
     TrainInput *in;
     StkErr err;
     if (train_input_open(&in, r->ctx, &c, &err)) die("data socket", &err);
@@ -272,6 +286,29 @@ static void open_curve(Run *r) {
         die("--curve-key", &err);
 }
 
+static int link_stopped(void *link) { return train_link_stop(link); }
+
+/* --gpus > 1: joins the other ranks and starts from rank 0's weights (bit-identical
+ * ranks, as DDP broadcasts at construction), then the backend's gradient exchange. */
+static void join_group(Run *r) {
+    if (r->cfg.gpus < 2) return;
+    StkErr err;
+    const char *ep = r->cfg.dist_endpoint;
+    if (!ep) die("--gpus", &(StkErr){"--gpus > 1 needs --dist-endpoint EP (stoker-run gives it)"});
+    if (train_group_open(&r->group, r->ctx, ep, r->cfg.rank, r->cfg.gpus, &err)) die("--gpus", &err);
+    r->grouped = 1;
+    r->group.stop = link_stopped, r->group.stop_ctx = &r->link;
+    int rc = train_group_broadcast(&r->group, r->tb.params, r->model.total_floats * sizeof(float), &err);
+    if (!rc) rc = tb_join_group(&r->tb, &r->group, &err);
+    if (rc == TRAIN_GROUP_STOPPED) {
+        printf("stoker-train: rank %d: stopped while the group was forming\n", r->cfg.rank);
+        exit(0);
+    }
+    if (rc) die("--gpus: joining the group", &err);
+    printf("stoker-train: rank %d of %d joined; a step trains %d x %d samples\n", r->cfg.rank,
+           r->cfg.gpus, r->cfg.gpus, r->split.micro);
+}
+
 static void setup(Run *r, const char *argv0) {
     StkErr err;
     char self[PATH_MAX];
@@ -287,20 +324,23 @@ static void setup(Run *r, const char *argv0) {
     if (train_plan_split(&r->cfg, &r->model, tb_vram_kernels(), stdout, &r->split, &err))
         die("memory plan", &err);
     count_batches(r);
-    if (tb_init(&r->tb, r->cfg.device, r->cfg.precision, &r->model, r->split.micro, &r->cfg.opt, &err) ||
+    if (tb_init_rank(&r->tb, r->cfg.device, r->cfg.precision, &r->model, r->split.micro,
+                     &r->cfg.opt, r->cfg.rank, &err) ||
         tb_set_accum(&r->tb, r->split.accum, &err))
         die("model", &err);
     model_init_params(&r->model, r->tb.params, r->cfg.seed);
     if (r->cfg.weights) start_from_weights(r);
     if (r->cfg.resume) resume(r);
-    if (tb_upload(&r->tb, &err)) die("model", &err);
     if (train_account_init(&r->acct, r->n_train, &err)) die("setup", &err);
     if (!(r->ctx = zmq_ctx_new())) die("zmq_ctx_new", NULL);
     open_curve(r);
-    if (train_link_open(&r->link, r->ctx, r->cfg.control, r->cfg.reports, r->cfg.checkpoints,
-                        r->zap ? &r->curve : NULL, &err))
+    if (train_link_open(&r->link, r->ctx, r->cfg.control, r->cfg.reports,
+                        owns_checkpoints(r) ? r->cfg.checkpoints : NULL, r->zap ? &r->curve : NULL, &err))
         die("sockets", &err);
+    r->link.id = (uint32_t)r->cfg.rank;
     error_link = &r->link;
+    join_group(r);
+    if (tb_upload(&r->tb, &err)) die("model", &err);
     if (!r->supervised) {
         strcpy(r->sock, "/tmp/stoker-XXXXXX");
         if (!mkdtemp(r->sock)) die("mkdtemp", NULL); /* mode 0700: the sockets are private */
@@ -340,6 +380,10 @@ static int next_batch(Run *r, int epoch, TrainBatch *b, int *done, double *wait_
 static void log_step(Run *r, int epoch, uint64_t steps, double loss, double lr, double ips,
                      double wait) {
     uint64_t per_epoch = r->train_batches / (uint64_t)r->split.accum;
+    /* the ranks step together: rank 0 speaks for the group, its rate times the ranks (its
+     * loss is its own shard's: averaging it would cost a collective per logged step) */
+    if (r->cfg.rank) return;
+    ips *= r->cfg.gpus;
     if (!r->supervised)
         printf("epoch %d step %llu/%llu  loss %.4f  lr %.4g  %.0f images/s\n", epoch,
                (unsigned long long)steps, (unsigned long long)per_epoch, loss, lr, ips);
@@ -354,13 +398,14 @@ static void report_epoch(Run *r, int epoch, double loss, double seconds) {
     TrainInputStats s;
     train_input_stats(r->train, &s);
     uint64_t expected = r->train_batches * (uint64_t)r->split.micro;
+    /* every rank reports its own share (expected: its batches), with its rank in a group */
     const char *names[] = {"epoch_loss", "epoch_seconds", "samples", "samples_lost",
-                           "samples_repeated", "duplicates_dropped", "rejected"};
+                           "samples_repeated", "duplicates_dropped", "rejected", "rank", "world"};
     double v[] = {loss, seconds, (double)r->acct.consumed,
                   (double)train_account_lost(&r->acct, expected),
                   (double)train_account_repeated(&r->acct), (double)s.duplicates,
-                  (double)s.rejected};
-    train_link_metrics(&r->link, (uint32_t)epoch, *r->tb.steps, names, v, 7);
+                  (double)s.rejected, r->cfg.rank, r->cfg.gpus};
+    train_link_metrics(&r->link, (uint32_t)epoch, *r->tb.steps, names, v, r->cfg.gpus > 1 ? 9 : 7);
 }
 
 /* Trains one epoch (of micro-batches; an optimizer step after every accum of them, and a
@@ -387,9 +432,10 @@ static int train_epoch(Run *r, int epoch, double *mean_loss) {
         uint64_t key = b.epoch * 1000003ull + b.index;
         if (r->cfg.lr_per_iteration)
             lr = sched_lr_at(&r->cfg.sched, epoch + (double)passes / (double)r->train_batches);
-        if (tb_train(&r->tb, &b, r->cfg.train_crop, r->cfg.label_smoothing, key, lr,
-                     r->cfg.weight_decay, r->cfg.norm_weight_decay, &loss, &stepped, &err))
-            die("step", &err);
+        int rc = tb_train(&r->tb, &b, r->cfg.train_crop, r->cfg.label_smoothing, key, lr,
+                          r->cfg.weight_decay, r->cfg.norm_weight_decay, &loss, &stepped, &err);
+        if (rc == TRAIN_GROUP_STOPPED) return 1; /* told to stop while waiting for the ranks */
+        if (rc) die("step", &err);
         count_loss(loss, &loss_sum, &counted);
         passes++;
         if (stepped && ++steps % (uint64_t)r->cfg.print_freq == 0) {
@@ -442,6 +488,7 @@ static void evaluate(Run *r, int epoch, double *loss, double *top1, double *top5
  * the interrupted epoch), and announces it. A failure (a full disk) is reported and
  * training goes on: the previous checkpoint is intact (st_write is atomic). */
 static int save(Run *r, const char *name, int done, int epoch) {
+    if (!owns_checkpoints(r)) return 0; /* rank 0's weights are every rank's */
     char path[PATH_MAX + 64], ep[16], steps[32];
     snprintf(path, sizeof path, "%s/checkpoints/%s", r->out, name);
     snprintf(ep, sizeof ep, "%d", done);
@@ -504,7 +551,7 @@ static int train_all(Run *r) {
         }
         double train_s = now_s() - te;
         save(r, "last.safetensors", e, e);
-        if (r->supervised) continue; /* stoker-eval evaluates the notice */
+        if (r->supervised || !owns_checkpoints(r)) continue; /* stoker-eval / rank 0 evaluate */
         evaluate(r, e, &vl, &t1, &t5);
         printf("epoch %d: train loss %.4f (%.1f s, %.0f images/s, input-wait %.1f%%)  val loss %.4f  "
                "top-1 %.2f%%  top-5 %.2f%%  (%.1f s so far)\n", e, train_loss, train_s,
@@ -535,6 +582,7 @@ int main(int argc, char **argv) {
     stop_loaders(r.val_loaders);
     error_link = NULL;
     train_link_close(&r.link);
+    if (r.grouped) train_group_close(&r.group);
     train_input_close(r.train);
     if (r.val) train_input_close(r.val);
     proto_zap_stop(r.zap); /* its socket is in the context */

@@ -50,6 +50,11 @@ int train_plan_split(const TrainConfig *c, const Model *m, const VramKernels *k,
         p.peak = vram_peak(&r, p.micro);
         p.inputs = p.peak - p.a.total - r.reserve;
     }
+    /* data parallel: every rank holds the whole model and its own --batch-size, so one
+     * card's plan is each card's */
+    if (out && c->gpus > 1)
+        fprintf(out, "per GPU, for each of the %d ranks (a step trains %d x %d samples):\n",
+                c->gpus, c->gpus, c->batch_size);
     if (out) vram_plan_print(out, &r, &p);
     *s = (TrainSplit){p.micro, p.accum, 1};
     return 0;
