@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "cuda_accum.h"
 #include "cuda_check.h"
 #include "cuda_input.h"
 
@@ -65,6 +66,7 @@ void cuda_train_free(CudaTrain *t) {
         cudaFreeHost(t->host_loss[s]);
     }
     if (t->copy) cudaStreamDestroy(t->copy);
+    cudaFree(t->accum_sum);
     cuda_net_free(&t->net);
     memset(t, 0, sizeof *t);
 }
@@ -110,8 +112,35 @@ static int take_input(CudaTrain *t, int s, StkErr *err) {
     return 0;
 }
 
+int cuda_train_set_accum(CudaTrain *t, int k, StkErr *err) {
+    if (k < 1) return stk_errf(err, "cuda_train_set_accum: %d micro-batches per step", k);
+    cudaFree(t->accum_sum);
+    t->accum_sum = NULL, t->accum_k = k, t->accum_have = 0;
+    if (k == 1) return 0;
+    uint64_t n = t->net.m->trainable_floats;
+    cudaError_t st = cudaMalloc((void **)&t->accum_sum, 4 * (n ? n : 1));
+    if (st != cudaSuccess)
+        return stk_errf(err, "cuda_train_set_accum: cudaMalloc of %.1f MB for the gradient sum: %s",
+                        4.0 * n / 1e6, cudaGetErrorString(st));
+    return 0;
+}
+
+void cuda_train_accum_reset(CudaTrain *t) { t->accum_have = 0; }
+
+/* Folds this micro-batch's gradients in; 1 when the K-th made the mean (take the step). */
+static int fold(CudaTrain *t, StkErr *err) {
+    if (t->accum_k <= 1) return 1;
+    int first = t->accum_have == 0, last = t->accum_have + 1 == t->accum_k;
+    if (cuda_accum_fold(t->net.m->trainable_floats, t->net.grads, t->accum_sum, 1.0f / (float)t->accum_k,
+                        first, last, t->net.stream, err))
+        return -1;
+    t->accum_have = last ? 0 : t->accum_have + 1;
+    return last;
+}
+
 int cuda_train_step(CudaTrain *t, int s, double eps, uint64_t key, double lr, double wd,
-                    double norm_wd, StkErr *err) {
+                    double norm_wd, int *stepped, StkErr *err) {
+    if (stepped) *stepped = 0;
     if (check_slot(s, err) || take_input(t, s, err)) return -1;
     CudaNet *net = &t->net;
     /* the labels are read by the loss, inside the backward: consumed after it */
@@ -122,8 +151,12 @@ int cuda_train_step(CudaTrain *t, int s, double eps, uint64_t key, double lr, do
                                   cudaMemcpyDeviceToHost, net->stream));
     CUDA_TRY(err, cudaEventRecord(t->stepped[s], net->stream));
     t->last = s;
+    int take = fold(t, err);
+    if (take <= 0) return take;
     if (t->before_step && t->before_step(t->before_step_ctx, err)) return stk_err_wrap(err, "cuda_train_step");
-    return cuda_net_step(net, lr, wd, norm_wd, err);
+    if (cuda_net_step(net, lr, wd, norm_wd, err)) return -1;
+    if (stepped) *stepped = 1;
+    return 0;
 }
 
 int cuda_train_eval(CudaTrain *t, int s, float *logits, StkErr *err) {

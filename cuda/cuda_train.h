@@ -37,6 +37,8 @@ typedef struct CudaTrain {
        step waits for the gradients' all-reduce); NULL alone */
     int (*before_step)(void *ctx, StkErr *err);
     void *before_step_ctx;
+    int accum_k, accum_have;                  /* micro-batches per optimizer step, folded */
+    float *accum_sum;                         /* device [trainable]: their weighted sum */
 } CudaTrain;
 
 /* Pinned host memory for train_input's two slots (cudaMallocHost): page-locked, so the
@@ -61,10 +63,19 @@ int cuda_train_slot_free(CudaTrain *t, int s, StkErr *err);
 int cuda_train_submit(CudaTrain *t, int s, const uint8_t *pixels, const int32_t *labels, int n,
                       StkErr *err);
 
-/* Queues a training step on device buffer s: normalise, forward, loss (label smoothing
- * eps), backward, optimizer step; the dropout key as cpu_net's. */
+/* Queues a training pass on device buffer s: normalise, forward, loss (label smoothing
+ * eps), backward, then the optimizer step, or with accumulation (cuda_train_set_accum)
+ * the fold of this micro-batch's gradients and the step after the K-th only; *stepped
+ * (may be NULL) says whether the step was taken. The dropout key as cpu_net's. */
 int cuda_train_step(CudaTrain *t, int s, double eps, uint64_t key, double lr, double wd,
-                    double norm_wd, StkErr *err);
+                    double norm_wd, int *stepped, StkErr *err);
+
+/* K micro-batches per optimizer step (cuda_accum.h): allocates the sum arena (trainable
+ * floats, once, before training; the plan counts it). K = 1: no accumulation. */
+int cuda_train_set_accum(CudaTrain *t, int k, StkErr *err);
+
+/* Forgets a partial accumulation (an epoch's tail that does not make a whole step). */
+void cuda_train_accum_reset(CudaTrain *t);
 
 /* Queues an eval-mode forward on device buffer s and copies the logits (batch x classes
  * floats) to host; waits for them. */

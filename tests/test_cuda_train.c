@@ -6,6 +6,7 @@
  * and the losses would part). Skips where there is no GPU. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,7 +80,7 @@ Test(cuda_train, double_buffered_steps_equal_the_cpu_on_the_same_batches, .timeo
         cr_assert_eq(train_input_next(in, 0, 5000, &b, &done, &err), 0, "%s", err.msg);
         if (done) break;
         cr_assert_eq(cuda_train_submit(&t, s, b.pixels, b.labels, (int)b.n, &err), 0, "%s", err.msg);
-        cr_assert_eq(cuda_train_step(&t, s, 0.1, (uint64_t)k, 0.05, 1e-4, 0, &err), 0, "%s", err.msg);
+        cr_assert_eq(cuda_train_step(&t, s, 0.1, (uint64_t)k, 0.05, 1e-4, 0, NULL, &err), 0, "%s", err.msg);
         const float *logits;
         cr_assert_eq(cpu_input_normalize(b.pixels, cpu_net_input(&cpu), (Shape4){B, C, S, S}, mean, std, &err), 0);
         cr_assert_eq(cpu_net_forward(&cpu, 1, (uint64_t)k, &logits, &err), 0, "%s", err.msg);
@@ -101,4 +102,72 @@ Test(cuda_train, double_buffered_steps_equal_the_cpu_on_the_same_batches, .timeo
     zmq_ctx_term(ctx);
     cuda_train_free(&t);
     cpu_net_free(&cpu);
+}
+
+/* conv3x3 (bias) - relu - maxpool - conv3x3 - relu - avgpool - linear: no batch norm, so
+ * micro-batches summed are the same function as the whole batch (test_train_accum.c). */
+static void build_nobn(Model *m) {
+    memset(m, 0, sizeof *m);
+    snprintf(m->arch, sizeof m->arch, "nobn");
+    m->input = (Shape4){1, C, S, S};
+    m->num_classes = K;
+    m->bn_eps = 1e-5, m->bn_momentum = 0.1;
+    int x = model_add_act(m, model_add_conv(m, "c1", 0, 6, 3, 1, 1, 1, 1), CPU_ACT_RELU);
+    x = model_add_maxpool(m, x, 2, 2, 0);
+    x = model_add_act(m, model_add_conv(m, "c2", x, 8, 3, 1, 1, 1, 1), CPU_ACT_RELU);
+    model_add_linear(m, "fc", model_add_avgpool(m, x), K);
+    cr_assert(!m->failed, "%s", m->err.msg);
+    model_layout(m);
+}
+
+/* Gradient accumulation on the device: 4 micro-batches of 2 then one SGD step give the
+ * weights of one step on the batch of 8 (strict float32; the products' summation order
+ * differs between batch sizes, so within 2e-5 relative, not bit for bit), and the step is
+ * taken after the 4th pass only. */
+Test(cuda_train, four_micro_batches_equal_one_batch, .timeout = 120) {
+    need_gpu();
+    static Model m;
+    static CudaTrain big, small;
+    StkErr err;
+    enum { MICRO = 2, STEPS = B / MICRO };
+    build_nobn(&m);
+    OptimConfig opt = {OPTIM_SGD, 0.9, 0, 0, 0, 0, 0};
+    CudaNetOptions o = {.precision = CUDA_PREC_FP32};
+    cr_assert_eq(cuda_train_init(&big, &m, B, &opt, &o, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_train_init(&small, &m, MICRO, &opt, &o, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_train_set_accum(&small, STEPS, &err), 0, "%s", err.msg);
+    float *p0 = malloc(4 * m.total_floats), *pb = malloc(4 * m.total_floats), *ps = malloc(4 * m.total_floats);
+    model_init_params(&m, p0, 5);
+    cr_assert_eq(cuda_net_set_params(&big.net, p0, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_net_set_params(&small.net, p0, &err), 0, "%s", err.msg);
+    static uint8_t px[B * S * S * C];
+    int32_t labels[B];
+    for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)(stk_rng_at(77, i) >> 56);
+    for (int i = 0; i < B; i++) labels[i] = (int32_t)(stk_rng_at(78, (uint64_t)i) % K);
+    int stepped;
+    cr_assert_eq(cuda_train_submit(&big, 0, px, labels, B, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_train_step(&big, 0, 0.1, 1, 0.1, 1e-4, 0, &stepped, &err), 0, "%s", err.msg);
+    cr_expect_eq(stepped, 1);
+    size_t per = (size_t)S * S * C;
+    for (int k = 0; k < STEPS; k++) {
+        int s = k % 2;
+        cr_assert_eq(cuda_train_submit(&small, s, px + k * MICRO * per, labels + k * MICRO, MICRO, &err), 0,
+                     "%s", err.msg);
+        cr_assert_eq(cuda_train_step(&small, s, 0.1, 1, 0.1, 1e-4, 0, &stepped, &err), 0, "%s", err.msg);
+        cr_expect_eq(stepped, k == STEPS - 1, "micro-batch %d: stepped %d", k, stepped);
+    }
+    cr_expect_eq(small.net.steps, 1);
+    cr_assert_eq(cuda_net_get_params(&big.net, pb, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_net_get_params(&small.net, ps, &err), 0, "%s", err.msg);
+    double worst = 0, moved = 0;
+    for (uint64_t i = 0; i < m.total_floats; i++) {
+        double rel = fabs((double)pb[i] - ps[i]) / fmax(fabs((double)pb[i]), 1e-3);
+        worst = rel > worst ? rel : worst;
+        moved = fmax(moved, fabs((double)pb[i] - p0[i]));
+    }
+    cr_log_info("cuda accumulation: largest relative weight difference %.3g", worst);
+    cr_expect_gt(moved, 1e-4, "the step changed nothing");
+    cr_expect_leq(worst, 2e-5, "largest relative difference %.3g", worst);
+    free(p0), free(pb), free(ps);
+    cuda_train_free(&big), cuda_train_free(&small);
 }

@@ -110,16 +110,20 @@ int tb_init_rank(TrainBackend *tb, const char *device, const char *precision, co
 }
 
 int tb_set_accum(TrainBackend *tb, int k, StkErr *err) {
-    if (tb->cuda && k > 1)
-        return stk_errf(err, "the CUDA backend does not accumulate gradients yet (%d micro-batches "
-                        "per step asked): give a --batch-size that fits the card, or train on "
-                        "--device cpu", k);
+#ifdef STOKER_HAVE_CUDA
+    if (tb->cuda) return cuda_train_set_accum(tb->gpu, k, err);
+#endif
     train_accum_free(&tb->accum);
     const Model *m = tb->cpu.m;
     return train_accum_init(&tb->accum, k, m ? m->trainable_floats : 0, err);
 }
 
-void tb_accum_reset(TrainBackend *tb) { train_accum_reset(&tb->accum); }
+void tb_accum_reset(TrainBackend *tb) {
+#ifdef STOKER_HAVE_CUDA
+    if (tb->cuda) cuda_train_accum_reset(tb->gpu);
+#endif
+    train_accum_reset(&tb->accum);
+}
 
 const VramKernels *tb_vram_kernels(void) {
 #ifdef STOKER_HAVE_CUDA
@@ -155,6 +159,11 @@ int tb_join_group(TrainBackend *tb, TrainGroup *g, StkErr *err) {
         return 0;
     }
 #if defined(STOKER_HAVE_CUDA) && defined(STOKER_HAVE_NCCL)
+    /* the all-reduce runs inside each backward, the fold after it: they would race */
+    if (((CudaTrain *)tb->gpu)->accum_k > 1)
+        return stk_errf(err, "--gpus %d with %d micro-batches per step on the CUDA backend: not yet; "
+                        "give a --batch-size (per GPU) that fits the card", g->world,
+                        ((CudaTrain *)tb->gpu)->accum_k);
     return gpu_join(tb, g, err);
 #else
     (void)g;
@@ -263,7 +272,7 @@ int tb_train(TrainBackend *tb, const TrainBatch *b, int crop, double eps, uint64
     CudaTrain *t = tb->gpu;
     int s = tb->slot;
     if (cuda_train_submit(t, s, b->pixels, b->labels, (int)b->n, err) ||
-        cuda_train_step(t, s, eps, key, lr, wd, norm_wd, err))
+        cuda_train_step(t, s, eps, key, lr, wd, norm_wd, stepped, err))
         return -1;
     /* the previous step's loss, read while this one computes */
     *loss = NAN;

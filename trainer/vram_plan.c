@@ -110,17 +110,23 @@ VramArenas vram_arenas(const Model *m, int batch, const OptimConfig *opt, VramPr
     return p;
 }
 
+/* The accumulation sum (cuda_accum.h): trainable floats, when micro-batches are summed. */
+static uint64_t accum_bytes(const VramRequest *r, int micro) {
+    return micro < r->batch ? 4 * r->m->trainable_floats : 0;
+}
+
 uint64_t vram_peak(const VramRequest *r, int micro) {
     VramArenas a = vram_arenas(r->m, micro, r->opt, r->prec, r->workspace, r->k);
     uint64_t in = (uint64_t)VRAM_INPUT_BUFFERS * micro * r->m->input.h * r->m->input.w * r->m->input.c;
-    return a.total + in + r->reserve;
+    return a.total + in + accum_bytes(r, micro) + r->reserve;
 }
 
 static void fill(const VramRequest *r, VramPlan *p, int micro) {
     p->micro = micro;
     p->a = vram_arenas(r->m, micro, r->opt, r->prec, r->workspace, r->k);
     p->inputs = (uint64_t)VRAM_INPUT_BUFFERS * micro * r->m->input.h * r->m->input.w * r->m->input.c;
-    p->peak = p->a.total + p->inputs + r->reserve;
+    p->accum_sum = accum_bytes(r, micro);
+    p->peak = p->a.total + p->inputs + p->accum_sum + r->reserve;
 }
 
 int vram_plan_search(const VramRequest *r, VramPlan *p, StkErr *err) {
@@ -175,10 +181,11 @@ void vram_plan_print(FILE *f, const VramRequest *r, const VramPlan *p) {
              (double)a->acts_kept / VRAM_MIB);
     row(f, "activations", a->acts, kept);
     row(f, "saved state", a->saved, "batch-norm statistics, max-pool argmax");
-    row(f, "scratch", a->scratch, "gradient accumulation + reductions + depthwise partials");
+    row(f, "scratch", a->scratch, "second gradients of a node + reductions + depthwise partials");
     row(f, "cuDNN workspace", a->workspace, "bound");
     row(f, "input buffers", p->inputs, "2 x uint8 micro-batch");
-    row(f, "arenas + inputs", a->total + p->inputs, "");
+    row(f, "accumulation sum", p->accum_sum, "float32, trainable: micro-batches summed");
+    row(f, "arenas + inputs", a->total + p->inputs + p->accum_sum, "");
     row(f, "context reserve", r->reserve, "CUDA context, cuDNN/cuBLAS handles");
     row(f, "peak", p->peak, "");
     row(f, "evaluator share", p->eval_bytes, "");

@@ -11,7 +11,8 @@
  * arenas, two uint8 input buffers, the CUDA context reserve and an evaluator's share fit
  * the budget, and the gradient-accumulation steps that reach the effective batch. Not yet
  * modelled (left for later): activation recomputation and half-precision storage of
- * saved activations beyond what the bf16 precision already does. */
+ * saved activations beyond what the bf16 precision already does. The node pool's layout
+ * (what is kept, what reuses what) is vram_nodes.h's. */
 #ifndef VRAM_PLAN_H
 #define VRAM_PLAN_H
 
@@ -92,12 +93,14 @@ typedef struct VramPlan {
     int effective;          /* micro * accum: batch, or the next multiple (see search) */
     VramArenas a;           /* at micro */
     uint64_t inputs;        /* bytes: VRAM_INPUT_BUFFERS x micro x h x w x c uint8 */
-    uint64_t peak;          /* a.total + inputs + reserve: what the card must hold */
+    uint64_t accum_sum;     /* bytes: the accumulation sum when accum > 1 (cuda_accum.h) */
+    uint64_t peak;          /* a.total + inputs + accum_sum + reserve: what the card holds */
     uint64_t usable;        /* budget - reserve - eval share: what the training may use */
     uint64_t eval_bytes;    /* the evaluator's share */
 } VramPlan;
 
-/* Peak bytes (arenas + inputs + reserve) at micro-batch micro. */
+/* Peak bytes (arenas + inputs + the accumulation sum when micro < batch + reserve) at
+ * micro-batch micro. */
 uint64_t vram_peak(const VramRequest *r, int micro);
 
 /* The largest micro <= batch that fits, accum = ceil(batch / micro), then micro =
