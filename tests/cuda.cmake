@@ -8,7 +8,7 @@ if(STOKER_HAVE_CUDA)
   # The CUDA backend against the CPU backend, layer by layer through whole models.
   stoker_test(cuda_net SOURCES test_cuda_net.c LIBS stoker_cuda_net m)
   # The trainer's double-buffered input on the GPU, fed through train_input.
-  stoker_test(cuda_train SOURCES test_cuda_train.c LIBS stoker_cuda_net m)
+  stoker_test(cuda_train SOURCES test_cuda_train.c test_nobn.c LIBS stoker_cuda_net m)
   # Our depthwise convolution kernels against the CPU backend's oneDNN convolution.
   stoker_test(cuda_dwconv SOURCES test_cuda_dwconv.c LIBS stoker_cuda_net m)
 endif()
@@ -18,6 +18,6 @@ if(STOKER_HAVE_CUDA)
 endif()
 # NCCL data parallel: 2 GPUs at batch B against 1 GPU at 2B (skips below 2 GPUs).
 if(STOKER_HAVE_CUDA AND STOKER_HAVE_NCCL)
-  stoker_test(cuda_ddp SOURCES test_cuda_ddp.c test_loader_fixture.c
+  stoker_test(cuda_ddp SOURCES test_cuda_ddp.c test_loader_fixture.c test_nobn.c
               LIBS stoker_cuda_ddp stoker_loader PkgConfig::ZLIB m)
 endif()

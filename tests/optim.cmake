@@ -12,6 +12,6 @@ stoker_test(cpu_graph SOURCES test_cpu_graph.c test_cpu_fixture.c LIBS stoker_tr
 stoker_test(train_supervised SOURCES test_train_supervised.c test_proc_fixture.c
             test_loader_fixture.c LIBS stoker_loader stoker_proto PkgConfig::ZLIB)
 add_dependencies(test_train_supervised stoker-train stoker-loader stoker-data)
-stoker_test(train_group_net SOURCES test_train_group_net.c test_loader_fixture.c
+stoker_test(train_group_net SOURCES test_train_group_net.c test_loader_fixture.c test_nobn.c
             LIBS stoker_trainer stoker_loader PkgConfig::ZLIB m)
 stoker_test(grad_buckets SOURCES test_grad_buckets.c LIBS stoker_trainer)

@@ -21,28 +21,15 @@
 #include "cuda_ddp.h"
 #include "cuda_device.h"
 #include "model.h"
+#include "test_nobn.h"
 #include "test_loader_fixture.h"
 
 enum { B = 4, WORLD = 2, K = 4, C = 3, S = 8, CLASSES = 5, MAXF = 1 << 16 };
 #define BUCKET_BYTES 2048 /* small: several buckets, so the overlap path is exercised */
 
-static void build(Model *m) {
-    memset(m, 0, sizeof *m);
-    snprintf(m->arch, sizeof m->arch, "nobn");
-    m->input = (Shape4){1, C, S, S};
-    m->num_classes = CLASSES;
-    m->bn_eps = 1e-5, m->bn_momentum = 0.1;
-    int x = model_add_act(m, model_add_conv(m, "c1", 0, 6, 3, 1, 1, 1, 1), CPU_ACT_RELU);
-    x = model_add_maxpool(m, x, 2, 2, 0);
-    x = model_add_act(m, model_add_conv(m, "c2", x, 8, 3, 1, 1, 1, 1), CPU_ACT_RELU);
-    model_add_linear(m, "fc", model_add_avgpool(m, x), CLASSES);
-    model_layout(m);
-}
+static void build(Model *m) { cr_assert_eq(test_nobn_build(m, C, S, CLASSES), 0, "%s", m->err.msg); }
 
-static void sample(size_t i, float *x, int32_t *label) {
-    for (size_t k = 0; k < (size_t)C * S * S; k++) x[k] = (float)sin(0.37 * (double)(i * 977 + k)) * 1.5f;
-    *label = (int32_t)(i * 7 % CLASSES);
-}
+static void sample(size_t i, float *x, int32_t *label) { test_nobn_sample(i, C, S, CLASSES, x, label); }
 
 /* K steps on device `device` at batch `batch` on rank's samples (group step k holds
  * samples [k*world*batch, (k+1)*world*batch)); ddp id NULL: alone. Writes the weights. */

@@ -16,6 +16,7 @@
 #include "cuda_train.h"
 #include "proto_zmq.h"
 #include "stk_rng.h"
+#include "test_nobn.h"
 
 enum { B = 8, S = 16, C = 3, K = 10, NB = 6 };
 
@@ -104,21 +105,6 @@ Test(cuda_train, double_buffered_steps_equal_the_cpu_on_the_same_batches, .timeo
     cpu_net_free(&cpu);
 }
 
-/* conv3x3 (bias) - relu - maxpool - conv3x3 - relu - avgpool - linear: no batch norm, so
- * micro-batches summed are the same function as the whole batch (test_train_accum.c). */
-static void build_nobn(Model *m) {
-    memset(m, 0, sizeof *m);
-    snprintf(m->arch, sizeof m->arch, "nobn");
-    m->input = (Shape4){1, C, S, S};
-    m->num_classes = K;
-    m->bn_eps = 1e-5, m->bn_momentum = 0.1;
-    int x = model_add_act(m, model_add_conv(m, "c1", 0, 6, 3, 1, 1, 1, 1), CPU_ACT_RELU);
-    x = model_add_maxpool(m, x, 2, 2, 0);
-    x = model_add_act(m, model_add_conv(m, "c2", x, 8, 3, 1, 1, 1, 1), CPU_ACT_RELU);
-    model_add_linear(m, "fc", model_add_avgpool(m, x), K);
-    cr_assert(!m->failed, "%s", m->err.msg);
-    model_layout(m);
-}
 
 /* Gradient accumulation on the device: 4 micro-batches of 2 then one SGD step give the
  * weights of one step on the batch of 8 (strict float32; the products' summation order
@@ -130,7 +116,7 @@ Test(cuda_train, four_micro_batches_equal_one_batch, .timeout = 120) {
     static CudaTrain big, small;
     StkErr err;
     enum { MICRO = 2, STEPS = B / MICRO };
-    build_nobn(&m);
+    cr_assert_eq(test_nobn_build(&m, C, S, K), 0, "%s", m.err.msg); /* no batch norm */
     OptimConfig opt = {OPTIM_SGD, 0.9, 0, 0, 0, 0, 0};
     CudaNetOptions o = {.precision = CUDA_PREC_FP32};
     cr_assert_eq(cuda_train_init(&big, &m, B, &opt, &o, &err), 0, "%s", err.msg);

@@ -8,25 +8,14 @@
 
 #include "cpu_net.h"
 #include "model.h"
+#include "test_nobn.h"
 #include "stk_rng.h"
 #include "train_accum.h"
 
 enum { B = 8, M = 2, KSTEPS = B / M, C = 3, S = 8, CLASSES = 5 };
 
-/* conv3x3 (bias) - relu - maxpool - conv3x3 - relu - avgpool - dropout 0 - linear */
-static void build(Model *m) {
-    memset(m, 0, sizeof *m);
-    snprintf(m->arch, sizeof m->arch, "nobn");
-    m->input = (Shape4){1, C, S, S};
-    m->num_classes = CLASSES;
-    m->bn_eps = 1e-5, m->bn_momentum = 0.1;
-    int x = model_add_act(m, model_add_conv(m, "c1", 0, 6, 3, 1, 1, 1, 1), CPU_ACT_RELU);
-    x = model_add_maxpool(m, x, 2, 2, 0);
-    x = model_add_act(m, model_add_conv(m, "c2", x, 8, 3, 1, 1, 1, 1), CPU_ACT_RELU);
-    model_add_linear(m, "fc", model_add_avgpool(m, x), CLASSES);
-    cr_assert(!m->failed, "%s", m->err.msg);
-    model_layout(m);
-}
+/* the batch-norm-free model of test_nobn.h */
+static void build(Model *m) { cr_assert_eq(test_nobn_build(m, C, S, CLASSES), 0, "%s", m->err.msg); }
 
 Test(train_accum, four_micro_batches_equal_one_batch) {
     static Model m;
