@@ -48,6 +48,10 @@ int cuda_train_init(CudaTrain *t, const Model *m, int batch, const OptimConfig *
     if (t->c > 4) return stk_errf(err, "cuda_train_init: %d input channels (at most 4)", t->c);
     static const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
     for (int i = 0; i < t->c; i++) t->mean[i] = mean[i % 3], t->std[i] = std[i % 3];
+    size_t total;
+    /* the context first (cudaFree(0) makes it), so what follows is ours alone */
+    CUDA_TRY(err, cudaFree(0));
+    CUDA_TRY(err, cudaMemGetInfo(&t->ctx_free, &total));
     if (cuda_net_init(&t->net, m, batch, opt, o, err)) return -1;
     if (make_input(t, err)) {
         cuda_train_free(t);
@@ -126,6 +130,13 @@ int cuda_train_set_accum(CudaTrain *t, int k, StkErr *err) {
 }
 
 void cuda_train_accum_reset(CudaTrain *t) { t->accum_have = 0; }
+
+int cuda_train_device_bytes(const CudaTrain *t, uint64_t *bytes, StkErr *err) {
+    size_t free_b, total;
+    CUDA_TRY(err, cudaMemGetInfo(&free_b, &total));
+    *bytes = t->ctx_free > free_b ? (uint64_t)(t->ctx_free - free_b) : 0;
+    return 0;
+}
 
 /* Folds this micro-batch's gradients in; 1 when the K-th made the mean (take the step). */
 static int fold(CudaTrain *t, StkErr *err) {

@@ -37,6 +37,7 @@ typedef struct CudaTrain {
        step waits for the gradients' all-reduce); NULL alone */
     int (*before_step)(void *ctx, StkErr *err);
     void *before_step_ctx;
+    size_t ctx_free;                          /* device bytes free before the net existed */
     int accum_k, accum_have;                  /* micro-batches per optimizer step, folded */
     float *accum_sum;                         /* device [trainable]: their weighted sum */
 } CudaTrain;
@@ -69,6 +70,11 @@ int cuda_train_submit(CudaTrain *t, int s, const uint8_t *pixels, const int32_t 
  * (may be NULL) says whether the step was taken. The dropout key as cpu_net's. */
 int cuda_train_step(CudaTrain *t, int s, double eps, uint64_t key, double lr, double wd,
                     double norm_wd, int *stepped, StkErr *err);
+
+/* Device memory this process holds above the bare CUDA context, in bytes: what the
+ * planner's peak less its reserve predicts (cudaMemGetInfo now against before
+ * cuda_train_init made anything). */
+int cuda_train_device_bytes(const CudaTrain *t, uint64_t *bytes, StkErr *err);
 
 /* K micro-batches per optimizer step (cuda_accum.h): allocates the sum arena (trainable
  * floats, once, before training; the plan counts it). K = 1: no accumulation. */

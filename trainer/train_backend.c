@@ -295,6 +295,15 @@ int tb_last_loss(TrainBackend *tb, double *loss, StkErr *err) {
     return 0;
 }
 
+int tb_device_bytes(TrainBackend *tb, uint64_t *bytes, StkErr *err) {
+    *bytes = 0;
+#ifdef STOKER_HAVE_CUDA
+    if (tb->cuda) return cuda_train_device_bytes(tb->gpu, bytes, err);
+#endif
+    (void)err;
+    return 1;
+}
+
 int tb_eval(TrainBackend *tb, const TrainBatch *b, int crop, const float **logits, StkErr *err) {
     if (check_crop(tb, crop, err)) return -1;
     if (!tb->cuda) return cpu_normalize(tb, b, crop, err) || cpu_net_forward(&tb->cpu, 0, 0, logits, err) ? -1 : 0;

@@ -95,6 +95,10 @@ int tb_train(TrainBackend *tb, const TrainBatch *b, int crop, double eps, uint64
 /* The loss of the last step not yet reported by tb_train (waits); NAN if none. */
 int tb_last_loss(TrainBackend *tb, double *loss, StkErr *err);
 
+/* Device memory this process holds above the bare CUDA context (cuda_train_device_bytes):
+ * 0 with *bytes, 1 on the CPU backend (no figure), -1 + err. */
+int tb_device_bytes(TrainBackend *tb, uint64_t *bytes, StkErr *err);
+
 /* Eval-mode logits (batch x classes, host) of b (b->n <= batch; rows past n are junk).
  * Call tb_last_loss first when training steps may be in flight. */
 int tb_eval(TrainBackend *tb, const TrainBatch *b, int crop, const float **logits, StkErr *err);

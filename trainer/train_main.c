@@ -540,6 +540,17 @@ static void make_output_dir(Run *r) {
     snprintf(r->out, sizeof r->out, "%s", abs);
 }
 
+/* The CUDA backend's device memory above the bare context, after an epoch (everything is
+ * allocated by then, cuBLAS's workspace included): what --gpu/--vram-budget plans for. */
+static void report_device_memory(Run *r, int epoch) {
+    uint64_t bytes;
+    StkErr err;
+    int rc = tb_device_bytes(&r->tb, &bytes, &err);
+    if (rc < 0) die("device memory", &err);
+    if (rc == 0)
+        printf("epoch %d: device memory %.0f MiB above the CUDA context\n", epoch, (double)bytes / 1048576.0);
+}
+
 /* Trains the remaining epochs; returns 1 if stopped by a signal or shutdown. */
 static int train_all(Run *r) {
     double t0 = now_s();
@@ -550,6 +561,7 @@ static int train_all(Run *r) {
             return 1;
         }
         double train_s = now_s() - te;
+        report_device_memory(r, e);
         save(r, "last.safetensors", e, e);
         if (r->supervised || !owns_checkpoints(r)) continue; /* stoker-eval / rank 0 evaluate */
         evaluate(r, e, &vl, &t1, &t5);

@@ -49,7 +49,8 @@ int train_plan_split(const TrainConfig *c, const Model *m, const VramKernels *k,
         p.a = vram_arenas(m, p.micro, &c->opt, r.prec, r.workspace, k);
         p.peak = vram_peak(&r, p.micro);
         p.accum_sum = p.accum > 1 ? 4 * m->trainable_floats : 0;
-        p.inputs = p.peak - p.a.total - p.accum_sum - r.reserve;
+        p.library = VRAM_LIBRARY_BYTES;
+        p.inputs = p.peak - p.a.total - p.accum_sum - p.library - r.reserve;
     }
     /* data parallel: every rank holds the whole model and its own --batch-size, so one
      * card's plan is each card's */

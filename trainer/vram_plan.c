@@ -118,7 +118,7 @@ static uint64_t accum_bytes(const VramRequest *r, int micro) {
 uint64_t vram_peak(const VramRequest *r, int micro) {
     VramArenas a = vram_arenas(r->m, micro, r->opt, r->prec, r->workspace, r->k);
     uint64_t in = (uint64_t)VRAM_INPUT_BUFFERS * micro * r->m->input.h * r->m->input.w * r->m->input.c;
-    return a.total + in + accum_bytes(r, micro) + r->reserve;
+    return a.total + in + accum_bytes(r, micro) + VRAM_LIBRARY_BYTES + r->reserve;
 }
 
 static void fill(const VramRequest *r, VramPlan *p, int micro) {
@@ -126,7 +126,8 @@ static void fill(const VramRequest *r, VramPlan *p, int micro) {
     p->a = vram_arenas(r->m, micro, r->opt, r->prec, r->workspace, r->k);
     p->inputs = (uint64_t)VRAM_INPUT_BUFFERS * micro * r->m->input.h * r->m->input.w * r->m->input.c;
     p->accum_sum = accum_bytes(r, micro);
-    p->peak = p->a.total + p->inputs + p->accum_sum + r->reserve;
+    p->library = VRAM_LIBRARY_BYTES;
+    p->peak = p->a.total + p->inputs + p->accum_sum + p->library + r->reserve;
 }
 
 int vram_plan_search(const VramRequest *r, VramPlan *p, StkErr *err) {
@@ -185,8 +186,9 @@ void vram_plan_print(FILE *f, const VramRequest *r, const VramPlan *p) {
     row(f, "cuDNN workspace", a->workspace, "bound");
     row(f, "input buffers", p->inputs, "2 x uint8 micro-batch");
     row(f, "accumulation sum", p->accum_sum, "float32, trainable: micro-batches summed");
-    row(f, "arenas + inputs", a->total + p->inputs + p->accum_sum, "");
-    row(f, "context reserve", r->reserve, "CUDA context, cuDNN/cuBLAS handles");
+    row(f, "cuDNN + cuBLAS", p->library, "handles, workspace, loaded kernels (measured)");
+    row(f, "above the context", a->total + p->inputs + p->accum_sum + p->library, "what this process adds");
+    row(f, "context reserve", r->reserve, "the CUDA context");
     row(f, "peak", p->peak, "");
     row(f, "evaluator share", p->eval_bytes, "");
     row(f, "budget", r->budget, "");

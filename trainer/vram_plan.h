@@ -27,7 +27,11 @@
 #define VRAM_MIB (1ull << 20)
 #define VRAM_DEFAULT_WORKSPACE (256ull << 20) /* cuDNN workspace bound (cuda_net's default) */
 #define VRAM_INPUT_BUFFERS 2                  /* cuda_train's double-buffered uint8 batches */
-#define VRAM_DEFAULT_RESERVE (384ull << 20)   /* context + cuBLAS when no preset says */
+#define VRAM_DEFAULT_RESERVE (384ull << 20)   /* the CUDA context when no preset says */
+/* cuDNN and cuBLAS: their handles, cuBLAS's workspace and the kernels they load, on top of
+ * the arenas: measured 86-91 MiB over the arenas for every model on an H200 (cudaMemGetInfo
+ * above the bare context, docs/BENCHMARKS.md), rounded up. */
+#define VRAM_LIBRARY_BYTES (96ull << 20)
 
 /* Same values as CudaPrecision (cuda_net.h), which needs CUDA headers. */
 typedef enum VramPrecision {
@@ -61,7 +65,7 @@ VramArenas vram_arenas(const Model *m, int batch, const OptimConfig *opt, VramPr
 typedef struct VramPreset {
     const char *name;      /* --gpu NAME */
     uint64_t capacity;     /* bytes on the card */
-    uint64_t reserve;      /* bytes for the CUDA context, cuDNN/cuBLAS handles */
+    uint64_t reserve;      /* bytes for the CUDA context (cuDNN/cuBLAS: VRAM_LIBRARY_BYTES) */
     int bf16;              /* 1: compute capability >= 8.0 (bf16, tf32); 0: fp32 only */
     const char *what;      /* a line for the table */
 } VramPreset;
@@ -94,13 +98,15 @@ typedef struct VramPlan {
     VramArenas a;           /* at micro */
     uint64_t inputs;        /* bytes: VRAM_INPUT_BUFFERS x micro x h x w x c uint8 */
     uint64_t accum_sum;     /* bytes: the accumulation sum when accum > 1 (cuda_accum.h) */
-    uint64_t peak;          /* a.total + inputs + accum_sum + reserve: what the card holds */
+    uint64_t library;       /* bytes: VRAM_LIBRARY_BYTES */
+    uint64_t peak;          /* a.total + inputs + accum_sum + library + reserve: the card's
+                               use; peak - reserve is the process's above the bare context */
     uint64_t usable;        /* budget - reserve - eval share: what the training may use */
     uint64_t eval_bytes;    /* the evaluator's share */
 } VramPlan;
 
-/* Peak bytes (arenas + inputs + the accumulation sum when micro < batch + reserve) at
- * micro-batch micro. */
+/* Peak bytes (arenas + inputs + the accumulation sum when micro < batch + cuDNN/cuBLAS +
+ * reserve) at micro-batch micro. */
 uint64_t vram_peak(const VramRequest *r, int micro);
 
 /* The largest micro <= batch that fits, accum = ceil(batch / micro), then micro =

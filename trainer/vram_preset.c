@@ -5,13 +5,15 @@
 
 #include "vram_plan.h"
 
-/* Capacities as the cards report them; reserves measured as what a CUDA 12 context with
- * cuDNN and cuBLAS loaded takes before the first allocation (rounded up). */
+/* Capacities as the cards report them; reserves: the CUDA context before the first
+ * allocation (cuDNN and cuBLAS are VRAM_LIBRARY_BYTES in the plan). h100: 527 MiB measured
+ * on an H200 with CUDA 13 (cudaFree(0), then cudaMemGetInfo), rounded up; the others are
+ * estimates not yet measured on those cards. */
 static const VramPreset presets[] = {
     {"gtx1050-2g", 2048 * VRAM_MIB, 256 * VRAM_MIB, 0, "GeForce GTX 1050 2 GB (Pascal: fp32 only)"},
     {"gtx1050-4g", 4096 * VRAM_MIB, 256 * VRAM_MIB, 0, "GeForce GTX 1050 Ti 4 GB (Pascal: fp32 only)"},
     {"rtx3070", 8192 * VRAM_MIB, 384 * VRAM_MIB, 1, "GeForce RTX 3070 8 GB (Ampere: bf16, tf32)"},
-    {"h100", 81559 * VRAM_MIB, 512 * VRAM_MIB, 1, "H100 80 GB (Hopper: bf16, tf32)"},
+    {"h100", 81559 * VRAM_MIB, 528 * VRAM_MIB, 1, "H100 80 GB (Hopper: bf16, tf32)"},
 };
 
 const VramPreset *vram_preset(const char *name) {

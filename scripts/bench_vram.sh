@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Issue 8's benchmark, on the GPU test machine: stoker-train fitting a card it is not on.
+# For each model, at 224x224 and an effective batch of 256 (a synthetic JPEG dataset):
+#   - trained under --gpu PRESET (default gtx1050-2g): the plan's micro-batch x accum, the
+#     plan's "above the context" figure, the device memory the process measured above the
+#     bare CUDA context after each epoch (it must stay under the budget less the preset's
+#     reserve), and images/s;
+#   - the same model unconstrained (batch 256 in one pass) for the throughput beside it;
+#   - at batch 32, fp32: stoker's device memory above the context (bench_train_gpu) against
+#     PyTorch's torch.cuda.max_memory_allocated in the same run (target: <= 0.8x).
+# Build first (scripts/gpu_check.sh); PYTHON: the interpreter with PyTorch.
+# usage: [BIN=build/bin] [PRESET=gtx1050-2g] scripts/bench_vram.sh [MODEL...]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bin=${BIN:-build/bin}
+py=${PYTHON:-python3}
+preset=${PRESET:-gtx1050-2g}
+models=("$@")
+[ ${#models[@]} -gt 0 ] || models=(resnet18 mobilenet_v3_large efficientnet_b0)
+work=${WORK:-/tmp/stoker-vram}
+mkdir -p "$work"
+[ -f "$work/synth/stoker.index" ] ||
+  "$bin"/stoker-data synth "$work/synth" --classes 10 --per-class 160 --val-per-class 4 >/dev/null
+field() { sed -nE "s/.*$1=([0-9.]+).*/\1/p" <<<"$2" | tail -1; }
+# the last epoch's images/s and the largest device figure of a stoker-train log
+rate() { grep -E "^epoch [0-9]+: train loss" "$1" | tail -1 | sed -nE 's/.*s, ([0-9.]+) images\/s.*/\1/p'; }
+device() { sed -nE 's/^epoch [0-9]+: device memory ([0-9]+) MiB.*/\1/p' "$1" | sort -n | tail -1; }
+train() { # LOG ARGS...: two epochs of the synthetic set
+  local log=$1; shift
+  "$bin"/stoker-train --data-path "$work/synth" --device cuda -b 256 --epochs 2 -j 12 \
+    --print-freq 1000 --output-dir "$work/run" "$@" >"$log" 2>&1
+}
+echo "bench_vram.sh: $(date -u +%F), $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1), preset $preset"
+echo "| model | plan (micro x accum) | plan above context MiB | measured above context MiB | limit MiB | plan / measured | images/s under $preset | images/s unconstrained | ratio |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+for m in "${models[@]}"; do
+  train "$work/$m.fit.log" --model "$m" --gpu "$preset"
+  train "$work/$m.free.log" --model "$m"
+  plan=$(grep -E "^plan: " "$work/$m.fit.log" | tail -1)
+  above=$(sed -nE 's/^  above the context +([0-9.]+) MiB.*/\1/p' "$work/$m.fit.log" | tail -1)
+  budget=$(sed -nE 's/^  budget +([0-9.]+) MiB.*/\1/p' "$work/$m.fit.log" | tail -1)
+  reserve=$(sed -nE 's/^  context reserve +([0-9.]+) MiB.*/\1/p' "$work/$m.fit.log" | tail -1)
+  meas=$(device "$work/$m.fit.log"); fit=$(rate "$work/$m.fit.log"); free=$(rate "$work/$m.free.log")
+  limit=$(awk -v b="${budget:-0}" -v r="${reserve:-0}" 'BEGIN{printf "%.0f", b - r}')
+  echo "| $m | $(field micro_batch "$plan") x $(field accum "$plan") | ${above:--} | ${meas:--} | $limit |" \
+       "$(awk -v a="${above:-0}" -v b="${meas:-0}" 'BEGIN{if (b > 0) printf "%.3f", a/b; else print "-"}') |" \
+       "${fit:--} | ${free:--} | $(awk -v a="${fit:-0}" -v b="${free:-0}" 'BEGIN{if (b > 0) printf "%.2f", a/b; else print "-"}') |"
+  [ -n "$meas" ] || { echo "stoker $m under $preset:"; tail -5 "$work/$m.fit.log"; } >&2
+done
+echo
+echo "| model | stoker MiB above context (b32 fp32) | PyTorch peak MiB | ratio |"
+echo "| --- | --- | --- | --- |"
+for m in "${models[@]}"; do
+  ours=$("$bin"/bench_train_gpu "$m" --batch 32 --precision fp32 --steps 5 --warmup 2 2>&1 | tail -1)
+  theirs=$(LD_LIBRARY_PATH= "$py" scripts/bench_train_gpu.py "$m" fp32 --batch 32 --steps 5 2>&1 | tail -1)
+  o=$(field above_context_mib "$ours"); t=$(field peak_mib "$theirs")
+  echo "| $m | ${o:--} | ${t:--} | $(awk -v a="${o:-0}" -v b="${t:-0}" 'BEGIN{if (b > 0) printf "%.2f", a/b; else print "-"}') |"
+done
+exit 0
