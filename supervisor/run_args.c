@@ -38,6 +38,8 @@ static void usage(FILE *f) {
         "                      their command lines are printed at the start\n"
         "  --gpus N            N trainer ranks (data parallel; -b is per rank), the loaders\n"
         "                      dealt out to them; ports PORT+4.. with --tcp (see README)\n"
+        "  --no-eval           no evaluator beside training (checkpoints are still written;\n"
+        "                      evaluate one later with stoker-eval --checkpoint FILE)\n"
         "  --hang-timeout S    a loader without a heartbeat for S s is killed and restarted;\n"
         "                      the trainer silent for 5 S is named (60)\n"
         "Every other flag goes to stoker-train (see stoker-train --help).\n");
@@ -96,6 +98,8 @@ static void split_args(Sup *s, int argc, char **argv, const char **out) {
             const char *n = a[1] == 'j' && a[2] ? a + 2 : !strncmp(a, "--workers=", 10) ? a + 10 : v;
             if (n == v) i++;
             if (!n || (s->workers = atoi(n)) < 1 || s->workers > RUN_MAX_PROCS - 2) bad("bad -j");
+        } else if (!strcmp(a, "--no-eval")) {
+            s->no_eval = 1;
         } else if (!strcmp(a, "--hang-timeout")) {
             if (!v || (s->hang_s = atoi(v)) < 1) bad("bad --hang-timeout");
             i++;
@@ -279,5 +283,6 @@ void *config_json(const Sup *s, int argc, char **argv) {
     json_object_set_new(o, "curve", s->curve_key ? json_pack("{s:s, s:s?, s:s}", "key", s->curve_key,
                         "clients", s->curve_clients, "public_key", s->curve.pub) : json_null());
     json_object_set_new(o, "remote_loaders", json_integer(s->remote));
+    json_object_set_new(o, "evaluator", json_boolean(!s->no_eval));
     return o;
 }

@@ -3,8 +3,10 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* mkdir -p */
@@ -30,8 +32,15 @@ static FILE *open_append(const RunDir *d, const char *name, StkErr *err) {
     return f;
 }
 
+static double mono_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
 int run_dir_open(RunDir *d, const char *path, StkErr *err) {
     *d = (RunDir){0};
+    d->t0 = mono_s();
     snprintf(d->path, sizeof d->path, "%s", path);
     char sub[4200];
     snprintf(sub, sizeof sub, "%s/checkpoints", path);
@@ -65,8 +74,9 @@ int run_dir_config(RunDir *d, void *json, StkErr *err) {
     return rc ? stk_errf(err, "write %s failed", p) : 0;
 }
 
-/* Writes one object as a line and frees it. */
+/* Writes one object as a line, with the run's wall time last, and frees it. */
 static void line(RunDir *d, json_t *o) {
+    json_object_set_new(o, "wall_s", json_real(round((mono_s() - d->t0) * 1000) / 1000));
     char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     if (s) fprintf(d->jsonl, "%s\n", s), fflush(d->jsonl);
     free(s);

@@ -24,6 +24,8 @@
 typedef struct RunDir {
     char path[4096];
     FILE *jsonl, *csv, *bad;
+    double t0;              /* monotonic seconds at run_dir_open: every metrics.jsonl record
+                               ends with "wall_s", the seconds since then (time to accuracy) */
 } RunDir;
 
 /* One evaluation, assembled from the evaluator's reports. */

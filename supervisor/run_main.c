@@ -301,7 +301,7 @@ static void start_evaluator(Sup *s, RunProc *p, int once) {
 static void start(Sup *s, RunProc *p) {
     if (p->role == RUN_LOADER) start_loader(s, p);
     else if (p->role == RUN_TRAINER) start_trainer(s, p);
-    else start_evaluator(s, p, 0);
+    else if (!s->no_eval) start_evaluator(s, p, 0); /* --no-eval: the slot keeps pid 0 */
 }
 
 /* Trainer rank r's slot entry (run_ranks.h): "stoker-train", or "stoker-train rank r". */
@@ -427,7 +427,7 @@ static int final_evaluated(Sup *s, double *done_at) {
     if (!*done_at) *done_at = now_ms();
     double waited = now_ms() - *done_at;
     if (waited < NOTICE_GRACE_MS) return 0;
-    if (!s->have_notice) return 1;
+    if (!s->have_notice || s->no_eval) return 1;
     if (s->evaluations && s->evaluated_step >= s->final_step) return 1;
     if (waited > FINAL_EVAL_TIMEOUT_MS || !s->procs.p[RUN_EVALUATOR_SLOT].pid) {
         not_evaluated(s, s->final_path, s->final_epoch, s->final_step,
@@ -498,6 +498,7 @@ static int wait_final_evaluator(Sup *s, RunProc *p) {
  * (then metrics.jsonl records it as unevaluated). The trainer and loaders were gone
  * within 5 s; this wait is the evaluator's alone, and shown. */
 static void evaluate_final(Sup *s) {
+    if (s->no_eval) return; /* asked for none */
     char path[PATH_MAX + 64], how[96], why[160];
     uint32_t epoch;
     uint64_t step;
@@ -591,9 +592,10 @@ int main(int argc, char **argv) {
     run_progress_init(&s.prog, s.tc.epochs, s.tc.batch_size);
     char ranks[48] = "trainer";
     if (s.gpus > 1) snprintf(ranks, sizeof ranks, "%d trainer ranks", s.gpus);
-    printf("stoker-run: %s on %s, epochs %d..%d, %d loaders + %s (%s backend) + evaluator "
-           "(CPU); run directory %s\n", s.tc.model, s.tc.data_path, s.start_epoch, s.tc.epochs - 1,
-           s.workers, ranks, s.tc.device && !strcmp(s.tc.device, "cuda") ? "CUDA" : "CPU", s.out);
+    printf("stoker-run: %s on %s, epochs %d..%d, %d loaders + %s (%s backend)%s; run directory %s\n",
+           s.tc.model, s.tc.data_path, s.start_epoch, s.tc.epochs - 1, s.workers, ranks,
+           s.tc.device && !strcmp(s.tc.device, "cuda") ? "CUDA" : "CPU",
+           s.no_eval ? ", no evaluator (--no-eval)" : " + evaluator (CPU)", s.out);
     start_all(&s);
     print_remote_loaders(&s);
     int rc = supervise(&s);

@@ -33,6 +33,7 @@ typedef struct Sup {
     ProtoCurve curve;                /* the keys, when curve_key is set */
     ProtoZap *zap;                   /* the allow-list of this process's CURVE sockets */
     int hang_s;                      /* --hang-timeout: a loader silent this long is killed */
+    int no_eval;                     /* --no-eval: no evaluator process (its slot stays empty) */
     char out[PATH_MAX], bin[PATH_MAX], sock[64];
     int gpus;                        /* --gpus: trainer ranks (1) */
     char ep_data[RUN_MAX_RANKS][128]; /* each rank's data socket, where its loaders connect */

@@ -124,6 +124,7 @@ Test(run, writes_the_run_directory) {
     cr_assert(strstr(j, "\"kind\":\"eval\",\"epoch\":1,\"step\":32,"), "the final one:\n%s", j);
     cr_assert_eq(count(j, "\"samples_lost\":0.0,\"samples_repeated\":0.0"), 2, "%s", j);
     cr_assert(strstr(j, "\"input_wait\":") && strstr(j, "\"per_class\":["));
+    cr_assert_eq(count(j, ",\"wall_s\":"), count(j, "\n"), "every record ends with its wall time:\n%s", j);
     cr_assert(!strncmp(csv, "kind,epoch,step,loss,lr,images_per_s,input_wait,top1,top5\n", 57));
     cr_assert_eq(count(csv, "\ntrain,"), 8);
     cr_assert_eq(count(csv, "\neval,"), 2);
@@ -144,6 +145,26 @@ Test(run, writes_the_run_directory) {
     char *text = px_slurp(log_);
     cr_assert(strstr(text, "best val top-1") && strstr(text, "CPU backend"), "%s", text);
     free(text), free(j), free(csv), free(cfg);
+}
+
+/* --no-eval: training and checkpoints as usual, no stoker-eval started, no evaluation
+ * recorded (what the evaluator's overhead is measured against). */
+Test(run, no_eval_trains_without_an_evaluator) {
+    const char *extra[] = {"--no-eval", NULL};
+    start_run("1", extra);
+    cr_assert_eq(px_wait(sup, 60000), 0);
+    sup = 0;
+    char *j = run_file("metrics.jsonl"), *cfg = run_file("config.json"), *text = px_slurp(log_);
+    cr_assert(j && cfg && text);
+    cr_assert_eq(count(j, "{\"kind\":\"train\",\"epoch\":"), 4, "a step logged every 4 of 16:\n%s", j);
+    cr_assert_eq(count(j, "\"kind\":\"eval\""), 0, "nothing evaluated:\n%s", j);
+    cr_assert_eq(count(j, "\"kind\":\"unevaluated\""), 0, "none was asked for:\n%s", j);
+    cr_assert(strstr(cfg, "\"evaluator\": false"), "%s", cfg);
+    cr_assert(strstr(text, "no evaluator (--no-eval)") && !strstr(text, "stoker-eval"), "%s", text);
+    char p[800];
+    snprintf(p, sizeof p, "%s/checkpoints/last.safetensors", run);
+    cr_assert(fx_exists(p), "the checkpoint is written");
+    free(j), free(cfg), free(text);
 }
 
 /* On a terminal the progress line rewrites itself; in a log file it is plain lines. */
