@@ -61,3 +61,9 @@ Test(cpu_models, efficientnet_b0_state_dict_is_torchvisions) {
     mc_assert_state_dict("efficientnet_b0", 5288548);
 }
 Test(cpu_models, resnet18_state_dict_is_torchvisions) { mc_assert_state_dict("resnet18", 11689512); }
+
+/* stoker's own small ResNet (the DAWNBench ResNet-9 layout) against its PyTorch twin in
+ * tests/fixtures/make_model_fixtures.py: one step, and the state_dict's names, shapes and
+ * parameter count (6,573,130 at 10 classes, 7,081,000 at 1000). */
+Test(cpu_models, smallresnet_step_is_as_close_to_float64_as_pytorch) { like_torch("smallresnet"); }
+Test(cpu_models, smallresnet_state_dict_is_its_pytorch_twins) { mc_assert_state_dict("smallresnet", 7081000); }

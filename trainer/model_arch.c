@@ -6,9 +6,9 @@
 
 #include "model.h"
 
-const char *const model_archs[] = {"smallcnn",           "resnet18",           "resnet34",
-                                   "resnet50",           "mobilenet_v3_small", "mobilenet_v3_large",
-                                   "efficientnet_b0",    NULL};
+const char *const model_archs[] = {"smallcnn",           "smallresnet",        "resnet18",
+                                   "resnet34",           "resnet50",           "mobilenet_v3_small",
+                                   "mobilenet_v3_large", "efficientnet_b0",    NULL};
 
 
 /* conv 3x3 (no bias) + batch norm + ReLU, named features.<i>, features.<i+1>. */
@@ -36,6 +36,36 @@ static int smallcnn(Model *m) {
     return model_add_linear(m, "classifier", x, m->num_classes);
 }
 
+/* conv 3x3 (no bias) + batch norm + ReLU named prefix.0, prefix.1 (prefix.2 the ReLU). */
+static int cbr(Model *m, const char *prefix, int in, int out_c) {
+    char conv[64], bn[64];
+    snprintf(conv, sizeof conv, "%.60s.0", prefix); /* names fit ModelLayer's 64 bytes */
+    snprintf(bn, sizeof bn, "%.60s.1", prefix);
+    return model_add_act(m, model_add_bn(m, bn, model_add_conv(m, conv, in, out_c, 3, 1, 1, 1, 0)), CPU_ACT_RELU);
+}
+
+/* x + b(a(x)), a and b conv-BN-ReLU at x's width (prefix.a, prefix.b). */
+static int residual(Model *m, const char *prefix, int x, int c) {
+    char a[64], b[64];
+    snprintf(a, sizeof a, "%.58s.a", prefix);
+    snprintf(b, sizeof b, "%.58s.b", prefix);
+    return model_add_add(m, x, cbr(m, b, cbr(m, a, x, c), c));
+}
+
+/* The small ResNet for 28-32 px inputs (the layout of the DAWNBench ResNet-9; ~6.57 M
+ * parameters at 10 classes): prep conv 64, then conv 128 + max pool + a residual pair,
+ * conv 256 + max pool, conv 512 + max pool + a residual pair, global average pooling and a
+ * linear classifier. Blocks features.0-5 (model_freeze.h), head "classifier". */
+static int smallresnet(Model *m) {
+    int x = cbr(m, "features.0", 0, 64);
+    x = model_add_maxpool(m, cbr(m, "features.1", x, 128), 2, 2, 0);
+    x = residual(m, "features.2", x, 128);
+    x = model_add_maxpool(m, cbr(m, "features.3", x, 256), 2, 2, 0);
+    x = model_add_maxpool(m, cbr(m, "features.4", x, 512), 2, 2, 0);
+    x = residual(m, "features.5", x, 512);
+    return model_add_linear(m, "classifier", model_add_avgpool(m, x), m->num_classes);
+}
+
 int model_build(Model *m, const char *arch, int c, int h, int w, int num_classes, StkErr *err) {
     memset(m, 0, sizeof *m);
     snprintf(m->arch, sizeof m->arch, "%s", arch);
@@ -47,6 +77,7 @@ int model_build(Model *m, const char *arch, int c, int h, int w, int num_classes
         return stk_errf(err, "model %s: input %dx%dx%d with %d classes", arch, c, h, w, num_classes);
     static const int r18[4] = {2, 2, 2, 2}, r34[4] = {3, 4, 6, 3};
     if (!strcmp(arch, "smallcnn")) smallcnn(m);
+    else if (!strcmp(arch, "smallresnet")) smallresnet(m);
     else if (!strcmp(arch, "resnet18")) model_resnet_basic(m, r18);
     else if (!strcmp(arch, "resnet34")) model_resnet_basic(m, r34);
     else if (!strcmp(arch, "resnet50")) model_resnet_bottleneck(m, r34);
