@@ -400,7 +400,7 @@ Test(run, a_second_ctrl_c_skips_the_final_evaluation_and_records_it) {
     char pos[96], want[1024];
     final_position(pos, sizeof pos);
     snprintf(want, sizeof want, "{\"kind\":\"unevaluated\",%s\"checkpoint\":\"%s/checkpoints/"
-             "last.safetensors\",\"why\":\"skipped by a second interrupt\"}", pos, run);
+             "last.safetensors\",\"why\":\"skipped by a second interrupt\",\"wall_s\":", pos, run);
     char *text = px_slurp(log_), *j = run_file("metrics.jsonl");
     cr_assert(strstr(text, ") was not evaluated: skipped by a second interrupt") &&
               !strstr(text, "evaluating the final checkpoint"), "%s", text);
