@@ -89,9 +89,10 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n) {
     return h;
 }
 
-/* Receives until `ends` end-of-epoch messages; hashes[e][index] gets each batch's hash
- * (asserting each arrives once); returns the samples received. */
-static uint64_t collect(uint32_t ends, uint64_t hashes[2][8]) {
+/* Receives until `ends` end-of-epoch messages; hashes[e * 8 + index] gets each batch's
+ * hash (pixels and ids), each (epoch, index) at most once, epochs below `epochs` and
+ * indices below `indices` (<= 8); returns the samples received. */
+static uint64_t collect_into(uint32_t ends, uint32_t epochs, uint64_t indices, uint64_t *hashes) {
     uint64_t samples = 0;
     for (uint32_t got = 0; got < ends;) {
         ProtoRecv r;
@@ -100,19 +101,20 @@ static uint64_t collect(uint32_t ends, uint64_t hashes[2][8]) {
         if (r.msg.type == PROTO_END_OF_EPOCH) got++;
         if (r.msg.type == PROTO_BATCH) {
             const ProtoBatch *b = &r.msg.u.batch;
-            cr_assert(b->epoch < 2 && b->index < 4, "epoch %u index %llu", b->epoch,
+            cr_assert(b->epoch < epochs && b->index < indices, "epoch %u index %llu", b->epoch,
                       (unsigned long long)b->index);
-            cr_assert_eq(hashes[b->epoch][b->index], 0, "batch %llu of epoch %u twice",
-                         (unsigned long long)b->index, b->epoch);
-            uint64_t h = fnv(fnv(0xCBF29CE484222325ull, b->pixels, proto_batch_pixel_bytes(b)),
-                             b->ids, 8ull * b->n);
-            hashes[b->epoch][b->index] = h;
+            uint64_t *h = &hashes[b->epoch * 8 + b->index];
+            cr_assert_eq(*h, 0, "batch %llu of epoch %u twice", (unsigned long long)b->index, b->epoch);
+            *h = fnv(fnv(0xCBF29CE484222325ull, b->pixels, proto_batch_pixel_bytes(b)), b->ids, 8ull * b->n);
             samples += b->n;
         }
         proto_recv_release(&r);
     }
     return samples;
 }
+
+/* Two epochs of 4 batches: hashes[e][index]. */
+static uint64_t collect(uint32_t ends, uint64_t hashes[2][8]) { return collect_into(ends, 2, 4, hashes[0]); }
 
 Test(loader_proc, every_batch_once_and_identical_for_1_or_3_loaders) {
     uint64_t one[2][8] = {{0}}, three[2][8] = {{0}};
@@ -263,29 +265,9 @@ Test(loader_proc, a_slow_trainer_gets_every_batch_from_a_loader_that_stays) {
     train_input_close(in);
 }
 
-/* Receives until `ends` end-of-epoch messages of one epoch; hashes[index] gets each
- * batch's hash (pixels and ids; each index at most once, below 8); returns the samples.
- * (Sample ids alone may repeat: the fixture's bad files are replaced by good samples.) */
-static uint64_t collect_epoch(uint32_t ends, uint64_t hashes[8]) {
-    uint64_t samples = 0;
-    for (uint32_t got = 0; got < ends;) {
-        ProtoRecv r;
-        StkErr err;
-        cr_assert_eq(proto_recv(pull, &r, 0, &err), PROTO_OK, "%s", err.msg);
-        if (r.msg.type == PROTO_END_OF_EPOCH) got++;
-        if (r.msg.type == PROTO_BATCH) {
-            const ProtoBatch *b = &r.msg.u.batch;
-            cr_assert(b->epoch == 0 && b->index < 8, "epoch %u index %llu", b->epoch,
-                      (unsigned long long)b->index);
-            cr_assert_eq(hashes[b->index], 0, "batch %llu twice", (unsigned long long)b->index);
-            hashes[b->index] = fnv(fnv(0xCBF29CE484222325ull, b->pixels, proto_batch_pixel_bytes(b)),
-                                   b->ids, 8ull * b->n);
-            samples += b->n;
-        }
-        proto_recv_release(&r);
-    }
-    return samples;
-}
+/* One epoch's batches (index < 8): hashes[index]. (Sample ids alone may repeat: the
+ * fixture's bad files are replaced by good samples.) */
+static uint64_t collect_epoch(uint32_t ends, uint64_t hashes[8]) { return collect_into(ends, 1, 8, hashes); }
 
 /* --gpus 3 at batch 2 over 13 samples: 6 full batches, 2 steps per rank; rank r gets
  * batches r and r + 3 (two loaders each, one batch apiece), byte-identical to the
