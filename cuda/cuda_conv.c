@@ -1,6 +1,7 @@
 /* cuda_conv.c: cuDNN convolutions (see cuda_conv.h). */
 #include "cuda_conv.h"
 
+#include <limits.h>
 #include <string.h>
 
 #include "cuda_check.h"
@@ -47,6 +48,11 @@ static int describe(CudaConv *cv, const ConvDesc *d, Shape4 in, int strict, StkE
     int n, c, h, w;
     CUDNN_TRY(err, cudnnGetConvolution2dForwardOutputDim(cv->conv, cv->x, cv->w, &n, &c, &h, &w));
     cv->out = (Shape4){n, c, h, w};
+    /* cuDNN's 4-d descriptors hold at most 2^31-1 elements; say which, not NOT_SUPPORTED */
+    if ((long long)n * c * h * w > INT_MAX || (long long)in.n * in.c * in.h * in.w > INT_MAX)
+        return stk_errf(err, "cuda_conv: %dx%dx%dx%d -> %dx%dx%dx%d (NCHW) exceeds cuDNN's 2^31 "
+                        "elements per tensor; use a smaller batch or input size",
+                        in.n, in.c, in.h, in.w, n, c, h, w);
     CUDNN_TRY(err, cudnnSetTensor4dDescriptor(cv->y, CUDNN_TENSOR_NHWC, t, n, c, h, w));
     return 0;
 }

@@ -162,3 +162,30 @@ Test(vram_plan, gpus_plan_each_card_for_its_own_batch, .timeout = 60) {
     cr_assert(strstr(all4, "per GPU, for each of the 4 ranks (a step trains 4 x 256 samples)"), "%s", all4);
     cr_assert(!strstr(all1, "per GPU"), "%s", all1);
 }
+
+/* The small models are made for 28-32 px inputs: without --train-crop-size they plan (and
+ * train) at 28 px, not at the ImageNet models' 224 (where smallresnet's activations at
+ * batch 512 exceed what one cuDNN tensor may hold). */
+Test(vram_plan, small_models_default_to_28_px, .timeout = 60) {
+    char last[256], all[8192];
+    const char *archs[] = {"smallcnn", "smallresnet"};
+    for (int i = 0; i < 2; i++) {
+        char args[256];
+        snprintf(args, sizeof args, "--plan --gpu h100 --precision bf16 --model %s -b 512", archs[i]);
+        cr_assert_eq(run_train(args, last, sizeof last, all, sizeof all), 0, "%s", all);
+        int micro, accum;
+        unsigned long long peak;
+        cr_assert_eq(sscanf(last, "plan: micro_batch=%d accum=%d peak_mib=%llu", &micro, &accum, &peak),
+                     3, "%s", last);
+        static Model m;
+        StkErr err;
+        cr_assert_eq(model_build(&m, archs[i], 3, 28, 28, 1000, &err), 0);
+        const VramPreset *p = vram_preset("h100");
+        VramRequest r = {.m = &m, .opt = &sgd, .prec = VRAM_BF16, .batch = 512,
+                         .budget = p->capacity, .reserve = p->reserve};
+        VramPlan plan;
+        cr_assert_eq(vram_plan_search(&r, &plan, &err), 0);
+        cr_expect_eq(micro, 512, "%s: %s", archs[i], last);
+        cr_expect_eq(peak, (plan.peak + VRAM_MIB - 1) / VRAM_MIB, "%s at 28 px: %s", archs[i], last);
+    }
+}

@@ -23,7 +23,7 @@ static void usage(FILE *f) {
         "  --lr-scheduler steplr|cosineannealinglr|exponentiallr (steplr)\n"
         "  --lr-step-size N 30  --lr-gamma F 0.1  --lr-min F 0\n"
         "  --lr-warmup-epochs N 0  --lr-warmup-method linear|constant  --lr-warmup-decay F 0.01\n"
-        "  --train-crop-size N  --val-resize-size N  --val-crop-size N  (28 for smallcnn, else 224/256/224)\n"
+        "  --train-crop-size N  --val-resize-size N  --val-crop-size N  (28 for smallcnn and smallresnet, else 224/256/224)\n"
         "  --rrc-scale LO,HI       RandomResizedCrop area range for the loaders (0.08,1)\n"
         "  --output-dir DIR        runs/<time>   --resume CKPT   --seed N 0\n"
         "  --deterministic         consume batches in index order   --print-freq N 50\n"
@@ -210,7 +210,8 @@ int train_config_parse(TrainConfig *c, int argc, char **argv) {
         return bad("--gpus > 1 needs --dist-endpoint (stoker-run gives it)", "");
     if (c->gpus > 1 && c->micro_batch && c->micro_batch < c->batch_size)
         return bad("--gpus > 1 does not take micro-batches yet", "");
-    int small = !strcmp(c->model, "smallcnn");
+    /* the two small models are made for 28-32 px inputs (Fashion-MNIST, CIFAR) */
+    int small = !strcmp(c->model, "smallcnn") || !strcmp(c->model, "smallresnet");
     if (!c->train_crop) c->train_crop = small ? 28 : 224;
     if (!c->val_resize) c->val_resize = small ? 28 : 256;
     if (!c->val_crop) c->val_crop = small ? 28 : 224;
