@@ -19,6 +19,7 @@ models=("$@")
 [ ${#models[@]} -gt 0 ] || models=(resnet18 mobilenet_v3_large efficientnet_b0)
 work=${WORK:-/tmp/stoker-vram}
 mkdir -p "$work"
+: >"$work/notes.txt"
 [ -f "$work/synth/stoker.index" ] ||
   "$bin"/stoker-data synth "$work/synth" --classes 10 --per-class 160 --val-per-class 4 >/dev/null
 field() { sed -nE "s/.*$1=([0-9.]+).*/\1/p" <<<"$2" | tail -1; }
@@ -46,7 +47,14 @@ for m in "${models[@]}"; do
        "$(awk -v a="${above:-0}" -v b="${meas:-0}" 'BEGIN{if (b > 0) printf "%.3f", a/b; else print "-"}') |" \
        "${fit:--} | ${free:--} | $(awk -v a="${fit:-0}" -v b="${free:-0}" 'BEGIN{if (b > 0) printf "%.2f", a/b; else print "-"}') |"
   [ -n "$meas" ] || { echo "stoker $m under $preset:"; tail -5 "$work/$m.fit.log"; } >&2
+  # where plan and measurement part: the arenas as allocated (the workspace cut to what the
+  # chosen algorithms need) and the device memory before the first step
+  { echo "$m: $(grep -oE 'after setup, [0-9]+ MiB of it our arenas' "$work/$m.fit.log" | head -1)" \
+         "($(grep -oE 'device memory [0-9]+ MiB above the CUDA context after' "$work/$m.fit.log" | head -1))"
+    sed -nE '/^vram plan:/,/^plan: /p' "$work/$m.fit.log"; } >>"$work/notes.txt"
 done
+echo
+cat "$work/notes.txt"
 echo
 echo "| model | stoker MiB above context (b32 fp32) | PyTorch peak MiB | ratio |"
 echo "| --- | --- | --- | --- |"

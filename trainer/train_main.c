@@ -354,6 +354,13 @@ static void setup(Run *r, const char *argv0) {
            r->split.micro, r->split.accum,
            r->cfg.epochs, r->supervised ? 0 : r->cfg.workers, r->tb.cuda ? "CUDA" : "CPU",
            r->tb.device_name, r->tb.precision, r->tb.plan_bytes / 1e6);
+    uint64_t bytes;
+    StkErr err2;
+    /* before any step: the arenas, cuDNN's and cuBLAS's handles; the epochs' figure adds
+     * what the first steps load (kernels, cuBLAS's workspace) */
+    if (tb_device_bytes(&r->tb, &bytes, &err2) == 0)
+        printf("stoker-train: device memory %.0f MiB above the CUDA context after setup, %.0f MiB of "
+               "it our arenas\n", bytes / 1048576.0, r->tb.plan_bytes / 1048576.0);
 }
 
 /* Adds one step's loss (NAN: the CUDA backend's first step, whose loss comes later). */
