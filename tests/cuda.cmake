@@ -12,6 +12,9 @@ if(STOKER_HAVE_CUDA)
   # Our depthwise convolution kernels against the CPU backend's oneDNN convolution.
   stoker_test(cuda_dwconv SOURCES test_cuda_dwconv.c LIBS stoker_cuda_net m)
 endif()
+# The 16-bit types' host conversions (no GPU needed; header only).
+stoker_test(cuda_dtype SOURCES test_cuda_dtype.c LIBS m)
+target_include_directories(test_cuda_dtype PRIVATE ${PROJECT_SOURCE_DIR}/cuda)
 # The memory plan's host rules against the CUDA kernels' (no GPU needed).
 if(STOKER_HAVE_CUDA)
   stoker_test(cuda_plan SOURCES test_cuda_plan.c LIBS stoker_cuda_net m)
