@@ -132,6 +132,19 @@ Test(vram_plan, plan_flag_prints_the_plan_and_exits, .timeout = 60) {
     cr_expect_eq(accum, plan.accum);
     cr_expect_eq(peak, (plan.peak + VRAM_MIB - 1) / VRAM_MIB);
     cr_expect(strstr(all, "activations"), "the table: %s", all);
+    cr_expect(strstr(last, " precision=bf16"), "rtx3070's best: %s", last);
+}
+
+/* A preset's plan names its precision, which stoker-train then runs (train_plan.h): a
+ * gtx1050-2g plan is for fp32 on any card; --precision overrides both. */
+Test(vram_plan, plan_names_the_precision_it_assumes, .timeout = 60) {
+    char last[256], all[8192];
+    cr_assert_eq(run_train("--plan --gpu gtx1050-2g --model resnet18 -b 64", last, sizeof last, all,
+                           sizeof all), 0, "%s", all);
+    cr_expect(strstr(last, " precision=fp32"), "%s", last);
+    cr_assert_eq(run_train("--plan --gpu h100 --model resnet18 -b 64 --precision tf32", last, sizeof last,
+                           all, sizeof all), 0, "%s", all);
+    cr_expect(strstr(last, " precision=tf32"), "%s", last);
 }
 
 Test(vram_plan, plan_flag_fails_when_nothing_fits, .timeout = 60) {

@@ -48,6 +48,16 @@ static int pick_precision(const char *want, const CudaDeviceInfo *d, CudaPrecisi
     return 0;
 }
 
+static int gpu_default_precision(int rank, const char **name, StkErr *err) {
+    int count;
+    CudaDeviceInfo d;
+    if (cuda_device_count(&count, err)) return -1;
+    if (rank >= count) return stk_errf(err, "--device cuda: no GPU %d (this host has %d)", rank, count);
+    if (cuda_device_info(rank, &d, err)) return -1;
+    *name = d.major >= 8 ? "bf16" : "fp32"; /* pick_precision's rule */
+    return 0;
+}
+
 static int gpu_init(TrainBackend *tb, const char *precision, const Model *m, int batch,
                     const OptimConfig *opt, StkErr *err) {
     int count;
@@ -106,6 +116,18 @@ int tb_init_rank(TrainBackend *tb, const char *device, const char *precision, co
     (void)precision, (void)batch, (void)opt;
     return stk_errf(err, "--device cuda: this stoker-train was built without the CUDA backend "
                     "(configure found no nvcc or cuDNN; see README 'Building for your GPU')");
+#endif
+}
+
+int tb_default_precision(const char *device, int rank, const char **name, StkErr *err) {
+    *name = "fp32";
+    if (!device || !strcmp(device, "cpu")) return 0;
+    if (strcmp(device, "cuda")) return stk_errf(err, "--device %s: cpu or cuda", device);
+#ifdef STOKER_HAVE_CUDA
+    return gpu_default_precision(rank, name, err);
+#else
+    (void)rank;
+    return stk_errf(err, "--device cuda: this stoker-train was built without the CUDA backend");
 #endif
 }
 

@@ -48,6 +48,11 @@ typedef struct TrainBackend {
 int tb_init(TrainBackend *tb, const char *device, const char *precision, const Model *m,
             int batch, const OptimConfig *opt, StkErr *err);
 
+/* The precision tb_init picks for `device` without one asked for: "fp32" on the CPU, on
+ * CUDA device `rank` "bf16" where it has it, else "fp32" (so a memory plan made before the
+ * backend opens is for the precision it will run). Fails without the device. */
+int tb_default_precision(const char *device, int rank, const char **name, StkErr *err);
+
 /* The same for rank `rank` of a data-parallel group: CUDA opens device `rank`. */
 int tb_init_rank(TrainBackend *tb, const char *device, const char *precision, const Model *m,
                  int batch, const OptimConfig *opt, int rank, StkErr *err);

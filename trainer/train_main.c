@@ -321,10 +321,18 @@ static void setup(Run *r, const char *argv0) {
         die("model", &err);
     freeze(r);
     describe_model(r);
+    /* a budget without a card's name: plan for the precision this card will run (the
+     * planner alone would assume fp32, the safe guess) */
+    if (!r->cfg.precision && !r->cfg.gpu && r->cfg.vram_budget && !strcmp(r->cfg.device, "cuda") &&
+        tb_default_precision(r->cfg.device, r->cfg.rank, &r->cfg.precision, &err))
+        die("memory plan", &err);
     if (train_plan_split(&r->cfg, &r->model, tb_vram_kernels(), stdout, &r->split, &err))
         die("memory plan", &err);
     count_batches(r);
-    if (tb_init_rank(&r->tb, r->cfg.device, r->cfg.precision, &r->model, r->split.micro,
+    /* --gpu PRESET without --precision: the preset's precision, as the plan assumed (a
+     * gtx1050-2g plan is an fp32 plan, whatever card this runs on) */
+    const char *precision = r->cfg.precision ? r->cfg.precision : r->split.precision;
+    if (tb_init_rank(&r->tb, r->cfg.device, precision, &r->model, r->split.micro,
                      &r->cfg.opt, r->cfg.rank, &err) ||
         tb_set_accum(&r->tb, r->split.accum, &err))
         die("model", &err);

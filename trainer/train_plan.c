@@ -31,7 +31,7 @@ static int request(const TrainConfig *c, const Model *m, const VramKernels *k, V
 
 int train_plan_split(const TrainConfig *c, const Model *m, const VramKernels *k, FILE *out,
                      TrainSplit *s, StkErr *err) {
-    *s = (TrainSplit){c->batch_size, 1, 0};
+    *s = (TrainSplit){c->batch_size, 1, 0, NULL};
     int card = (c->gpu || c->vram_budget) && (c->plan_only || !strcmp(c->device, "cuda"));
     if (c->micro_batch) {
         s->accum = (c->batch_size + c->micro_batch - 1) / c->micro_batch;
@@ -58,7 +58,8 @@ int train_plan_split(const TrainConfig *c, const Model *m, const VramKernels *k,
         fprintf(out, "per GPU, for each of the %d ranks (a step trains %d x %d samples):\n",
                 c->gpus, c->gpus, c->batch_size);
     if (out) vram_plan_print(out, &r, &p);
-    *s = (TrainSplit){p.micro, p.accum, 1};
+    static const char *const names[] = {[VRAM_FP32] = "fp32", [VRAM_TF32] = "tf32", [VRAM_BF16] = "bf16"};
+    *s = (TrainSplit){p.micro, p.accum, 1, names[r.prec]};
     return 0;
 }
 

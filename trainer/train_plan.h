@@ -15,6 +15,9 @@ typedef struct TrainSplit {
     int micro;      /* samples per forward/backward: the loaders' and the backend's batch */
     int accum;      /* micro-batches per optimizer step */
     int planned;    /* 1: the planner chose micro (and printed its table) */
+    const char *precision; /* the precision the plan is for ("fp32", "tf32", "bf16"), NULL
+                            * without a plan: the run must use it when --precision is not
+                            * given, or the plan is for another run than this one */
 } TrainSplit;
 
 /* Decides the split: --micro-batch when given; else, on --device cuda (or with --plan)

@@ -192,6 +192,6 @@ void vram_plan_print(FILE *f, const VramRequest *r, const VramPlan *p) {
     row(f, "peak", p->peak, "");
     row(f, "evaluator share", p->eval_bytes, "");
     row(f, "budget", r->budget, "");
-    fprintf(f, "plan: micro_batch=%d accum=%d peak_mib=%llu\n", p->micro, p->accum,
-            (unsigned long long)((p->peak + VRAM_MIB - 1) / VRAM_MIB)); /* rounded up */
+    fprintf(f, "plan: micro_batch=%d accum=%d peak_mib=%llu precision=%s\n", p->micro, p->accum,
+            (unsigned long long)((p->peak + VRAM_MIB - 1) / VRAM_MIB), precs[r->prec]); /* rounded up */
 }
