@@ -13,9 +13,11 @@ static void usage(FILE *f) {
         "  --checkpoints EP        follow checkpoint notices published at EP (the newest only);\n"
         "                          with --checkpoint too, FILE first (a restarted evaluator\n"
         "                          catches up on the notice it missed)\n"
-        "  --model NAME            smallcnn (default), resnet18, resnet34\n"
+        "  --model NAME            smallcnn (default), or any of stoker-train's models\n"
+        "  --device cpu|cuda       where the forward passes run (cpu)\n"
+        "  --precision P           fp32|tf32|bf16 on cuda (default: the card's best)\n"
         "  -b, --batch-size N      32      -j, --workers N   val loader processes (1)\n"
-        "  --val-resize-size N  --val-crop-size N   (28/28 for smallcnn, else 256/224)\n"
+        "  --val-resize-size N  --val-crop-size N   (28/28 for smallcnn and smallresnet, else 256/224)\n"
         "  --best FILE             keep the best checkpoint by top-1 at FILE\n"
         "  --control EP  --reports EP   shutdown SUB, reports PUSH (stoker-run uses them)\n"
         "  --curve-key FILE  --curve-server-key FILE   CURVE client keys for those sockets\n");
@@ -36,15 +38,15 @@ static int positive(const char *s, int hi, int *out) {
 
 int eval_config_parse(EvalConfig *c, int argc, char **argv) {
     enum { O_DATA = 256, O_MODEL, O_VRES, O_VCROP, O_CKPT, O_CKPTS, O_CONTROL, O_REPORTS, O_BEST,
-           O_CURVE_KEY, O_CURVE_SERVER };
+           O_CURVE_KEY, O_CURVE_SERVER, O_DEVICE, O_PREC };
     static const struct option opts[] = {
         {"data-path", 1, 0, O_DATA}, {"model", 1, 0, O_MODEL}, {"batch-size", 1, 0, 'b'},
         {"workers", 1, 0, 'j'}, {"val-resize-size", 1, 0, O_VRES}, {"val-crop-size", 1, 0, O_VCROP},
         {"checkpoint", 1, 0, O_CKPT}, {"checkpoints", 1, 0, O_CKPTS}, {"control", 1, 0, O_CONTROL},
         {"reports", 1, 0, O_REPORTS}, {"best", 1, 0, O_BEST},
         {"curve-key", 1, 0, O_CURVE_KEY}, {"curve-server-key", 1, 0, O_CURVE_SERVER},
-        {"help", 0, 0, 'h'}, {0}};
-    *c = (EvalConfig){.model = "smallcnn", .batch_size = 32, .workers = 1};
+        {"device", 1, 0, O_DEVICE}, {"precision", 1, 0, O_PREC}, {"help", 0, 0, 'h'}, {0}};
+    *c = (EvalConfig){.model = "smallcnn", .batch_size = 32, .workers = 1, .device = "cpu"};
     int opt;
     while ((opt = getopt_long(argc, argv, "b:j:h", opts, NULL)) != -1) {
         switch (opt) {
@@ -58,6 +60,11 @@ int eval_config_parse(EvalConfig *c, int argc, char **argv) {
         case O_BEST: c->best = optarg; break;
         case O_CURVE_KEY: c->curve_key = optarg; break;
         case O_CURVE_SERVER: c->curve_server = optarg; break;
+        case O_DEVICE:
+            if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda")) return bad("--device: cpu or cuda, not", optarg);
+            c->device = optarg;
+            break;
+        case O_PREC: c->precision = optarg; break;
         case 'b': if (positive(optarg, 65536, &c->batch_size)) return bad("bad -b", optarg); break;
         case 'j': if (positive(optarg, 1024, &c->workers)) return bad("bad -j", optarg); break;
         case O_VRES: if (positive(optarg, 8192, &c->val_resize)) return bad("bad size", optarg); break;
@@ -69,7 +76,9 @@ int eval_config_parse(EvalConfig *c, int argc, char **argv) {
     if (!c->data_path) return bad("--data-path is required", "");
     if (!c->checkpoint && !c->checkpoints) return bad("give --checkpoint, --checkpoints or both", "");
     if (!c->curve_key != !c->curve_server) return bad("CURVE needs both --curve-key and", "--curve-server-key");
-    int small = !strcmp(c->model, "smallcnn");
+    if (c->precision && !strcmp(c->device, "cpu") && strcmp(c->precision, "fp32"))
+        return bad("--precision on the CPU is fp32, not", c->precision);
+    int small = !strcmp(c->model, "smallcnn") || !strcmp(c->model, "smallresnet");
     if (!c->val_resize) c->val_resize = small ? 28 : 256;
     if (!c->val_crop) c->val_crop = small ? 28 : 224;
     if (c->val_crop > c->val_resize) return bad("--val-crop-size is larger than", "--val-resize-size");

@@ -15,6 +15,8 @@ typedef struct EvalConfig {
     const char *best;        /* --best FILE: keep the best checkpoint by top-1 there */
     const char *curve_key;   /* --curve-key FILE: CURVE client key pair for the sockets above */
     const char *curve_server; /* --curve-server-key FILE: their server's public key */
+    const char *device;      /* --device cpu|cuda (cpu): stoker-run gives the trainer's */
+    const char *precision;   /* --precision (CUDA; NULL: the card's best, as stoker-train) */
 } EvalConfig;
 
 /* Parses argv; 0, 1 for --help (printed), -1 after printing what is wrong. */

@@ -21,12 +21,11 @@
 #include <unistd.h>
 
 #include "ckpt.h"
-#include "cpu_input.h"
-#include "cpu_net.h"
 #include "eval_report.h"
 #include "loader_index.h"
 #include "loader_order.h"
 #include "stk_proc.h"
+#include "train_backend.h"
 #include "train_input.h"
 
 #define POLL_MS 200
@@ -36,7 +35,7 @@ typedef struct Eval {
     EvalConfig cfg;
     LoaderIndex ix;
     Model model;
-    CpuNet net;
+    TrainBackend net;   /* CPU or CUDA (--device): forward passes only */
     EvalStats stats;
     EvalReport rep;
     void *ctx, *notices;
@@ -78,18 +77,6 @@ static pid_t spawn_loaders(Eval *e, const char *ep) {
 
 static void stop_loaders(pid_t pid) { stk_stop(pid); }
 
-/* Normalises a batch into the net's input (a short last batch padded with zeros). */
-static void normalize(Eval *e, const TrainBatch *b) {
-    StkErr err;
-    int crop = e->cfg.val_crop;
-    Shape4 s = {(int)b->n, 3, crop, crop};
-    if (cpu_input_normalize(b->pixels, cpu_net_input(&e->net), s, CPU_IMAGENET_MEAN,
-                            CPU_IMAGENET_STD, &err))
-        die(e, "input", &err);
-    size_t per = (size_t)3 * crop * crop;
-    memset(cpu_net_input(&e->net) + b->n * per, 0, (e->cfg.batch_size - (int)b->n) * per * 4);
-}
-
 /* Runs the val split through the net into e->stats; 1 if told to stop midway. */
 static int run_val(Eval *e, TrainInput *in) {
     StkErr err;
@@ -103,9 +90,8 @@ static int run_val(Eval *e, TrainInput *in) {
         if (rc) die(e, "val data", &err);
         if (done) return 0;
         waited = 0;
-        normalize(e, &b);
-        const float *logits;
-        if (cpu_net_forward(&e->net, 0, 0, &logits, &err) ||
+        const float *logits; /* tb_eval normalises as training does, pads a short batch */
+        if (tb_eval(&e->net, &b, e->cfg.val_crop, &logits, &err) ||
             eval_stats_add(&e->stats, (int)b.n, logits, b.labels, &err))
             die(e, "eval", &err);
     }
@@ -114,7 +100,8 @@ static int run_val(Eval *e, TrainInput *in) {
 /* Evaluates the checkpoint at path; 0 done, 1 stopped, -1 unreadable (reported). */
 static int evaluate(Eval *e, const char *path) {
     StkErr err;
-    if (ckpt_load(path, &e->model, e->net.params, e->net.num_batches_tracked, &err)) {
+    if (ckpt_load(path, &e->model, e->net.params, e->net.num_batches_tracked, &err) ||
+        tb_upload(&e->net, &err)) {
         fprintf(stderr, "stoker-eval: %s\n", err.msg);
         eval_report_error(&e->rep, err.msg);
         return -1;
@@ -193,7 +180,7 @@ static void setup(Eval *e, const char *argv0) {
     int k = (int)loader_index_num_classes(&e->ix), crop = e->cfg.val_crop;
     OptimConfig opt = {OPTIM_SGD, 0.9, 0, 0, 0.9, 0.999, 1e-8}; /* unused: no steps */
     if (model_build(&e->model, e->cfg.model, 3, crop, crop, k, &err) ||
-        cpu_net_init(&e->net, &e->model, e->cfg.batch_size, &opt, &err) ||
+        tb_init(&e->net, e->cfg.device, e->cfg.precision, &e->model, e->cfg.batch_size, &opt, &err) ||
         eval_stats_init(&e->stats, k, e->cfg.batch_size, &err))
         die(e, "model", &err);
     strcpy(e->sock, "/tmp/stoker-eval-XXXXXX");
@@ -248,7 +235,7 @@ int main(int argc, char **argv) {
     zmq_ctx_term(e.ctx);
     rmdir(e.sock);
     eval_stats_free(&e.stats);
-    cpu_net_free(&e.net);
+    tb_free(&e.net);
     loader_index_close(&e.ix);
     return rc < 0 ? 1 : 0;
 }

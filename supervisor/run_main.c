@@ -273,6 +273,14 @@ static void start_trainer(Sup *s, RunProc *p) {
     if (run_proc_start(p, argv, s->out_pipe[1], &err)) die("start the trainer", &err);
 }
 
+/* The evaluator runs on the trainer's GPU beside a CUDA trainer, unless a memory plan
+ * (--gpu/--vram-budget) left it no share of the card (--eval-share): it holds a network
+ * of its own there. */
+static int eval_on_gpu(const Sup *s) {
+    if (!s->tc.device || strcmp(s->tc.device, "cuda")) return 0;
+    return !(s->tc.gpu || s->tc.vram_budget) || s->tc.eval_share > 0;
+}
+
 /* The evaluator following checkpoint notices, or (once = 1) evaluating final_path alone
  * and exiting: the final checkpoint after an interrupt, when the trainer is gone. */
 static void start_evaluator(Sup *s, RunProc *p, int once) {
@@ -287,8 +295,14 @@ static void start_evaluator(Sup *s, RunProc *p, int once) {
     const char *argv[] = {path, "--data-path", s->tc.data_path, "--model", s->tc.model, "-b", b,
                           "--val-resize-size", res, "--val-crop-size", crop, "-j", "1",
                           "--control", s->ep_ctl, "--reports", s->ep_rep, "--best", best,
-                          NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+                          NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     int k = 19;
+    /* beside a CUDA trainer the evaluator runs on the same GPU: on the CPU it would take
+     * the cores the loaders need, and lag far behind the checkpoints */
+    if (eval_on_gpu(s)) {
+        argv[k++] = "--device", argv[k++] = "cuda";
+        if (s->tc.precision) argv[k++] = "--precision", argv[k++] = s->tc.precision;
+    }
     if (!once) argv[k++] = "--checkpoints", argv[k++] = s->ep_ckpt;
     if (s->curve_key)
         argv[k++] = "--curve-key", argv[k++] = s->curve_key, argv[k++] = "--curve-server-key",
@@ -595,7 +609,8 @@ int main(int argc, char **argv) {
     printf("stoker-run: %s on %s, epochs %d..%d, %d loaders + %s (%s backend)%s; run directory %s\n",
            s.tc.model, s.tc.data_path, s.start_epoch, s.tc.epochs - 1, s.workers, ranks,
            s.tc.device && !strcmp(s.tc.device, "cuda") ? "CUDA" : "CPU",
-           s.no_eval ? ", no evaluator (--no-eval)" : " + evaluator (CPU)", s.out);
+           s.no_eval ? ", no evaluator (--no-eval)" : eval_on_gpu(&s) ? " + evaluator (CUDA)" : " + evaluator (CPU)",
+           s.out);
     start_all(&s);
     print_remote_loaders(&s);
     int rc = supervise(&s);

@@ -194,3 +194,27 @@ Test(eval, follows_the_newest_notice_reports_everything_and_keeps_the_best) {
     cr_assert(t < 5000 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit after shutdown");
     kid = 0;
 }
+
+/* --device and --precision as stoker-train takes them: wrong values are refused by name;
+ * --device cuda evaluates as the CPU does where there is a GPU (bf16 logits: top-1 within
+ * a sample or two of 64), and says why not where there is none (CI). */
+Test(eval, device_flags) {
+    char args[2048], out[8192], err[4096];
+    snprintf(args, sizeof args, "--data-path %s --checkpoint %s --device tpu " SIZES, data, ckpt);
+    cr_expect_eq(fx_run_tool(root, "stoker-eval", args, NULL, 0, err, sizeof err), 2);
+    cr_expect(strstr(err, "--device: cpu or cuda, not 'tpu'"), "%s", err);
+    snprintf(args, sizeof args, "--data-path %s --checkpoint %s --precision bf16 " SIZES, data, ckpt);
+    cr_expect_eq(fx_run_tool(root, "stoker-eval", args, NULL, 0, err, sizeof err), 2);
+    cr_expect(strstr(err, "--precision on the CPU is fp32"), "%s", err);
+    double trainer = train_one_epoch();
+    snprintf(args, sizeof args, "--data-path %s --checkpoint %s --device cuda " SIZES, data, ckpt);
+    int rc = fx_run_tool(root, "stoker-eval", args, out, sizeof out, err, sizeof err);
+    if (rc == 0) {
+        const char *p = strstr(out, "top-1 ");
+        cr_assert(p, "%s", out);
+        cr_expect_float_eq(atof(p + 6), trainer, 3.2, "cuda eval %s vs trainer %.2f", p, trainer);
+    } else {
+        cr_expect_eq(rc, 1);
+        cr_expect(strstr(err, "--device cuda"), "the reason: %s", err);
+    }
+}
