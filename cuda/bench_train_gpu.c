@@ -2,7 +2,7 @@
  * already on the GPU (what scripts/bench_train.sh compares with PyTorch in the same
  * run). Prints one line: model, batch, precision, set-up seconds (cuDNN algorithm
  * search included), images/s over the timed steps, and device memory in use.
- * usage: bench_train_gpu MODEL [--batch B] [--size S] [--steps N] [--warmup W] [--precision fp32|tf32|bf16] [--profile] */
+ * usage: bench_train_gpu MODEL [--batch B] [--size S] [--steps N] [--warmup W] [--precision fp32|tf32|bf16|fp16] [--profile] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,7 +58,7 @@ static void report_profile(CudaNet *net, const Model *m, const int32_t *labels, 
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: bench_train_gpu MODEL [--batch B] [--size S] [--steps N] [--warmup W] [--precision fp32|tf32|bf16] [--profile]\n");
+        fprintf(stderr, "usage: bench_train_gpu MODEL [--batch B] [--size S] [--steps N] [--warmup W] [--precision fp32|tf32|bf16|fp16] [--profile]\n");
         return 2;
     }
     const char *arch = argv[1];
@@ -80,9 +80,10 @@ int main(int argc, char **argv) {
     if (model_build(&m, arch, 3, size, size, 1000, &err)) die("model", &err);
     OptimConfig opt = {OPTIM_SGD, 0.9, 0, 0, 0, 0, 0};
     CudaNetOptions o = {.precision = !strcmp(prec, "fp32") ? CUDA_PREC_FP32
-                                     : !strcmp(prec, "tf32") ? CUDA_PREC_TF32 : CUDA_PREC_BF16};
-    if (strcmp(prec, "fp32") && strcmp(prec, "tf32") && strcmp(prec, "bf16")) {
-        fprintf(stderr, "bench_train_gpu: --precision %s: fp32, tf32 or bf16\n", prec);
+                                     : !strcmp(prec, "tf32") ? CUDA_PREC_TF32
+                                     : !strcmp(prec, "fp16") ? CUDA_PREC_FP16 : CUDA_PREC_BF16};
+    if (strcmp(prec, "fp32") && strcmp(prec, "tf32") && strcmp(prec, "bf16") && strcmp(prec, "fp16")) {
+        fprintf(stderr, "bench_train_gpu: --precision %s: fp32, tf32, bf16 or fp16\n", prec);
         return 2;
     }
     /* the bare context's footprint, so the report can give what stoker adds above it */

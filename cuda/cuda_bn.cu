@@ -363,6 +363,9 @@ static void backward_train(const CudaBn *bn, int act, size_t m, const void *x, c
         if ((dt) == CUDA_BF16) {                                                           \
             if (v_ == 4) fn<__nv_bfloat16, 4>(__VA_ARGS__);                                \
             else fn<__nv_bfloat16, 1>(__VA_ARGS__);                                        \
+        } else if ((dt) == CUDA_F16) {                                                     \
+            if (v_ == 4) fn<__half, 4>(__VA_ARGS__);                                       \
+            else fn<__half, 1>(__VA_ARGS__);                                               \
         } else {                                                                           \
             if (v_ == 4) fn<float, 4>(__VA_ARGS__);                                        \
             else fn<float, 1>(__VA_ARGS__);                                                \

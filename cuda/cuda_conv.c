@@ -29,7 +29,8 @@
     } while (0)
 
 static int describe(CudaConv *cv, const ConvDesc *d, Shape4 in, int strict, StkErr *err) {
-    cudnnDataType_t t = cv->dt == CUDA_BF16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+    cudnnDataType_t t = cv->dt == CUDA_BF16 ? CUDNN_DATA_BFLOAT16 : cv->dt == CUDA_F16 ? CUDNN_DATA_HALF
+                                                                                    : CUDNN_DATA_FLOAT;
     CUDNN_TRY(err, cudnnCreateTensorDescriptor(&cv->x));
     CUDNN_TRY(err, cudnnCreateTensorDescriptor(&cv->y));
     CUDNN_TRY(err, cudnnCreateFilterDescriptor(&cv->w));
@@ -42,8 +43,8 @@ static int describe(CudaConv *cv, const ConvDesc *d, Shape4 in, int strict, StkE
                                                    d->stride_w, 1, 1, CUDNN_CROSS_CORRELATION,
                                                    CUDNN_DATA_FLOAT));
     CUDNN_TRY(err, cudnnSetConvolutionGroupCount(cv->conv, d->groups));
-    /* bfloat16 accumulates in float32 (the compute type above) on tensor cores */
-    cudnnMathType_t math = cv->dt == CUDA_BF16 ? CUDNN_TENSOR_OP_MATH : strict ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH;
+    /* 16-bit types accumulate in float32 (the compute type above) on tensor cores */
+    cudnnMathType_t math = cv->dt != CUDA_F32 ? CUDNN_TENSOR_OP_MATH : strict ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH;
     CUDNN_TRY(err, cudnnSetConvolutionMathType(cv->conv, math));
     int n, c, h, w;
     CUDNN_TRY(err, cudnnGetConvolution2dForwardOutputDim(cv->conv, cv->x, cv->w, &n, &c, &h, &w));

@@ -105,6 +105,25 @@ template <> struct Vec<__nv_bfloat16, 8> {
     }
 };
 
+template <> struct Vec<__half, 8> {
+    __device__ static inline void load(const __half *__restrict__ p, float *f) {
+        uint4 q = *reinterpret_cast<const uint4 *>(p);
+        const __half2 *h = reinterpret_cast<const __half2 *>(&q);
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            float2 t = __half22float2(h[i]);
+            f[2 * i] = t.x, f[2 * i + 1] = t.y;
+        }
+    }
+    __device__ static inline void store(__half *__restrict__ p, const float *f) {
+        uint4 q;
+        __half2 *h = reinterpret_cast<__half2 *>(&q);
+#pragma unroll
+        for (int i = 0; i < 4; i++) h[i] = __floats2half2_rn(f[2 * i], f[2 * i + 1]);
+        *reinterpret_cast<uint4 *>(p) = q;
+    }
+};
+
 /* Elements per 16-byte vector of T. */
 template <typename T> struct VecWidth {
     static const int value = (int)(16 / sizeof(T));
@@ -353,7 +372,7 @@ static int check_args(const ConvDesc *d, CudaDtype dt, Shape4 in, Shape4 out, co
         return stk_errf(err, "%s: not a supported depthwise layer (in_c %d, out_c %d, groups %d, "
                         "kernel %dx%d, stride %dx%d, padding %dx%d)", fn, d->in_c, d->out_c,
                         d->groups, d->kh, d->kw, d->stride_h, d->stride_w, d->pad_h, d->pad_w);
-    if (dt != CUDA_F32 && dt != CUDA_BF16) return stk_errf(err, "%s: dtype %d", fn, (int)dt);
+    if (dt != CUDA_F32 && dt != CUDA_BF16 && dt != CUDA_F16) return stk_errf(err, "%s: dtype %d", fn, (int)dt);
     Shape4 want = cpu_conv_out_shape(d, in);
     if (want.n == 0)
         return stk_errf(err, "%s: input %dx%dx%dx%d does not fit the layer (in_c %d, kernel %dx%d, "
@@ -378,7 +397,7 @@ static DwGeom geom(const ConvDesc *d, Shape4 in, Shape4 out) {
 
 /* V for a pass: 16-byte vectors when every channel offset and buffer allows them. */
 static int vec_width(CudaDtype dt, int c, const void *a, const void *b) {
-    int v = dt == CUDA_BF16 ? 8 : 4;
+    int v = dt == CUDA_F32 ? 4 : 8;
     if (c % v || ((uintptr_t)a | (uintptr_t)b) % 16) return 1;
     return v;
 }

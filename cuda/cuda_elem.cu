@@ -164,7 +164,7 @@ extern "C" int cuda_colsum_split(size_t m) {
 
 static int check_kind(CpuActKind kind, CudaDtype dt, const char *fn, StkErr *err) {
     if ((int)kind < 0 || kind >= CPU_ACT_COUNT) return stk_errf(err, "%s: activation %d unknown", fn, (int)kind);
-    if (dt != CUDA_F32 && dt != CUDA_BF16) return stk_errf(err, "%s: dtype %d unknown", fn, (int)dt);
+    if (dt != CUDA_F32 && dt != CUDA_BF16 && dt != CUDA_F16) return stk_errf(err, "%s: dtype %d unknown", fn, (int)dt);
     return 0;
 }
 
@@ -207,10 +207,12 @@ extern "C" int cuda_cast(CudaDtype from, CudaDtype to, size_t n, const void *src
         CUDA_TRY(err, cudaMemcpyAsync(dst, src, n * cuda_dtype_size(from), cudaMemcpyDeviceToDevice, s));
         return 0;
     }
+    if (from != CUDA_F32 && to != CUDA_F32)
+        return stk_errf(err, "cuda_cast: %d to %d (one side must be float32)", (int)from, (int)to);
     if (from == CUDA_F32)
-        cast_kernel<<<grid_for(n), ELEM_BLOCK, 0, s>>>(n, (const float *)src, (__nv_bfloat16 *)dst);
+        CUDA_DISPATCH(to, T, cast_kernel<<<grid_for(n), ELEM_BLOCK, 0, s>>>(n, (const float *)src, (T *)dst));
     else
-        cast_kernel<<<grid_for(n), ELEM_BLOCK, 0, s>>>(n, (const __nv_bfloat16 *)src, (float *)dst);
+        CUDA_DISPATCH(from, T, cast_kernel<<<grid_for(n), ELEM_BLOCK, 0, s>>>(n, (const T *)src, (float *)dst));
     CUDA_TRY(err, cudaGetLastError());
     return 0;
 }

@@ -19,6 +19,7 @@ __device__ static inline void store(float *out, size_t i, float v) { out[i] = v;
 __device__ static inline void store(__nv_bfloat16 *out, size_t i, float v) {
     out[i] = __float2bfloat16_rn(v);
 }
+__device__ static inline void store(__half *out, size_t i, float v) { out[i] = __float2half_rn(v); }
 
 template <typename T>
 __global__ void input_normalize_kernel(const uint8_t *__restrict__ in, T *__restrict__ out,
@@ -42,7 +43,7 @@ extern "C" int cuda_input_normalize(const uint8_t *d_in, void *d_out, int n, int
                                     StkErr *err) {
     if (!d_in || !d_out || n < 1 || h < 1 || w < 1 || c < 1 || c > 4)
         return stk_errf(err, "cuda_input_normalize: bad shape %dx%dx%dx%d", n, h, w, c);
-    if (dtype != CUDA_F32 && dtype != CUDA_BF16)
+    if (dtype != CUDA_F32 && dtype != CUDA_BF16 && dtype != CUDA_F16)
         return stk_errf(err, "cuda_input_normalize: dtype %d unknown", (int)dtype);
     Affine a;
     for (int i = 0; i < c; i++) {
@@ -55,12 +56,8 @@ extern "C" int cuda_input_normalize(const uint8_t *d_in, void *d_out, int n, int
     long long blocks = (pixels + INPUT_BLOCK - 1) / INPUT_BLOCK;
     unsigned grid = (unsigned)(blocks < INPUT_MAX_BLOCKS ? blocks : INPUT_MAX_BLOCKS);
     int nchw = layout == CUDA_NCHW;
-    if (dtype == CUDA_F32)
-        input_normalize_kernel<<<grid, INPUT_BLOCK, 0, stream>>>(d_in, (float *)d_out, pixels,
-                                                                  h * w, c, nchw, a);
-    else
-        input_normalize_kernel<<<grid, INPUT_BLOCK, 0, stream>>>(
-            d_in, (__nv_bfloat16 *)d_out, pixels, h * w, c, nchw, a);
+    CUDA_DISPATCH(dtype, T, input_normalize_kernel<<<grid, INPUT_BLOCK, 0, stream>>>(
+                                d_in, (T *)d_out, pixels, h * w, c, nchw, a));
     CUDA_TRY(err, cudaGetLastError());
     return 0;
 }

@@ -11,7 +11,7 @@ static int gemm(const CudaLinear *l, cublasHandle_t h, cublasOperation_t ta, cub
                 int m, int n, int k, const void *a, int lda, const void *b, int ldb, void *c,
                 int ldc, int accumulate, StkErr *err) {
     const float one = 1.0f, zero = 0.0f;
-    cudaDataType_t t = l->dt == CUDA_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+    cudaDataType_t t = l->dt == CUDA_BF16 ? CUDA_R_16BF : l->dt == CUDA_F16 ? CUDA_R_16F : CUDA_R_32F;
     cublasComputeType_t ct = l->dt == CUDA_F32 && l->tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32
                                                           : CUBLAS_COMPUTE_32F;
     CUBLAS_TRY(err, cublasGemmEx(h, ta, tb, m, n, k, &one, a, t, lda, b, t, ldb,

@@ -27,7 +27,7 @@ __device__ static double block_reduce(double v, int op) {
 
 template <typename T>
 __global__ void ce_kernel(int n, int k, const T *__restrict__ logits, const int32_t *labels,
-                          float eps, float *row_loss, T *dlogits) {
+                          float eps, const float *scale, float *row_loss, T *dlogits) {
     int row = blockIdx.x;
     const T *x = logits + (size_t)row * k;
     double mx = -INFINITY;
@@ -43,18 +43,20 @@ __global__ void ce_kernel(int n, int k, const T *__restrict__ logits, const int3
     if (threadIdx.x == 0)
         row_loss[row] = ok ? (float)(lse - (1.0 - eps) * ld(x + label) - eps / k * sx) : NAN;
     if (!dlogits) return;
+    double sc = scale ? (double)*scale : 1.0;
     for (int j = threadIdx.x; j < k; j += LOSS_BLOCK) {
         double q = eps / k + (j == label ? 1.0 - eps : 0.0);
-        st(dlogits + (size_t)row * k + j, (float)((exp(ld(x + j) - lse) - q) / n));
+        st(dlogits + (size_t)row * k + j, (float)((exp(ld(x + j) - lse) - q) * sc / n));
     }
 }
 
 extern "C" int cuda_ce_loss(CudaDtype dt, int n, int k, const void *logits, const int32_t *labels,
-                            float eps, float *row_loss, void *dlogits, cudaStream_t s, StkErr *err) {
+                            float eps, const float *scale, float *row_loss, void *dlogits, cudaStream_t s,
+                            StkErr *err) {
     if (n < 1 || k < 1) return stk_errf(err, "cuda_ce_loss: %d rows of %d classes", n, k);
     if (!(eps >= 0 && eps <= 1)) return stk_errf(err, "cuda_ce_loss: label smoothing %g outside [0, 1]", eps);
     CUDA_DISPATCH(dt, T, ce_kernel<T><<<(unsigned)n, LOSS_BLOCK, 0, s>>>(
-                             n, k, (const T *)logits, labels, eps, row_loss, (T *)dlogits));
+                             n, k, (const T *)logits, labels, eps, scale, row_loss, (T *)dlogits));
     CUDA_TRY(err, cudaGetLastError());
     return 0;
 }

@@ -19,9 +19,11 @@ extern "C" {
  * them to the host anyway for logging); dlogits (may be NULL; same dtype as the logits) =
  * (softmax - q) / n. The loss is computed in double from the logits as stored (under
  * autocast PyTorch also takes bfloat16 logits up to float32 for the loss). labels are
- * device int32 in [0, k): a label outside gives a NaN row loss rather than a fault. */
+ * device int32 in [0, k): a label outside gives a NaN row loss rather than a fault.
+ * scale (device, may be NULL: 1): the loss scaler's factor, applied to dlogits only. */
 int cuda_ce_loss(CudaDtype dt, int n, int k, const void *logits, const int32_t *labels,
-                 float eps, float *row_loss, void *dlogits, cudaStream_t s, StkErr *err);
+                 float eps, const float *scale, float *row_loss, void *dlogits, cudaStream_t s,
+                 StkErr *err);
 
 #ifdef __cplusplus
 }

@@ -21,7 +21,9 @@
 /* Layers whose weight (their first parameter) feeds a cuDNN or cuBLAS product. */
 static int has_product(const ModelLayer *l) { return l->kind == LAYER_CONV || l->kind == LAYER_LINEAR; }
 
-static CudaDtype dtype_of(CudaPrecision p) { return p == CUDA_PREC_BF16 ? CUDA_BF16 : CUDA_F32; }
+static CudaDtype dtype_of(CudaPrecision p) {
+    return p == CUDA_PREC_BF16 ? CUDA_BF16 : p == CUDA_PREC_FP16 ? CUDA_F16 : CUDA_F32;
+}
 
 /* The formula is vram_plan's (one for --plan and for the allocation), given the kernels'
  * own work splits. */
@@ -45,7 +47,7 @@ static void *dact(CudaNet *net, int node) { return in_pool(net, net->nodes.dact[
 
 void *cuda_net_input(CudaNet *net) { return act(net, 0); }
 void *cuda_net_node(CudaNet *net, int node) { return act(net, node); }
-static int lowp(const CudaNet *net) { return net->dt == CUDA_BF16; }
+static int lowp(const CudaNet *net) { return net->dt != CUDA_F32; }
 
 static Shape4 batched(const CudaNet *net, int node) {
     Shape4 s = model_node_shape(net->m, node);
@@ -56,7 +58,7 @@ static Shape4 batched(const CudaNet *net, int node) {
 /* Rows of a node's NHWC matrix: n * h * w. */
 static size_t rows(Shape4 s) { return (size_t)s.n * s.h * s.w; }
 
-/* The weight a product reads (the bfloat16 copy in bf16) and where its gradient lands. */
+/* The weight a product reads (the 16-bit copy in bf16/fp16) and where its gradient lands. */
 static void *weight(CudaNet *net, int li) {
     const ModelLayer *l = &net->m->layer[li];
     if (lowp(net)) return (uint16_t *)net->lowp + net->lowp_off[li];
@@ -67,11 +69,11 @@ static void *weight_grad(CudaNet *net, int li) {
     return net->grads + net->m->param[net->m->layer[li].param0].offset;
 }
 
-/* After a product's weight gradient: widen the bfloat16 slot into the float32 arena. */
+/* After a product's weight gradient: widen the 16-bit slot into the float32 arena. */
 static int weight_grad_done(CudaNet *net, int li, StkErr *err) {
     if (!lowp(net)) return 0;
     const ModelParam *w = &net->m->param[net->m->layer[li].param0];
-    return cuda_cast(CUDA_BF16, CUDA_F32, w->numel, net->lowp_grad, net->grads + w->offset,
+    return cuda_cast(net->dt, CUDA_F32, w->numel, net->lowp_grad, net->grads + w->offset,
                      net->stream, err);
 }
 
@@ -82,7 +84,7 @@ int cuda_net_refresh_weights(CudaNet *net, StkErr *err) {
     for (int li = 0; li < net->m->nlayers; li++) {
         if (!has_product(&net->m->layer[li])) continue;
         const ModelParam *w = &net->m->param[net->m->layer[li].param0];
-        if (cuda_cast(CUDA_F32, CUDA_BF16, w->numel, net->params + w->offset, weight(net, li),
+        if (cuda_cast(CUDA_F32, net->dt, w->numel, net->params + w->offset, weight(net, li),
                       net->stream, err))
             return -1;
     }
@@ -100,6 +102,8 @@ static int dev_alloc(void **p, uint64_t bytes, const char *what, const CudaNet *
 /* Layer li is an activation run inside the layer before it (vram_nodes.h). */
 static int skipped(const CudaNet *net, int li) { return vram_nodes_skipped(&net->nodes, li); }
 
+_Static_assert((int)VRAM_BF16 == (int)CUDA_PREC_BF16 && (int)VRAM_FP16 == (int)CUDA_PREC_FP16 &&
+               (int)VRAM_TF32 == (int)CUDA_PREC_TF32, "cuda_net_plan casts one to the other");
 _Static_assert(VRAM_NO_FUSE == CUDA_BN_NO_ACT, "a fused batch norm passes its entry on as cuda_bn's act");
 
 /* Host tables (offsets per node, per saving layer, per weight copy). */
@@ -136,7 +140,7 @@ static int allocate(CudaNet *net, StkErr *err) {
     if (dev_alloc((void **)&net->params, p->params, "parameters", net, err) ||
         dev_alloc((void **)&net->grads, p->grads, "gradients", net, err) ||
         dev_alloc((void **)&net->optim_state, p->optim, "optimizer state", net, err) ||
-        dev_alloc(&net->lowp, p->lowp, "bfloat16 weights", net, err) ||
+        dev_alloc(&net->lowp, p->lowp, "16-bit weight copies", net, err) ||
         dev_alloc(&net->acts, p->acts, "activations and their gradients", net, err) ||
         dev_alloc((void **)&net->saved, p->saved, "saved state", net, err) ||
         dev_alloc(&net->scratch, p->scratch, "scratch", net, err) ||
@@ -343,7 +347,10 @@ int cuda_net_init(CudaNet *net, const Model *m, int batch, const OptimConfig *op
     net->first_trainable = vram_first_trainable(m);
     net->plan = cuda_net_plan(m, batch, opt, &net->o);
     if (check_layers(m, err) || allocate(net, err) || make_handles(net, err) ||
-        make_layers(net, err) || make_optim(net, err)) {
+        make_layers(net, err) || make_optim(net, err) ||
+        (net->dt == CUDA_F16 &&
+         cuda_scaler_init(&net->scaler, net->o.loss_scale > 0 ? net->o.loss_scale : 65536.0f,
+                          net->o.scale_interval > 0 ? net->o.scale_interval : 2000, err))) {
         cuda_net_free(net);
         return -1;
     }
@@ -360,6 +367,7 @@ void cuda_net_free(CudaNet *net) {
     cudaFree(net->acts), cudaFree(net->saved), cudaFree(net->scratch);
     cudaFree(net->workspace);
     cuda_optim_table_free(&net->optab);
+    cuda_scaler_free(&net->scaler);
     cudaFreeHost(net->host_loss), cudaFreeHost(net->host_stage);
     for (int i = 0; net->prof_ev && i < 2 * (net->m->nlayers + 1); i++) cudaEventDestroy(net->prof_ev[i]);
     free(net->prof_ev), free(net->prof_ms);
@@ -632,7 +640,8 @@ int cuda_net_backward_dev(CudaNet *net, const int32_t *d_labels, double eps, uin
     cudaStream_t s = net->stream;
     memset(net->dact_set, 0, (size_t)m->nlayers + 1);
     if (cuda_ce_loss(net->dt, net->batch, m->num_classes, act(net, m->nlayers), d_labels,
-                     (float)eps, net->row_loss, dact(net, m->nlayers), s, err))
+                     (float)eps, net->scaler.dev ? &net->scaler.dev->scale : NULL, net->row_loss,
+                     dact(net, m->nlayers), s, err))
         return -1;
     net->dact_set[m->nlayers] = 1;
     for (int li = m->nlayers - 1; li >= 0; li--) {
@@ -660,9 +669,18 @@ int cuda_net_loss(CudaNet *net, double *loss, StkErr *err) {
 
 int cuda_net_step(CudaNet *net, double lr, double wd, double norm_wd, StkErr *err) {
     net->steps++;
+    const CudaScalerState *dyn = net->scaler.dev;
+    if (dyn && (cuda_scaler_unscale(&net->scaler, net->m->trainable_floats, net->grads, net->stream, err) ||
+                cuda_scaler_prepare(&net->scaler, lr, net->opt.beta1, net->opt.beta2, net->stream, err)))
+        return stk_err_wrap(err, "cuda_net_step");
     if (cuda_optim_step(&net->optab, &net->opt, net->params, net->grads, net->optim_state,
-                        lowp(net) ? (uint16_t *)net->lowp : NULL, lr, wd, norm_wd, net->steps,
+                        lowp(net) ? net->lowp : NULL, net->dt, dyn, lr, wd, norm_wd, net->steps,
                         net->steps == 1, net->stream, err))
         return stk_err_wrap(err, "cuda_net_step");
     return 0;
+}
+
+int cuda_net_loss_scale(CudaNet *net, float *scale, uint64_t *skipped, StkErr *err) {
+    if (!net->scaler.dev) return 1;
+    return cuda_scaler_read(&net->scaler, net->stream, scale, skipped, err);
 }

@@ -24,6 +24,7 @@
 #include "cuda_bn.h"
 #include "cuda_conv.h"
 #include "cuda_optim.h"
+#include "cuda_scaler.h"
 #include "model.h"
 #include "optim.h"
 #include "vram_nodes.h"
@@ -42,11 +43,15 @@ typedef enum CudaPrecision {
                          * layers (PyTorch's default for convolutions) */
     CUDA_PREC_BF16 = 2, /* bfloat16 activations and weights copies, float32 master
                          * weights, statistics and accumulation (PyTorch's bf16 autocast) */
+    CUDA_PREC_FP16 = 3, /* as bf16 in IEEE half, with dynamic loss scaling (cuda_scaler.h):
+                         * PyTorch's fp16 autocast + GradScaler */
 } CudaPrecision;
 
 typedef struct CudaNetOptions {
     CudaPrecision precision;
     size_t workspace_limit; /* bytes cuDNN may use per convolution (0: 256 MiB) */
+    float loss_scale;       /* fp16: the first loss scale (0: 65536, GradScaler's) */
+    int scale_interval;     /* fp16: good steps before the scale doubles (0: 2000) */
 } CudaNetOptions;
 
 #define CUDA_NET_GEMM_FWD 1
@@ -92,6 +97,7 @@ typedef struct CudaNet {
                                  there, and frozen layers below it get no gradient at all */
     uint64_t steps;
     CudaOptimTable optab;     /* every trainable tensor, for the one-launch optimizer step */
+    CudaScaler scaler;        /* fp16: the dynamic loss scale (dev NULL otherwise) */
     CudaNetPlan plan;
     cudaEvent_t *prof_ev;     /* profiling on: [2 * (nlayers + 1)] events, forward then
                                  backward, one before each layer and one after the last */
@@ -144,8 +150,14 @@ int cuda_net_backward_dev(CudaNet *net, const int32_t *d_labels, double eps, uin
 /* Waits for the stream and gives the mean loss of the last backward. */
 int cuda_net_loss(CudaNet *net, double *loss, StkErr *err);
 
-/* One optimizer step over every trainable tensor (as cpu_net_step). */
+/* One optimizer step over every trainable tensor (as cpu_net_step). In fp16 the loss
+ * scaler first unscales the gradients and the device skips the step when one is not
+ * finite (cuda_scaler.h); net->steps counts the steps asked for either way. */
 int cuda_net_step(CudaNet *net, double lr, double wd, double norm_wd, StkErr *err);
+
+/* fp16: the loss scale now and the steps skipped so far (waits for the stream); returns 1
+ * (nothing set) in the other precisions. */
+int cuda_net_loss_scale(CudaNet *net, float *scale, uint64_t *skipped, StkErr *err);
 
 /* Profiling (for benchmarks; costs an event per layer): from now on every layer's
  * forward and backward time is accumulated into net->prof_ms (cuda_net_profile_read adds

@@ -71,7 +71,7 @@ int cuda_net_set_input_nchw(CudaNet *net, const float *host, StkErr *err) {
             for (size_t i = 0; i < hw; i++) {
                 size_t to = ((size_t)n * hw + i) * s.c + c;
                 float v = host[((size_t)n * s.c + c) * hw + i];
-                if ((net->dt == CUDA_BF16)) half[to] = cuda_f32_to_bf16(v);
+                if (net->dt != CUDA_F32) half[to] = cuda_f32_to_half(net->dt, v);
                 else net->host_stage[to] = v;
             }
     CUDA_TRY(err, cudaMemcpyAsync(cuda_net_input(net), net->host_stage, shape4_numel(s) * cuda_dtype_size(net->dt),
@@ -86,7 +86,8 @@ int cuda_net_get_logits(CudaNet *net, float *host, StkErr *err) {
                                   cudaMemcpyDeviceToHost, net->stream));
     CUDA_TRY(err, cudaStreamSynchronize(net->stream));
     const uint16_t *half = (const uint16_t *)net->host_stage;
-    for (size_t i = 0; i < n; i++) host[i] = (net->dt == CUDA_BF16) ? cuda_bf16_to_f32(half[i]) : net->host_stage[i];
+    for (size_t i = 0; i < n; i++)
+        host[i] = net->dt != CUDA_F32 ? cuda_half_to_f32(net->dt, half[i]) : net->host_stage[i];
     return 0;
 }
 

@@ -45,9 +45,14 @@ __device__ static inline void adamw_one(const OptArgs &a, float decay, float *p,
     *v = vi;
 }
 
+template <typename L>
 __global__ void optim_kernel(int nchunk, const CudaOptimSeg *__restrict__ segs, const Chunk *__restrict__ chunks,
                              OptArgs a, float *params, const float *grads, float *state,
-                             __nv_bfloat16 *lowp) {
+                             L *lowp, const CudaScalerState *dyn) {
+    if (dyn) { /* the loss scaler decided this step on the device */
+        if (dyn->skip) return;
+        a.step_size = dyn->step_size, a.bc2_sqrt = dyn->bc2_sqrt, a.first = dyn->first;
+    }
     for (int ci = blockIdx.x; ci < nchunk; ci += gridDim.x) {
         Chunk ch = chunks[ci];
         CudaOptimSeg sg = segs[ch.seg];
@@ -89,9 +94,9 @@ extern "C" void cuda_optim_table_free(CudaOptimTable *t) {
 }
 
 extern "C" int cuda_optim_step(const CudaOptimTable *t, const OptimConfig *c, float *params,
-                               const float *grads, float *state, uint16_t *lowp, double lr, double wd,
-                               double norm_wd, uint64_t step, int first_step, cudaStream_t s,
-                               StkErr *err) {
+                               const float *grads, float *state, void *lowp, CudaDtype lowp_dt,
+                               const CudaScalerState *dyn, double lr, double wd, double norm_wd,
+                               uint64_t step, int first_step, cudaStream_t s, StkErr *err) {
     OptArgs a = {};
     a.adamw = c->kind == OPTIM_ADAMW;
     if (a.adamw) {
@@ -111,8 +116,12 @@ extern "C" int cuda_optim_step(const CudaOptimTable *t, const OptimConfig *c, fl
     const CudaOptimSeg *segs = (const CudaOptimSeg *)t->dev;
     const Chunk *chunks = (const Chunk *)((const char *)t->dev + sizeof(CudaOptimSeg) * (size_t)t->nseg);
     int blocks = t->nchunk < OPT_MAX_BLOCKS ? t->nchunk : OPT_MAX_BLOCKS;
-    optim_kernel<<<blocks, OPT_BLOCK, 0, s>>>(t->nchunk, segs, chunks, a, params, grads, state,
-                                              (__nv_bfloat16 *)lowp);
+    if (lowp_dt == CUDA_F16)
+        optim_kernel<<<blocks, OPT_BLOCK, 0, s>>>(t->nchunk, segs, chunks, a, params, grads, state,
+                                                  (__half *)lowp, dyn);
+    else
+        optim_kernel<<<blocks, OPT_BLOCK, 0, s>>>(t->nchunk, segs, chunks, a, params, grads, state,
+                                                  (__nv_bfloat16 *)lowp, dyn);
     CUDA_TRY(err, cudaGetLastError());
     return 0;
 }

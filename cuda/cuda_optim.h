@@ -16,6 +16,8 @@
 
 #include <cuda_runtime_api.h>
 
+#include "cuda_dtype.h"
+#include "cuda_scaler.h"
 #include "stk_err.h"
 
 #ifdef __cplusplus
@@ -41,11 +43,14 @@ void cuda_optim_table_free(CudaOptimTable *t);
 
 /* One step over every segment: SGD (state: momentum, NULL when momentum is 0;
  * first_step initialises it from the update as PyTorch does) or AdamW (step counts from
- * 1), then lowp[seg.lowp + i] = bfloat16(p) where a segment has a copy (lowp may be NULL
- * when none has). */
+ * 1), then lowp[seg.lowp + i] = lowp_dt(p) where a segment has a copy (lowp may be NULL
+ * when none has; lowp_dt CUDA_BF16 or CUDA_F16). With a loss scaler's state (dyn, else
+ * NULL) the device decides: dyn->skip leaves everything as it was, and AdamW's bias
+ * corrections and SGD's first step come from dyn (the steps taken), not from step. */
 int cuda_optim_step(const CudaOptimTable *t, const OptimConfig *c, float *params, const float *grads,
-                    float *state, uint16_t *lowp, double lr, double wd, double norm_wd,
-                    uint64_t step, int first_step, cudaStream_t s, StkErr *err);
+                    float *state, void *lowp, CudaDtype lowp_dt, const CudaScalerState *dyn,
+                    double lr, double wd, double norm_wd, uint64_t step, int first_step,
+                    cudaStream_t s, StkErr *err);
 
 #ifdef __cplusplus
 }

@@ -60,21 +60,37 @@ typedef struct Pair {
     int32_t *labels;
 } Pair;
 
-static void pair_init_prec(Pair *p, const char *arch, int c, int size, int k, int n, OptimConfig opt,
-                           CudaPrecision prec) {
+static void pair_init_opts(Pair *p, const char *arch, int c, int size, int k, int n, OptimConfig opt,
+                           const CudaNetOptions *o) {
     StkErr err;
     cr_assert_eq(model_build(&p->m, arch, c, size, size, k, &err), 0, "%s", err.msg);
     if (p->frozen)
         cr_assert_eq(model_freeze(&p->m, p->trainable_blocks, &err), 0, "%s", err.msg);
     cr_assert_eq(cpu_net_init(&p->cpu, &p->m, n, &opt, &err), 0, "%s", err.msg);
-    CudaNetOptions o = {.precision = prec};
-    cr_assert_eq(cuda_net_init(&p->gpu, &p->m, n, &opt, &o, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_net_init(&p->gpu, &p->m, n, &opt, o, &err), 0, "%s", err.msg);
     model_init_params(&p->m, p->cpu.params, 7);
     cr_assert_eq(cuda_net_set_params(&p->gpu, p->cpu.params, &err), 0, "%s", err.msg);
     p->n = n;
     p->host = malloc(4 * p->m.total_floats);
     p->labels = malloc(sizeof *p->labels * (size_t)n);
     for (int i = 0; i < n; i++) p->labels[i] = (int32_t)stk_rng_below(stk_rng_at(99, (uint64_t)i), (uint64_t)k);
+}
+
+static void pair_init_prec(Pair *p, const char *arch, int c, int size, int k, int n, OptimConfig opt,
+                           CudaPrecision prec) {
+    CudaNetOptions o = {.precision = prec};
+    pair_init_opts(p, arch, c, size, k, n, opt, &o);
+}
+
+/* The GPU's gradients as the CPU's would be: fp16 keeps them multiplied by the loss scale
+ * until its step unscales them (a power of two: dividing is exact). */
+static double grad_scale(Pair *p) {
+    float scale;
+    uint64_t skipped;
+    StkErr err;
+    int rc = cuda_net_loss_scale(&p->gpu, &scale, &skipped, &err);
+    cr_assert_geq(rc, 0, "%s", err.msg);
+    return rc == 0 ? scale : 1.0;
 }
 
 static void pair_init(Pair *p, const char *arch, int c, int size, int k, int n, OptimConfig opt) {
@@ -173,6 +189,8 @@ static void pair_train_pass(Pair *p, double grad_tol) {
 static void pair_step_and_compare(Pair *p, double lr, double wd, double norm_wd) {
     StkErr err;
     cr_assert_eq(cuda_net_get_grads(&p->gpu, p->cpu.grads, &err), 0, "%s", err.msg);
+    float inv = (float)(1.0 / grad_scale(p));
+    for (uint64_t i = 0; i < p->m.trainable_floats; i++) p->cpu.grads[i] *= inv;
     cr_assert_eq(cuda_net_set_params(&p->gpu, p->cpu.params, &err), 0, "%s", err.msg);
     cpu_net_step(&p->cpu, lr, wd, norm_wd);
     cr_assert_eq(cuda_net_step(&p->gpu, lr, wd, norm_wd, &err), 0, "%s", err.msg);
@@ -276,15 +294,15 @@ Test(cuda_net, refuses_what_it_lacks_and_names_out_of_memory, .timeout = 120) {
 }
 
 
-/* bfloat16 against the CPU's float32: logits within 5% (relative L2; 2.5% measured),
- * the loss within 1%, the gradient's direction (see below); a wrong layout or a missing
- * term is off by order 1. */
-Test(cuda_net, resnet18_bf16_tracks_the_cpu_float32_step, .timeout = 300) {
+/* bfloat16 (and IEEE half, its gradients unscaled) against the CPU's float32: logits
+ * within 5% (relative L2; bf16 2.5% measured), the loss within 1%, the gradient's
+ * direction (see below); a wrong layout or a missing term is off by order 1. */
+static void half_tracks_cpu_step(CudaPrecision prec) {
     need_gpu();
     static Pair p;
     StkErr err;
     OptimConfig opt = {OPTIM_SGD, 0.9, 0, 0, 0, 0, 0};
-    pair_init_prec(&p, "resnet18", 3, 64, 10, 8, opt, CUDA_PREC_BF16);
+    pair_init_prec(&p, "resnet18", 3, 64, 10, 8, opt, prec);
     pair_input(&p, 500);
     const float *cl;
     double closs, gloss;
@@ -296,8 +314,11 @@ Test(cuda_net, resnet18_bf16_tracks_the_cpu_float32_step, .timeout = 300) {
     float logits[8 * 10];
     cr_assert_eq(cuda_net_get_logits(&p.gpu, logits, &err), 0, "%s", err.msg);
     double dl = rel_l2(logits, cl, 80);
-    cr_log_info("resnet18 bf16: logits %.3g, loss %.5f vs %.5f", dl, gloss, closs);
+    cr_log_info("resnet18 %s: logits %.3g, loss %.5f vs %.5f", prec == CUDA_PREC_FP16 ? "fp16" : "bf16",
+                dl, gloss, closs);
     cr_assert_eq(cuda_net_get_grads(&p.gpu, p.host, &err), 0, "%s", err.msg);
+    float inv = (float)(1.0 / grad_scale(&p));
+    for (uint64_t i = 0; i < p.m.trainable_floats; i++) p.host[i] *= inv;
     /* the gradient direction: at initialisation, with 8 random samples, early layers'
      * gradients are small sums of large terms of both signs, and bfloat16's rounding of
      * the incoming gradients is a large share of them (measured 38% L2 over all tensors);
@@ -314,6 +335,9 @@ Test(cuda_net, resnet18_bf16_tracks_the_cpu_float32_step, .timeout = 300) {
     pair_step_and_compare(&p, 0.1, 1e-4, 1e-4); /* the float32 master update is exact */
     pair_free(&p);
 }
+
+Test(cuda_net, resnet18_bf16_tracks_the_cpu_float32_step, .timeout = 300) { half_tracks_cpu_step(CUDA_PREC_BF16); }
+Test(cuda_net, resnet18_fp16_tracks_the_cpu_float32_step, .timeout = 300) { half_tracks_cpu_step(CUDA_PREC_FP16); }
 
 /* The other architectures, float32 strict against the CPU: squeeze-and-excitation,
  * Hardswish, SiLU, dropout and stochastic depth in training mode (the masks are the CPU's:
@@ -342,12 +366,12 @@ Test(cuda_net, resnet50_matches_cpu, .timeout = 300) { arch_matches_cpu("resnet5
  * GPU in bfloat16 against the CPU in float32, each backend on its own weights: every
  * step's loss within 10% of the first loss of the CPU's (the curve is steep: one step
  * takes it from 2.7 to 0.8, and bf16 lands 0.07 away), and both fall below half the first. */
-Test(cuda_net, resnet18_bf16_loss_curve_tracks_cpu, .timeout = 300) {
+static void half_loss_curve(CudaPrecision prec) {
     need_gpu();
     static Pair p;
     StkErr err;
     OptimConfig opt = {OPTIM_SGD, 0.9, 0, 0, 0, 0, 0};
-    pair_init_prec(&p, "resnet18", 3, 64, 10, 8, opt, CUDA_PREC_BF16);
+    pair_init_prec(&p, "resnet18", 3, 64, 10, 8, opt, prec);
     pair_input(&p, 700);
     double first = 0, closs = 0, gloss = 0;
     for (int step = 0; step < 12; step++) {
@@ -364,6 +388,50 @@ Test(cuda_net, resnet18_bf16_loss_curve_tracks_cpu, .timeout = 300) {
         cr_assert_eq(cuda_net_step(&p.gpu, 0.02, 0, 0, &err), 0, "%s", err.msg);
     }
     cr_assert(closs < first / 2 && gloss < first / 2, "no learning: %.4f -> cpu %.4f, gpu %.4f", first, closs, gloss);
+    pair_free(&p);
+}
+
+Test(cuda_net, resnet18_bf16_loss_curve_tracks_cpu, .timeout = 300) { half_loss_curve(CUDA_PREC_BF16); }
+Test(cuda_net, resnet18_fp16_loss_curve_tracks_cpu, .timeout = 300) { half_loss_curve(CUDA_PREC_FP16); }
+
+/* The loss scaler (cuda_scaler.h) as GradScaler behaves: a scale so large that the
+ * gradients overflow IEEE half skips the step (weights and momentum untouched) and
+ * halves the scale; a fitting scale steps and, after `interval` good steps, doubles. */
+Test(cuda_net, fp16_overflow_skips_the_step_and_the_scale_adapts, .timeout = 120) {
+    need_gpu();
+    static Pair p;
+    StkErr err;
+    OptimConfig opt = {OPTIM_SGD, 0.9, 0, 0, 0, 0, 0};
+    CudaNetOptions o = {.precision = CUDA_PREC_FP16, .loss_scale = 0x1p60f, .scale_interval = 2};
+    pair_init_opts(&p, "smallcnn", 3, 16, 10, 8, opt, &o);
+    pair_input(&p, 800);
+    float scale;
+    uint64_t skipped;
+    cr_assert_eq(cuda_net_forward(&p.gpu, 1, 0, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_net_backward(&p.gpu, p.labels, 0, 0, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_net_step(&p.gpu, 0.05, 0, 0, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_net_loss_scale(&p.gpu, &scale, &skipped, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_net_get_params(&p.gpu, p.host, &err), 0, "%s", err.msg);
+    cr_log_info("fp16 at 2^60: scale %g after, %llu skipped", scale, (unsigned long long)skipped);
+    /* dlogits * 2^60 is far past 65504: the first step overflowed and was skipped */
+    cr_assert_eq(skipped, 1);
+    cr_assert_eq(scale, 0x1p59f);
+    cr_assert_eq(rel_diff(p.host, p.cpu.params, p.m.trainable_floats), 0, "a skipped step moved weights");
+    pair_free(&p);
+
+    o.loss_scale = 1024.0f;
+    pair_init_opts(&p, "smallcnn", 3, 16, 10, 8, opt, &o);
+    pair_input(&p, 801);
+    for (int step = 0; step < 2; step++) {
+        cr_assert_eq(cuda_net_forward(&p.gpu, 1, 0, &err), 0, "%s", err.msg);
+        cr_assert_eq(cuda_net_backward(&p.gpu, p.labels, 0, 0, &err), 0, "%s", err.msg);
+        cr_assert_eq(cuda_net_step(&p.gpu, 0.05, 0, 0, &err), 0, "%s", err.msg);
+    }
+    cr_assert_eq(cuda_net_loss_scale(&p.gpu, &scale, &skipped, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_net_get_params(&p.gpu, p.host, &err), 0, "%s", err.msg);
+    cr_expect_eq(skipped, 0);
+    cr_expect_eq(scale, 2048.0f, "two good steps at interval 2 double it: %g", scale);
+    cr_expect_gt(rel_diff(p.host, p.cpu.params, p.m.trainable_floats), 0, "the good steps moved nothing");
     pair_free(&p);
 }
 

@@ -34,17 +34,20 @@ static int cpu_init(TrainBackend *tb, const Model *m, int batch, const OptimConf
 }
 
 #ifdef STOKER_HAVE_CUDA
-/* bf16 where the card computes it (compute capability 8.0 on), else fp32. */
+/* bf16 where the card computes it (compute capability 8.0 on), else fp32; fp16 (with
+ * loss scaling) from Volta's tensor cores (7.0) on: Pascal's half rate is a fraction of
+ * its fp32 rate. */
 static int pick_precision(const char *want, const CudaDeviceInfo *d, CudaPrecision *p, StkErr *err) {
-    int has_bf16 = d->major >= 8;
+    int has_bf16 = d->major >= 8, has_fp16 = d->major >= 7;
     if (!want) want = has_bf16 ? "bf16" : "fp32";
     if (!strcmp(want, "fp32")) *p = CUDA_PREC_FP32;
     else if (!strcmp(want, "tf32") && has_bf16) *p = CUDA_PREC_TF32;
     else if (!strcmp(want, "bf16") && has_bf16) *p = CUDA_PREC_BF16;
-    else if (!strcmp(want, "tf32") || !strcmp(want, "bf16"))
-        return stk_errf(err, "--precision %s: %s (compute capability %d.%d) has no %s; use fp32",
+    else if (!strcmp(want, "fp16") && has_fp16) *p = CUDA_PREC_FP16;
+    else if (!strcmp(want, "tf32") || !strcmp(want, "bf16") || !strcmp(want, "fp16"))
+        return stk_errf(err, "--precision %s: %s (compute capability %d.%d) has no fast %s; use fp32",
                         want, d->name, d->major, d->minor, want);
-    else return stk_errf(err, "--precision %s: fp32, tf32 or bf16 (fp16 is not built yet)", want);
+    else return stk_errf(err, "--precision %s: fp32, tf32, bf16 or fp16", want);
     return 0;
 }
 
@@ -71,7 +74,9 @@ static int gpu_init(TrainBackend *tb, const char *precision, const Model *m, int
     CUDA_TRY(err, cudaSetDevice(tb->rank)); /* every later allocation and stream is on it */
     CudaNetOptions o = {0};
     if (pick_precision(precision, &d, &o.precision, err)) return -1;
-    tb->precision = o.precision == CUDA_PREC_BF16 ? "bf16" : o.precision == CUDA_PREC_TF32 ? "tf32" : "fp32";
+    static const char *const names[] = {[CUDA_PREC_FP32] = "fp32", [CUDA_PREC_TF32] = "tf32",
+                                         [CUDA_PREC_BF16] = "bf16", [CUDA_PREC_FP16] = "fp16"};
+    tb->precision = names[o.precision];
     CudaTrain *t = calloc(1, sizeof *t);
     size_t per = (size_t)optim_state_per_element(opt);
     tb->params = calloc(m->total_floats ? m->total_floats : 1, 4);
@@ -117,6 +122,14 @@ int tb_init_rank(TrainBackend *tb, const char *device, const char *precision, co
     return stk_errf(err, "--device cuda: this stoker-train was built without the CUDA backend "
                     "(configure found no nvcc or cuDNN; see README 'Building for your GPU')");
 #endif
+}
+
+int tb_loss_scale(TrainBackend *tb, float *scale, uint64_t *skipped, StkErr *err) {
+#ifdef STOKER_HAVE_CUDA
+    if (tb->cuda) return cuda_net_loss_scale(&((CudaTrain *)tb->gpu)->net, scale, skipped, err);
+#endif
+    (void)tb, (void)scale, (void)skipped, (void)err;
+    return 1;
 }
 
 int tb_default_precision(const char *device, int rank, const char **name, StkErr *err) {

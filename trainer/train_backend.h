@@ -48,6 +48,10 @@ typedef struct TrainBackend {
 int tb_init(TrainBackend *tb, const char *device, const char *precision, const Model *m,
             int batch, const OptimConfig *opt, StkErr *err);
 
+/* fp16 on CUDA: the loss scale now and the steps skipped for inf/NaN gradients so far
+ * (waits for the device); 1 (nothing set) in every other case. */
+int tb_loss_scale(TrainBackend *tb, float *scale, uint64_t *skipped, StkErr *err);
+
 /* The precision tb_init picks for `device` without one asked for: "fp32" on the CPU, on
  * CUDA device `rank` "bf16" where it has it, else "fp32" (so a memory plan made before the
  * backend opens is for the precision it will run). Fails without the device. */

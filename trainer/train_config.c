@@ -15,7 +15,7 @@ static void usage(FILE *f) {
         "  --model NAME            smallcnn (default; 28x28 inputs), resnet18, resnet34, resnet50,\n"
         "                          mobilenet_v3_small, mobilenet_v3_large, efficientnet_b0\n"
         "  --device cpu|cuda       cpu (default) or the first GPU\n"
-        "  --precision fp32|tf32|bf16  CUDA's (bf16 where the card has it, else fp32)\n"
+        "  --precision fp32|tf32|bf16|fp16  CUDA's (bf16 where the card has it, else fp32; fp16\n                          with dynamic loss scaling, as torch.amp.GradScaler)\n"
         "  -b, --batch-size N      32     --epochs N 2      -j, --workers N  loader processes (2)\n"
         "  --opt sgd|adamw         sgd    --lr F 0.1   --momentum F 0.9   --nesterov\n"
         "  --weight-decay F        1e-4   --norm-weight-decay F (default: --weight-decay)\n"
@@ -144,7 +144,7 @@ static int word(TrainConfig *c, int opt, const char *arg) {
     static const char *const scheds[] = {"steplr", "cosineannealinglr", "exponentiallr", NULL};
     static const char *const methods[] = {"linear", "constant", NULL};
     static const char *const devices[] = {"cpu", "cuda", NULL};
-    static const char *const precisions[] = {"fp32", "tf32", "bf16", NULL};
+    static const char *const precisions[] = {"fp32", "tf32", "bf16", "fp16", NULL};
     int k;
     switch (opt) {
     case O_DATA: c->data_path = arg; return 0;

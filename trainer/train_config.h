@@ -12,7 +12,7 @@ typedef struct TrainConfig {
     const char *data_path;   /* --data-path: an ImageFolder (indexed if it has no index) */
     const char *model;       /* --model (smallcnn) */
     const char *device;      /* --device cpu|cuda */
-    const char *precision;   /* --precision fp32|tf32|bf16 (CUDA; NULL: the card's best) */
+    const char *precision;   /* --precision fp32|tf32|bf16|fp16 (CUDA; NULL: the card's best) */
     const char *output_dir;  /* --output-dir (runs/<time>) */
     const char *resume;      /* --resume: a checkpoint to start from */
     const char *weights;     /* --weights: initial weights for fine-tuning (transfer.h) */

@@ -564,6 +564,13 @@ static void report_device_memory(Run *r, int epoch) {
     if (rc < 0) die("device memory", &err);
     if (rc == 0)
         printf("epoch %d: device memory %.0f MiB above the CUDA context\n", epoch, (double)bytes / 1048576.0);
+    float scale;
+    uint64_t skipped;
+    rc = tb_loss_scale(&r->tb, &scale, &skipped, &err);
+    if (rc < 0) die("loss scale", &err);
+    if (rc == 0)
+        printf("epoch %d: fp16 loss scale %g, %llu steps skipped so far (inf/NaN gradients)\n", epoch,
+               (double)scale, (unsigned long long)skipped);
 }
 
 /* Trains the remaining epochs; returns 1 if stopped by a signal or shutdown. */

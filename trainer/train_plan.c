@@ -15,7 +15,8 @@ static int plan_precision(const TrainConfig *c, const VramPreset *p, VramPrecisi
     const char *want = c->precision ? c->precision : p && p->bf16 ? "bf16" : "fp32";
     if (p && !p->bf16 && strcmp(want, "fp32"))
         return stk_errf(err, "--precision %s: %s has no %s; use fp32", want, p->what, want);
-    *out = !strcmp(want, "bf16") ? VRAM_BF16 : !strcmp(want, "tf32") ? VRAM_TF32 : VRAM_FP32;
+    *out = !strcmp(want, "bf16") ? VRAM_BF16 : !strcmp(want, "fp16") ? VRAM_FP16
+         : !strcmp(want, "tf32") ? VRAM_TF32 : VRAM_FP32;
     return 0;
 }
 
@@ -58,7 +59,8 @@ int train_plan_split(const TrainConfig *c, const Model *m, const VramKernels *k,
         fprintf(out, "per GPU, for each of the %d ranks (a step trains %d x %d samples):\n",
                 c->gpus, c->gpus, c->batch_size);
     if (out) vram_plan_print(out, &r, &p);
-    static const char *const names[] = {[VRAM_FP32] = "fp32", [VRAM_TF32] = "tf32", [VRAM_BF16] = "bf16"};
+    static const char *const names[] = {[VRAM_FP32] = "fp32", [VRAM_TF32] = "tf32", [VRAM_BF16] = "bf16",
+                                         [VRAM_FP16] = "fp16"};
     *s = (TrainSplit){p.micro, p.accum, 1, names[r.prec]};
     return 0;
 }

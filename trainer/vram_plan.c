@@ -82,7 +82,8 @@ VramArenas vram_arenas(const Model *m, int batch, const OptimConfig *opt, VramPr
     if (kin && kin->colsum_scratch) k.colsum_scratch = kin->colsum_scratch;
     if (kin && kin->dw_scratch) k.dw_scratch = kin->dw_scratch;
     VramArenas p = {0};
-    uint64_t es = prec == VRAM_BF16 ? 2 : 4, saved = 0, copies, largest;
+    int half = prec == VRAM_BF16 || prec == VRAM_FP16;
+    uint64_t es = half ? 2 : 4, saved = 0, copies, largest;
     VramNodes nodes;
     StkErr err;
     if (vram_nodes_plan(m, batch, &nodes, &err)) /* out of host memory: every node, twice */
@@ -93,7 +94,7 @@ VramArenas vram_arenas(const Model *m, int batch, const OptimConfig *opt, VramPr
     p.params = 4 * m->total_floats;
     p.grads = 4 * m->trainable_floats;
     p.optim = 4 * m->trainable_floats * (uint64_t)optim_state_per_element(opt);
-    p.lowp = prec == VRAM_BF16 ? 2 * (copies + largest) : 0;
+    p.lowp = half ? 2 * (copies + largest) : 0;
     p.acts = es * nodes.pool;
     p.acts_kept = es * nodes.kept;
     uint64_t nodes_accum = nodes.accum;
@@ -166,7 +167,7 @@ static void row(FILE *f, const char *name, uint64_t bytes, const char *note) {
 }
 
 void vram_plan_print(FILE *f, const VramRequest *r, const VramPlan *p) {
-    static const char *const precs[] = {"fp32", "tf32", "bf16"};
+    static const char *const precs[] = {"fp32", "tf32", "bf16", "fp16"};
     const VramArenas *a = &p->a;
     fprintf(f, "vram plan: %s %dx%dx%d, %s, batch %d = micro-batch %d x %d accumulation step%s\n",
             r->m->arch, r->m->input.c, r->m->input.h, r->m->input.w, precs[r->prec], r->batch,
@@ -176,7 +177,7 @@ void vram_plan_print(FILE *f, const VramRequest *r, const VramPlan *p) {
     row(f, "parameters", a->params, "float32 master weights and buffers");
     row(f, "gradients", a->grads, "float32, trainable");
     row(f, "optimizer state", a->optim, "momentum / Adam moments");
-    row(f, "bf16 weight copies", a->lowp, "conv/linear copies + one gradient slot");
+    row(f, "16-bit weight copies", a->lowp, "conv/linear copies + one gradient slot");
     char kept[96];
     snprintf(kept, sizeof kept, "outputs and gradients by lifetime; %.1f MiB kept for backward",
              (double)a->acts_kept / VRAM_MIB);

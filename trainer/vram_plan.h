@@ -38,6 +38,7 @@ typedef enum VramPrecision {
     VRAM_FP32 = 0, /* 4-byte activations */
     VRAM_TF32 = 1, /* 4-byte activations (TF32 is a compute mode, not a storage type) */
     VRAM_BF16 = 2, /* 2-byte activations, bf16 weight copies + one weight-gradient slot */
+    VRAM_FP16 = 3, /* as bf16, in IEEE half (the loss scaler's few bytes are not counted) */
 } VramPrecision;
 
 /* The kernel-dependent sizes (both in floats). NULL members: host rules. */
