@@ -162,7 +162,10 @@ static int allocate(CudaNet *net, StkErr *err) {
 }
 
 static int make_handles(CudaNet *net, StkErr *err) {
-    CUDA_TRY(err, cudaStreamCreateWithFlags(&net->stream, cudaStreamNonBlocking));
+    int least, greatest;
+    CUDA_TRY(err, cudaDeviceGetStreamPriorityRange(&least, &greatest));
+    CUDA_TRY(err, cudaStreamCreateWithPriority(&net->stream, cudaStreamNonBlocking,
+                                               net->o.high_priority ? greatest : least));
     CUDNN_TRY(err, cudnnCreate(&net->dnn));
     CUDNN_TRY(err, cudnnSetStream(net->dnn, net->stream));
     CUBLAS_TRY(err, cublasCreate(&net->blas));

@@ -52,6 +52,8 @@ typedef struct CudaNetOptions {
     size_t workspace_limit; /* bytes cuDNN may use per convolution (0: 256 MiB) */
     float loss_scale;       /* fp16: the first loss scale (0: 65536, GradScaler's) */
     int scale_interval;     /* fp16: good steps before the scale doubles (0: 2000) */
+    int high_priority;      /* 1: the compute stream at the device's highest priority (a
+                             * trainer sharing its GPU with an evaluator goes first) */
 } CudaNetOptions;
 
 #define CUDA_NET_GEMM_FWD 1

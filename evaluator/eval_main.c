@@ -180,7 +180,8 @@ static void setup(Eval *e, const char *argv0) {
     int k = (int)loader_index_num_classes(&e->ix), crop = e->cfg.val_crop;
     OptimConfig opt = {OPTIM_SGD, 0.9, 0, 0, 0.9, 0.999, 1e-8}; /* unused: no steps */
     if (model_build(&e->model, e->cfg.model, 3, crop, crop, k, &err) ||
-        tb_init(&e->net, e->cfg.device, e->cfg.precision, &e->model, e->cfg.batch_size, &opt, &err) ||
+        tb_init_ex(&e->net, e->cfg.device, e->cfg.precision, &e->model, e->cfg.batch_size, &opt, 0,
+                   &(TbExtra){.evaluator = 1}, &err) ||
         eval_stats_init(&e->stats, k, e->cfg.batch_size, &err))
         die(e, "model", &err);
     strcpy(e->sock, "/tmp/stoker-eval-XXXXXX");

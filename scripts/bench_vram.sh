@@ -5,7 +5,8 @@
 #     plan's "above the context" figure, the device memory the process measured above the
 #     bare CUDA context after each epoch (it must stay under the budget less the preset's
 #     reserve), and images/s;
-#   - the same model unconstrained (batch 256 in one pass) for the throughput beside it;
+#   - the same model unconstrained (batch 256 in one pass, the plan's precision) for the
+#     throughput beside it;
 #   - at batch 32, fp32: stoker's device memory above the context (bench_train_gpu) against
 #     PyTorch's torch.cuda.max_memory_allocated in the same run (target: <= 0.8x).
 # Build first (scripts/gpu_check.sh); PYTHON: the interpreter with PyTorch.
@@ -36,8 +37,10 @@ echo "| model | plan (micro x accum) | plan above context MiB | measured above c
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for m in "${models[@]}"; do
   train "$work/$m.fit.log" --model "$m" --gpu "$preset"
-  train "$work/$m.free.log" --model "$m"
   plan=$(grep -E "^plan: " "$work/$m.fit.log" | tail -1)
+  # unconstrained in the precision the preset's plan ran (a gtx1050 plan is fp32)
+  prec=$(sed -nE 's/.* precision=([a-z0-9]+).*/\1/p' <<<"$plan")
+  train "$work/$m.free.log" --model "$m" ${prec:+--precision "$prec"}
   above=$(sed -nE 's/^  above the context +([0-9.]+) MiB.*/\1/p' "$work/$m.fit.log" | tail -1)
   budget=$(sed -nE 's/^  budget +([0-9.]+) MiB.*/\1/p' "$work/$m.fit.log" | tail -1)
   reserve=$(sed -nE 's/^  context reserve +([0-9.]+) MiB.*/\1/p' "$work/$m.fit.log" | tail -1)

@@ -62,7 +62,7 @@ static int gpu_default_precision(int rank, const char **name, StkErr *err) {
 }
 
 static int gpu_init(TrainBackend *tb, const char *precision, const Model *m, int batch,
-                    const OptimConfig *opt, StkErr *err) {
+                    const OptimConfig *opt, const TbExtra *x, StkErr *err) {
     int count;
     CudaDeviceInfo d;
     if (cuda_device_count(&count, err)) return -1;
@@ -72,7 +72,7 @@ static int gpu_init(TrainBackend *tb, const char *precision, const Model *m, int
                         tb->rank, count);
     if (cuda_device_info(tb->rank, &d, err)) return -1;
     CUDA_TRY(err, cudaSetDevice(tb->rank)); /* every later allocation and stream is on it */
-    CudaNetOptions o = {0};
+    CudaNetOptions o = {.workspace_limit = x ? x->workspace : 0, .high_priority = !(x && x->evaluator)};
     if (pick_precision(precision, &d, &o.precision, err)) return -1;
     static const char *const names[] = {[CUDA_PREC_FP32] = "fp32", [CUDA_PREC_TF32] = "tf32",
                                          [CUDA_PREC_BF16] = "bf16", [CUDA_PREC_FP16] = "fp16"};
@@ -102,6 +102,11 @@ int tb_init(TrainBackend *tb, const char *device, const char *precision, const M
 
 int tb_init_rank(TrainBackend *tb, const char *device, const char *precision, const Model *m,
                  int batch, const OptimConfig *opt, int rank, StkErr *err) {
+    return tb_init_ex(tb, device, precision, m, batch, opt, rank, NULL, err);
+}
+
+int tb_init_ex(TrainBackend *tb, const char *device, const char *precision, const Model *m,
+               int batch, const OptimConfig *opt, int rank, const TbExtra *x, StkErr *err) {
     memset(tb, 0, sizeof *tb);
     tb->rank = rank;
     if (!device || !strcmp(device, "cpu")) {
@@ -112,13 +117,13 @@ int tb_init_rank(TrainBackend *tb, const char *device, const char *precision, co
     if (strcmp(device, "cuda")) return stk_errf(err, "--device %s: cpu or cuda", device);
 #ifdef STOKER_HAVE_CUDA
     tb->cuda = 1;
-    if (gpu_init(tb, precision, m, batch, opt, err)) {
+    if (gpu_init(tb, precision, m, batch, opt, x, err)) {
         tb_free(tb);
         return -1;
     }
     return 0;
 #else
-    (void)precision, (void)batch, (void)opt;
+    (void)precision, (void)batch, (void)opt, (void)x;
     return stk_errf(err, "--device cuda: this stoker-train was built without the CUDA backend "
                     "(configure found no nvcc or cuDNN; see README 'Building for your GPU')");
 #endif

@@ -61,6 +61,16 @@ int tb_default_precision(const char *device, int rank, const char **name, StkErr
 int tb_init_rank(TrainBackend *tb, const char *device, const char *precision, const Model *m,
                  int batch, const OptimConfig *opt, int rank, StkErr *err);
 
+/* What a process tells the CUDA backend beyond that (tb_init_ex; zeros: the defaults). */
+typedef struct TbExtra {
+    uint64_t workspace;  /* cuDNN workspace bound in bytes, as the memory plan assumed (0: 256 MiB) */
+    int evaluator;       /* 1: an evaluator beside a trainer on the same GPU: its stream keeps
+                          * the default priority while the trainer's runs at the highest, so
+                          * evaluation fills what training leaves idle */
+} TbExtra;
+int tb_init_ex(TrainBackend *tb, const char *device, const char *precision, const Model *m,
+               int batch, const OptimConfig *opt, int rank, const TbExtra *x, StkErr *err);
+
 /* Joins the group g (--gpus > 1; g outlives tb): from now on every optimizer step uses
  * the mean of the ranks' gradients. The CPU backend averages through g itself; the CUDA
  * backend sets up NCCL (cuda_ddp.h), its unique id broadcast from rank 0 through g, and

@@ -332,8 +332,8 @@ static void setup(Run *r, const char *argv0) {
     /* --gpu PRESET without --precision: the preset's precision, as the plan assumed (a
      * gtx1050-2g plan is an fp32 plan, whatever card this runs on) */
     const char *precision = r->cfg.precision ? r->cfg.precision : r->split.precision;
-    if (tb_init_rank(&r->tb, r->cfg.device, precision, &r->model, r->split.micro,
-                     &r->cfg.opt, r->cfg.rank, &err) ||
+    if (tb_init_ex(&r->tb, r->cfg.device, precision, &r->model, r->split.micro, &r->cfg.opt,
+                   r->cfg.rank, &(TbExtra){.workspace = r->split.workspace}, &err) ||
         tb_set_accum(&r->tb, r->split.accum, &err))
         die("model", &err);
     model_init_params(&r->model, r->tb.params, r->cfg.seed);

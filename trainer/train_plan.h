@@ -18,6 +18,7 @@ typedef struct TrainSplit {
     const char *precision; /* the precision the plan is for ("fp32", "tf32", "bf16"), NULL
                             * without a plan: the run must use it when --precision is not
                             * given, or the plan is for another run than this one */
+    uint64_t workspace;    /* the cuDNN workspace bound the plan assumed (0: the default) */
 } TrainSplit;
 
 /* Decides the split: --micro-batch when given; else, on --device cuda (or with --plan)
