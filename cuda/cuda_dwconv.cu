@@ -86,40 +86,35 @@ template <> struct Vec<float, 4> {
     }
 };
 
-template <> struct Vec<__nv_bfloat16, 8> {
-    __device__ static inline void load(const __nv_bfloat16 *__restrict__ p, float *f) {
-        uint4 q = *reinterpret_cast<const uint4 *>(p);
-        const __nv_bfloat162 *h = reinterpret_cast<const __nv_bfloat162 *>(&q);
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            float2 t = __bfloat1622float2(h[i]);
-            f[2 * i] = t.x, f[2 * i + 1] = t.y;
-        }
-    }
-    __device__ static inline void store(__nv_bfloat16 *__restrict__ p, const float *f) {
-        uint4 q;
-        __nv_bfloat162 *h = reinterpret_cast<__nv_bfloat162 *>(&q);
-#pragma unroll
-        for (int i = 0; i < 4; i++) h[i] = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
-        *reinterpret_cast<uint4 *>(p) = q;
-    }
+/* The packed pair of each 16-bit type, for 8 channels in one 16-byte access. */
+template <typename T> struct Half2;
+template <> struct Half2<__nv_bfloat16> {
+    typedef __nv_bfloat162 type;
+    __device__ static inline float2 widen(type h) { return __bfloat1622float2(h); }
+    __device__ static inline type narrow(float a, float b) { return __floats2bfloat162_rn(a, b); }
+};
+template <> struct Half2<__half> {
+    typedef __half2 type;
+    __device__ static inline float2 widen(type h) { return __half22float2(h); }
+    __device__ static inline type narrow(float a, float b) { return __floats2half2_rn(a, b); }
 };
 
-template <> struct Vec<__half, 8> {
-    __device__ static inline void load(const __half *__restrict__ p, float *f) {
+template <typename T> struct Vec<T, 8> { /* T: a 16-bit type */
+    typedef typename Half2<T>::type P;
+    __device__ static inline void load(const T *__restrict__ p, float *f) {
         uint4 q = *reinterpret_cast<const uint4 *>(p);
-        const __half2 *h = reinterpret_cast<const __half2 *>(&q);
+        const P *h = reinterpret_cast<const P *>(&q);
 #pragma unroll
         for (int i = 0; i < 4; i++) {
-            float2 t = __half22float2(h[i]);
+            float2 t = Half2<T>::widen(h[i]);
             f[2 * i] = t.x, f[2 * i + 1] = t.y;
         }
     }
-    __device__ static inline void store(__half *__restrict__ p, const float *f) {
+    __device__ static inline void store(T *__restrict__ p, const float *f) {
         uint4 q;
-        __half2 *h = reinterpret_cast<__half2 *>(&q);
+        P *h = reinterpret_cast<P *>(&q);
 #pragma unroll
-        for (int i = 0; i < 4; i++) h[i] = __floats2half2_rn(f[2 * i], f[2 * i + 1]);
+        for (int i = 0; i < 4; i++) h[i] = Half2<T>::narrow(f[2 * i], f[2 * i + 1]);
         *reinterpret_cast<uint4 *>(p) = q;
     }
 };
