@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model.h" /* model_default_sizes */
+
 static void usage(FILE *f) {
     fprintf(f,
         "usage: stoker-eval --data-path DIR (--checkpoint FILE | --checkpoints EP | both) [options]\n"
@@ -78,9 +80,10 @@ int eval_config_parse(EvalConfig *c, int argc, char **argv) {
     if (!c->curve_key != !c->curve_server) return bad("CURVE needs both --curve-key and", "--curve-server-key");
     if (c->precision && !strcmp(c->device, "cpu") && strcmp(c->precision, "fp32"))
         return bad("--precision on the CPU is fp32, not", c->precision);
-    int small = !strcmp(c->model, "smallcnn") || !strcmp(c->model, "smallresnet");
-    if (!c->val_resize) c->val_resize = small ? 28 : 256;
-    if (!c->val_crop) c->val_crop = small ? 28 : 224;
+    int resize, crop;
+    model_default_sizes(c->model, &resize, &crop);
+    if (!c->val_resize) c->val_resize = resize;
+    if (!c->val_crop) c->val_crop = crop;
     if (c->val_crop > c->val_resize) return bad("--val-crop-size is larger than", "--val-resize-size");
     return 0;
 }

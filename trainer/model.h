@@ -86,6 +86,11 @@ typedef struct Model {
  * test_cpu_models.c). Returns 0 or -1 + err (unknown arch, input too small). */
 int model_build(Model *m, const char *arch, int c, int h, int w, int num_classes, StkErr *err);
 
+/* The input sizes arch is trained and evaluated at unless told: resize 28 and crop 28 for
+ * the small models made for 28-32 px inputs (smallcnn, smallresnet), else torchvision's
+ * 256 and 224. stoker-train, stoker-eval and stoker-predict all default through this. */
+void model_default_sizes(const char *arch, int *resize, int *crop);
+
 /* Architectures model_build knows, NULL-terminated. */
 extern const char *const model_archs[];
 

@@ -66,6 +66,12 @@ static int smallresnet(Model *m) {
     return model_add_linear(m, "classifier", model_add_avgpool(m, x), m->num_classes);
 }
 
+void model_default_sizes(const char *arch, int *resize, int *crop) {
+    int small = !strcmp(arch, "smallcnn") || !strcmp(arch, "smallresnet");
+    *resize = small ? 28 : 256;
+    *crop = small ? 28 : 224;
+}
+
 int model_build(Model *m, const char *arch, int c, int h, int w, int num_classes, StkErr *err) {
     memset(m, 0, sizeof *m);
     snprintf(m->arch, sizeof m->arch, "%s", arch);

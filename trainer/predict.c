@@ -34,9 +34,10 @@ static int describe(Predictor *p, const PredictConfig *c, StkErr *err) {
     const char *arch = c->model ? c->model : p->meta.arch;
     if (!rc && !*arch)
         rc = stk_errf(err, "%s names no architecture (older checkpoint): pass --model", c->checkpoint);
-    int small = !rc && !strcmp(arch, "smallcnn");
-    p->resize = c->val_resize ? c->val_resize : p->meta.val_resize ? p->meta.val_resize : small ? 28 : 256;
-    p->crop = c->val_crop ? c->val_crop : p->meta.val_crop ? p->meta.val_crop : small ? 28 : 224;
+    int resize, crop;
+    model_default_sizes(arch, &resize, &crop);
+    p->resize = c->val_resize ? c->val_resize : p->meta.val_resize ? p->meta.val_resize : resize;
+    p->crop = c->val_crop ? c->val_crop : p->meta.val_crop ? p->meta.val_crop : crop;
     if (!rc && p->crop > p->resize)
         rc = stk_errf(err, "crop %d is larger than the resize %d", p->crop, p->resize);
     if (!rc && (p->classes = file_classes(&f, arch, p->crop, err)) < 0) rc = -1;

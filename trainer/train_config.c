@@ -210,11 +210,11 @@ int train_config_parse(TrainConfig *c, int argc, char **argv) {
         return bad("--gpus > 1 needs --dist-endpoint (stoker-run gives it)", "");
     if (c->gpus > 1 && c->micro_batch && c->micro_batch < c->batch_size)
         return bad("--gpus > 1 does not take micro-batches yet", "");
-    /* the two small models are made for 28-32 px inputs (Fashion-MNIST, CIFAR) */
-    int small = !strcmp(c->model, "smallcnn") || !strcmp(c->model, "smallresnet");
-    if (!c->train_crop) c->train_crop = small ? 28 : 224;
-    if (!c->val_resize) c->val_resize = small ? 28 : 256;
-    if (!c->val_crop) c->val_crop = small ? 28 : 224;
+    int resize, crop;
+    model_default_sizes(c->model, &resize, &crop);
+    if (!c->train_crop) c->train_crop = crop;
+    if (!c->val_resize) c->val_resize = resize;
+    if (!c->val_crop) c->val_crop = crop;
     if (c->val_crop > c->val_resize) return bad("--val-crop-size is larger than --val-resize-size", "");
     /* one network evaluates what it trains on: its input buffer has the train crop's size */
     if (c->val_crop != c->train_crop)

@@ -64,9 +64,7 @@ int train_plan_split(const TrainConfig *c, const Model *m, const VramKernels *k,
         fprintf(out, "per GPU, for each of the %d ranks (a step trains %d x %d samples):\n",
                 c->gpus, c->gpus, c->batch_size);
     if (out) vram_plan_print(out, &r, &p);
-    static const char *const names[] = {[VRAM_FP32] = "fp32", [VRAM_TF32] = "tf32", [VRAM_BF16] = "bf16",
-                                         [VRAM_FP16] = "fp16"};
-    *s = (TrainSplit){p.micro, p.accum, 1, names[r.prec], r.workspace};
+    *s = (TrainSplit){p.micro, p.accum, 1, vram_precision_name(r.prec), r.workspace};
     return 0;
 }
 

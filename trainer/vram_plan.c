@@ -166,11 +166,17 @@ static void row(FILE *f, const char *name, uint64_t bytes, const char *note) {
     fprintf(f, "  %-22s %10.1f MiB  %s\n", name, (double)bytes / VRAM_MIB, note);
 }
 
+const char *vram_precision_name(VramPrecision p) {
+    static const char *const names[] = {[VRAM_FP32] = "fp32", [VRAM_TF32] = "tf32",
+                                        [VRAM_BF16] = "bf16", [VRAM_FP16] = "fp16"};
+    return names[p];
+}
+
 void vram_plan_print(FILE *f, const VramRequest *r, const VramPlan *p) {
-    static const char *const precs[] = {"fp32", "tf32", "bf16", "fp16"};
+    const char *prec = vram_precision_name(r->prec);
     const VramArenas *a = &p->a;
     fprintf(f, "vram plan: %s %dx%dx%d, %s, batch %d = micro-batch %d x %d accumulation step%s\n",
-            r->m->arch, r->m->input.c, r->m->input.h, r->m->input.w, precs[r->prec], r->batch,
+            r->m->arch, r->m->input.c, r->m->input.h, r->m->input.w, prec, r->batch,
             p->micro, p->accum, p->accum == 1 ? "" : "s");
     if (p->effective != r->batch)
         fprintf(f, "  note: %d does not split evenly; the effective batch is %d\n", r->batch, p->effective);
@@ -194,5 +200,5 @@ void vram_plan_print(FILE *f, const VramRequest *r, const VramPlan *p) {
     row(f, "evaluator share", p->eval_bytes, "");
     row(f, "budget", r->budget, "");
     fprintf(f, "plan: micro_batch=%d accum=%d peak_mib=%llu precision=%s\n", p->micro, p->accum,
-            (unsigned long long)((p->peak + VRAM_MIB - 1) / VRAM_MIB), precs[r->prec]); /* rounded up */
+            (unsigned long long)((p->peak + VRAM_MIB - 1) / VRAM_MIB), prec); /* rounded up */
 }

@@ -58,6 +58,9 @@ typedef struct VramArenas {
     uint64_t total;      /* sum of all but dw_scratch */
 } VramArenas;
 
+/* "fp32", "tf32", "bf16" or "fp16": --precision's word for p. */
+const char *vram_precision_name(VramPrecision p);
+
 /* The arenas for m at batch; workspace 0: VRAM_DEFAULT_WORKSPACE; k NULL: host rules. */
 VramArenas vram_arenas(const Model *m, int batch, const OptimConfig *opt, VramPrecision prec,
                        uint64_t workspace, const VramKernels *k);
