@@ -2,7 +2,9 @@
  * already on the GPU (what scripts/bench_train.sh compares with PyTorch in the same
  * run). Prints one line: model, batch, precision, set-up seconds (cuDNN algorithm
  * search included), images/s over the timed steps, and device memory in use.
- * usage: bench_train_gpu MODEL [--batch B] [--size S] [--steps N] [--warmup W] [--precision fp32|tf32|bf16|fp16] [--profile] */
+ * The labels are on the device too (data already on the GPU: nothing is copied per step).
+ * usage: bench_train_gpu MODEL [--batch B] [--size S] [--steps N] [--warmup W]
+ *        [--precision fp32|tf32|bf16|fp16] [--classes K] [--opt sgd|adamw] [--profile] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,11 +33,11 @@ static const char *kind_name(const ModelLayer *l) {
 
 /* Five profiled steps after the timed ones; per layer kind, forward and backward ms per
  * step (the events themselves cost a little: the total is above the timed step). */
-static void report_profile(CudaNet *net, const Model *m, const int32_t *labels, StkErr *err) {
+static void report_profile(CudaNet *net, const Model *m, const int32_t *d_labels, StkErr *err) {
     const int steps = 5;
     if (cuda_net_profile_start(net, err)) die("profile", err);
     for (int s = 0; s < steps; s++)
-        if (cuda_net_forward(net, 1, 0, err) || cuda_net_backward(net, labels, 0, 0, err) ||
+        if (cuda_net_forward(net, 1, 0, err) || cuda_net_backward_dev(net, d_labels, 0, 0, err) ||
             cuda_net_profile_read(net, err) || cuda_net_step(net, 0.01, 1e-4, 1e-4, err))
             die("profiled step", err);
     double f[16] = {0}, b[16] = {0}, total = 0;
@@ -58,12 +60,13 @@ static void report_profile(CudaNet *net, const Model *m, const int32_t *labels, 
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: bench_train_gpu MODEL [--batch B] [--size S] [--steps N] [--warmup W] [--precision fp32|tf32|bf16|fp16] [--profile]\n");
+        fprintf(stderr, "usage: bench_train_gpu MODEL [--batch B] [--size S] [--steps N] [--warmup W] "
+                "[--precision fp32|tf32|bf16|fp16] [--classes K] [--opt sgd|adamw] [--profile]\n");
         return 2;
     }
     const char *arch = argv[1];
-    int batch = 256, size = 224, steps = 30, warmup = 5;
-    const char *prec = "bf16";
+    int batch = 256, size = 224, steps = 30, warmup = 5, classes = 1000;
+    const char *prec = "bf16", *optname = "sgd";
     int profile = 0;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--profile")) profile = 1;
@@ -72,13 +75,20 @@ int main(int argc, char **argv) {
         else if (i + 1 < argc && !strcmp(argv[i], "--size")) size = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--steps")) steps = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--warmup")) warmup = atoi(argv[++i]);
+        else if (i + 1 < argc && !strcmp(argv[i], "--classes")) classes = atoi(argv[++i]);
+        else if (i + 1 < argc && !strcmp(argv[i], "--opt")) optname = argv[++i];
         else { fprintf(stderr, "bench_train_gpu: unknown argument %s\n", argv[i]); return 2; }
     }
     static Model m;
     static CudaNet net;
     StkErr err;
-    if (model_build(&m, arch, 3, size, size, 1000, &err)) die("model", &err);
-    OptimConfig opt = {OPTIM_SGD, 0.9, 0, 0, 0, 0, 0};
+    if (classes < 2 || (strcmp(optname, "sgd") && strcmp(optname, "adamw"))) {
+        fprintf(stderr, "bench_train_gpu: --classes >= 2, --opt sgd or adamw\n");
+        return 2;
+    }
+    if (model_build(&m, arch, 3, size, size, classes, &err)) die("model", &err);
+    OptimConfig opt = !strcmp(optname, "adamw") ? (OptimConfig){OPTIM_ADAMW, 0, 0, 0, 0.9, 0.999, 1e-8}
+                                                : (OptimConfig){OPTIM_SGD, 0.9, 0, 0, 0, 0, 0};
     CudaNetOptions o = {.precision = !strcmp(prec, "fp32") ? CUDA_PREC_FP32
                                      : !strcmp(prec, "tf32") ? CUDA_PREC_TF32
                                      : !strcmp(prec, "fp16") ? CUDA_PREC_FP16 : CUDA_PREC_BF16};
@@ -101,29 +111,34 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < (size_t)batch * 3 * size * size; i++)
         host[i] = (float)stk_rng_unit(stk_rng_at(3, i)) * 4 - 2;
     if (cuda_net_set_input_nchw(&net, host, &err)) die("input", &err);
-    int32_t *labels = malloc(sizeof *labels * (size_t)batch);
-    for (int i = 0; i < batch; i++) labels[i] = (int32_t)(stk_rng_at(4, (uint64_t)i) % 1000);
+    int32_t *labels = malloc(sizeof *labels * (size_t)batch), *d_labels;
+    for (int i = 0; i < batch; i++) labels[i] = (int32_t)(stk_rng_at(4, (uint64_t)i) % (uint64_t)classes);
+    if (cudaMalloc((void **)&d_labels, sizeof *labels * (size_t)batch) != cudaSuccess ||
+        cudaMemcpy(d_labels, labels, sizeof *labels * (size_t)batch, cudaMemcpyHostToDevice) != cudaSuccess)
+        die("labels", &(StkErr){"cudaMalloc/cudaMemcpy of the labels failed"});
     double setup = now_s() - t0, loss = 0, t1 = 0;
     for (int s = 0; s < warmup + steps; s++) {
         if (s == warmup) {
             if (cuda_net_loss(&net, &loss, &err)) die("sync", &err);
             t1 = now_s();
         }
-        if (cuda_net_forward(&net, 1, (uint64_t)s, &err) || cuda_net_backward(&net, labels, 0, (uint64_t)s, &err) ||
+        if (cuda_net_forward(&net, 1, (uint64_t)s, &err) ||
+            cuda_net_backward_dev(&net, d_labels, 0, (uint64_t)s, &err) ||
             cuda_net_step(&net, 0.01, 1e-4, 1e-4, &err))
             die("step", &err);
     }
     if (cuda_net_loss(&net, &loss, &err)) die("sync", &err);
     double dt = now_s() - t1;
-    if (profile) report_profile(&net, &m, labels, &err);
+    if (profile) report_profile(&net, &m, d_labels, &err);
     size_t free_b, total_b;
     cudaMemGetInfo(&free_b, &total_b);
-    printf("stoker %s batch=%d size=%d precision=%s setup_s=%.2f images_per_s=%.1f "
+    printf("stoker %s batch=%d size=%d precision=%s opt=%s classes=%d setup_s=%.2f images_per_s=%.1f "
            "step_ms=%.2f loss=%.4f plan_mib=%.0f used_mib=%.0f above_context_mib=%.0f\n",
-           arch, batch, size, prec, setup, steps * batch / dt, dt / steps * 1e3,
+           arch, batch, size, prec, optname, classes, setup, steps * batch / dt, dt / steps * 1e3,
            loss, net.plan.total / 1048576.0, (total_b - free_b) / 1048576.0,
            ((double)free0 - (double)free_b) / 1048576.0);
     cuda_net_free(&net);
+    cudaFree(d_labels);
     free(host), free(labels);
     return 0;
 }

@@ -31,7 +31,9 @@ CudaNetPlan cuda_net_plan(const Model *m, int batch, const OptimConfig *opt,
                           const CudaNetOptions *o) {
     static const VramKernels k = {cuda_colsum_scratch, cuda_dwconv_filter_scratch};
     CudaPrecision prec = o ? o->precision : CUDA_PREC_FP32;
-    VramArenas a = vram_arenas(m, batch, opt, (VramPrecision)prec, o ? o->workspace_limit : 0, &k);
+    uint64_t ws = o ? o->workspace_limit : 0;
+    VramArenas a = o && o->inference ? vram_arenas_inference(m, batch, (VramPrecision)prec, ws, &k)
+                                     : vram_arenas(m, batch, opt, (VramPrecision)prec, ws, &k);
     return (CudaNetPlan){.params = a.params, .grads = a.grads, .optim = a.optim, .lowp = a.lowp,
                          .acts = a.acts, .acts_kept = a.acts_kept, .saved = a.saved,
                          .scratch = a.scratch, .workspace = a.workspace, .total = a.total,
@@ -65,6 +67,7 @@ static void *weight(CudaNet *net, int li) {
     return net->params + net->m->param[l->param0].offset;
 }
 static void *weight_grad(CudaNet *net, int li) {
+    if (net->o.inference) return NULL;
     if (lowp(net)) return net->lowp_grad;
     return net->grads + net->m->param[net->m->layer[li].param0].offset;
 }
@@ -123,9 +126,11 @@ static int host_tables(CudaNet *net, StkErr *err) {
         return stk_errf(err, "cuda_net: out of host memory");
     uint64_t saved = 0, low = 0;
     /* the same layout vram_arenas sized the pool by */
-    if (vram_nodes_plan(m, net->batch, &net->nodes, err)) return -1;
+    if ((net->o.inference ? vram_nodes_plan_inference : vram_nodes_plan)(m, net->batch, &net->nodes, err))
+        return -1;
     for (int li = 0; li < m->nlayers; li++) {
-        net->saved_off[li] = saved, saved += vram_saved_floats(m, li, net->batch);
+        net->saved_off[li] = saved;
+        if (!net->o.inference) saved += vram_saved_floats(m, li, net->batch);
         if (has_product(&m->layer[li])) net->lowp_off[li] = low, low += m->param[m->layer[li].param0].numel;
     }
     return 0;
@@ -147,7 +152,7 @@ static int allocate(CudaNet *net, StkErr *err) {
         dev_alloc(&net->workspace, p->workspace, "cuDNN workspace", net, err))
         return -1;
     net->workspace_bytes = p->workspace;
-    net->lowp_grad = (uint16_t *)net->lowp + copies;
+    net->lowp_grad = net->o.inference ? NULL : (uint16_t *)net->lowp + copies;
     net->part = (float *)((char *)net->scratch + net->nodes.accum * esize(net));
     net->row_loss = net->part + cuda_colsum_scratch(vram_max_channels(m));
     net->labels = (int32_t *)(net->row_loss + net->batch);
@@ -282,7 +287,7 @@ static int make_layers(CudaNet *net, StkErr *err) {
         if (l->kind == LAYER_CONV && cuda_dwconv_supported(&l->conv)) {
             net->dwconv[li] = 1;
         } else if (l->kind == LAYER_CONV) {
-            int frozen = model_layer_frozen(m, li);
+            int frozen = model_layer_frozen(m, li) || net->o.inference; /* no weight gradient */
             CudaConvScratch sc = {act(net, l->in), weight(net, li), act(net, li + 1),
                                   dact(net, l->in), frozen ? NULL : weight_grad(net, li),
                                   net->workspace, net->workspace_bytes};
@@ -311,7 +316,8 @@ static int make_layers(CudaNet *net, StkErr *err) {
     for (int li = 0; li < m->nlayers; li++) {
         const ModelLayer *l = &m->layer[li];
         if (l->kind == LAYER_CONV && pointwise(&l->conv) &&
-            choose_gemm(net, li, l->in > net->first_trainable, !model_layer_frozen(m, li), err))
+            choose_gemm(net, li, l->in > net->first_trainable,
+                        !model_layer_frozen(m, li) && !net->o.inference, err))
             return -1;
     }
     return 0;
@@ -347,11 +353,12 @@ int cuda_net_init(CudaNet *net, const Model *m, int batch, const OptimConfig *op
     net->opt = *opt;
     if (o) net->o = *o;
     net->dt = dtype_of(net->o.precision);
-    net->first_trainable = vram_first_trainable(m);
+    /* an inference net runs no backward: nothing below the logits is "trainable" */
+    net->first_trainable = net->o.inference ? m->nlayers : vram_first_trainable(m);
     net->plan = cuda_net_plan(m, batch, opt, &net->o);
     if (check_layers(m, err) || allocate(net, err) || make_handles(net, err) ||
-        make_layers(net, err) || make_optim(net, err) ||
-        (net->dt == CUDA_F16 &&
+        make_layers(net, err) || (!net->o.inference && make_optim(net, err)) ||
+        (net->dt == CUDA_F16 && !net->o.inference &&
          cuda_scaler_init(&net->scaler, net->o.loss_scale > 0 ? net->o.loss_scale : 65536.0f,
                           net->o.scale_interval > 0 ? net->o.scale_interval : 2000, err))) {
         cuda_net_free(net);
@@ -431,7 +438,9 @@ static int forward_layer(CudaNet *net, int li, int train, uint64_t key, StkErr *
                                      net->part, s, err);
     }
     case LAYER_ACT: return cuda_act_forward(l->act, dt, shape4_numel(xs), x, y, s, err);
-    case LAYER_MAXPOOL: return cuda_maxpool_forward(&l->pool, dt, xs, ys, x, y, (int32_t *)sv, s, err);
+    case LAYER_MAXPOOL: /* argmax only for a backward; an inference net has no saved arena */
+        return cuda_maxpool_forward(&l->pool, dt, xs, ys, x, y, net->o.inference ? NULL : (int32_t *)sv,
+                                    s, err);
     case LAYER_AVGPOOL: return cuda_avgpool_forward(dt, xs, x, y, s, err);
     case LAYER_LINEAR: {
         CudaLinear lin = linear_of(net, l);
@@ -454,7 +463,13 @@ static int mark(CudaNet *net, int phase, int i, StkErr *err) {
     return 0;
 }
 
+int cuda_net_trains(const CudaNet *net, const char *what, StkErr *err) {
+    if (!net->o.inference) return 0;
+    return stk_errf(err, "cuda_net: %s on a network made for inference only", what);
+}
+
 int cuda_net_forward(CudaNet *net, int train, uint64_t dropout_key, StkErr *err) {
+    if (train && cuda_net_trains(net, "a training forward pass", err)) return -1;
     for (int li = 0; li < net->m->nlayers; li++)
         if (mark(net, 0, li, err) || (!skipped(net, li) && forward_layer(net, li, train, dropout_key, err)))
             return stk_err_wrap(err, "forward %s #%d", net->m->layer[li].name, li);
@@ -641,6 +656,7 @@ int cuda_net_backward_dev(CudaNet *net, const int32_t *d_labels, double eps, uin
                           StkErr *err) {
     const Model *m = net->m;
     cudaStream_t s = net->stream;
+    if (cuda_net_trains(net, "backward", err)) return -1;
     memset(net->dact_set, 0, (size_t)m->nlayers + 1);
     if (cuda_ce_loss(net->dt, net->batch, m->num_classes, act(net, m->nlayers), d_labels,
                      (float)eps, net->scaler.dev ? &net->scaler.dev->scale : NULL, net->row_loss,
@@ -671,6 +687,7 @@ int cuda_net_loss(CudaNet *net, double *loss, StkErr *err) {
 }
 
 int cuda_net_step(CudaNet *net, double lr, double wd, double norm_wd, StkErr *err) {
+    if (cuda_net_trains(net, "an optimizer step", err)) return -1;
     net->steps++;
     const CudaScalerState *dyn = net->scaler.dev;
     if (dyn && (cuda_scaler_unscale(&net->scaler, net->m->trainable_floats, net->grads, net->stream, err) ||

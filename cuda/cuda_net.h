@@ -54,6 +54,11 @@ typedef struct CudaNetOptions {
     int scale_interval;     /* fp16: good steps before the scale doubles (0: 2000) */
     int high_priority;      /* 1: the compute stream at the device's highest priority (a
                              * trainer sharing its GPU with an evaluator goes first) */
+    int inference;          /* 1: forward passes in eval mode only (an evaluator's network):
+                             * the arenas are vram_arenas_inference's (no gradients,
+                             * optimizer state or saved state; activations die after their
+                             * last forward reader), cuDNN chooses forward algorithms only,
+                             * and backward, step and the gradient and optimizer copies fail */
 } CudaNetOptions;
 
 #define CUDA_NET_GEMM_FWD 1
@@ -124,6 +129,10 @@ int cuda_net_init(CudaNet *net, const Model *m, int batch, const OptimConfig *op
                   const CudaNetOptions *o, StkErr *err);
 void cuda_net_free(CudaNet *net);
 
+/* 0 when net trains; on an inference net (CudaNetOptions.inference) -1 + err saying that
+ * `what` (a backward, a step, a gradient copy) needs a training network. */
+int cuda_net_trains(const CudaNet *net, const char *what, StkErr *err);
+
 /* The input node's device buffer: batch x h x w x c of net->dt, NHWC
  * (cuda_input_normalize writes it from a uint8 batch). */
 void *cuda_net_input(CudaNet *net);
@@ -133,7 +142,7 @@ void *cuda_net_input(CudaNet *net);
  * and the logits always; others only during the step (vram_nodes.h). */
 void *cuda_net_node(CudaNet *net, int node);
 
-/* Runs the model on the input; train selects batch statistics (and updates the running
+/* Runs the model on the input (an inference net: train must be 0); train selects batch statistics (and updates the running
  * ones) and dropout (masks as the CPU backend's for the same key). The logits stay on the
  * device (cuda_net_get_logits). */
 int cuda_net_forward(CudaNet *net, int train, uint64_t dropout_key, StkErr *err);

@@ -57,6 +57,7 @@ int cuda_net_get_params(CudaNet *net, float *host, StkErr *err) {
 }
 
 int cuda_net_get_grads(CudaNet *net, float *host, StkErr *err) {
+    if (cuda_net_trains(net, "cuda_net_get_grads", err)) return -1;
     return get_arena(net, net->grads, net->m->trainable_floats, host, err);
 }
 
@@ -110,6 +111,7 @@ static void optim_layout(const CudaNet *net, const float *src, float *dst, int t
 }
 
 int cuda_net_set_optim(CudaNet *net, const float *host, StkErr *err) {
+    if (cuda_net_trains(net, "cuda_net_set_optim", err)) return -1;
     uint64_t n = net->m->trainable_floats * (uint64_t)optim_state_per_element(&net->opt);
     if (!n) return 0;
     float *stage = malloc(4 * n);
@@ -122,6 +124,7 @@ int cuda_net_set_optim(CudaNet *net, const float *host, StkErr *err) {
 }
 
 int cuda_net_get_optim(CudaNet *net, float *host, StkErr *err) {
+    if (cuda_net_trains(net, "cuda_net_get_optim", err)) return -1;
     uint64_t n = net->m->trainable_floats * (uint64_t)optim_state_per_element(&net->opt);
     if (!n) return 0;
     float *stage = malloc(4 * n);

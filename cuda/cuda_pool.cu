@@ -43,7 +43,10 @@ __global__ void maxpool_fwd_kernel(CpuMaxPool p, Shape4 in, Shape4 out, const T 
             }
         }
         Vec<T, V> o;
-        for (int k = 0; k < V; k++) st(&o.v[k], best[k]), argmax[i * V + k] = bi[k];
+        for (int k = 0; k < V; k++) {
+            st(&o.v[k], best[k]);
+            if (argmax) argmax[i * V + k] = bi[k]; /* NULL: eval only, no backward */
+        }
         ((Vec<T, V> *)y)[i] = o;
     }
 }

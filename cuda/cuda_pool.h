@@ -17,7 +17,8 @@ extern "C" {
 #include "cuda_dtype.h"
 #include "stk_err.h"
 
-/* y [n, oh, ow, c] from x [n, h, w, c]; argmax[n, oh, ow, c] = ih * w + iw. */
+/* y [n, oh, ow, c] from x [n, h, w, c]; argmax[n, oh, ow, c] = ih * w + iw (argmax NULL: not
+ * written, for a forward no backward follows). */
 int cuda_maxpool_forward(const CpuMaxPool *p, CudaDtype dt, Shape4 in, Shape4 out, const void *x, void *y,
                          int32_t *argmax, cudaStream_t s, StkErr *err);
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "model.h" /* model_default_sizes */
+#include "vram_plan.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -17,7 +18,11 @@ static void usage(FILE *f) {
         "                          catches up on the notice it missed)\n"
         "  --model NAME            smallcnn (default), or any of stoker-train's models\n"
         "  --device cpu|cuda       where the forward passes run (cpu)\n"
-        "  --precision P           fp32|tf32|bf16 on cuda (default: the card's best)\n"
+        "  --precision P           fp32|tf32|bf16|fp16 on cuda (default: the card's best)\n"
+        "  --vram-budget SIZE      cuda: the evaluator's share of the GPU (its context included):\n"
+        "                          an inference-only network in the largest batch up to -b that\n"
+        "                          fits (stoker-run gives --eval-share x the trainer's budget)\n"
+        "  --gpu NAME              the card's preset (context reserve, bf16 or not), as stoker-train\n"
         "  -b, --batch-size N      32      -j, --workers N   val loader processes (1)\n"
         "  --val-resize-size N  --val-crop-size N   (28/28 for smallcnn and smallresnet, else 256/224)\n"
         "  --best FILE             keep the best checkpoint by top-1 at FILE\n"
@@ -40,14 +45,15 @@ static int positive(const char *s, int hi, int *out) {
 
 int eval_config_parse(EvalConfig *c, int argc, char **argv) {
     enum { O_DATA = 256, O_MODEL, O_VRES, O_VCROP, O_CKPT, O_CKPTS, O_CONTROL, O_REPORTS, O_BEST,
-           O_CURVE_KEY, O_CURVE_SERVER, O_DEVICE, O_PREC };
+           O_CURVE_KEY, O_CURVE_SERVER, O_DEVICE, O_PREC, O_VRAM, O_GPU };
     static const struct option opts[] = {
         {"data-path", 1, 0, O_DATA}, {"model", 1, 0, O_MODEL}, {"batch-size", 1, 0, 'b'},
         {"workers", 1, 0, 'j'}, {"val-resize-size", 1, 0, O_VRES}, {"val-crop-size", 1, 0, O_VCROP},
         {"checkpoint", 1, 0, O_CKPT}, {"checkpoints", 1, 0, O_CKPTS}, {"control", 1, 0, O_CONTROL},
         {"reports", 1, 0, O_REPORTS}, {"best", 1, 0, O_BEST},
         {"curve-key", 1, 0, O_CURVE_KEY}, {"curve-server-key", 1, 0, O_CURVE_SERVER},
-        {"device", 1, 0, O_DEVICE}, {"precision", 1, 0, O_PREC}, {"help", 0, 0, 'h'}, {0}};
+        {"device", 1, 0, O_DEVICE}, {"precision", 1, 0, O_PREC},
+        {"vram-budget", 1, 0, O_VRAM}, {"gpu", 1, 0, O_GPU}, {"help", 0, 0, 'h'}, {0}};
     *c = (EvalConfig){.model = "smallcnn", .batch_size = 32, .workers = 1, .device = "cpu"};
     int opt;
     while ((opt = getopt_long(argc, argv, "b:j:h", opts, NULL)) != -1) {
@@ -67,6 +73,16 @@ int eval_config_parse(EvalConfig *c, int argc, char **argv) {
             c->device = optarg;
             break;
         case O_PREC: c->precision = optarg; break;
+        case O_VRAM: {
+            StkErr err;
+            if (vram_parse_size(optarg, &c->vram_budget, &err) || !c->vram_budget)
+                return bad("--vram-budget: a size such as 512MiB, not", optarg);
+            break;
+        }
+        case O_GPU:
+            if (!vram_preset(optarg)) return bad("--gpu: not a preset (see stoker-train --help):", optarg);
+            c->gpu = optarg;
+            break;
         case 'b': if (positive(optarg, 65536, &c->batch_size)) return bad("bad -b", optarg); break;
         case 'j': if (positive(optarg, 1024, &c->workers)) return bad("bad -j", optarg); break;
         case O_VRES: if (positive(optarg, 8192, &c->val_resize)) return bad("bad size", optarg); break;
@@ -78,6 +94,8 @@ int eval_config_parse(EvalConfig *c, int argc, char **argv) {
     if (!c->data_path) return bad("--data-path is required", "");
     if (!c->checkpoint && !c->checkpoints) return bad("give --checkpoint, --checkpoints or both", "");
     if (!c->curve_key != !c->curve_server) return bad("CURVE needs both --curve-key and", "--curve-server-key");
+    if (c->vram_budget && strcmp(c->device, "cuda"))
+        return bad("--vram-budget is a GPU's share; it needs", "--device cuda");
     if (c->precision && !strcmp(c->device, "cpu") && strcmp(c->precision, "fp32"))
         return bad("--precision on the CPU is fp32, not", c->precision);
     int resize, crop;

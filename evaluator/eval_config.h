@@ -2,6 +2,8 @@
 #ifndef EVAL_CONFIG_H
 #define EVAL_CONFIG_H
 
+#include <stdint.h>
+
 typedef struct EvalConfig {
     const char *data_path;   /* --data-path: the indexed ImageFolder (its val split) */
     const char *model;       /* --model (smallcnn) */
@@ -17,6 +19,10 @@ typedef struct EvalConfig {
     const char *curve_server; /* --curve-server-key FILE: their server's public key */
     const char *device;      /* --device cpu|cuda (cpu): stoker-run gives the trainer's */
     const char *precision;   /* --precision (CUDA; NULL: the card's best, as stoker-train) */
+    uint64_t vram_budget;    /* --vram-budget SIZE: the evaluator's share of the GPU, its own
+                                CUDA context included (eval_plan.h); 0: no limit */
+    const char *gpu;         /* --gpu NAME: the card's preset (its context reserve, whether it
+                                has bf16), as stoker-train's */
 } EvalConfig;
 
 /* Parses argv; 0, 1 for --help (printed), -1 after printing what is wrong. */

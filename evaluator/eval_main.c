@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "ckpt.h"
+#include "eval_plan.h"
 #include "eval_report.h"
 #include "loader_index.h"
 #include "loader_order.h"
@@ -36,6 +37,7 @@ typedef struct Eval {
     LoaderIndex ix;
     Model model;
     TrainBackend net;   /* CPU or CUDA (--device): forward passes only */
+    EvalPlan plan;      /* its batch and precision (in its memory share on a GPU) */
     EvalStats stats;
     EvalReport rep;
     void *ctx, *notices;
@@ -167,6 +169,32 @@ static double previous_best(const char *path) {
     return v;
 }
 
+/* The network: fitted to the evaluator's share of the GPU when it has one (eval_plan.h),
+ * forward passes only; the batch the plan chose is the val loaders' too. */
+static void open_net(Eval *e, int k) {
+    StkErr err;
+    int crop = e->cfg.val_crop, cuda = !strcmp(e->cfg.device, "cuda");
+    const char *card = NULL;
+    if (model_build(&e->model, e->cfg.model, 3, crop, crop, k, &err) ||
+        (cuda && e->cfg.vram_budget && !e->cfg.precision && !e->cfg.gpu &&
+         tb_default_precision("cuda", 0, &card, &err)) ||
+        eval_plan_decide(&e->cfg, &e->model, card, tb_vram_kernels(), &e->plan, &err))
+        die(e, "model", &err);
+    eval_plan_print(stdout, &e->plan, e->cfg.batch_size);
+    e->cfg.batch_size = e->plan.batch;
+    OptimConfig opt = {OPTIM_SGD, 0, 0, 0, 0.9, 0.999, 1e-8}; /* unused: no steps */
+    TbExtra x = {.evaluator = 1, .inference = 1, .workspace = e->plan.workspace};
+    if (tb_init_ex(&e->net, e->cfg.device, e->plan.precision, &e->model, e->cfg.batch_size, &opt, 0,
+                   &x, &err) ||
+        eval_stats_init(&e->stats, k, e->cfg.batch_size, &err))
+        die(e, "model", &err);
+    uint64_t bytes;
+    if (cuda && tb_device_bytes(&e->net, &bytes, &err) == 0)
+        printf("stoker-eval: %s %s, batch %d: %.1f MiB of device memory above the context (plan %.1f)\n",
+               e->net.device_name, e->net.precision, e->cfg.batch_size, (double)bytes / VRAM_MIB,
+               (double)(e->net.plan_bytes + VRAM_LIBRARY_BYTES) / VRAM_MIB);
+}
+
 static void setup(Eval *e, const char *argv0) {
     StkErr err;
     char self[PATH_MAX], path[PATH_MAX];
@@ -175,15 +203,9 @@ static void setup(Eval *e, const char *argv0) {
     snprintf(path, sizeof path, "%s/%s", e->cfg.data_path, LOADER_INDEX_DEFAULT_NAME);
     if (loader_index_open(&e->ix, path, &err)) die(e, "index", &err);
     e->n_val = loader_index_count(&e->ix, LOADER_VAL);
+    open_net(e, (int)loader_index_num_classes(&e->ix));
     e->val_batches = loader_order_batches(e->n_val, (uint32_t)e->cfg.batch_size, 0);
     if (!e->val_batches) die(e, "dataset", &(StkErr){"the val split is empty"});
-    int k = (int)loader_index_num_classes(&e->ix), crop = e->cfg.val_crop;
-    OptimConfig opt = {OPTIM_SGD, 0.9, 0, 0, 0.9, 0.999, 1e-8}; /* unused: no steps */
-    if (model_build(&e->model, e->cfg.model, 3, crop, crop, k, &err) ||
-        tb_init_ex(&e->net, e->cfg.device, e->cfg.precision, &e->model, e->cfg.batch_size, &opt, 0,
-                   &(TbExtra){.evaluator = 1}, &err) ||
-        eval_stats_init(&e->stats, k, e->cfg.batch_size, &err))
-        die(e, "model", &err);
     strcpy(e->sock, "/tmp/stoker-eval-XXXXXX");
     if (!mkdtemp(e->sock)) die(e, "mkdtemp", NULL); /* 0700: the val socket is private */
     e->best_top1 = previous_best(e->cfg.best);

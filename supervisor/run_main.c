@@ -26,6 +26,7 @@
 #include "run_plots.h"
 #include "run_sup.h"
 #include "st_file.h"
+#include "vram_plan.h"
 
 #define POLL_MS 100
 #define STOP_GRACE_MS 4500          /* then SIGKILL: every child gone within 5 s */
@@ -274,17 +275,25 @@ static void start_trainer(Sup *s, RunProc *p) {
 }
 
 /* The evaluator runs on the trainer's GPU beside a CUDA trainer, unless a memory plan
- * (--gpu/--vram-budget) left it no share of the card (--eval-share): it holds a network
- * of its own there. */
+ * (--gpu/--vram-budget) left it no share of the card (--eval-share): it holds an
+ * inference-only network of its own there, fitted to that share (eval_plan.h). */
 static int eval_on_gpu(const Sup *s) {
     if (!s->tc.device || strcmp(s->tc.device, "cuda")) return 0;
     return !(s->tc.gpu || s->tc.vram_budget) || s->tc.eval_share > 0;
 }
 
+/* Bytes of the card the trainer's plan left to the evaluator (--eval-share of --vram-budget
+ * or the --gpu preset's capacity); 0 without a plan. */
+static uint64_t eval_share_bytes(const Sup *s) {
+    const VramPreset *p = vram_preset(s->tc.gpu);
+    uint64_t budget = s->tc.vram_budget ? s->tc.vram_budget : p ? p->capacity : 0;
+    return (uint64_t)(s->tc.eval_share * (double)budget);
+}
+
 /* The evaluator following checkpoint notices, or (once = 1) evaluating final_path alone
  * and exiting: the final checkpoint after an interrupt, when the trainer is gone. */
 static void start_evaluator(Sup *s, RunProc *p, int once) {
-    char path[PATH_MAX + 16], best[PATH_MAX + 64], b[16], res[16], crop[16];
+    char path[PATH_MAX + 16], best[PATH_MAX + 64], b[16], res[16], crop[16], share[32];
     snprintf(path, sizeof path, "%s/stoker-eval", s->bin);
     snprintf(best, sizeof best, "%s/checkpoints/best.safetensors", s->out);
     snprintf(b, sizeof b, "%d", s->tc.batch_size);
@@ -292,16 +301,20 @@ static void start_evaluator(Sup *s, RunProc *p, int once) {
     snprintf(crop, sizeof crop, "%d", s->tc.val_crop);
     /* a restarted evaluator missed the notices before it subscribed: it starts with the
      * newest checkpoint announced */
-    const char *argv[] = {path, "--data-path", s->tc.data_path, "--model", s->tc.model, "-b", b,
-                          "--val-resize-size", res, "--val-crop-size", crop, "-j", "1",
-                          "--control", s->ep_ctl, "--reports", s->ep_rep, "--best", best,
-                          NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
-    int k = 19;
+    const char *argv[48] = {path, "--data-path", s->tc.data_path, "--model", s->tc.model, "-b", b,
+                            "--val-resize-size", res, "--val-crop-size", crop, "-j", "1",
+                            "--control", s->ep_ctl, "--reports", s->ep_rep, "--best", best};
+    int k = 19; /* at most 16 more below, and the NULL */
     /* beside a CUDA trainer the evaluator runs on the same GPU: on the CPU it would take
      * the cores the loaders need, and lag far behind the checkpoints */
     if (eval_on_gpu(s)) {
         argv[k++] = "--device", argv[k++] = "cuda";
         if (s->tc.precision) argv[k++] = "--precision", argv[k++] = s->tc.precision;
+        if (s->tc.gpu) argv[k++] = "--gpu", argv[k++] = s->tc.gpu;
+        if (eval_share_bytes(s)) { /* the plan left it this much: it fits its batch to it */
+            snprintf(share, sizeof share, "%llu", (unsigned long long)eval_share_bytes(s));
+            argv[k++] = "--vram-budget", argv[k++] = share;
+        }
     }
     if (!once) argv[k++] = "--checkpoints", argv[k++] = s->ep_ckpt;
     if (s->curve_key)

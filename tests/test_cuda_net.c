@@ -19,6 +19,7 @@
 #include "cuda_net.h"
 #include "model_freeze.h"
 #include "stk_rng.h"
+#include "vram_plan.h"
 
 static void need_gpu(void) {
     int count;
@@ -486,3 +487,62 @@ static void frozen_matches_cpu(CudaPrecision prec) {
 
 Test(cuda_net, resnet18_frozen_backbone_matches_cpu_fp32, .timeout = 300) { frozen_matches_cpu(CUDA_PREC_FP32); }
 Test(cuda_net, resnet18_frozen_backbone_keeps_frozen_weights_bf16, .timeout = 300) { frozen_matches_cpu(CUDA_PREC_BF16); }
+
+/* An evaluator's network (CudaNetOptions.inference): after a training pass moved the
+ * running statistics, the same parameters in an inference net give the CPU's eval-mode
+ * logits (fp32: 1e-4 of the largest, as every fp32 check here; bf16: 5% relative L2, as
+ * half_tracks_cpu_step), its arenas hold no gradients or optimizer state and what it
+ * takes on the device is within its plan plus the cuDNN/cuBLAS allowance the planner
+ * adds; backward, steps and gradient or optimizer copies are refused by name. */
+static void inference_matches_cpu_eval(const char *arch, int size, CudaPrecision prec) {
+    need_gpu();
+    static Pair p;
+    OptimConfig opt = {OPTIM_SGD, 0.9, 0, 0, 0, 0, 0};
+    pair_init(&p, arch, 3, size, 7, 4, opt);
+    pair_input(&p, 500);
+    pair_train_pass(&p, 5e-2);
+    StkErr err;
+    cr_assert_eq(cuda_net_get_params(&p.gpu, p.host, &err), 0, "%s", err.msg);
+    size_t free0, free1, total;
+    cr_assert_eq(cudaMemGetInfo(&free0, &total), cudaSuccess);
+    static CudaNet inf;
+    CudaNetOptions o = {.precision = prec, .inference = 1};
+    cr_assert_eq(cuda_net_init(&inf, &p.m, 4, &opt, &o, &err), 0, "%s", err.msg);
+    cr_assert_eq(cudaMemGetInfo(&free1, &total), cudaSuccess);
+    uint64_t took = free0 - free1;
+    cr_log_info("%s %d inference: %.1f MiB on the device, plan %.1f (training net's plan %.1f)",
+                arch, (int)prec, took / 1048576.0, inf.plan.total / 1048576.0, p.gpu.plan.total / 1048576.0);
+    cr_expect_eq(inf.plan.grads + inf.plan.optim + inf.plan.saved, 0);
+    cr_expect_lt(inf.plan.acts, p.gpu.plan.acts);
+    cr_expect_leq(took, inf.plan.total + VRAM_LIBRARY_BYTES, "took %llu, plan %llu",
+                  (unsigned long long)took, (unsigned long long)inf.plan.total);
+    cr_assert_eq(cuda_net_set_params(&inf, p.host, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_net_set_input_nchw(&inf, cpu_net_input(&p.cpu), &err), 0, "%s", err.msg);
+    const float *cl;
+    cr_assert_eq(cpu_net_forward(&p.cpu, 0, 0, &cl, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_net_forward(&inf, 0, 0, &err), 0, "%s", err.msg);
+    float logits[4 * 7];
+    cr_assert_eq(cuda_net_get_logits(&inf, logits, &err), 0, "%s", err.msg);
+    double d = prec == CUDA_PREC_FP32 ? rel_diff(logits, cl, 4 * 7) : rel_l2(logits, cl, 4 * 7);
+    cr_log_info("%s %d inference: eval logits differ from the CPU's by %.3g", arch, (int)prec, d);
+    cr_expect(d < (prec == CUDA_PREC_FP32 ? 1e-4 : 5e-2), "%s: eval logits differ by %.3g", arch, d);
+    cr_expect_eq(cuda_net_forward(&inf, 1, 0, &err), -1);
+    cr_expect(strstr(err.msg, "inference only"), "%s", err.msg);
+    cr_expect_eq(cuda_net_backward(&inf, p.labels, 0, 0, &err), -1);
+    cr_expect_eq(cuda_net_step(&inf, 0.1, 0, 0, &err), -1);
+    cr_expect_eq(cuda_net_get_grads(&inf, p.host, &err), -1);
+    cr_expect_eq(cuda_net_set_optim(&inf, p.host, &err), -1);
+    cr_expect(strstr(err.msg, "inference only"), "%s", err.msg);
+    cuda_net_free(&inf);
+    pair_free(&p);
+}
+
+Test(cuda_net, resnet18_inference_net_matches_cpu_eval, .timeout = 300) {
+    inference_matches_cpu_eval("resnet18", 32, CUDA_PREC_FP32);
+}
+Test(cuda_net, mobilenet_v3_small_inference_net_matches_cpu_eval, .timeout = 300) {
+    inference_matches_cpu_eval("mobilenet_v3_small", 64, CUDA_PREC_FP32);
+}
+Test(cuda_net, efficientnet_b0_bf16_inference_net_tracks_cpu_eval, .timeout = 300) {
+    inference_matches_cpu_eval("efficientnet_b0", 64, CUDA_PREC_BF16);
+}

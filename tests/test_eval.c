@@ -218,3 +218,29 @@ Test(eval, device_flags) {
         cr_expect(strstr(err, "--device cuda"), "the reason: %s", err);
     }
 }
+
+/* The evaluator's memory share (stoker-run passes --eval-share x the card): refused off
+ * the GPU; a share smaller than the context fails with the numbers (on any machine:
+ * the preset says the card); one that fits prints the plan's batch and precision (fp32
+ * on a GTX 1050) before the backend opens, and evaluates where there is a GPU. */
+Test(eval, memory_share_flags) {
+    char args[2048], out[8192], err[4096];
+    snprintf(args, sizeof args, "--data-path %s --checkpoint %s --vram-budget 512MiB " SIZES, data, ckpt);
+    cr_expect_eq(fx_run_tool(root, "stoker-eval", args, NULL, 0, err, sizeof err), 2);
+    cr_expect(strstr(err, "--vram-budget is a GPU's share; it needs '--device cuda'"), "%s", err);
+    snprintf(args, sizeof args, "--data-path %s --checkpoint %s --device cuda --gpu gtx9999 "
+             "--vram-budget 512MiB " SIZES, data, ckpt);
+    cr_expect_eq(fx_run_tool(root, "stoker-eval", args, NULL, 0, err, sizeof err), 2);
+    cr_expect(strstr(err, "--gpu: not a preset"), "%s", err);
+    train_one_epoch();
+    snprintf(args, sizeof args, "--data-path %s --checkpoint %s --device cuda --gpu gtx1050-2g "
+             "--vram-budget 200MiB " SIZES, data, ckpt);
+    cr_expect_eq(fx_run_tool(root, "stoker-eval", args, out, sizeof out, err, sizeof err), 1);
+    cr_expect(strstr(err, "does not fit") && strstr(err, "the evaluator's share is 200 MiB"), "%s", err);
+    snprintf(args, sizeof args, "--data-path %s --checkpoint %s --device cuda --gpu gtx1050-2g "
+             "--vram-budget 512MiB " SIZES, data, ckpt);
+    int rc = fx_run_tool(root, "stoker-eval", args, out, sizeof out, err, sizeof err);
+    cr_expect(strstr(out, "eval plan: batch 16 of 16 asked, fp32"), "%s", out);
+    if (rc == 0) cr_expect(strstr(out, "top-1 "), "%s", out);
+    else cr_expect(strstr(err, "--device cuda"), "the reason: %s", err);
+}

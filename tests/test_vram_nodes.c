@@ -20,6 +20,7 @@ typedef struct Sim {
     int *owner, *expect;   /* per node: whose gradient data its buffer holds, at what version */
     uint8_t *set;
     const char *where;
+    int inference;         /* forward passes only (vram_nodes_plan_inference) */
     char fail[200];        /* the first violation, "" if none */
 } Sim;
 
@@ -137,9 +138,12 @@ static void backward(Sim *s) {
     read_act(s, 0);
 }
 
-/* Two training steps (the second over the first's leftovers); the first violation, or "". */
-static void replay_into(const Model *m, int batch, const VramNodes *p, const char *where, char *fail) {
-    Sim s = {.m = m, .p = p, .batch = batch, .nodes = m->nlayers + 1, .where = where};
+/* Two training steps (the second over the first's leftovers), or with inference two
+ * forward passes each followed by reading the logits; the first violation, or "". */
+static void replay_mode(const Model *m, int batch, const VramNodes *p, int inference, const char *where,
+                        char *fail) {
+    Sim s = {.m = m, .p = p, .batch = batch, .nodes = m->nlayers + 1, .where = where,
+             .inference = inference};
     uint64_t nb = p->pool / VRAM_NODE_ALIGN + 1;
     s.tag = malloc(nb * sizeof *s.tag), s.ver = calloc(nb, sizeof *s.ver);
     s.owner = calloc((size_t)s.nodes, sizeof *s.owner), s.expect = calloc((size_t)s.nodes, sizeof *s.expect);
@@ -151,10 +155,15 @@ static void replay_into(const Model *m, int batch, const VramNodes *p, const cha
         memset(s.set, 0, (size_t)s.nodes);
         if (step == 0) put(&s, p->act[0], 0, 0); /* set once, stepped on twice */
         forward(&s);
-        if (!s.fail[0]) backward(&s);
+        if (!s.fail[0] && !inference) backward(&s);
+        if (!s.fail[0] && inference) read_act(&s, m->nlayers), read_act(&s, 0);
     }
     strcpy(fail, s.fail);
     free(s.tag), free(s.ver), free(s.owner), free(s.expect), free(s.set);
+}
+
+static void replay_into(const Model *m, int batch, const VramNodes *p, const char *where, char *fail) {
+    replay_mode(m, batch, p, 0, where, fail);
 }
 
 static void replay(const Model *m, int batch, const VramNodes *p, const char *where) {
@@ -285,4 +294,45 @@ Test(vram_nodes, replay_catches_an_unsafe_alias) {
     cr_expect(strstr(fail, "added into too early"), "not caught: '%s'", fail);
     p.alias[b] = 0, p.dact[b] = own;
     vram_nodes_free(&p);
+}
+
+/* An evaluator's network (forward passes only): every model's plan replays, no node has a
+ * gradient buffer, and the pool is what is alive at once in a forward pass: for resnet18
+ * at 224 at most three of its largest nodes beside the input and the logits (the stem's
+ * convolution and batch-norm outputs are alive together), and under half of the training
+ * step's pool. */
+Test(vram_nodes, inference_plan_replays_and_holds_only_live_outputs) {
+    static Model m;
+    StkErr err;
+    char where[96], fail[200];
+    for (int i = 0; model_archs[i]; i++) {
+        int size = strcmp(model_archs[i], "smallcnn") ? 64 : 28;
+        cr_assert_eq(model_build(&m, model_archs[i], 3, size, size, 10, &err), 0, "%s", err.msg);
+        VramNodes p, t;
+        cr_assert_eq(vram_nodes_plan_inference(&m, 3, &p, &err), 0, "%s", err.msg);
+        cr_assert_eq(vram_nodes_plan(&m, 3, &t, &err), 0, "%s", err.msg);
+        snprintf(where, sizeof where, "%s b3 inference", model_archs[i]);
+        replay_mode(&m, 3, &p, 1, where, fail);
+        cr_expect_eq(fail[0], 0, "%s", fail);
+        for (int k = 0; k <= m.nlayers; k++) cr_expect_eq(p.dact[k], -1, "%s: node %d has a gradient", where, k);
+        cr_expect_eq(p.first_trainable, m.nlayers);
+        cr_expect_lt(p.pool, t.pool, "%s: inference pool %llu, training %llu", where,
+                     (unsigned long long)p.pool, (unsigned long long)t.pool);
+        vram_nodes_free(&p), vram_nodes_free(&t);
+    }
+    cr_assert_eq(model_build(&m, "resnet18", 3, 224, 224, 1000, &err), 0, "%s", err.msg);
+    VramNodes p, t;
+    cr_assert_eq(vram_nodes_plan_inference(&m, 4, &p, &err), 0, "%s", err.msg);
+    cr_assert_eq(vram_nodes_plan(&m, 4, &t, &err), 0, "%s", err.msg);
+    uint64_t biggest = 0;
+    for (int k = 0; k <= m.nlayers; k++) {
+        uint64_t n = 4 * shape4_numel(model_node_shape(&m, k));
+        biggest = n > biggest ? n : biggest;
+    }
+    uint64_t ends = 4 * (shape4_numel(model_node_shape(&m, 0)) + shape4_numel(model_node_shape(&m, m.nlayers)));
+    cr_expect_leq(p.pool, 3 * biggest + ends + 4 * VRAM_NODE_ALIGN, "pool %llu, biggest node %llu",
+                  (unsigned long long)p.pool, (unsigned long long)biggest);
+    cr_expect_lt(2 * p.pool, t.pool, "inference %llu vs training %llu", (unsigned long long)p.pool,
+                 (unsigned long long)t.pool);
+    vram_nodes_free(&p), vram_nodes_free(&t);
 }

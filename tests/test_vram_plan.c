@@ -41,6 +41,54 @@ Test(vram_plan, resnet18_fields_sum_to_total) {
     cr_expect(f.acts_kept <= f.acts && f.acts_kept > 480 * VRAM_MIB, "kept %llu", (unsigned long long)f.acts_kept);
 }
 
+/* An evaluator's network: parameters, 16-bit copies without the gradient slot, a
+ * forward-only pool; nothing a backward or a step needs. */
+Test(vram_plan, inference_arenas_hold_no_training_state) {
+    static Model m;
+    StkErr err;
+    cr_assert_eq(model_build(&m, "resnet18", 3, 224, 224, 1000, &err), 0, "%s", err.msg);
+    for (int prec = VRAM_FP32; prec <= VRAM_FP16; prec++) {
+        VramArenas t = vram_arenas(&m, 32, &sgd, (VramPrecision)prec, 0, NULL);
+        VramArenas e = vram_arenas_inference(&m, 32, (VramPrecision)prec, 0, NULL);
+        cr_expect_eq(field_sum(&e), e.total);
+        cr_expect_eq(e.params, t.params);
+        cr_expect_eq(e.grads + e.optim + e.saved + e.dw_scratch, 0);
+        uint64_t copies, largest;
+        vram_lowp_sizes(&m, &copies, &largest);
+        cr_expect_eq(e.lowp, prec >= VRAM_BF16 ? 2 * copies : 0, "%s", vram_precision_name(prec));
+        /* resnet18 b32 fp32: the training pool is 536 MiB; a forward holds the stem's two
+         * 112x112x64 outputs and the input at once, 214 MiB */
+        cr_expect_lt(2 * e.acts, t.acts, "%s: inference acts %llu vs training %llu",
+                     vram_precision_name(prec), (unsigned long long)e.acts, (unsigned long long)t.acts);
+    }
+}
+
+/* The evaluator's share: the largest batch whose peak (its own context included) fits,
+ * not one more; a share too small even for batch 1 fails naming the share. */
+Test(vram_plan, eval_search_fits_the_share) {
+    static Model m;
+    StkErr err;
+    cr_assert_eq(model_build(&m, "resnet18", 3, 224, 224, 1000, &err), 0, "%s", err.msg);
+    const VramPreset *p = vram_preset("gtx1050-2g");
+    VramRequest r = {.m = &m, .prec = VRAM_FP32, .batch = 256, .budget = 512 * VRAM_MIB,
+                     .reserve = p->reserve, .workspace = 32 * VRAM_MIB, .inference = 1};
+    VramPlan plan;
+    cr_assert_eq(vram_eval_search(&r, &plan, &err), 0, "%s", err.msg);
+    cr_expect(plan.micro > 1 && plan.micro < 256, "batch %d", plan.micro);
+    cr_expect_eq(plan.accum, 1);
+    cr_expect_leq(plan.peak, r.budget);
+    cr_expect_gt(vram_peak(&r, plan.micro + 1), r.budget, "batch %d + 1 would fit too", plan.micro);
+    cr_expect_eq(plan.peak, plan.a.total + plan.inputs + VRAM_LIBRARY_BYTES + r.reserve);
+    r.batch = 4; /* asked for less than fits: that */
+    cr_assert_eq(vram_eval_search(&r, &plan, &err), 0, "%s", err.msg);
+    cr_expect_eq(plan.micro, 4);
+    r.budget = 300 * VRAM_MIB; /* the context and the libraries alone take 352 */
+    cr_expect_eq(vram_eval_search(&r, &plan, &err), -1);
+    cr_expect(strstr(err.msg, "evaluator's share is 300 MiB"), "%s", err.msg);
+    r.inference = 0;
+    cr_expect_eq(vram_eval_search(&r, &plan, &err), -1, "a training request is refused");
+}
+
 Test(vram_plan, peak_grows_with_micro_batch) {
     static Model m;
     StkErr err;

@@ -72,7 +72,8 @@ static int gpu_init(TrainBackend *tb, const char *precision, const Model *m, int
                         tb->rank, count);
     if (cuda_device_info(tb->rank, &d, err)) return -1;
     CUDA_TRY(err, cudaSetDevice(tb->rank)); /* every later allocation and stream is on it */
-    CudaNetOptions o = {.workspace_limit = x ? x->workspace : 0, .high_priority = !(x && x->evaluator)};
+    CudaNetOptions o = {.workspace_limit = x ? x->workspace : 0, .high_priority = !(x && x->evaluator),
+                        .inference = x && x->inference};
     if (pick_precision(precision, &d, &o.precision, err)) return -1;
     static const char *const names[] = {[CUDA_PREC_FP32] = "fp32", [CUDA_PREC_TF32] = "tf32",
                                          [CUDA_PREC_BF16] = "bf16", [CUDA_PREC_FP16] = "fp16"};
@@ -80,7 +81,7 @@ static int gpu_init(TrainBackend *tb, const char *precision, const Model *m, int
     CudaTrain *t = calloc(1, sizeof *t);
     size_t per = (size_t)optim_state_per_element(opt);
     tb->params = calloc(m->total_floats ? m->total_floats : 1, 4);
-    tb->optim_state = calloc(m->trainable_floats * per + 1, 4);
+    tb->optim_state = calloc(o.inference ? 1 : m->trainable_floats * per + 1, 4); /* none to hold */
     tb->logits = calloc((size_t)batch * m->num_classes, 4);
     if (!t || !tb->params || !tb->optim_state || !tb->logits)
         return stk_errf(err, "--device cuda: out of host memory");
@@ -242,7 +243,8 @@ int tb_upload(TrainBackend *tb, StkErr *err) {
 #ifdef STOKER_HAVE_CUDA
     if (tb->cuda) {
         CudaTrain *t = tb->gpu;
-        if (cuda_net_set_params(&t->net, tb->params, err) || cuda_net_set_optim(&t->net, tb->optim_state, err))
+        if (cuda_net_set_params(&t->net, tb->params, err) ||
+            (!t->net.o.inference && cuda_net_set_optim(&t->net, tb->optim_state, err)))
             return stk_err_wrap(err, "to the GPU");
     }
 #endif
@@ -254,7 +256,8 @@ int tb_download(TrainBackend *tb, StkErr *err) {
 #ifdef STOKER_HAVE_CUDA
     if (tb->cuda) {
         CudaTrain *t = tb->gpu;
-        if (cuda_net_get_params(&t->net, tb->params, err) || cuda_net_get_optim(&t->net, tb->optim_state, err))
+        if (cuda_net_get_params(&t->net, tb->params, err) ||
+            (!t->net.o.inference && cuda_net_get_optim(&t->net, tb->optim_state, err)))
             return stk_err_wrap(err, "from the GPU");
     }
 #endif

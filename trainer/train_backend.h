@@ -67,6 +67,9 @@ typedef struct TbExtra {
     int evaluator;       /* 1: an evaluator beside a trainer on the same GPU: its stream keeps
                           * the default priority while the trainer's runs at the highest, so
                           * evaluation fills what training leaves idle */
+    int inference;       /* 1: CUDA: tb_eval only (an evaluator's network: forward-only arenas,
+                          * vram_arenas_inference); tb_train fails, tb_upload and tb_download
+                          * move parameters and buffers only. The CPU backend ignores it */
 } TbExtra;
 int tb_init_ex(TrainBackend *tb, const char *device, const char *precision, const Model *m,
                int batch, const OptimConfig *opt, int rank, const TbExtra *x, StkErr *err);

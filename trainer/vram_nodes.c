@@ -226,11 +226,12 @@ static int layout(Ctx *c, StkErr *err) {
     return 0;
 }
 
-int vram_nodes_plan(const Model *m, int batch, VramNodes *p, StkErr *err) {
+static int plan(const Model *m, int batch, int inference, VramNodes *p, StkErr *err) {
     memset(p, 0, sizeof *p);
     int nodes = m->nlayers + 1;
     p->nlayers = m->nlayers;
-    p->first_trainable = vram_first_trainable(m);
+    /* with no layer running its backward, lifetimes end at the forward readers */
+    p->first_trainable = inference ? m->nlayers : vram_first_trainable(m);
     p->fuse = calloc((size_t)nodes, sizeof *p->fuse);
     p->act = calloc((size_t)nodes, sizeof *p->act);
     p->dact = calloc((size_t)nodes, sizeof *p->dact);
@@ -255,6 +256,14 @@ out:
     free(c.readers), free(c.group), free(c.gbirth), free(c.gdeath);
     if (rc) vram_nodes_free(p);
     return rc;
+}
+
+int vram_nodes_plan(const Model *m, int batch, VramNodes *p, StkErr *err) {
+    return plan(m, batch, 0, p, err);
+}
+
+int vram_nodes_plan_inference(const Model *m, int batch, VramNodes *p, StkErr *err) {
+    return plan(m, batch, 1, p, err);
 }
 
 void vram_nodes_free(VramNodes *p) {

@@ -55,8 +55,14 @@ typedef struct VramNodes {
                             a scratch buffer this big first */
 } VramNodes;
 
-/* Lays out m at batch. Returns 0, or -1 + err (out of host memory). */
+/* Lays out m at batch for a training step. Returns 0, or -1 + err (out of host memory). */
 int vram_nodes_plan(const Model *m, int batch, VramNodes *p, StkErr *err);
+
+/* The same for forward passes only (an evaluator's network, CudaNetOptions.inference): no
+ * backward runs, so first_trainable is nlayers, no node has a gradient, and every
+ * activation but the input and the logits dies after its last forward reader: the pool
+ * holds about the two or three largest nodes alive at once, not the step's saved set. */
+int vram_nodes_plan_inference(const Model *m, int batch, VramNodes *p, StkErr *err);
 void vram_nodes_free(VramNodes *p);
 
 /* 1 if layer li runs inside layer li - 1 (an activation fused into it). */

@@ -76,8 +76,8 @@ static uint64_t dw_scratch_floats(const Model *m, int batch, const VramKernels *
     return most;
 }
 
-VramArenas vram_arenas(const Model *m, int batch, const OptimConfig *opt, VramPrecision prec,
-                       uint64_t workspace, const VramKernels *kin) {
+static VramArenas arenas(const Model *m, int batch, const OptimConfig *opt, VramPrecision prec,
+                         uint64_t workspace, const VramKernels *kin, int inference) {
     VramKernels k = {host_colsum_scratch, host_dw_scratch};
     if (kin && kin->colsum_scratch) k.colsum_scratch = kin->colsum_scratch;
     if (kin && kin->dw_scratch) k.dw_scratch = kin->dw_scratch;
@@ -86,21 +86,24 @@ VramArenas vram_arenas(const Model *m, int batch, const OptimConfig *opt, VramPr
     uint64_t es = half ? 2 : 4, saved = 0, copies, largest;
     VramNodes nodes;
     StkErr err;
-    if (vram_nodes_plan(m, batch, &nodes, &err)) /* out of host memory: every node, twice */
+    int rc = inference ? vram_nodes_plan_inference(m, batch, &nodes, &err)
+                       : vram_nodes_plan(m, batch, &nodes, &err);
+    if (rc) /* out of host memory: every node, twice */
         nodes.pool = 2 * (m->nlayers + 1) * vram_biggest_node(m, batch), nodes.kept = nodes.pool,
         nodes.accum = vram_biggest_node(m, batch);
-    for (int li = 0; li < m->nlayers; li++) saved += vram_saved_floats(m, li, batch);
+    for (int li = 0; li < m->nlayers && !inference; li++) saved += vram_saved_floats(m, li, batch);
     vram_lowp_sizes(m, &copies, &largest);
     p.params = 4 * m->total_floats;
-    p.grads = 4 * m->trainable_floats;
-    p.optim = 4 * m->trainable_floats * (uint64_t)optim_state_per_element(opt);
-    p.lowp = half ? 2 * (copies + largest) : 0;
+    /* forward passes only: no gradients, optimizer state or weight-gradient slot */
+    p.grads = inference ? 0 : 4 * m->trainable_floats;
+    p.optim = inference ? 0 : 4 * m->trainable_floats * (uint64_t)optim_state_per_element(opt);
+    p.lowp = half ? 2 * (copies + (inference ? 0 : largest)) : 0;
     p.acts = es * nodes.pool;
     p.acts_kept = es * nodes.kept;
     uint64_t nodes_accum = nodes.accum;
     vram_nodes_free(&nodes);
     p.saved = 4 * saved;
-    p.dw_scratch = 4 * dw_scratch_floats(m, batch, &k);
+    p.dw_scratch = inference ? 0 : 4 * dw_scratch_floats(m, batch, &k);
     /* the accumulation buffer (vram_nodes.h), reduction partials, labels + row losses, and the depthwise
      * partials (256: they start aligned) */
     p.scratch = es * nodes_accum + 4 * (k.colsum_scratch(vram_max_channels(m)) + 2ull * batch) + 256 +
@@ -111,33 +114,64 @@ VramArenas vram_arenas(const Model *m, int batch, const OptimConfig *opt, VramPr
     return p;
 }
 
-/* The accumulation sum (cuda_accum.h): trainable floats, when micro-batches are summed. */
-static uint64_t accum_bytes(const VramRequest *r, int micro) {
-    return micro < r->batch ? 4 * r->m->trainable_floats : 0;
+VramArenas vram_arenas(const Model *m, int batch, const OptimConfig *opt, VramPrecision prec,
+                       uint64_t workspace, const VramKernels *k) {
+    return arenas(m, batch, opt, prec, workspace, k, 0);
 }
 
-uint64_t vram_peak(const VramRequest *r, int micro) {
-    VramArenas a = vram_arenas(r->m, micro, r->opt, r->prec, r->workspace, r->k);
-    uint64_t in = (uint64_t)VRAM_INPUT_BUFFERS * micro * r->m->input.h * r->m->input.w * r->m->input.c;
-    return a.total + in + accum_bytes(r, micro) + VRAM_LIBRARY_BYTES + r->reserve;
+VramArenas vram_arenas_inference(const Model *m, int batch, VramPrecision prec, uint64_t workspace,
+                                 const VramKernels *k) {
+    static const OptimConfig none = {OPTIM_SGD, 0, 0, 0, 0, 0, 0};
+    return arenas(m, batch, &none, prec, workspace, k, 1);
+}
+
+/* The accumulation sum (cuda_accum.h): trainable floats, when micro-batches are summed. */
+static uint64_t accum_bytes(const VramRequest *r, int micro) {
+    return micro < r->batch && !r->inference ? 4 * r->m->trainable_floats : 0;
+}
+
+static VramArenas request_arenas(const VramRequest *r, int micro) {
+    return r->inference ? vram_arenas_inference(r->m, micro, r->prec, r->workspace, r->k)
+                        : vram_arenas(r->m, micro, r->opt, r->prec, r->workspace, r->k);
 }
 
 static void fill(const VramRequest *r, VramPlan *p, int micro) {
     p->micro = micro;
-    p->a = vram_arenas(r->m, micro, r->opt, r->prec, r->workspace, r->k);
+    p->a = request_arenas(r, micro);
     p->inputs = (uint64_t)VRAM_INPUT_BUFFERS * micro * r->m->input.h * r->m->input.w * r->m->input.c;
     p->accum_sum = accum_bytes(r, micro);
     p->library = VRAM_LIBRARY_BYTES;
     p->peak = p->a.total + p->inputs + p->accum_sum + p->library + r->reserve;
 }
 
+uint64_t vram_peak(const VramRequest *r, int micro) {
+    VramPlan p;
+    fill(r, &p, micro);
+    return p.peak;
+}
+
+/* The largest micro-batch in [1, r->batch] whose peak fits room (the peak grows with the
+ * micro-batch: bisect); 0 when not even 1 does. */
+static int largest_fit(const VramRequest *r, uint64_t room) {
+    if (vram_peak(r, 1) > room) return 0;
+    int lo = 1, hi = r->batch;
+    while (lo < hi) {
+        int mid = lo + (hi - lo + 1) / 2;
+        if (vram_peak(r, mid) <= room) lo = mid;
+        else hi = mid - 1;
+    }
+    return lo;
+}
+
 int vram_plan_search(const VramRequest *r, VramPlan *p, StkErr *err) {
     memset(p, 0, sizeof *p);
     if (r->batch < 1) return stk_errf(err, "vram plan: batch %d", r->batch);
+    if (r->inference) return stk_errf(err, "vram plan: an inference request (vram_eval_search)");
     p->eval_bytes = (uint64_t)(r->eval_share * (double)r->budget);
     uint64_t room = r->budget - p->eval_bytes; /* the peak includes the reserve */
     p->usable = room > r->reserve ? room - r->reserve : 0;
-    if (vram_peak(r, 1) > room) {
+    int lo = largest_fit(r, room);
+    if (!lo) {
         fill(r, p, 1);
         return stk_errf(err, "does not fit: micro-batch 1 needs %.0f MiB (arenas %.0f + inputs "
                         "%.1f + reserve %.0f) but the budget is %.0f MiB (%.0f reserved for the "
@@ -150,15 +184,28 @@ int vram_plan_search(const VramRequest *r, VramPlan *p, StkErr *err) {
                         (double)p->a.params / VRAM_MIB, (double)p->a.grads / VRAM_MIB,
                         (double)p->a.optim / VRAM_MIB, (double)p->a.workspace / VRAM_MIB);
     }
-    int lo = 1, hi = r->batch; /* the peak grows with the micro-batch: bisect */
-    while (lo < hi) {
-        int mid = lo + (hi - lo + 1) / 2;
-        if (vram_peak(r, mid) <= room) lo = mid;
-        else hi = mid - 1;
-    }
     p->accum = (r->batch + lo - 1) / lo;
     fill(r, p, (r->batch + p->accum - 1) / p->accum);
     p->effective = p->micro * p->accum;
+    return 0;
+}
+
+int vram_eval_search(const VramRequest *r, VramPlan *p, StkErr *err) {
+    memset(p, 0, sizeof *p);
+    if (r->batch < 1) return stk_errf(err, "vram plan: batch %d", r->batch);
+    if (!r->inference) return stk_errf(err, "vram plan: a training request (vram_plan_search)");
+    p->usable = r->budget > r->reserve ? r->budget - r->reserve : 0;
+    int b = largest_fit(r, r->budget);
+    fill(r, p, b ? b : 1);
+    if (!b)
+        return stk_errf(err, "does not fit: an evaluation batch of 1 needs %.0f MiB (parameters "
+                        "%.1f, activations %.1f, workspace %.0f, inputs %.1f, cuDNN/cuBLAS %.0f, "
+                        "context reserve %.0f) but the evaluator's share is %.0f MiB",
+                        (double)p->peak / VRAM_MIB, (double)p->a.params / VRAM_MIB,
+                        (double)p->a.acts / VRAM_MIB, (double)p->a.workspace / VRAM_MIB,
+                        (double)p->inputs / VRAM_MIB, (double)p->library / VRAM_MIB,
+                        (double)r->reserve / VRAM_MIB, (double)r->budget / VRAM_MIB);
+    p->accum = 1, p->effective = b;
     return 0;
 }
 

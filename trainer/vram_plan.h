@@ -65,6 +65,13 @@ const char *vram_precision_name(VramPrecision p);
 VramArenas vram_arenas(const Model *m, int batch, const OptimConfig *opt, VramPrecision prec,
                        uint64_t workspace, const VramKernels *k);
 
+/* The arenas of a network that runs forward passes only (an evaluator's: CudaNetOptions
+ * .inference): parameters, 16-bit weight copies without a gradient slot, the forward-only
+ * node pool (vram_nodes_plan_inference), the reduction scratch and the workspace; no
+ * gradients, optimizer state, saved state or depthwise partials. */
+VramArenas vram_arenas_inference(const Model *m, int batch, VramPrecision prec, uint64_t workspace,
+                                 const VramKernels *k);
+
 /* A card: capacity, what the driver/context and cuBLAS take before us, bf16 or not. */
 typedef struct VramPreset {
     const char *name;      /* --gpu NAME */
@@ -93,6 +100,8 @@ typedef struct VramRequest {
     uint64_t reserve;       /* bytes the context takes */
     double eval_share;      /* fraction of budget left to an evaluator on the same GPU */
     const VramKernels *k;   /* NULL: host rules */
+    int inference;          /* 1: an evaluator's network (vram_arenas_inference): opt,
+                               eval_share unused; batch is the largest evaluation batch */
 } VramRequest;
 
 /* The result. */
@@ -110,7 +119,7 @@ typedef struct VramPlan {
 } VramPlan;
 
 /* Peak bytes (arenas + inputs + the accumulation sum when micro < batch + cuDNN/cuBLAS +
- * reserve) at micro-batch micro. */
+ * reserve) at micro-batch micro (an inference request: its arenas, no accumulation). */
 uint64_t vram_peak(const VramRequest *r, int micro);
 
 /* The largest micro <= batch that fits, accum = ceil(batch / micro), then micro =
@@ -119,6 +128,12 @@ uint64_t vram_peak(const VramRequest *r, int micro);
  * accum - 1 samples more; plan->effective says). Fails with the numbers when even
  * micro-batch 1 does not fit. */
 int vram_plan_search(const VramRequest *r, VramPlan *p, StkErr *err);
+
+/* For an inference request: the largest evaluation batch <= r->batch whose peak (its own
+ * context reserve included: an evaluator is a process of its own) fits r->budget, the
+ * evaluator's share. p->micro is that batch (accum 1). Fails with the numbers when not
+ * even batch 1 fits. */
+int vram_eval_search(const VramRequest *r, VramPlan *p, StkErr *err);
 
 /* The plan as a table, ending with "plan: micro_batch=M accum=K peak_mib=P". */
 void vram_plan_print(FILE *f, const VramRequest *r, const VramPlan *p);
