@@ -124,6 +124,33 @@ static int conv_mds(const CpuConv *cv, ConvMds *m, StkErr *err) {
     return 0;
 }
 
+/* oneDNN 2.6's AVX2 direct forward kernel (jit:avx2) computes strided convolutions wrongly
+ * on an AVX2-only CPU (measured on an AMD EPYC without AVX-512: resnet18's and resnet50's
+ * gradients 1-13% from torchvision's, while ONEDNN_MAX_CPU_ISA=AVX, i.e. its SSE4.1 kernel,
+ * matches; exact right padding instead of symmetric did not help). Strided layers are a
+ * few per network (stem, downsampling): they take the next implementation oneDNN offers. */
+static int avoided(const_dnnl_primitive_desc_t pd, const ConvDesc *d) {
+    const char *impl = NULL;
+    if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success || !impl)
+        return 0;
+    return !strcmp(impl, "jit:avx2") && (d->stride_h > 1 || d->stride_w > 1);
+}
+
+static int forward_pd(dnnl_primitive_desc_t *pd, const dnnl_convolution_desc_t *fd, dnnl_engine_t e,
+                      const ConvDesc *d, StkErr *err) {
+    dnnl_primitive_desc_iterator_t it;
+    DNNL_TRY(err, dnnl_primitive_desc_iterator_create(&it, fd, NULL, e, NULL));
+    for (;;) {
+        *pd = dnnl_primitive_desc_iterator_fetch(it);
+        if (!*pd || !avoided(*pd, d)) break;
+        dnnl_primitive_desc_destroy(*pd), *pd = NULL;
+        if (dnnl_primitive_desc_iterator_next(it) != dnnl_success) break;
+    }
+    dnnl_primitive_desc_iterator_destroy(it);
+    if (!*pd) return stk_errf(err, "conv forward: oneDNN offers no implementation but its jit:avx2");
+    return 0;
+}
+
 /* The three primitive descriptors (bwd_data only if requested); backward ones hinted by
  * forward, as oneDNN requires. Padding is symmetric: with the floor in the output size,
  * oneDNN's right padding then covers at least what PyTorch reads. */
@@ -133,7 +160,7 @@ static int conv_pds(const CpuConv *cv, const ConvMds *m, ConvPds *p, StkErr *err
     dnnl_engine_t e = cv->dn->engine;
     DNNL_TRY(err, dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training,
                   dnnl_convolution_direct, &m->px, &m->pw, b, &m->py, m->strides, m->pad, m->pad));
-    DNNL_TRY(err, dnnl_primitive_desc_create(&p->fwd, &fd, NULL, e, NULL));
+    if (forward_pd(&p->fwd, &fd, e, &cv->d, err)) return -1;
     DNNL_TRY(err, dnnl_convolution_backward_weights_desc_init(&wdd, dnnl_convolution_direct,
                   &m->px, &m->pw, b, &m->py, m->strides, m->pad, m->pad));
     DNNL_TRY(err, dnnl_primitive_desc_create(&p->bwd_weights, &wdd, NULL, e, p->fwd));
