@@ -21,7 +21,8 @@ typedef struct ModelDiff {
 
 /* What mc_check measured: stoker against torch-f32, and when f64 was asked for, stoker and
  * torch-f32 each against torch-f64, and per gradient tensor how much farther from f64
- * stoker is than torch-f32: ratio = stoker's diff / max(torch-f32's diff, MC_FLOOR). */
+ * stoker is than torch-f32: ratio = stoker's diff / max(torch-f32's largest diff in the
+ * tensor's block, MC_FLOOR) (test_model_check.c says why the block's). */
 typedef struct ModelCheck {
     ModelDiff vs_f32, vs_f64, torch_f32_vs_f64;
     double ratio;             /* the largest over gradient tensors */
