@@ -188,11 +188,14 @@ static void open_net(Eval *e, int k) {
                    &x, &err) ||
         eval_stats_init(&e->stats, k, e->cfg.batch_size, &err))
         die(e, "model", &err);
+    /* cudaMemGetInfo sees the whole device: beside a trainer that is allocating too, the
+     * difference counts both (scripts/bench_eval_share.sh measures per process) */
     uint64_t bytes;
     if (cuda && tb_device_bytes(&e->net, &bytes, &err) == 0)
-        printf("stoker-eval: %s %s, batch %d: %.1f MiB of device memory above the context (plan %.1f)\n",
-               e->net.device_name, e->net.precision, e->cfg.batch_size, (double)bytes / VRAM_MIB,
-               (double)(e->net.plan_bytes + VRAM_LIBRARY_BYTES) / VRAM_MIB);
+        printf("stoker-eval: %s %s, batch %d, inference only: plan %.1f MiB above the context; the "
+               "device's free memory fell %.1f MiB meanwhile (every process's allocations)\n",
+               e->net.device_name, e->net.precision, e->cfg.batch_size,
+               (double)(e->net.plan_bytes + VRAM_LIBRARY_BYTES) / VRAM_MIB, (double)bytes / VRAM_MIB);
 }
 
 static void setup(Eval *e, const char *argv0) {

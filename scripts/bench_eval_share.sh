@@ -55,4 +55,4 @@ grep -E "top-1|eval plan|device memory" "$work/run.log" | tail -4
 ck=$work/run/checkpoints/last.safetensors
 "$bin"/stoker-eval --data-path "$data" --checkpoint "$ck" --model "$model" --device cuda --gpu gtx1050-2g \
   --vram-budget 512MiB -b 512 --val-resize-size "$size" --val-crop-size "$size" 2>&1 |
-  grep -E "eval plan|device memory|top-1" | head -3
+  grep -E "eval plan|inference only|top-1" | head -3

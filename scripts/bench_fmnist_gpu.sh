@@ -9,8 +9,8 @@
 #     and labels resident on the device, 117 steps = one epoch; run before, between and
 #     after the pipeline runs, the median taken: the lent machine's rate moves between
 #     runs; target <= 1.05x);
-#   - REPEATS (3) whole-pipeline runs with the evaluator, each one's figures listed, so one
-#     run's luck (or a bad one) shows;
+#   - REPEATS (3) whole-pipeline runs with the evaluator and as many without, interleaved,
+#     each one's figures listed, so one run's luck (or a bad one) shows;
 #   - the trainer's images/s with the evaluator against --no-eval (target: <= 3% drop);
 #   - PyTorch: the same model and JPEGs through torchvision's DataLoader, and from tensors
 #     already on the GPU (scripts/bench_fmnist_gpu_torch.py).
@@ -44,10 +44,12 @@ reference() { # one epoch's steps on data already on the GPU: images/s
 }
 median() { sort -n | awk '{v[NR] = $1} END{if (NR) print v[int((NR + 1) / 2)]}'; }
 refs=$(reference)
-for r in $(seq 1 "$repeats"); do run "with$r"; done
-refs="$refs $(reference)"
-run without --no-eval
-refs="$refs $(reference)"
+# with and without the evaluator interleaved, so a change of the machine's pace between
+# runs falls on both
+for r in $(seq 1 "$repeats"); do
+  run "with$r"; run "without$r" --no-eval
+  refs="$refs $(reference)"
+done
 echo "bench_fmnist_gpu.sh: $(date -u +%F), $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1), $epochs epochs"
 # wall_s counts from the run directory's creation, a moment after launch: close enough
 first_at() { grep '"kind":"eval"' "$1" | while read -r l; do
@@ -57,16 +59,17 @@ epoch_s() { grep '"kind":"epoch"' "$1" | tail -n +2 | num epoch_seconds | awk '{
 ips() { grep '"kind":"train"' "$1" | num images_per_s | tail -n +3 | awk '{s += $1; n++} END{if (n) printf "%.0f", s / n}'; }
 echo "| stoker run (whole pipeline, JPEGs) | first >= 93.5% at | final / best top-1 | epoch (mean of 1..) | trainer images/s |"
 echo "| --- | --- | --- | --- | --- |"
-for r in $(seq 1 "$repeats") ""; do
-  name=with$r; [ -z "$r" ] && name=without
+for name in $(for r in $(seq 1 "$repeats"); do echo "with$r without$r"; done); do
   m=$work/$name/metrics.jsonl
   final=$(grep '"kind":"eval"' "$m" | tail -1 | num top1)
   best=$(grep '"kind":"eval"' "$m" | num top1 | sort -n | tail -1)
-  echo "| $name | $(first_at "$m" || true) s | ${final:--}% / ${best:--}% | $(epoch_s "$m") s | $(ips "$m") |"
+  first=$(first_at "$m" || true)
+  printf "| %s | %s s | %s%% / %s%% | %s s | %s |\n" "$name" "$(printf %.1f "${first:-0}")" \
+    "$(printf %.2f "${final:-0}")" "$(printf %.2f "${best:-0}")" "$(epoch_s "$m")" "$(ips "$m")"
 done
 e_with=$(for r in $(seq 1 "$repeats"); do epoch_s "$work/with$r/metrics.jsonl"; echo; done | median)
 i_with=$(for r in $(seq 1 "$repeats"); do ips "$work/with$r/metrics.jsonl"; echo; done | median)
-i_without=$(ips "$work/without/metrics.jsonl")
+i_without=$(for r in $(seq 1 "$repeats"); do ips "$work/without$r/metrics.jsonl"; echo; done | median)
 rate=$(tr ' ' '\n' <<<"$refs" | median)
 gpu_epoch=$(awk -v r="${rate:-0}" 'BEGIN{if (r > 0) printf "%.3f", 59904 / r}')
 echo
