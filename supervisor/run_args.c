@@ -22,8 +22,8 @@ static void usage(FILE *f) {
         "directory (config.json, metrics.jsonl, metrics.csv, bad_files.log, checkpoints/,\n"
         "plots/). Ctrl-C stops it with a final checkpoint, which is then evaluated (Ctrl-C\n"
         "again skips that); --resume continues that run.\n"
-        "  -j, --workers N     loader processes (default: the cores left after the trainer\n"
-        "                      and the evaluator, at least 1)\n"
+        "  -j, --workers N     loader processes (default: the cores left after the trainer,\n"
+        "                      the evaluator and its val loader, at least 1)\n"
         "  --output-dir DIR    the run directory (runs/<time>)\n"
         "  --resume RUNDIR     continue the run in RUNDIR from checkpoints/last.safetensors\n"
         "  --tcp PORT          sockets on tcp://127.0.0.1:PORT..PORT+3 instead of private ipc\n"
@@ -184,7 +184,7 @@ void parse_args(Sup *s, int argc, char **argv) {
     if (train_config_parse(&s->tc, s->nuser + 1, check)) exit(2); /* getopt permutes: a copy */
     if (!s->hang_s) s->hang_s = 60;
     s->gpus = s->tc.gpus;
-    if (!s->workers) s->workers = run_ranks_default_workers(sysconf(_SC_NPROCESSORS_ONLN), s->gpus);
+    if (!s->workers) s->workers = run_ranks_default_workers(sysconf(_SC_NPROCESSORS_ONLN), s->gpus, !s->no_eval);
     if (s->workers < s->gpus) bad("-j must be at least --gpus: each rank needs its own loaders");
     if (s->workers + s->gpus + 1 > RUN_MAX_PROCS) bad("too many loaders and ranks");
     if (s->tcp_port && s->tcp_port + 4 + s->gpus > 65535) bad("--tcp PORT: too high for --gpus");

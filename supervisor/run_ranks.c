@@ -13,7 +13,7 @@ int run_ranks_trainer_slot(int rank, int workers) {
     return rank == 0 ? 0 : RUN_FIRST_LOADER + workers + rank - 1;
 }
 
-int run_ranks_default_workers(long cores, int gpus) {
-    long left = cores - gpus - 1; /* a core per trainer rank, one for the evaluator */
+int run_ranks_default_workers(long cores, int gpus, int evaluator) {
+    long left = cores - gpus - 2L * (evaluator != 0); /* a core per trainer rank, two for evaluation */
     return left > gpus ? (int)left : gpus;
 }

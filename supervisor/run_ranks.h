@@ -21,8 +21,11 @@ int run_ranks_loaders_of(int rank, int workers, int gpus);
 /* The process slot of rank's trainer. */
 int run_ranks_trainer_slot(int rank, int workers);
 
-/* Default -j: the cores left after the trainers and the evaluator, at least one loader
- * per rank (one GPU: cores - 2, at least 1, as before). */
-int run_ranks_default_workers(long cores, int gpus);
+/* Default -j: the cores left after the trainers and, when there is one (evaluator 1), the
+ * evaluator and its val loader, at least one loader per rank (one GPU: cores - 3). The
+ * val loader decodes 10,000 Fashion-MNIST JPEGs per evaluation: counted as a loader, it
+ * would share a core with a training loader or the trainer, whose host thread then
+ * launches late and the GPU waits. */
+int run_ranks_default_workers(long cores, int gpus, int evaluator);
 
 #endif

@@ -194,8 +194,9 @@ Test(run_ranks, slots_keep_the_single_gpu_layout) {
     cr_assert_eq(run_ranks_trainer_slot(0, 6), 0);
     cr_assert_eq(run_ranks_trainer_slot(1, 6), RUN_FIRST_LOADER + 6, "after the loaders");
     cr_assert_eq(run_ranks_trainer_slot(3, 6), RUN_FIRST_LOADER + 8);
-    cr_assert_eq(run_ranks_default_workers(16, 1), 14, "one GPU: cores - 2, as before");
-    cr_assert_eq(run_ranks_default_workers(2, 1), 1);
-    cr_assert_eq(run_ranks_default_workers(16, 4), 11, "a core per rank and the evaluator");
-    cr_assert_eq(run_ranks_default_workers(4, 4), 4, "at least a loader per rank");
+    cr_assert_eq(run_ranks_default_workers(16, 1, 1), 13, "one GPU: the trainer, the evaluator and its val loader");
+    cr_assert_eq(run_ranks_default_workers(16, 1, 0), 15, "--no-eval: its cores go to loaders");
+    cr_assert_eq(run_ranks_default_workers(2, 1, 1), 1);
+    cr_assert_eq(run_ranks_default_workers(16, 4, 1), 10, "a core per rank and two for evaluation");
+    cr_assert_eq(run_ranks_default_workers(4, 4, 1), 4, "at least a loader per rank");
 }
