@@ -72,6 +72,9 @@ static int gpu_init(TrainBackend *tb, const char *precision, const Model *m, int
                         tb->rank, count);
     if (cuda_device_info(tb->rank, &d, err)) return -1;
     CUDA_TRY(err, cudaSetDevice(tb->rank)); /* every later allocation and stream is on it */
+    /* an evaluator waits for its results by sleeping, not spinning: a spinning wait holds a
+     * core the loaders and the trainer's launching thread need */
+    if (x && x->evaluator) CUDA_TRY(err, cudaSetDeviceFlags(cudaDeviceScheduleBlockingSync));
     CudaNetOptions o = {.workspace_limit = x ? x->workspace : 0, .high_priority = !(x && x->evaluator),
                         .inference = x && x->inference};
     if (pick_precision(precision, &d, &o.precision, err)) return -1;
