@@ -4,7 +4,9 @@
  * search included), images/s over the timed steps, and device memory in use.
  * The labels are on the device too (data already on the GPU: nothing is copied per step).
  * usage: bench_train_gpu MODEL [--batch B] [--size S] [--steps N] [--warmup W]
- *        [--precision fp32|tf32|bf16|fp16] [--classes K] [--opt sgd|adamw] [--profile] */
+ *        [--precision fp32|tf32|bf16|fp16] [--classes K] [--opt sgd|adamw] [--profile] [--eval]
+ * --eval: an evaluator's network instead (inference only, eval-mode forward passes). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,18 +60,27 @@ static void report_profile(CudaNet *net, const Model *m, const int32_t *d_labels
     printf("profile total %.2f ms per step in layers\n", total);
 }
 
+/* Waits for the queued work; a training step's loss, NAN for eval passes (no loss). */
+static int wait_step(CudaNet *net, int eval, double *loss, StkErr *err) {
+    if (!eval) return cuda_net_loss(net, loss, err);
+    *loss = NAN;
+    cudaError_t st = cudaStreamSynchronize(net->stream);
+    return st == cudaSuccess ? 0 : stk_errf(err, "cudaStreamSynchronize: %s", cudaGetErrorString(st));
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: bench_train_gpu MODEL [--batch B] [--size S] [--steps N] [--warmup W] "
-                "[--precision fp32|tf32|bf16|fp16] [--classes K] [--opt sgd|adamw] [--profile]\n");
+                "[--precision fp32|tf32|bf16|fp16] [--classes K] [--opt sgd|adamw] [--profile] [--eval]\n");
         return 2;
     }
     const char *arch = argv[1];
     int batch = 256, size = 224, steps = 30, warmup = 5, classes = 1000;
     const char *prec = "bf16", *optname = "sgd";
-    int profile = 0;
+    int profile = 0, eval = 0;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--profile")) profile = 1;
+        else if (!strcmp(argv[i], "--eval")) eval = 1;
         else if (i + 1 < argc && !strcmp(argv[i], "--precision")) prec = argv[++i];
         else if (i + 1 < argc && !strcmp(argv[i], "--batch")) batch = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--size")) size = atoi(argv[++i]);
@@ -91,7 +102,8 @@ int main(int argc, char **argv) {
                                                 : (OptimConfig){OPTIM_SGD, 0.9, 0, 0, 0, 0, 0};
     CudaNetOptions o = {.precision = !strcmp(prec, "fp32") ? CUDA_PREC_FP32
                                      : !strcmp(prec, "tf32") ? CUDA_PREC_TF32
-                                     : !strcmp(prec, "fp16") ? CUDA_PREC_FP16 : CUDA_PREC_BF16};
+                                     : !strcmp(prec, "fp16") ? CUDA_PREC_FP16 : CUDA_PREC_BF16,
+                        .inference = eval};
     if (strcmp(prec, "fp32") && strcmp(prec, "tf32") && strcmp(prec, "bf16") && strcmp(prec, "fp16")) {
         fprintf(stderr, "bench_train_gpu: --precision %s: fp32, tf32, bf16 or fp16\n", prec);
         return 2;
@@ -119,17 +131,21 @@ int main(int argc, char **argv) {
     double setup = now_s() - t0, loss = 0, t1 = 0;
     for (int s = 0; s < warmup + steps; s++) {
         if (s == warmup) {
-            if (cuda_net_loss(&net, &loss, &err)) die("sync", &err);
+            if (wait_step(&net, eval, &loss, &err)) die("sync", &err);
             t1 = now_s();
+        }
+        if (eval) {
+            if (cuda_net_forward(&net, 0, 0, &err)) die("eval forward", &err);
+            continue;
         }
         if (cuda_net_forward(&net, 1, (uint64_t)s, &err) ||
             cuda_net_backward_dev(&net, d_labels, 0, (uint64_t)s, &err) ||
             cuda_net_step(&net, 0.01, 1e-4, 1e-4, &err))
             die("step", &err);
     }
-    if (cuda_net_loss(&net, &loss, &err)) die("sync", &err);
+    if (wait_step(&net, eval, &loss, &err)) die("sync", &err);
     double dt = now_s() - t1;
-    if (profile) report_profile(&net, &m, d_labels, &err);
+    if (profile && !eval) report_profile(&net, &m, d_labels, &err);
     size_t free_b, total_b;
     cudaMemGetInfo(&free_b, &total_b);
     printf("stoker %s batch=%d size=%d precision=%s opt=%s classes=%d setup_s=%.2f images_per_s=%.1f "
