@@ -21,6 +21,8 @@ typedef struct EvalConfig {
     const char *precision;   /* --precision (CUDA; NULL: the card's best, as stoker-train) */
     uint64_t vram_budget;    /* --vram-budget SIZE: the evaluator's share of the GPU, its own
                                 CUDA context included (eval_plan.h); 0: no limit */
+    uint64_t val_cache;      /* --val-cache SIZE (1 GiB): the val split is kept in memory after
+                                its first evaluation when it fits (eval_cache.h); 0: never */
     const char *gpu;         /* --gpu NAME: the card's preset (its context reserve, whether it
                                 has bf16), as stoker-train's */
 } EvalConfig;

@@ -8,8 +8,10 @@
  *
  * Following, the checkpoint SUB socket is conflated (ZMQ_CONFLATE): it holds only the
  * newest notice, so an evaluator slower than the trainer skips to the latest checkpoint
- * instead of queueing. Figures go to the reports socket as metrics (eval_report.c), or
- * to stdout without one. A shutdown message or SIGINT/SIGTERM stops it. */
+ * instead of queueing. The val split's batches are kept after the first complete pass
+ * when they fit --val-cache (eval_cache.h): later checkpoints are evaluated from memory,
+ * without loaders. Figures go to the reports socket as metrics (eval_report.c), or to
+ * stdout without one. A shutdown message or SIGINT/SIGTERM stops it. */
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
@@ -21,6 +23,7 @@
 #include <unistd.h>
 
 #include "ckpt.h"
+#include "eval_cache.h"
 #include "eval_plan.h"
 #include "eval_report.h"
 #include "loader_index.h"
@@ -39,6 +42,7 @@ typedef struct Eval {
     TrainBackend net;   /* CPU or CUDA (--device): forward passes only */
     EvalPlan plan;      /* its batch and precision (in its memory share on a GPU) */
     EvalStats stats;
+    EvalCache cache;    /* the val split after its first pass, when it fits */
     EvalReport rep;
     void *ctx, *notices;
     char sock[64], loader[PATH_MAX];
@@ -79,27 +83,68 @@ static pid_t spawn_loaders(Eval *e, const char *ep) {
 
 static void stop_loaders(pid_t pid) { stk_stop(pid); }
 
-/* Runs the val split through the net into e->stats; 1 if told to stop midway. */
-static int run_val(Eval *e, TrainInput *in) {
+/* One val batch through the net into e->stats. */
+static void eval_batch(Eval *e, const TrainBatch *b) {
     StkErr err;
+    const float *logits; /* tb_eval normalises as training does, pads a short batch */
+    if (tb_eval(&e->net, b, e->cfg.val_crop, &logits, &err) ||
+        eval_stats_add(&e->stats, (int)b->n, logits, b->labels, &err))
+        die(e, "eval", &err);
+}
+
+/* Whether the val loaders (their parent, *pid) have exited; reaps them (*pid = 0). */
+static int loaders_exited(pid_t *pid, int *status) {
+    if (*pid <= 0 || waitpid(*pid, status, WNOHANG) != *pid) return 0;
+    *pid = 0;
+    return 1;
+}
+
+/* Runs the val split through the net into e->stats, keeping its batches in the cache;
+ * 1 if told to stop midway, -1 + err when the loaders (*loaders) exit before the split's
+ * end (they say why: every file bad, the index unreadable): no waiting out the timeout. */
+static int run_val(Eval *e, TrainInput *in, pid_t *loaders, StkErr *err) {
     eval_stats_reset(&e->stats);
+    int status = 0, exited = 0;
     for (int waited = 0;;) {
         if (stopping(e)) return 1;
         eval_report_heartbeat(&e->rep);
         TrainBatch b;
-        int done, rc = train_input_next(in, 0, POLL_MS, &b, &done, &err);
-        if (rc == TRAIN_INPUT_TIMEOUT && (waited += POLL_MS) < DATA_TIMEOUT_MS) continue;
-        if (rc) die(e, "val data", &err);
+        int done, rc = train_input_next(in, 0, POLL_MS, &b, &done, err);
+        if (rc == TRAIN_INPUT_TIMEOUT && exited) /* a poll after their exit: nothing in flight */
+            return stk_errf(err, "the val loaders exited (%s %d) before the val split's end: see "
+                            "their message", WIFEXITED(status) ? "status" : "signal",
+                            WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+        if (rc == TRAIN_INPUT_TIMEOUT && (waited += POLL_MS) < DATA_TIMEOUT_MS) {
+            exited = loaders_exited(loaders, &status);
+            continue;
+        }
+        if (rc) die(e, "val data", err);
         if (done) return 0;
         waited = 0;
-        const float *logits; /* tb_eval normalises as training does, pads a short batch */
-        if (tb_eval(&e->net, &b, e->cfg.val_crop, &logits, &err) ||
-            eval_stats_add(&e->stats, (int)b.n, logits, b.labels, &err))
-            die(e, "eval", &err);
+        if (eval_cache_put(&e->cache, &b, err)) { /* train_input checked the index: a bug */
+            fprintf(stderr, "stoker-eval: %s; the val split will be decoded each time\n", err->msg);
+            eval_cache_free(&e->cache);
+        }
+        eval_batch(e, &b);
     }
 }
 
-/* Evaluates the checkpoint at path; 0 done, 1 stopped, -1 unreadable (reported). */
+/* The same from the cache: no loaders, only the forward passes. */
+static int run_cached(Eval *e) {
+    StkErr err;
+    eval_stats_reset(&e->stats);
+    for (uint64_t i = 0; i < e->cache.batches; i++) {
+        if (stopping(e)) return 1;
+        eval_report_heartbeat(&e->rep);
+        TrainBatch b;
+        if (eval_cache_get(&e->cache, i, &b, &err)) die(e, "eval", &err);
+        eval_batch(e, &b);
+    }
+    return 0;
+}
+
+/* Evaluates the checkpoint at path; 0 done, 1 stopped, -1 (reported): the file is
+ * unreadable, or the val loaders ended early. */
 static int evaluate(Eval *e, const char *path) {
     StkErr err;
     if (ckpt_load(path, &e->model, e->net.params, e->net.num_batches_tracked, &err) ||
@@ -108,19 +153,25 @@ static int evaluate(Eval *e, const char *path) {
         eval_report_error(&e->rep, err.msg);
         return -1;
     }
+    if (eval_cache_complete(&e->cache)) return run_cached(e);
     char ep[128];
     snprintf(ep, sizeof ep, "ipc://%s/eval-%llu", e->sock, (unsigned long long)e->round++);
     TrainInputConfig c = {.endpoint = ep, .batches_per_epoch = e->val_batches,
                           .batch = (uint32_t)e->cfg.batch_size, .height = (uint32_t)e->cfg.val_crop,
                           .width = (uint32_t)e->cfg.val_crop, .channels = 3, .epochs = 1,
-                          .window = 2 * (uint32_t)e->cfg.workers + 2};
+                          .window = 2 * (uint32_t)e->cfg.workers + 2,
+                          .alloc = tb_slot_alloc(&e->net)}; /* pinned for CUDA */
     TrainInput *in;
     if (train_input_open(&in, e->ctx, &c, &err)) die(e, "evaldata socket", &err);
     pid_t loaders = spawn_loaders(e, ep);
-    int rc = run_val(e, in);
+    int rc = run_val(e, in, &loaders, &err);
     stop_loaders(loaders); /* they stayed until every batch was taken (loader_proc.h) */
     train_input_close(in);
     unlink(ep + strlen("ipc://")); /* ZeroMQ leaves the socket file behind */
+    if (rc < 0) {
+        fprintf(stderr, "stoker-eval: %s: %s\n", path, err.msg);
+        eval_report_error(&e->rep, err.msg);
+    }
     return rc;
 }
 
@@ -198,6 +249,23 @@ static void open_net(Eval *e, int k) {
                (double)(e->net.plan_bytes + VRAM_LIBRARY_BYTES) / VRAM_MIB, (double)bytes / VRAM_MIB);
 }
 
+/* The val cache, on when the split fits --val-cache; says which. */
+static void open_cache(Eval *e) {
+    StkErr err;
+    uint64_t sample = 3ull * (uint64_t)e->cfg.val_crop * (uint64_t)e->cfg.val_crop;
+    uint32_t batch = (uint32_t)e->cfg.batch_size;
+    double mib = (double)eval_cache_bytes(e->val_batches, batch, sample) / (1 << 20);
+    if (eval_cache_init(&e->cache, e->cfg.val_cache, e->val_batches, batch, sample,
+                        tb_slot_alloc(&e->net), &err))
+        die(e, "val cache", &err);
+    if (eval_cache_on(&e->cache))
+        printf("stoker-eval: the val split (%.1f MiB decoded) is kept in memory after its first "
+               "evaluation\n", mib);
+    else if (e->cfg.val_cache)
+        printf("stoker-eval: the val split (%.1f MiB decoded) is over --val-cache %.1f MiB: each "
+               "evaluation decodes it again\n", mib, (double)e->cfg.val_cache / (1 << 20));
+}
+
 static void setup(Eval *e, const char *argv0) {
     StkErr err;
     char self[PATH_MAX], path[PATH_MAX];
@@ -209,6 +277,7 @@ static void setup(Eval *e, const char *argv0) {
     open_net(e, (int)loader_index_num_classes(&e->ix));
     e->val_batches = loader_order_batches(e->n_val, (uint32_t)e->cfg.batch_size, 0);
     if (!e->val_batches) die(e, "dataset", &(StkErr){"the val split is empty"});
+    open_cache(e);
     strcpy(e->sock, "/tmp/stoker-eval-XXXXXX");
     if (!mkdtemp(e->sock)) die(e, "mkdtemp", NULL); /* 0700: the val socket is private */
     e->best_top1 = previous_best(e->cfg.best);
@@ -261,6 +330,7 @@ int main(int argc, char **argv) {
     zmq_ctx_term(e.ctx);
     rmdir(e.sock);
     eval_stats_free(&e.stats);
+    eval_cache_free(&e.cache); /* before the backend: pinned pixels are its allocation */
     tb_free(&e.net);
     loader_index_close(&e.ix);
     return rc < 0 ? 1 : 0;

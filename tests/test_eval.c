@@ -133,14 +133,19 @@ static uint32_t one_evaluation(double *top1, double *cm_sum, int ms) {
     }
 }
 
-Test(eval, follows_the_newest_notice_reports_everything_and_keeps_the_best) {
-    double trainer = train_one_epoch(), top1 = -1, cm;
-    char best[700], log[700];
+/* Starts stoker-eval following the notices, logging to root/eval.log, with extra flags
+ * (NULL-terminated) after the usual ones; returns after its first full evaluation (of
+ * epoch 1's notice), its top-1 in *top1. */
+static void follow(double *top1, const char *const *extra) {
+    static char best[700], log[700];
     snprintf(best, sizeof best, "%s/best.safetensors", root);
     snprintf(log, sizeof log, "%s/eval.log", root);
-    const char *argv[] = {STOKER_BIN_DIR "/stoker-eval", "--data-path", data, "--checkpoints",
-                          ep_ck, "--control", ep_ctl, "--reports", ep_rep, "--best", best, "-b",
-                          "16", "--val-resize-size", "16", "--val-crop-size", "16", NULL};
+    const char *argv[32] = {STOKER_BIN_DIR "/stoker-eval", "--data-path", data, "--checkpoints",
+                            ep_ck, "--control", ep_ctl, "--reports", ep_rep, "--best", best, "-b",
+                            "16", "--val-resize-size", "16", "--val-crop-size", "16"};
+    int k = 17;
+    for (; extra && *extra; extra++) argv[k++] = *extra;
+    argv[k] = NULL;
     kid = px_spawn(argv, log);
     /* notices until the SUB has joined and one is evaluated */
     ProtoRecv r;
@@ -153,8 +158,35 @@ Test(eval, follows_the_newest_notice_reports_everything_and_keeps_the_best) {
     }
     cr_assert(joined, "no report after 100 notices");
     int done = value(&r.msg.u.metrics, "eval_done") == 1;
+    if (value(&r.msg.u.metrics, "top1") >= 0) *top1 = value(&r.msg.u.metrics, "top1");
     proto_recv_release(&r);
-    if (!done) one_evaluation(&top1, &cm, 10000); /* the rest of epoch 1's */
+    double cm;
+    if (!done) one_evaluation(top1, &cm, 10000); /* the rest of epoch 1's */
+}
+
+/* A shutdown message stops the follower, which exits 0. */
+static void shut_down(void) {
+    ProtoMsg m = {.type = PROTO_SHUTDOWN};
+    m.u.shutdown.reason = proto_str("test");
+    ProtoOut o;
+    StkErr err;
+    cr_assert_eq(proto_out_init(&o, &err), 0);
+    int status = 0, t = 0;
+    for (; t < 5000 && px_running(kid, &status); t += 50) {
+        cr_assert_eq(proto_send(&o, pub_ctl, &m, NULL, 0, &err), PROTO_OK);
+        usleep(50000);
+    }
+    proto_out_free(&o);
+    cr_assert(t < 5000 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit after shutdown");
+    kid = 0;
+}
+
+Test(eval, follows_the_newest_notice_reports_everything_and_keeps_the_best) {
+    double trainer = train_one_epoch(), top1 = -1, cm;
+    char best[700], log[700];
+    snprintf(best, sizeof best, "%s/best.safetensors", root);
+    snprintf(log, sizeof log, "%s/eval.log", root);
+    follow(&top1, NULL);
     /* garbage on its control socket is dropped and logged, and does not stop it */
     cr_assert_eq(zmq_send(pub_ctl, "\x93\x01\x05", 3, 0), 3);
     /* a foreign frame on the idle evaluator's notice socket is logged and dropped (sent
@@ -180,19 +212,57 @@ Test(eval, follows_the_newest_notice_reports_everything_and_keeps_the_best) {
     cr_assert_float_eq(top1, trainer, 0.006, "evaluator %f, trainer %f", top1, trainer);
     cr_assert_float_eq(cm, 64, 0, "the confusion matrix counts %f samples", cm);
     cr_assert(fx_exists(best), "best.safetensors kept");
-    ProtoMsg m = {.type = PROTO_SHUTDOWN};
-    m.u.shutdown.reason = proto_str("test");
-    ProtoOut o;
-    StkErr err;
-    cr_assert_eq(proto_out_init(&o, &err), 0);
-    int status = 0, t = 0;
-    for (; t < 5000 && px_running(kid, &status); t += 50) {
-        cr_assert_eq(proto_send(&o, pub_ctl, &m, NULL, 0, &err), PROTO_OK);
-        usleep(50000);
-    }
-    proto_out_free(&o);
-    cr_assert(t < 5000 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit after shutdown");
-    kid = 0;
+    shut_down();
+}
+
+/* Empties every val JPEG: a loader now finds only bad files there. */
+static void empty_the_val_split(void) {
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "find '%s/val' -name '*.jpg' -exec truncate -s 0 {} +", data);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+}
+
+/* After the first evaluation the val split is evaluated from memory: the figures stay
+ * those of the JPEGs even once the files are emptied, where an evaluator without the
+ * cache (--val-cache 0) can no longer read them. */
+Test(eval, later_checkpoints_are_evaluated_from_the_val_cache) {
+    double trainer = train_one_epoch(), first = -1, later = -1, cm;
+    char log[700];
+    snprintf(log, sizeof log, "%s/eval.log", root);
+    follow(&first, NULL);
+    cr_assert_float_eq(first, trainer, 0.006, "evaluator %f, trainer %f", first, trainer);
+    empty_the_val_split();
+    notice(2);
+    for (uint32_t last = 0; last != 2;) last = one_evaluation(&later, &cm, 10000);
+    cr_assert_float_eq(later, first, 1e-9, "from the cache %f, from the JPEGs %f", later, first);
+    cr_assert_float_eq(cm, 64, 0, "the confusion matrix counts %f samples", cm);
+    shut_down();
+    char *text = px_slurp(log);
+    cr_assert(text && strstr(text, "is kept in memory after its first evaluation"), "%s", text ? text : "");
+    cr_assert_null(strstr(text, "empty"), "a loader read the emptied files: %s", text);
+    free(text);
+    /* the control: without the cache the emptied files are what an evaluation reads */
+    char args[2048], out[8192], err[8192];
+    snprintf(args, sizeof args, "--data-path %s --checkpoint %s --val-cache 0 " SIZES, data, ckpt);
+    int rc = fx_run_tool(root, "stoker-eval", args, out, sizeof out, err, sizeof err);
+    cr_assert(rc != 0 || strstr(err, "empty") || strstr(out, "empty"),
+              "the emptied val split read as before (rc %d): %s %s", rc, out, err);
+}
+
+/* The cap: a split larger than --val-cache is decoded each time, and says so; the flag
+ * refuses what is not a size. */
+Test(eval, val_cache_flag) {
+    char args[2048], out[8192], err[4096];
+    double trainer = train_one_epoch();
+    snprintf(args, sizeof args, "--data-path %s --checkpoint %s --val-cache 1KiB " SIZES, data, ckpt);
+    cr_assert_eq(fx_run_tool(root, "stoker-eval", args, out, sizeof out, NULL, 0), 0);
+    cr_assert(strstr(out, "is over --val-cache 0.0 MiB: each evaluation decodes it again"), "%s", out);
+    const char *p = strstr(out, "top-1 ");
+    cr_assert(p, "%s", out);
+    cr_assert_float_eq(atof(p + 6), trainer, 0.006, "eval %s vs trainer %.2f", p, trainer);
+    snprintf(args, sizeof args, "--data-path %s --checkpoint %s --val-cache lots " SIZES, data, ckpt);
+    cr_assert_eq(fx_run_tool(root, "stoker-eval", args, NULL, 0, err, sizeof err), 2);
+    cr_assert(strstr(err, "--val-cache: a size such as 1GiB, or 0, not 'lots'"), "%s", err);
 }
 
 /* --device and --precision as stoker-train takes them: wrong values are refused by name;
