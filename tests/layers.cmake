@@ -5,3 +5,5 @@ stoker_test(cpu_layers
           test_cpu_fixture.c
   LIBS stoker_model m)
 stoker_test(transfer SOURCES test_transfer.c LIBS stoker_trainer m)
+# Checkpoints written by a thread (ckpt_writer.h).
+stoker_test(ckpt_writer SOURCES test_ckpt_writer.c test_loader_fixture.c LIBS stoker_trainer m PkgConfig::ZLIB)

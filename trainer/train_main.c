@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "ckpt.h"
+#include "ckpt_writer.h"
 #include "ckpt_meta.h"
 #include "cpu_input.h"
 #include "cpu_loss.h"
@@ -62,6 +63,7 @@ typedef struct Run {
     ProtoZap *zap;       /* its allow-list of client keys (--curve-clients), or NULL */
     TrainGroup group;    /* --gpus > 1: the other ranks (train_group.h) */
     int grouped;         /* group is open */
+    CkptWriter ckw;      /* rank 0: checkpoints written while training goes on */
 } Run;
 
 /* Rank 0 alone writes checkpoints, announces them and evaluates: the ranks hold the same
@@ -69,6 +71,8 @@ typedef struct Run {
 static int owns_checkpoints(const Run *r) { return r->cfg.rank == 0; }
 
 static TrainLink *error_link; /* where die() reports, once the link is open */
+static CkptWriter *live_writer; /* rank 0's checkpoint writer, once started */
+static void collect(Run *r, int wait);
 
 static double now_s(void) {
     struct timespec ts;
@@ -86,6 +90,7 @@ static void die_input(TrainInput *in, const char *what, const StkErr *err) {
              (unsigned long long)s.rejected, s.rejected ? ": " : "", s.last_reject);
     fprintf(stderr, "stoker-train: %s\n", msg);
     if (error_link) train_link_error(error_link, msg), train_link_close(error_link);
+    if (live_writer) ckpt_writer_free(live_writer); /* a checkpoint being written is kept */
     exit(1);
 }
 
@@ -94,6 +99,7 @@ static void die(const char *what, const StkErr *err) {
     snprintf(msg, sizeof msg, "%s: %s", what, err ? err->msg : strerror(errno));
     fprintf(stderr, "stoker-train: %s\n", msg);
     if (error_link) train_link_error(error_link, msg), train_link_close(error_link);
+    if (live_writer) ckpt_writer_free(live_writer); /* a checkpoint being written is kept */
     exit(1);
 }
 
@@ -340,6 +346,11 @@ static void setup(Run *r, const char *argv0) {
     if (r->cfg.weights) start_from_weights(r);
     if (r->cfg.resume) resume(r);
     if (train_account_init(&r->acct, r->n_train, &err)) die("setup", &err);
+    if (owns_checkpoints(r)) {
+        uint64_t state = r->model.trainable_floats * (uint64_t)optim_state_per_element(&r->cfg.opt);
+        if (ckpt_writer_init(&r->ckw, &r->model, state, &err)) die("setup", &err);
+        live_writer = &r->ckw;
+    }
     if (!(r->ctx = zmq_ctx_new())) die("zmq_ctx_new", NULL);
     open_curve(r);
     if (train_link_open(&r->link, r->ctx, r->cfg.control, r->cfg.reports,
@@ -453,6 +464,7 @@ static int train_epoch(Run *r, int epoch, double *mean_loss) {
         if (rc) die("step", &err);
         count_loss(loss, &loss_sum, &counted);
         passes++;
+        collect(r, 0); /* the last epoch's checkpoint, once written */
         if (stepped && ++steps % (uint64_t)r->cfg.print_freq == 0) {
             double el = now_s() - t0;
             log_step(r, epoch, steps, loss_sum / (double)counted, lr,
@@ -498,44 +510,51 @@ static void evaluate(Run *r, int epoch, double *loss, double *top1, double *top5
     *top5 = 100.0 * c5 / seen;
 }
 
-/* Writes checkpoints/name with the training state beside it, as of `done`, the last
+/* Announces a checkpoint the writer has finished (wait: first waits for one in
+ * progress), or reports that it failed; training goes on either way. */
+static void collect(Run *r, int wait) {
+    CkptDone d;
+    if (!owns_checkpoints(r) || !ckpt_writer_poll(&r->ckw, wait, &d)) return;
+    if (d.rc) {
+        fprintf(stderr, "stoker-train: %s\n", d.msg);
+        train_link_error(&r->link, d.msg);
+        return;
+    }
+    train_link_checkpoint(&r->link, d.path, d.epoch, d.steps);
+}
+
+/* Saves checkpoints/name with the training state beside it, as of `done`, the last
  * complete epoch (-1: none; a stop midway saves the weights so far and --resume redoes
- * the interrupted epoch), and announces it. A failure (a full disk) is reported and
- * training goes on: the previous checkpoint is intact (st_write is atomic). */
+ * the interrupted epoch): the state is copied off the device into the writer's snapshot
+ * and written by its thread (ckpt_writer.h), announced once written (collect). A failure
+ * (a full disk) is reported and training goes on: the previous checkpoint is intact
+ * (st_write is atomic). */
 static int save(Run *r, const char *name, int done, int epoch) {
     if (!owns_checkpoints(r)) return 0; /* rank 0's weights are every rank's */
-    char path[PATH_MAX + 64], ep[16], steps[32];
+    collect(r, 1); /* the previous one first: one snapshot, announced in order */
+    char path[PATH_MAX + 64], spath[PATH_MAX + 96], ep[16], steps[32];
     snprintf(path, sizeof path, "%s/checkpoints/%s", r->out, name);
+    state_path(path, spath, sizeof spath);
     snprintf(ep, sizeof ep, "%d", done);
     snprintf(steps, sizeof steps, "%llu", (unsigned long long)*r->tb.steps);
     size_t nmeta;
     const StMeta *base = ckpt_meta_entries(&r->meta, ep, &nmeta);
-    StMeta meta[24];
-    if (nmeta > 23) nmeta = 23;
+    StMeta meta[CKPT_WRITER_META];
+    if (nmeta > CKPT_WRITER_META - 1) nmeta = CKPT_WRITER_META - 1;
     memcpy(meta, base, nmeta * sizeof *meta);
     meta[nmeta++] = (StMeta){"steps", steps};
+    /* the training state beside it: optimizer moments, steps, epoch (for --resume) */
+    StMeta smeta[3] = {{"epoch", ep}, {"steps", steps}, {"model", r->model.arch}};
     StkErr err;
     char msg[STK_ERR_LEN + 64];
-    int rc = tb_download(&r->tb, &err);
-    if (rc) snprintf(msg, sizeof msg, "checkpoint not written: %s", err.msg);
-    if (!rc && (rc = ckpt_save(path, &r->model, r->tb.params, r->tb.num_batches_tracked, meta,
-                               nmeta, &err)))
+    CkptSave s = {path, spath, r->tb.params, r->tb.num_batches_tracked, r->tb.optim_state,
+                  meta, smeta, nmeta, 3, (uint32_t)epoch, *r->tb.steps};
+    if (tb_download(&r->tb, &err) || ckpt_writer_save(&r->ckw, &s, &err)) {
         snprintf(msg, sizeof msg, "checkpoint not written: %s", err.msg);
-    /* the training state beside it: optimizer moments, steps, epoch (for --resume) */
-    char spath[PATH_MAX + 96];
-    state_path(path, spath, sizeof spath);
-    StMeta smeta[3] = {{"epoch", ep}, {"steps", steps}, {"model", r->model.arch}};
-    size_t n = r->model.trainable_floats * (size_t)optim_state_per_element(&r->cfg.opt);
-    StTensor t = {.name = "optimizer.state", .dtype = ST_F32, .ndim = 1, .shape = {(int64_t)n},
-                  .data = r->tb.optim_state};
-    if (!rc && (rc = st_write(spath, &t, n ? 1 : 0, smeta, 3, &err)))
-        snprintf(msg, sizeof msg, "training state not written: %s", err.msg);
-    if (rc) {
         fprintf(stderr, "stoker-train: %s\n", msg);
         train_link_error(&r->link, msg);
         return -1;
     }
-    train_link_checkpoint(&r->link, path, (uint32_t)epoch, *r->tb.steps);
     return 0;
 }
 
@@ -612,6 +631,8 @@ int main(int argc, char **argv) {
     setup(&r, argv[0]);
     if (!r.supervised) start_train_loaders(&r);
     int stopped = train_all(&r);
+    if (owns_checkpoints(&r)) collect(&r, 1), ckpt_writer_free(&r.ckw);
+    live_writer = NULL;
     stop_loaders(r.train_loaders);
     stop_loaders(r.val_loaders);
     error_link = NULL;
