@@ -5,7 +5,9 @@
  * The labels are on the device too (data already on the GPU: nothing is copied per step).
  * usage: bench_train_gpu MODEL [--batch B] [--size S] [--steps N] [--warmup W]
  *        [--precision fp32|tf32|bf16|fp16] [--classes K] [--opt sgd|adamw] [--profile] [--eval]
- * --eval: an evaluator's network instead (inference only, eval-mode forward passes). */
+ *        [--layout auto|nhwc|nchw]
+ * --eval: an evaluator's network instead (inference only, eval-mode forward passes).
+ * --layout: float32 convolutions' layout (cuda_conv.h), measured per layer by default. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +60,19 @@ static void report_profile(CudaNet *net, const Model *m, const int32_t *d_labels
         printf("profile %-13s forward %7.2f ms  backward %7.2f ms  (%4.1f%%)\n", names[i], f[i], b[i],
                100 * (f[i] + b[i]) / total);
     printf("profile total %.2f ms per step in layers\n", total);
+    /* each convolution's measured forward/backward ms and the algorithms cudnnFind chose:
+     * where a precision's time goes, and whether a layout or math type lacks fast kernels */
+    for (int li = 0; li < m->nlayers; li++) {
+        const CudaConv *cv = &net->conv[li];
+        if (m->layer[li].kind != LAYER_CONV || (net->dwconv && net->dwconv[li]) || !cv->conv) continue;
+        printf("profile conv %3d %4dx%-3d %dx%d/%d  %4dx%-3d fwd %6.3f ms (algo %d)  "
+               "bwd %6.3f ms  find fwd %.3f data %.3f (algo %d) filter %.3f (algo %d)  %s/%d "
+               "(estimates NHWC %.3f NCHW %.3f ms)\n",
+               li, cv->in.c, cv->in.h, cv->d.kh, cv->d.kw, cv->d.stride_h, cv->out.c, cv->out.h,
+               net->prof_ms[li] / steps, (int)cv->fwd, net->prof_ms[m->nlayers + li] / steps, cv->ms_fwd,
+               cv->ms_bwd_data, (int)cv->bwd_data, cv->ms_bwd_filter, (int)cv->bwd_filter,
+               cv->nchw ? "NCHW" : "NHWC", cv->nchw ? cv->chunk : cv->in.n, cv->ms_nhwc, cv->ms_nchw);
+    }
 }
 
 /* Waits for the queued work; a training step's loss, NAN for eval passes (no loss). */
@@ -71,13 +86,14 @@ static int wait_step(CudaNet *net, int eval, double *loss, StkErr *err) {
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: bench_train_gpu MODEL [--batch B] [--size S] [--steps N] [--warmup W] "
-                "[--precision fp32|tf32|bf16|fp16] [--classes K] [--opt sgd|adamw] [--profile] [--eval]\n");
+                "[--precision fp32|tf32|bf16|fp16] [--classes K] [--opt sgd|adamw] [--profile] [--eval] [--layout auto|nhwc|nchw]\n");
         return 2;
     }
     const char *arch = argv[1];
     int batch = 256, size = 224, steps = 30, warmup = 5, classes = 1000;
     const char *prec = "bf16", *optname = "sgd";
     int profile = 0, eval = 0;
+    CudaConvLayout layout = CUDA_CONV_AUTO;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--profile")) profile = 1;
         else if (!strcmp(argv[i], "--eval")) eval = 1;
@@ -88,6 +104,10 @@ int main(int argc, char **argv) {
         else if (i + 1 < argc && !strcmp(argv[i], "--warmup")) warmup = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--classes")) classes = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--opt")) optname = argv[++i];
+        else if (i + 1 < argc && !strcmp(argv[i], "--layout")) {
+            const char *l = argv[++i];
+            layout = !strcmp(l, "nhwc") ? CUDA_CONV_NHWC : !strcmp(l, "nchw") ? CUDA_CONV_NCHW : CUDA_CONV_AUTO;
+        }
         else { fprintf(stderr, "bench_train_gpu: unknown argument %s\n", argv[i]); return 2; }
     }
     static Model m;
@@ -103,7 +123,7 @@ int main(int argc, char **argv) {
     CudaNetOptions o = {.precision = !strcmp(prec, "fp32") ? CUDA_PREC_FP32
                                      : !strcmp(prec, "tf32") ? CUDA_PREC_TF32
                                      : !strcmp(prec, "fp16") ? CUDA_PREC_FP16 : CUDA_PREC_BF16,
-                        .inference = eval};
+                        .inference = eval, .conv_layout = layout};
     if (strcmp(prec, "fp32") && strcmp(prec, "tf32") && strcmp(prec, "bf16") && strcmp(prec, "fp16")) {
         fprintf(stderr, "bench_train_gpu: --precision %s: fp32, tf32, bf16 or fp16\n", prec);
         return 2;

@@ -293,7 +293,7 @@ static int make_layers(CudaNet *net, StkErr *err) {
                                   net->workspace, net->workspace_bytes};
             if (cuda_conv_init(&net->conv[li], net->dnn, &l->conv, net->dt, batched(net, l->in),
                                net->o.precision == CUDA_PREC_FP32, l->in > net->first_trainable,
-                               !frozen, &sc, err))
+                               !frozen, net->o.conv_layout, &sc, err))
                 return stk_err_wrap(err, "layer %s", l->name);
             const CudaConv *cv = &net->conv[li];
             size_t w = cv->ws_fwd > cv->ws_bwd_data ? cv->ws_fwd : cv->ws_bwd_data;

@@ -59,6 +59,8 @@ typedef struct CudaNetOptions {
                              * optimizer state or saved state; activations die after their
                              * last forward reader), cuDNN chooses forward algorithms only,
                              * and backward, step and the gradient and optimizer copies fail */
+    CudaConvLayout conv_layout; /* float32 convolutions: AUTO (measured per layer), or forced
+                                 * NHWC / NCHW (cuda_conv.h; tests) */
 } CudaNetOptions;
 
 #define CUDA_NET_GEMM_FWD 1

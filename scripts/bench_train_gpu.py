@@ -1,21 +1,25 @@
 #!/usr/bin/env python3
 """PyTorch's side of scripts/bench_train.sh: training images/s of a torchvision model with
 synthetic data already on the GPU, SGD (momentum 0.9), the same loop as bench_train_gpu.
-Modes: fp32 (NCHW, PyTorch's defaults: TF32 convolutions allowed), fp32-cl (channels_last),
+Modes: fp32 (NCHW, PyTorch's defaults: TF32 convolutions allowed), fp32-strict (NCHW, TF32
+off: stoker's --precision fp32), fp32-cl (channels_last),
 bf16 (autocast + channels_last), compile (bf16 + torch.compile, inductor default).
 usage: bench_train_gpu.py MODEL MODE [--batch B] [--size S] [--steps N] [--warmup W]"""
 import argparse, time
 import torch, torchvision
 
 ap = argparse.ArgumentParser()
-ap.add_argument("model"); ap.add_argument("mode", choices=["fp32", "fp32-cl", "bf16", "compile"])
+ap.add_argument("model"); ap.add_argument("mode", choices=["fp32", "fp32-strict", "fp32-cl", "bf16", "compile"])
 ap.add_argument("--batch", type=int, default=256); ap.add_argument("--size", type=int, default=224)
 ap.add_argument("--steps", type=int, default=30); ap.add_argument("--warmup", type=int, default=5)
 a = ap.parse_args()
 torch.backends.cudnn.benchmark = True
+if a.mode == "fp32-strict":
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
 dev = torch.device("cuda")
 model = torchvision.models.__dict__[a.model](num_classes=1000).to(dev)
-cl = a.mode != "fp32"
+cl = a.mode not in ("fp32", "fp32-strict")
 if cl:
     model = model.to(memory_format=torch.channels_last)
 opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)

@@ -11,6 +11,9 @@ if(STOKER_HAVE_CUDA)
   stoker_test(cuda_train SOURCES test_cuda_train.c test_nobn.c LIBS stoker_cuda_net m)
   # Our depthwise convolution kernels against the CPU backend's oneDNN convolution.
   stoker_test(cuda_dwconv SOURCES test_cuda_dwconv.c LIBS stoker_cuda_net m)
+  # float32 convolutions in NCHW on copies (whole batch and in chunks) against NHWC.
+  stoker_test(cuda_conv SOURCES test_cuda_conv.c LIBS stoker_cuda_net m)
+  target_compile_options(test_cuda_conv PRIVATE -Wno-deprecated-declarations)
 endif()
 # The 16-bit types' host conversions (no GPU needed; header only).
 stoker_test(cuda_dtype SOURCES test_cuda_dtype.c LIBS m)
