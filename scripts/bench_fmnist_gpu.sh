@@ -7,10 +7,12 @@
 #   - an epoch from JPEGs against the same model's epoch on data already on the GPU
 #     (bench_train_gpu: the same model, batch, precision, optimizer and class count, pixels
 #     and labels resident on the device, 585 steps = five epochs after 300 of warm-up; run
-#     before and after each pair of pipeline runs, the median taken; target <= 1.05x);
+#     just before each pipeline run, each run's epoch judged against its own; target
+#     <= 1.05x);
 #   - REPEATS (3) whole-pipeline runs with the evaluator and as many without, interleaved,
 #     each one's figures listed, so one run's luck (or a bad one) shows;
-#   - the trainer's images/s with the evaluator against --no-eval (target: <= 3% drop);
+#   - the trainer's images/s with the evaluator against --no-eval, each over its own
+#     reference (target: <= 3% drop);
 #   - PyTorch: the same model and JPEGs through torchvision's DataLoader, and from tensors
 #     already on the GPU (scripts/bench_fmnist_gpu_torch.py).
 # FMNIST_SOURCE: the four *-ubyte.gz files (stoker-data fashion-mnist --source), when the
@@ -43,42 +45,52 @@ reference() { # five epochs' steps on data already on the GPU, after a second of
     --classes 10 --opt adamw | tail -1 | sed -nE 's/.*images_per_s=([0-9.]+).*/\1/p'
 }
 median() { sort -n | awk '{v[NR] = $1} END{if (NR % 2) print v[(NR + 1) / 2]; else if (NR) print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
-refs=$(reference)
-# with and without the evaluator interleaved, so a change of the machine's pace between
-# runs falls on both
+# with and without the evaluator interleaved, each right after a reference run. Runs of
+# the same binary have gone at 155k or at 90k images/s (the reference too, minutes apart):
+# each process's start-up algorithm search made its own choice (cuda_conv.c's PICK), so
+# every run's figures are listed, raw medians beside the per-run ratios
+declare -A ref
+refs=""
 for r in $(seq 1 "$repeats"); do
-  run "with$r"; run "without$r" --no-eval
-  refs="$refs $(reference)"
+  ref[with$r]=$(reference); run "with$r"
+  ref[without$r]=$(reference); run "without$r" --no-eval
+  refs="$refs ${ref[with$r]} ${ref[without$r]}"
 done
 echo "bench_fmnist_gpu.sh: $(date -u +%F), $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1), $epochs epochs"
 # wall_s counts from the run directory's creation, a moment after launch: close enough
+rm -f "$work/ratios.txt"
 first_at() { grep '"kind":"eval"' "$1" | while read -r l; do
   t=$(num top1 <<<"$l"); w=$(num wall_s <<<"$l")
   awk -v t="$t" 'BEGIN{exit !(t >= 93.5)}' && { echo "$w"; break; }; done; }
 epoch_s() { grep '"kind":"epoch"' "$1" | tail -n +2 | num epoch_seconds | awk '{s += $1; n++} END{if (n) printf "%.2f", s / n}'; }
 ips() { grep '"kind":"train"' "$1" | num images_per_s | tail -n +3 | awk '{s += $1; n++} END{if (n) printf "%.0f", s / n}'; }
-echo "| stoker run (whole pipeline, JPEGs) | first >= 93.5% at | final / best top-1 | epoch (mean of 1..) | trainer images/s |"
-echo "| --- | --- | --- | --- | --- |"
+echo "| stoker run (whole pipeline, JPEGs) | first >= 93.5% at | final / best top-1 | epoch (mean of 1..) | trainer images/s | reference just before, images/s | epoch / reference epoch | images/s / reference |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
 for name in $(for r in $(seq 1 "$repeats"); do echo "with$r without$r"; done); do
   m=$work/$name/metrics.jsonl
   final=$(grep '"kind":"eval"' "$m" | tail -1 | num top1)
   best=$(grep '"kind":"eval"' "$m" | num top1 | sort -n | tail -1)
   first=$(first_at "$m" || true)
-  printf "| %s | %s s | %s%% / %s%% | %s s | %s |\n" "$name" "$(printf %.1f "${first:-0}")" \
-    "$(printf %.2f "${final:-0}")" "$(printf %.2f "${best:-0}")" "$(epoch_s "$m")" "$(ips "$m")"
+  e=$(epoch_s "$m"); i=$(ips "$m"); rf=${ref[$name]:-0}
+  # 59,904 = 117 steps of 512: the images of one epoch
+  er=$(awk -v e="${e:-0}" -v r="$rf" 'BEGIN{if (r > 0) printf "%.2f", e * r / 59904; else print "-"}')
+  ir=$(awk -v i="${i:-0}" -v r="$rf" 'BEGIN{if (r > 0) printf "%.3f", i / r; else print "-"}')
+  printf "| %s | %s s | %s%% / %s%% | %s s | %s | %s | %s | %s |\n" "$name" "$(printf %.1f "${first:-0}")" \
+    "$(printf %.2f "${final:-0}")" "$(printf %.2f "${best:-0}")" "$e" "$i" "$rf" "$er" "$ir"
+  echo "$name $er $ir" >>"$work/ratios.txt"
 done
-e_with=$(for r in $(seq 1 "$repeats"); do epoch_s "$work/with$r/metrics.jsonl"; echo; done | median)
-i_with=$(for r in $(seq 1 "$repeats"); do ips "$work/with$r/metrics.jsonl"; echo; done | median)
-i_without=$(for r in $(seq 1 "$repeats"); do ips "$work/without$r/metrics.jsonl"; echo; done | median)
-rate=$(tr ' ' '\n' <<<"$refs" | median)
-gpu_epoch=$(awk -v r="${rate:-0}" 'BEGIN{if (r > 0) printf "%.3f", 59904 / r}')
+col() { grep "^$1" "$work/ratios.txt" | awk -v c="$2" '{print $c}' | median; }
+e_ratio=$(col with 2)
+i_with=$(col with 3)
+i_without=$(col without 3)
 echo
 echo "| stoker, medians over the runs | value | target |"
 echo "| --- | --- | --- |"
-echo "| epoch from JPEGs | ${e_with:--} s | |"
-echo "| epoch on data already on the GPU (bench_train_gpu, images/s per run: $refs) | ${gpu_epoch:--} s | |"
-echo "| ratio | $(awk -v a="${e_with:-0}" -v b="${gpu_epoch:-0}" 'BEGIN{if (b > 0) printf "%.2f", a/b; else print "-"}') | <= 1.05 |"
-echo "| trainer images/s with the evaluator / --no-eval | ${i_with:--} / ${i_without:--} ($(awk -v a="${i_with:-0}" -v b="${i_without:-0}" 'BEGIN{if (b > 0) printf "%+.1f%%", 100 * (a / b - 1); else print "-"}')) | >= -3% |"
+echo "| epoch from JPEGs / epoch on data already on the GPU (bench_train_gpu just before; images/s: $refs) | ${e_ratio:--} | <= 1.05 |"
+raw_with=$(for r in $(seq 1 "$repeats"); do ips "$work/with$r/metrics.jsonl"; echo; done | median)
+raw_without=$(for r in $(seq 1 "$repeats"); do ips "$work/without$r/metrics.jsonl"; echo; done | median)
+echo "| trainer images/s, with the evaluator / --no-eval (raw medians) | ${raw_with:--} / ${raw_without:--} ($(awk -v a="${raw_with:-0}" -v b="${raw_without:-0}" 'BEGIN{if (b > 0) printf "%+.1f%%", 100 * (a / b - 1); else print "-"}')) | >= -3% |"
+echo "| trainer images/s over its reference, with the evaluator / --no-eval | ${i_with:--} / ${i_without:--} ($(awk -v a="${i_with:-0}" -v b="${i_without:-0}" 'BEGIN{if (b > 0) printf "%+.1f%%", 100 * (a / b - 1); else print "-"}')) | >= -3% |"
 echo
 for mode in ${TORCH_MODES:-loader tensors}; do
   LD_LIBRARY_PATH= "$py" scripts/bench_fmnist_gpu_torch.py "$data" "$mode" "$epochs" 512 12 2>&1 | grep -E "^torch"

@@ -9,11 +9,11 @@
 # epochs. Prints a markdown table and writes it into docs/BENCHMARKS.md between markers
 # named after MACHINE (default: the host name). Last line:
 #   loader_per_core_vs_torchvision=R   (1 stoker loader / 1 torchvision worker)
-# usage: scripts/bench_loader.sh [MACHINE]     env: CORES="1 2 15" PYTHON=... DATA=...
+# usage: scripts/bench_loader.sh [MACHINE]     env: CORES="1 2 15" PYTHON=... DATA=... BIN=build/bin
 set -euo pipefail
 cd "$(dirname "$0")/.."
 machine=${1:-$(hostname)}
-bin=build/bin
+bin=${BIN:-build/bin}
 [ -x $bin/stoker-loader ] || scripts/setup.sh >/dev/null
 data=${DATA:-data/bench-synth-500x375}
 ncores=$(nproc)
@@ -21,14 +21,17 @@ if [ -z "${CORES:-}" ]; then
   CORES="1"; n=2; while [ $n -lt "$ncores" ]; do CORES="$CORES $n"; n=$((n * 2)); done
   [ "$ncores" -gt 1 ] && CORES="$CORES $((ncores > 2 ? ncores - 1 : ncores))"
 fi
-if [ -z "${PYTHON:-}" ] && ! /usr/bin/python3 -c "import torchvision" 2>/dev/null &&
-   command -v apt-get >/dev/null; then
-  scripts/setup.sh --with-torch >/dev/null
-fi
-if [ -z "${PYTHON:-}" ]; then
+# the first python with torchvision: Debian's, else the one on PATH (the GPU machine's
+# venv); only when neither has it, Debian's packages are installed
+find_python() {
   for p in /usr/bin/python3 python3; do
-    "$p" -c "import torchvision" 2>/dev/null && { PYTHON=$p; break; }
+    "$p" -c "import torchvision" 2>/dev/null && { PYTHON=$p; return; }
   done
+}
+[ -n "${PYTHON:-}" ] || find_python
+if [ -z "${PYTHON:-}" ] && command -v apt-get >/dev/null; then
+  scripts/setup.sh --with-torch >/dev/null
+  find_python
 fi
 [ -n "${PYTHON:-}" ] || { echo "bench_loader.sh: no python with torchvision" >&2; exit 2; }
 
