@@ -107,6 +107,10 @@ int main(int argc, char **argv) {
         else if (i + 1 < argc && !strcmp(argv[i], "--layout")) {
             const char *l = argv[++i];
             layout = !strcmp(l, "nhwc") ? CUDA_CONV_NHWC : !strcmp(l, "nchw") ? CUDA_CONV_NCHW : CUDA_CONV_AUTO;
+            if (layout == CUDA_CONV_AUTO && strcmp(l, "auto")) {
+                fprintf(stderr, "bench_train_gpu: --layout %s: auto, nhwc or nchw\n", l);
+                return 2;
+            }
         }
         else { fprintf(stderr, "bench_train_gpu: unknown argument %s\n", argv[i]); return 2; }
     }
