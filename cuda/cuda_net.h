@@ -196,4 +196,14 @@ int cuda_net_get_logits(CudaNet *net, float *host, StkErr *err);
 int cuda_net_set_optim(CudaNet *net, const float *host, StkErr *err);
 int cuda_net_get_optim(CudaNet *net, float *host, StkErr *err);
 
+/* What cuda_net_get_params and cuda_net_get_optim give, in two halves so that the layout
+ * work (every convolution weight and its optimizer blocks transposed: tens of ms for a
+ * ResNet-9 with AdamW) can leave the training thread: cuda_net_get_raw copies the
+ * parameter arena and the optimizer state (optim NULL: not wanted) as the device holds
+ * them, waiting for the stream; cuda_net_raw_to_host turns such copies into the host
+ * layout. The latter reads only net's model and optimizer settings: any thread. */
+int cuda_net_get_raw(CudaNet *net, float *params, float *optim, StkErr *err);
+void cuda_net_raw_to_host(const CudaNet *net, const float *raw_params, const float *raw_optim,
+                          float *params, float *optim);
+
 #endif

@@ -123,6 +123,25 @@ int cuda_net_set_optim(CudaNet *net, const float *host, StkErr *err) {
     return 0;
 }
 
+int cuda_net_get_raw(CudaNet *net, float *params, float *optim, StkErr *err) {
+    CUDA_TRY(err, cudaMemcpyAsync(params, net->params, 4 * net->m->total_floats, cudaMemcpyDeviceToHost,
+                                  net->stream));
+    uint64_t n = net->m->trainable_floats * (uint64_t)optim_state_per_element(&net->opt);
+    if (optim && n) {
+        if (cuda_net_trains(net, "cuda_net_get_raw", err)) return -1;
+        CUDA_TRY(err, cudaMemcpyAsync(optim, net->optim_state, 4 * n, cudaMemcpyDeviceToHost, net->stream));
+    }
+    CUDA_TRY(err, cudaStreamSynchronize(net->stream));
+    return 0;
+}
+
+void cuda_net_raw_to_host(const CudaNet *net, const float *raw_params, const float *raw_optim,
+                          float *params, float *optim) {
+    arena_layout(net->m, raw_params, params, net->m->total_floats, 0);
+    if (raw_optim && optim && net->m->trainable_floats * (uint64_t)optim_state_per_element(&net->opt) != 0)
+        optim_layout(net, raw_optim, optim, 0);
+}
+
 int cuda_net_get_optim(CudaNet *net, float *host, StkErr *err) {
     if (cuda_net_trains(net, "cuda_net_get_optim", err)) return -1;
     uint64_t n = net->m->trainable_floats * (uint64_t)optim_state_per_element(&net->opt);

@@ -1,7 +1,8 @@
 /* test_ckpt_writer.c: the checkpoint thread writes the state as it was when saved (the
  * caller's arrays change right after), both files read back through ckpt_load and
  * st_open, metadata included; a failed write is an outcome with a message, not a crash;
- * an outcome must be collected before the next save; freeing waits for a write. */
+ * an outcome must be collected before the next save; freeing waits for a write; a raw
+ * snapshot is laid out on the writer's thread (what the trainer's CUDA backend uses). */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,7 +40,7 @@ static void teardown(void) {
 TestSuite(ckpt_writer, .init = setup, .fini = teardown, .timeout = 30);
 
 static CkptSave save_of(const char *path, const char *spath, const StMeta *meta, const StMeta *smeta) {
-    return (CkptSave){path, spath, params, nbt, state, meta, smeta, 2, 1, 3, 42};
+    return (CkptSave){path, spath, params, nbt, state, meta, smeta, 2, 1, 3, 42, NULL, NULL};
 }
 
 Test(ckpt_writer, writes_the_state_as_saved_while_the_caller_goes_on) {
@@ -124,4 +125,56 @@ Test(ckpt_writer, refuses_metadata_beyond_its_limits) {
     cr_assert_eq(ckpt_writer_poll(&w, 1, &d), 0, "nothing was taken");
     ckpt_writer_free(&w);
     cr_assert_not(fx_exists(path));
+}
+
+/* A stand-in for the CUDA layout step: reverses each array, so a written file shows that
+ * the layout ran, on the raw buffers, once. */
+static int layout_calls;
+static void reverse_layout(void *ctx, const float *rp, const float *rs, float *p, float *st) {
+    const Model *mm = ctx;
+    for (uint64_t i = 0; i < mm->total_floats; i++) p[i] = rp[mm->total_floats - 1 - i];
+    for (uint64_t i = 0; i < nstate; i++) st[i] = rs[nstate - 1 - i];
+    layout_calls++;
+}
+
+Test(ckpt_writer, a_raw_snapshot_is_laid_out_on_the_thread) {
+    CkptWriter w;
+    StkErr err;
+    cr_assert_eq(ckpt_writer_init(&w, &m, nstate, &err), 0, "%s", err.msg);
+    char path[600], spath[600];
+    snprintf(path, sizeof path, "%s/raw.safetensors", root);
+    snprintf(spath, sizeof spath, "%s/raw.state.safetensors", root);
+    StMeta meta[2] = {{"epoch", "1"}, {"format", "pt"}}, smeta[1] = {{"steps", "7"}};
+    CkptSave s = save_of(path, spath, meta, smeta);
+    s.params = NULL, s.state = NULL;
+    cr_assert_eq(ckpt_writer_save(&w, &s, &err), -1, "no data and no raw buffers filled");
+    cr_assert(strstr(err.msg, "ckpt_writer_raw"), "%s", err.msg);
+    float *rp, *rs;
+    cr_assert_eq(ckpt_writer_raw(&w, &rp, &rs, &err), 0, "%s", err.msg);
+    for (uint64_t i = 0; i < m.total_floats; i++) rp[i] = params[m.total_floats - 1 - i];
+    for (uint64_t i = 0; i < nstate; i++) rs[i] = state[nstate - 1 - i];
+    cr_assert_eq(ckpt_writer_save(&w, &s, &err), -1, "raw buffers but no layout");
+    s.layout = reverse_layout, s.layout_ctx = &m;
+    cr_assert_eq(ckpt_writer_save(&w, &s, &err), 0, "%s", err.msg);
+    CkptDone d;
+    cr_assert_eq(ckpt_writer_poll(&w, 1, &d), 1);
+    cr_assert_eq(d.rc, 0, "%s", d.msg);
+    cr_assert_eq(layout_calls, 1);
+    cr_assert_eq(ckpt_load(path, &m, back, nbt_back, &err), 0, "%s", err.msg);
+    cr_assert_eq(memcmp(back, params, m.total_floats * 4), 0, "the weights as the layout made them");
+    StFile f;
+    cr_assert_eq(st_open(&f, spath, &err), 0, "%s", err.msg);
+    const StTensor *t = st_find(&f, "optimizer.state");
+    cr_assert(t && t->shape[0] == (int64_t)nstate);
+    cr_assert_eq(memcmp(t->data, state, nstate * 4), 0, "the optimizer state as the layout made it");
+    st_close(&f);
+    /* the next save with data given does not run the layout again */
+    snprintf(path, sizeof path, "%s/plain.safetensors", root);
+    snprintf(spath, sizeof spath, "%s/plain.state.safetensors", root);
+    s = save_of(path, spath, meta, smeta);
+    cr_assert_eq(ckpt_writer_save(&w, &s, &err), 0, "%s", err.msg);
+    cr_assert_eq(ckpt_writer_poll(&w, 1, &d), 1);
+    cr_assert_eq(d.rc, 0, "%s", d.msg);
+    cr_assert_eq(layout_calls, 1, "a save with its data ran the layout");
+    ckpt_writer_free(&w);
 }

@@ -32,6 +32,7 @@ static void *writer_main(void *arg) {
         /* the snapshot is the thread's while busy: no lock needed to read it */
         CkptDone d = {.epoch = w->done.epoch, .steps = w->done.steps};
         snprintf(d.path, sizeof d.path, "%s", w->path);
+        if (w->layout) w->layout(w->layout_ctx, w->raw_params, w->raw_state, w->params, w->state);
         write_snapshot(w, &d);
         pthread_mutex_lock(&w->mu);
         w->done = d;
@@ -81,13 +82,38 @@ static int copy_meta(CkptWriter *w, StMeta *dst, const StMeta *src, size_t n, si
     return 0;
 }
 
-int ckpt_writer_save(CkptWriter *w, const CkptSave *s, StkErr *err) {
+/* Waits until the thread holds nothing; -1 + err if its last outcome is uncollected. */
+static int idle(CkptWriter *w, StkErr *err) {
     pthread_mutex_lock(&w->mu);
     while (w->busy) pthread_cond_wait(&w->cv, &w->mu);
     int uncollected = w->finished;
     pthread_mutex_unlock(&w->mu);
     if (uncollected)
         return stk_errf(err, "checkpoint writer: %s's outcome was not collected", w->done.path);
+    return 0;
+}
+
+int ckpt_writer_raw(CkptWriter *w, float **params, float **state, StkErr *err) {
+    if (idle(w, err)) return -1;
+    if (!w->raw_params) {
+        w->raw_params = malloc((w->m->total_floats ? w->m->total_floats : 1) * sizeof *w->raw_params);
+        w->raw_state = malloc((w->state_floats ? w->state_floats : 1) * sizeof *w->raw_state);
+        if (!w->raw_params || !w->raw_state) {
+            free(w->raw_params), free(w->raw_state);
+            w->raw_params = w->raw_state = NULL;
+            return stk_errf(err, "checkpoint writer: out of memory for a %llu-float raw snapshot",
+                            (unsigned long long)(w->m->total_floats + w->state_floats));
+        }
+    }
+    *params = w->raw_params, *state = w->raw_state;
+    return 0;
+}
+
+int ckpt_writer_save(CkptWriter *w, const CkptSave *s, StkErr *err) {
+    if (idle(w, err)) return -1;
+    if (!s->params != !s->state || (!s->params && (!s->layout || !w->raw_params)))
+        return stk_errf(err, "checkpoint writer: %s: give params and state, or fill "
+                        "ckpt_writer_raw's buffers and give a layout", s->path);
     size_t used = 0;
     if (copy_meta(w, w->meta, s->meta, s->meta_count, &used) ||
         copy_meta(w, w->state_meta, s->state_meta, s->state_meta_count, &used))
@@ -98,9 +124,12 @@ int ckpt_writer_save(CkptWriter *w, const CkptSave *s, StkErr *err) {
         snprintf(w->state_path, sizeof w->state_path, "%s", s->state_path) >= (int)sizeof w->state_path)
         return stk_errf(err, "checkpoint writer: path too long: %s", s->path);
     w->meta_count = s->meta_count, w->state_meta_count = s->state_meta_count;
-    memcpy(w->params, s->params, w->m->total_floats * sizeof *w->params);
+    w->layout = s->params ? NULL : s->layout, w->layout_ctx = s->layout_ctx;
+    if (s->params) {
+        memcpy(w->params, s->params, w->m->total_floats * sizeof *w->params);
+        if (w->state_floats) memcpy(w->state, s->state, w->state_floats * sizeof *w->state);
+    }
     memcpy(w->nbt, s->nbt, (size_t)w->m->nbn * sizeof *w->nbt);
-    if (w->state_floats) memcpy(w->state, s->state, w->state_floats * sizeof *w->state);
     pthread_mutex_lock(&w->mu);
     w->done.epoch = s->epoch, w->done.steps = s->steps;
     w->busy = 1;
@@ -126,6 +155,6 @@ void ckpt_writer_free(CkptWriter *w) {
     pthread_mutex_unlock(&w->mu);
     pthread_join(w->thread, NULL);
     pthread_mutex_destroy(&w->mu), pthread_cond_destroy(&w->cv);
-    free(w->params), free(w->nbt), free(w->state);
-    w->params = NULL;
+    free(w->params), free(w->nbt), free(w->state), free(w->raw_params), free(w->raw_state);
+    w->params = w->raw_params = w->raw_state = NULL;
 }

@@ -24,9 +24,16 @@
 #define CKPT_WRITER_META 24    /* metadata entries of one checkpoint, at most */
 #define CKPT_WRITER_META_CHARS 8192
 
+/* Turns the raw snapshot (ckpt_writer_raw) into what is written, on the writer's thread. */
+typedef void (*CkptLayoutFn)(void *ctx, const float *raw_params, const float *raw_state,
+                             float *params, float *state);
+
 /* What a save writes: the checkpoint at path (params of m->total_floats, nbt of m->nbn,
  * meta) and the training state at state_path (state_floats optimizer floats, state_meta).
- * Everything is copied; the caller may change it as soon as ckpt_writer_save returns. */
+ * Everything is copied; the caller may change it as soon as ckpt_writer_save returns.
+ * params and state NULL: they are in the raw buffers ckpt_writer_raw handed out, and
+ * layout (with layout_ctx, which must stay valid until the write is collected) makes
+ * them on the thread: the training thread only fills the raw buffers. */
 typedef struct CkptSave {
     const char *path, *state_path;
     const float *params;
@@ -36,6 +43,8 @@ typedef struct CkptSave {
     size_t meta_count, state_meta_count;
     uint32_t epoch;       /* for the announcement */
     uint64_t steps;
+    CkptLayoutFn layout;  /* with params and state NULL */
+    void *layout_ctx;
 } CkptSave;
 
 /* A finished write. */
@@ -51,6 +60,9 @@ typedef struct CkptWriter {
     const Model *m;
     uint64_t state_floats;
     float *params, *state;  /* the snapshot */
+    float *raw_params, *raw_state; /* ckpt_writer_raw's buffers, made on first use */
+    CkptLayoutFn layout;    /* set: the thread first makes params/state from raw_* */
+    void *layout_ctx;
     int64_t *nbt;
     char path[PATH_MAX + 64], state_path[PATH_MAX + 96];
     StMeta meta[CKPT_WRITER_META], state_meta[CKPT_WRITER_META];
@@ -68,6 +80,11 @@ typedef struct CkptWriter {
 /* For model m (not copied: it must outlive the writer) and state_floats optimizer floats;
  * starts the thread. 0 or -1 + err. */
 int ckpt_writer_init(CkptWriter *w, const Model *m, uint64_t state_floats, StkErr *err);
+
+/* Waits for a write in progress and hands out the raw snapshot buffers (m->total_floats
+ * and state_floats floats) for the caller to fill, then to ckpt_writer_save with params
+ * and state NULL and a layout. -1 + err: an outcome not collected, or out of memory. */
+int ckpt_writer_raw(CkptWriter *w, float **params, float **state, StkErr *err);
 
 /* Waits for a write in progress (its outcome stays to be collected: collect it first
  * with ckpt_writer_poll(w, 1, ...) to announce it), then takes s and hands it to the

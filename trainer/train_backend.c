@@ -268,6 +268,51 @@ int tb_download(TrainBackend *tb, StkErr *err) {
     return 0;
 }
 
+/* The parameter arena's floats and the optimizer state's (none for an evaluator's
+ * network). */
+static size_t param_floats(const TrainBackend *tb) {
+#ifdef STOKER_HAVE_CUDA
+    if (tb->cuda) return ((const CudaTrain *)tb->gpu)->net.m->total_floats;
+#endif
+    return tb->cpu.m->total_floats;
+}
+
+static size_t state_floats(const TrainBackend *tb) {
+#ifdef STOKER_HAVE_CUDA
+    if (tb->cuda) {
+        const CudaNet *n = &((const CudaTrain *)tb->gpu)->net;
+        return n->o.inference ? 0 : n->m->trainable_floats * (size_t)optim_state_per_element(&n->opt);
+    }
+#endif
+    return tb->cpu.m->trainable_floats * (size_t)optim_state_per_element(&tb->cpu.opt);
+}
+
+int tb_snapshot(TrainBackend *tb, float *params, float *state, StkErr *err) {
+#ifdef STOKER_HAVE_CUDA
+    if (tb->cuda) {
+        if (cuda_net_get_raw(&((CudaTrain *)tb->gpu)->net, params, state_floats(tb) ? state : NULL, err))
+            return stk_err_wrap(err, "from the GPU");
+        return 0;
+    }
+#endif
+    (void)err;
+    memcpy(params, tb->params, 4 * param_floats(tb));
+    memcpy(state, tb->optim_state, 4 * state_floats(tb));
+    return 0;
+}
+
+void tb_snapshot_layout(const TrainBackend *tb, const float *raw_params, const float *raw_state,
+                        float *params, float *state) {
+#ifdef STOKER_HAVE_CUDA
+    if (tb->cuda) {
+        cuda_net_raw_to_host(&((const CudaTrain *)tb->gpu)->net, raw_params, raw_state, params, state);
+        return;
+    }
+#endif
+    memcpy(params, raw_params, 4 * param_floats(tb));
+    memcpy(state, raw_state, 4 * state_floats(tb));
+}
+
 int tb_before_next(TrainBackend *tb, StkErr *err) {
 #ifdef STOKER_HAVE_CUDA
     if (tb->cuda) return cuda_train_slot_free(tb->gpu, tb->slot, err);

@@ -101,6 +101,17 @@ TrainSlotAlloc tb_slot_alloc(const TrainBackend *tb);
 int tb_upload(TrainBackend *tb, StkErr *err);
 int tb_download(TrainBackend *tb, StkErr *err);
 
+/* tb_download in two halves, for a checkpoint written by another thread (ckpt_writer.h):
+ * tb_snapshot copies the parameters (model total_floats) and the optimizer state into
+ * params and state as the backend holds them (CUDA: one device-to-host copy each, its
+ * stream drained; CPU: a copy of the arenas); tb_snapshot_layout, on any thread, turns
+ * those copies into what tb_download gives (CUDA: every convolution weight and its
+ * optimizer blocks transposed; CPU: a copy). The host copies tb->params and
+ * tb->optim_state are not touched. */
+int tb_snapshot(TrainBackend *tb, float *params, float *state, StkErr *err);
+void tb_snapshot_layout(const TrainBackend *tb, const float *raw_params, const float *raw_state,
+                        float *params, float *state);
+
 /* Before train_input_next fetches the next training batch: the slot it will overwrite
  * must have been copied out (CUDA). */
 int tb_before_next(TrainBackend *tb, StkErr *err);
