@@ -23,6 +23,10 @@ static void usage(FILE *f) {
         "                          an inference-only network in the largest batch up to -b that\n"
         "                          fits (stoker-run gives --eval-share x the trainer's budget)\n"
         "  --gpu NAME              the card's preset (context reserve, bf16 or not), as stoker-train\n"
+        "  --duty F                at most F (0..1] of the time spent evaluating: after an\n"
+        "                          evaluation of T s the next waits T(1/F - 1) s, newer notices\n"
+        "                          replacing the one held; never the final checkpoint's (1:\n"
+        "                          every notice at once; stoker-run gives --eval-duty)\n"
         "  --val-cache SIZE        keep the decoded val split in memory after the first\n"
         "                          evaluation when it fits in SIZE (1GiB; 0: decode it each time)\n"
         "  -b, --batch-size N      32      -j, --workers N   val loader processes (1)\n"
@@ -47,7 +51,8 @@ static int positive(const char *s, int hi, int *out) {
 
 int eval_config_parse(EvalConfig *c, int argc, char **argv) {
     enum { O_DATA = 256, O_MODEL, O_VRES, O_VCROP, O_CKPT, O_CKPTS, O_CONTROL, O_REPORTS, O_BEST,
-           O_CURVE_KEY, O_CURVE_SERVER, O_DEVICE, O_PREC, O_VRAM, O_GPU, O_VCACHE };
+           O_CURVE_KEY, O_CURVE_SERVER, O_DEVICE, O_PREC, O_VRAM, O_GPU, O_VCACHE,
+           O_DUTY };
     static const struct option opts[] = {
         {"data-path", 1, 0, O_DATA}, {"model", 1, 0, O_MODEL}, {"batch-size", 1, 0, 'b'},
         {"workers", 1, 0, 'j'}, {"val-resize-size", 1, 0, O_VRES}, {"val-crop-size", 1, 0, O_VCROP},
@@ -55,10 +60,10 @@ int eval_config_parse(EvalConfig *c, int argc, char **argv) {
         {"reports", 1, 0, O_REPORTS}, {"best", 1, 0, O_BEST},
         {"curve-key", 1, 0, O_CURVE_KEY}, {"curve-server-key", 1, 0, O_CURVE_SERVER},
         {"device", 1, 0, O_DEVICE}, {"precision", 1, 0, O_PREC},
-        {"vram-budget", 1, 0, O_VRAM}, {"gpu", 1, 0, O_GPU},
+        {"vram-budget", 1, 0, O_VRAM}, {"gpu", 1, 0, O_GPU}, {"duty", 1, 0, O_DUTY},
         {"val-cache", 1, 0, O_VCACHE}, {"help", 0, 0, 'h'}, {0}};
     *c = (EvalConfig){.model = "smallcnn", .batch_size = 32, .workers = 1, .device = "cpu",
-                      .val_cache = 1ull << 30};
+                      .val_cache = 1ull << 30, .duty = 1};
     int opt;
     while ((opt = getopt_long(argc, argv, "b:j:h", opts, NULL)) != -1) {
         switch (opt) {
@@ -88,6 +93,13 @@ int eval_config_parse(EvalConfig *c, int argc, char **argv) {
             if (strcmp(optarg, "0") && (vram_parse_size(optarg, &c->val_cache, &err) || !c->val_cache))
                 return bad("--val-cache: a size such as 1GiB, or 0, not", optarg);
             if (!strcmp(optarg, "0")) c->val_cache = 0;
+            break;
+        }
+        case O_DUTY: {
+            char *end;
+            c->duty = strtod(optarg, &end);
+            if (end == optarg || *end || !(c->duty > 0 && c->duty <= 1))
+                return bad("--duty: a fraction in (0, 1], not", optarg);
             break;
         }
         case O_GPU:

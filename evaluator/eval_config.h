@@ -23,6 +23,7 @@ typedef struct EvalConfig {
                                 CUDA context included (eval_plan.h); 0: no limit */
     uint64_t val_cache;      /* --val-cache SIZE (1 GiB): the val split is kept in memory after
                                 its first evaluation when it fits (eval_cache.h); 0: never */
+    double duty;             /* --duty F (1): the most of the time spent evaluating (eval_pace.h) */
     const char *gpu;         /* --gpu NAME: the card's preset (its context reserve, whether it
                                 has bf16), as stoker-train's */
 } EvalConfig;

@@ -20,10 +20,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ckpt.h"
 #include "eval_cache.h"
+#include "eval_pace.h"
 #include "eval_plan.h"
 #include "eval_report.h"
 #include "loader_index.h"
@@ -48,7 +50,15 @@ typedef struct Eval {
     char sock[64], loader[PATH_MAX];
     uint64_t n_val, val_batches, round;
     double best_top1;
+    EvalPace pace;      /* --duty: how soon after one evaluation the next may start */
+    uint64_t held;      /* notices the pace replaced by newer ones before evaluating */
 } Eval;
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
 
 static volatile sig_atomic_t stop_signal;
 static void on_signal(int sig) { (void)sig; stop_signal = 1; }
@@ -283,14 +293,35 @@ static void setup(Eval *e, const char *argv0) {
     e->best_top1 = previous_best(e->cfg.best);
 }
 
-/* Follows the notices until shutdown: always the newest one, evaluated once each. */
+/* evaluate() timed for the pace */
+static int evaluate_paced(Eval *e, const char *path) {
+    double t0 = now_s();
+    int rc = evaluate(e, path);
+    eval_pace_done(&e->pace, t0, now_s());
+    return rc;
+}
+
+/* Follows the notices until shutdown: always the newest one, evaluated once each, when
+ * the pace allows (eval_pace.h): one that arrives sooner is held, and replaced by any
+ * newer one meanwhile; a final one is evaluated at once. */
 static void follow(Eval *e) {
     char path[PROTO_MAX_PATH + 1];
+    ProtoCheckpoint ck;
+    int held = 0;
     while (!stopping(e)) {
         eval_report_heartbeat(&e->rep);
-        ProtoCheckpoint ck;
-        if (eval_report_next_notice(&e->rep, e->notices, POLL_MS, &ck, path, sizeof path)) continue;
-        int rc = evaluate(e, path);
+        int ms = held ? eval_pace_wait_ms(&e->pace, now_s(), POLL_MS) : POLL_MS;
+        if (!eval_report_next_notice(&e->rep, e->notices, ms, &ck, path, sizeof path)) {
+            e->held += held; /* the one held is replaced */
+            if (held == 1 && e->held == 1)
+                printf("stoker-eval: at most %g%% of the time evaluating (--duty %g): "
+                       "a notice sooner than that waits, and newer ones replace it\n",
+                       100 * e->pace.duty, e->pace.duty);
+            held = 1;
+        }
+        if (!held || !eval_pace_ready(&e->pace, now_s(), (int)ck.final)) continue;
+        held = 0;
+        int rc = evaluate_paced(e, path);
         if (rc == 1) break;
         if (rc) continue;
         /* the trainer may have replaced the file since its notice: label the figures
@@ -317,11 +348,12 @@ int main(int argc, char **argv) {
     if (!(e.ctx = zmq_ctx_new())) die(NULL, "zmq_ctx_new", NULL);
     if (eval_report_open(&e.rep, e.ctx, &e.cfg, &e.notices, &err)) die(NULL, "sockets", &err);
     setup(&e, argv[0]);
+    eval_pace_init(&e.pace, e.cfg.duty);
     if (e.cfg.checkpoint) {
         uint32_t epoch;
         uint64_t step;
         file_position(e.cfg.checkpoint, &epoch, &step);
-        rc = evaluate(&e, e.cfg.checkpoint);
+        rc = evaluate_paced(&e, e.cfg.checkpoint);
         if (rc == 0) finish(&e, e.cfg.checkpoint, epoch, step);
     }
     if (e.cfg.checkpoints && rc != 1) rc = 0, follow(&e);

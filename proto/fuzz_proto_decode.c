@@ -34,7 +34,9 @@ static int same(const ProtoMsg *a, const ProtoMsg *b) {
     case PROTO_SHUTDOWN: return same_str(a->u.shutdown.reason, b->u.shutdown.reason);
     case PROTO_CHECKPOINT:
         return same_str(a->u.checkpoint.path, b->u.checkpoint.path) &&
-               a->u.checkpoint.step == b->u.checkpoint.step;
+               a->u.checkpoint.step == b->u.checkpoint.step &&
+               a->u.checkpoint.epoch == b->u.checkpoint.epoch &&
+               a->u.checkpoint.final == b->u.checkpoint.final;
     case PROTO_METRICS:
         if (a->u.metrics.count != b->u.metrics.count) return 0;
         for (uint32_t i = 0; i < a->u.metrics.count; i++)

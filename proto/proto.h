@@ -121,6 +121,8 @@ typedef struct ProtoCheckpoint {
     ProtoStr path;  /* 1..PROTO_MAX_PATH bytes */
     uint32_t epoch; /* epoch in which it was written */
     uint64_t step;  /* optimizer steps taken so far */
+    uint32_t final; /* 1: the run's last (training ended or was stopped); else 0. An
+                       evaluator that paces itself never holds this one back */
 } ProtoCheckpoint;
 
 typedef struct ProtoMetric {

@@ -11,7 +11,7 @@ uint32_t proto_field_count(ProtoType t) {
     case PROTO_BAD_FILE: return 4;
     case PROTO_HEARTBEAT: return 4;
     case PROTO_SHUTDOWN: return 1;
-    case PROTO_CHECKPOINT: return 3;
+    case PROTO_CHECKPOINT: return 4;
     case PROTO_METRICS: return 5;
     case PROTO_ERROR: return 3;
     }
@@ -111,6 +111,8 @@ int proto_check_msg(const ProtoMsg *m, StkErr *err) {
     case PROTO_SHUTDOWN:
         return proto_check_str(m->u.shutdown.reason, 0, PROTO_MAX_TEXT, "shutdown.reason", err);
     case PROTO_CHECKPOINT:
+        if (m->u.checkpoint.final > 1)
+            return stk_errf(err, "checkpoint.final: %u, not 0 or 1", m->u.checkpoint.final);
         return proto_check_str(m->u.checkpoint.path, 1, PROTO_MAX_PATH, "checkpoint.path", err);
     case PROTO_METRICS: return proto_check_metrics(&m->u.metrics, err);
     case PROTO_ERROR:

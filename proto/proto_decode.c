@@ -85,7 +85,8 @@ static int read_fields(Mpr *r, ProtoMsg *m, StkErr *err) {
         ProtoCheckpoint *c = &m->u.checkpoint;
         return str(r, PROTO_MAX_PATH, &c->path, "checkpoint.path", err) ||
                u32(r, &c->epoch, "checkpoint.epoch", err) ||
-               u64(r, &c->step, "checkpoint.step", err) ? -1 : 0;
+               u64(r, &c->step, "checkpoint.step", err) ||
+               u32(r, &c->final, "checkpoint.final", err) ? -1 : 0;
     }
     case PROTO_METRICS: return read_metrics(r, &m->u.metrics, err);
     case PROTO_ERROR: {

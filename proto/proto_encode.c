@@ -73,7 +73,7 @@ static int pack_fields(msgpack_packer *pk, const ProtoMsg *m) {
     case PROTO_CHECKPOINT: {
         const ProtoCheckpoint *c = &m->u.checkpoint;
         return pack_str(pk, c->path) || msgpack_pack_uint32(pk, c->epoch) ||
-               msgpack_pack_uint64(pk, c->step);
+               msgpack_pack_uint64(pk, c->step) || msgpack_pack_uint32(pk, c->final);
     }
     case PROTO_METRICS: return pack_metrics(pk, &m->u.metrics);
     case PROTO_ERROR: {

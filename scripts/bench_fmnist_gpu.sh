@@ -11,7 +11,8 @@
 #     <= 1.05x);
 #   - REPEATS (3) whole-pipeline runs with the evaluator and as many without, interleaved,
 #     each one's figures listed, so one run's luck (or a bad one) shows;
-#   - the trainer's images/s with the evaluator against --no-eval, each over its own
+#   - the trainer's images/s with the evaluator (stoker-run's default --eval-duty 0.05, or
+#     WITH_FLAGS) against --no-eval, each over its own
 #     reference (target: <= 3% drop);
 #   - PyTorch: the same model and JPEGs through torchvision's DataLoader, and from tensors
 #     already on the GPU (scripts/bench_fmnist_gpu_torch.py).
@@ -52,7 +53,7 @@ median() { sort -n | awk '{v[NR] = $1} END{if (NR % 2) print v[(NR + 1) / 2]; el
 declare -A ref
 refs=""
 for r in $(seq 1 "$repeats"); do
-  ref[with$r]=$(reference); run "with$r"
+  ref[with$r]=$(reference); run "with$r" ${WITH_FLAGS:-}
   ref[without$r]=$(reference); run "without$r" --no-eval
   refs="$refs ${ref[with$r]} ${ref[without$r]}"
 done
@@ -63,21 +64,26 @@ first_at() { grep '"kind":"eval"' "$1" | while read -r l; do
   t=$(num top1 <<<"$l"); w=$(num wall_s <<<"$l")
   awk -v t="$t" 'BEGIN{exit !(t >= 93.5)}' && { echo "$w"; break; }; done; }
 epoch_s() { grep '"kind":"epoch"' "$1" | tail -n +2 | num epoch_seconds | awk '{s += $1; n++} END{if (n) printf "%.2f", s / n}'; }
+# the wall time from one epoch's record to the next: the epoch with its boundary
+# (checkpoint, end-of-epoch accounting), what a user waits for
+wall_epoch_s() { grep '"kind":"epoch"' "$1" | num wall_s | awk 'NR > 1 {s += $1 - p; n++} {p = $1} END{if (n) printf "%.2f", s / n}'; }
+evals() { grep -c '"kind":"eval"' "$1"; }
 ips() { grep '"kind":"train"' "$1" | num images_per_s | tail -n +3 | awk '{s += $1; n++} END{if (n) printf "%.0f", s / n}'; }
-echo "| stoker run (whole pipeline, JPEGs) | first >= 93.5% at | final / best top-1 | epoch (mean of 1..) | trainer images/s | reference just before, images/s | epoch / reference epoch | images/s / reference |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| stoker run (whole pipeline, JPEGs) | first >= 93.5% at | final / best top-1 | evaluations | epoch (mean of 1..) | epoch, wall clock | trainer images/s | reference just before, images/s | epoch / reference epoch | wall epoch / reference epoch | images/s / reference |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for name in $(for r in $(seq 1 "$repeats"); do echo "with$r without$r"; done); do
   m=$work/$name/metrics.jsonl
   final=$(grep '"kind":"eval"' "$m" | tail -1 | num top1)
   best=$(grep '"kind":"eval"' "$m" | num top1 | sort -n | tail -1)
   first=$(first_at "$m" || true)
-  e=$(epoch_s "$m"); i=$(ips "$m"); rf=${ref[$name]:-0}
+  e=$(epoch_s "$m"); i=$(ips "$m"); rf=${ref[$name]:-0}; we=$(wall_epoch_s "$m"); ne=$(evals "$m")
   # 59,904 = 117 steps of 512: the images of one epoch
   er=$(awk -v e="${e:-0}" -v r="$rf" 'BEGIN{if (r > 0) printf "%.2f", e * r / 59904; else print "-"}')
+  wr=$(awk -v e="${we:-0}" -v r="$rf" 'BEGIN{if (r > 0) printf "%.2f", e * r / 59904; else print "-"}')
   ir=$(awk -v i="${i:-0}" -v r="$rf" 'BEGIN{if (r > 0) printf "%.3f", i / r; else print "-"}')
-  printf "| %s | %s s | %s%% / %s%% | %s s | %s | %s | %s | %s |\n" "$name" "$(printf %.1f "${first:-0}")" \
-    "$(printf %.2f "${final:-0}")" "$(printf %.2f "${best:-0}")" "$e" "$i" "$rf" "$er" "$ir"
-  echo "$name $er $ir" >>"$work/ratios.txt"
+  printf "| %s | %s s | %s%% / %s%% | %s | %s s | %s s | %s | %s | %s | %s | %s |\n" "$name" "$(printf %.1f "${first:-0}")" \
+    "$(printf %.2f "${final:-0}")" "$(printf %.2f "${best:-0}")" "$ne" "$e" "$we" "$i" "$rf" "$er" "$wr" "$ir"
+  echo "$name $er $ir $wr" >>"$work/ratios.txt"
 done
 col() { grep "^$1" "$work/ratios.txt" | awk -v c="$2" '{print $c}' | median; }
 e_ratio=$(col with 2)
@@ -87,6 +93,7 @@ echo
 echo "| stoker, medians over the runs | value | target |"
 echo "| --- | --- | --- |"
 echo "| epoch from JPEGs / epoch on data already on the GPU (bench_train_gpu just before; images/s: $refs) | ${e_ratio:--} | <= 1.05 |"
+echo "| the same by wall clock, epoch record to epoch record (its boundary included), with the evaluator / --no-eval | $(col with 4) / $(col without 4) | <= 1.05 |"
 raw_with=$(for r in $(seq 1 "$repeats"); do ips "$work/with$r/metrics.jsonl"; echo; done | median)
 raw_without=$(for r in $(seq 1 "$repeats"); do ips "$work/without$r/metrics.jsonl"; echo; done | median)
 echo "| trainer images/s, with the evaluator / --no-eval (raw medians) | ${raw_with:--} / ${raw_without:--} ($(awk -v a="${raw_with:-0}" -v b="${raw_without:-0}" 'BEGIN{if (b > 0) printf "%+.1f%%", 100 * (a / b - 1); else print "-"}')) | >= -3% |"

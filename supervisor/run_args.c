@@ -40,6 +40,11 @@ static void usage(FILE *f) {
         "                      dealt out to them; ports PORT+4.. with --tcp (see README)\n"
         "  --no-eval           no evaluator beside training (checkpoints are still written;\n"
         "                      evaluate one later with stoker-eval --checkpoint FILE)\n"
+        "  --eval-duty F       the evaluator spends at most F of the time evaluating: a notice\n"
+        "                      sooner after the last evaluation waits, newer ones replacing\n"
+        "                      it, the final checkpoint's never (stoker-eval --duty; default\n"
+        "                      0.05 on a GPU, where it takes time from the trainer; 1 on the\n"
+        "                      CPU, where it has a core of its own: every checkpoint)\n"
         "  --hang-timeout S    a loader without a heartbeat for S s is killed and restarted;\n"
         "                      the trainer silent for 5 S is named (60)\n"
         "Every other flag goes to stoker-train (see stoker-train --help).\n");
@@ -100,6 +105,12 @@ static void split_args(Sup *s, int argc, char **argv, const char **out) {
             if (!n || (s->workers = atoi(n)) < 1 || s->workers > RUN_MAX_PROCS - 2) bad("bad -j");
         } else if (!strcmp(a, "--no-eval")) {
             s->no_eval = 1;
+        } else if (!strcmp(a, "--eval-duty")) {
+            char *end = NULL;
+            if (v) s->eval_duty = strtod(v, &end);
+            if (!v || end == v || *end || !(s->eval_duty > 0 && s->eval_duty <= 1))
+                bad("--eval-duty: a fraction in (0, 1]");
+            i++;
         } else if (!strcmp(a, "--hang-timeout")) {
             if (!v || (s->hang_s = atoi(v)) < 1) bad("bad --hang-timeout");
             i++;
@@ -284,5 +295,6 @@ void *config_json(const Sup *s, int argc, char **argv) {
                         "clients", s->curve_clients, "public_key", s->curve.pub) : json_null());
     json_object_set_new(o, "remote_loaders", json_integer(s->remote));
     json_object_set_new(o, "evaluator", json_boolean(!s->no_eval));
+    json_object_set_new(o, "eval_duty", s->eval_duty > 0 ? json_real(s->eval_duty) : json_null());
     return o;
 }

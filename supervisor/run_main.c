@@ -34,6 +34,7 @@
 #define NOTICE_GRACE_MS 300
 #define MAX_RESTARTS 20             /* per child: a crash loop is a failure, not a run */
 #define SKIP_KILL_MS 1000           /* a final evaluation skipped midway: SIGTERM, then SIGKILL */
+#define RUN_EVAL_DUTY_GPU 0.05      /* --eval-duty beside a GPU trainer (start_evaluator) */
 
 static int sig_pipe[2] = {-1, -1};
 static volatile sig_atomic_t stop_signal, stop_count; /* the second skips the final eval */
@@ -293,7 +294,7 @@ static uint64_t eval_share_bytes(const Sup *s) {
 /* The evaluator following checkpoint notices, or (once = 1) evaluating final_path alone
  * and exiting: the final checkpoint after an interrupt, when the trainer is gone. */
 static void start_evaluator(Sup *s, RunProc *p, int once) {
-    char path[PATH_MAX + 16], best[PATH_MAX + 64], b[16], res[16], crop[16], share[32];
+    char path[PATH_MAX + 16], best[PATH_MAX + 64], b[16], res[16], crop[16], share[32], duty[32];
     snprintf(path, sizeof path, "%s/stoker-eval", s->bin);
     snprintf(best, sizeof best, "%s/checkpoints/best.safetensors", s->out);
     snprintf(b, sizeof b, "%d", s->tc.batch_size);
@@ -304,7 +305,7 @@ static void start_evaluator(Sup *s, RunProc *p, int once) {
     const char *argv[48] = {path, "--data-path", s->tc.data_path, "--model", s->tc.model, "-b", b,
                             "--val-resize-size", res, "--val-crop-size", crop, "-j", "1",
                             "--control", s->ep_ctl, "--reports", s->ep_rep, "--best", best};
-    int k = 19; /* at most 16 more below, and the NULL */
+    int k = 19; /* at most 18 more below, and the NULL */
     /* beside a CUDA trainer the evaluator runs on the same GPU: on the CPU it would take
      * the cores the loaders need, and lag far behind the checkpoints */
     if (eval_on_gpu(s)) {
@@ -316,6 +317,12 @@ static void start_evaluator(Sup *s, RunProc *p, int once) {
             argv[k++] = "--vram-budget", argv[k++] = share;
         }
     }
+    /* beside a GPU trainer every second evaluating is the trainer's (they time-slice the
+     * card): a small model writing a checkpoint a second would lose 5-10% of its images/s
+     * to evaluating each (docs/BENCHMARKS.md); the final one is never held (eval_pace.h) */
+    double d = s->eval_duty > 0 ? s->eval_duty : eval_on_gpu(s) ? RUN_EVAL_DUTY_GPU : 1;
+    snprintf(duty, sizeof duty, "%g", d);
+    argv[k++] = "--duty", argv[k++] = duty;
     if (!once) argv[k++] = "--checkpoints", argv[k++] = s->ep_ckpt;
     if (s->curve_key)
         argv[k++] = "--curve-key", argv[k++] = s->curve_key, argv[k++] = "--curve-server-key",

@@ -34,6 +34,8 @@ typedef struct Sup {
     ProtoZap *zap;                   /* the allow-list of this process's CURVE sockets */
     int hang_s;                      /* --hang-timeout: a loader silent this long is killed */
     int no_eval;                     /* --no-eval: no evaluator process (its slot stays empty) */
+    double eval_duty;                /* --eval-duty F; 0: stoker-eval's --duty left to
+                                        start_evaluator (0.05 on a GPU, else 1) */
     char out[PATH_MAX], bin[PATH_MAX], sock[64];
     int gpus;                        /* --gpus: trainer ranks (1) */
     char ep_data[RUN_MAX_RANKS][128]; /* each rank's data socket, where its loaders connect */

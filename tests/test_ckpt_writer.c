@@ -40,7 +40,7 @@ static void teardown(void) {
 TestSuite(ckpt_writer, .init = setup, .fini = teardown, .timeout = 30);
 
 static CkptSave save_of(const char *path, const char *spath, const StMeta *meta, const StMeta *smeta) {
-    return (CkptSave){path, spath, params, nbt, state, meta, smeta, 2, 1, 3, 42, NULL, NULL};
+    return (CkptSave){path, spath, params, nbt, state, meta, smeta, 2, 1, 3, 42, 0, NULL, NULL};
 }
 
 Test(ckpt_writer, writes_the_state_as_saved_while_the_caller_goes_on) {
@@ -52,6 +52,7 @@ Test(ckpt_writer, writes_the_state_as_saved_while_the_caller_goes_on) {
     snprintf(spath, sizeof spath, "%s/last.state.safetensors", root);
     StMeta meta[2] = {{"epoch", ep}, {"format", "pt"}}, smeta[1] = {{"steps", "42"}};
     CkptSave s = save_of(path, spath, meta, smeta);
+    s.final = 1;
     cr_assert_eq(ckpt_writer_save(&w, &s, &err), 0, "%s", err.msg);
     float first = params[0];
     /* training goes on: the arrays and the metadata buffers change at once */
@@ -64,6 +65,7 @@ Test(ckpt_writer, writes_the_state_as_saved_while_the_caller_goes_on) {
     cr_assert_str_eq(d.path, path);
     cr_assert_eq(d.epoch, 3);
     cr_assert_eq(d.steps, 42);
+    cr_assert_eq(d.final, 1, "the notice says it is the run's last");
     cr_assert_eq(ckpt_writer_poll(&w, 0, &d), 0, "one write, one outcome");
     cr_assert_eq(ckpt_load(path, &m, back, nbt_back, &err), 0, "%s", err.msg);
     cr_assert_float_eq(back[0], first, 0, "the weights as saved, not as changed after");

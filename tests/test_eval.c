@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -90,17 +91,26 @@ Test(eval, a_missing_checkpoint_fails_and_says_so) {
     cr_assert(strstr(err, "nope"), "%s", err);
 }
 
-static void notice(uint32_t epoch) {
+static double now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return 1e3 * (double)t.tv_sec + 1e-6 * (double)t.tv_nsec;
+}
+
+/* final: the notice of the run's last checkpoint */
+static void notice_final(uint32_t epoch, uint32_t final) {
     ProtoMsg m = {.type = PROTO_CHECKPOINT};
     /* the file's own step (one epoch of 16): a notice the file contradicts is labelled
      * by the file, as when the trainer replaced it meanwhile */
-    m.u.checkpoint = (ProtoCheckpoint){proto_str(ckpt), epoch, 16};
+    m.u.checkpoint = (ProtoCheckpoint){proto_str(ckpt), epoch, 16, final};
     ProtoOut o;
     StkErr err;
     cr_assert_eq(proto_out_init(&o, &err), 0);
     cr_assert_eq(proto_send(&o, pub_ck, &m, NULL, 0, &err), PROTO_OK, "%s", err.msg);
     proto_out_free(&o);
 }
+
+static void notice(uint32_t epoch) { notice_final(epoch, 0); }
 
 static double value(const ProtoMetrics *m, const char *name) {
     for (uint32_t i = 0; i < m->count; i++)
@@ -213,6 +223,39 @@ Test(eval, follows_the_newest_notice_reports_everything_and_keeps_the_best) {
     cr_assert_float_eq(cm, 64, 0, "the confusion matrix counts %f samples", cm);
     cr_assert(fx_exists(best), "best.safetensors kept");
     shut_down();
+}
+
+/* --duty (stoker-run's --eval-duty beside a GPU trainer): after an evaluation of T s the
+ * next waits T(1/duty - 1) s. At 0.001 the first (loaders started, JPEGs decoded: well
+ * over 2 ms) holds the next notice for seconds; the run's final notice is not held, and
+ * replaces the one held. */
+Test(eval, a_paced_evaluator_holds_notices_but_not_the_final_one) {
+    double trainer = train_one_epoch(), top1 = -1, cm;
+    char log[700];
+    snprintf(log, sizeof log, "%s/eval.log", root);
+    char args[2048], err[4096];
+    snprintf(args, sizeof args, "--data-path %s --checkpoint %s --duty 0 " SIZES, data, ckpt);
+    cr_expect_eq(fx_run_tool(root, "stoker-eval", args, NULL, 0, err, sizeof err), 2);
+    cr_expect(strstr(err, "--duty: a fraction in (0, 1], not '0'"), "%s", err);
+    const char *const extra[] = {"--duty", "0.001", NULL};
+    follow(&top1, extra);
+    notice(2);
+    ProtoRecv r;
+    for (double t0 = now_ms(); now_ms() - t0 < 2000;) {
+        if (px_recv(rep, &r, 200) != PROTO_OK) continue;
+        cr_assert_eq(r.msg.type, PROTO_HEARTBEAT, "a report within 2 s of the last evaluation");
+        proto_recv_release(&r);
+    }
+    usleep(100000);
+    notice(2); /* held again, replaced by the one above: the evaluator says it holds them */
+    notice_final(3, 1);
+    uint32_t last = one_evaluation(&top1, &cm, 10000);
+    cr_assert_eq(last, 3, "the final checkpoint evaluated at once, not epoch %u", last);
+    cr_assert_float_eq(top1, trainer, 0.006, "evaluator %f, trainer %f", top1, trainer);
+    shut_down();
+    char *text = px_slurp(log);
+    cr_assert(text && strstr(text, "(--duty 0.001)"), "%s", text ? text : "");
+    free(text);
 }
 
 /* Empties every val JPEG: a loader now finds only bad files there. */

@@ -108,12 +108,13 @@ Test(proto, shutdown_round_trip_with_empty_reason) {
 Test(proto, checkpoint_round_trip) {
     ProtoMsg m = {.type = PROTO_CHECKPOINT}, out;
     m.u.checkpoint = (ProtoCheckpoint){.path = proto_str("runs/a/checkpoints/last.safetensors"),
-                                       .epoch = 12, .step = 5000000000ull};
+                                       .epoch = 12, .step = 5000000000ull, .final = 1};
     size_t len = encode_ok(&m);
     cr_assert_eq(proto_decode(hdr, len, NULL, 0, &out, NULL), 0);
     cr_assert(streq(out.u.checkpoint.path, "runs/a/checkpoints/last.safetensors"));
     cr_assert_eq(out.u.checkpoint.epoch, 12);
     cr_assert_eq(out.u.checkpoint.step, 5000000000ull);
+    cr_assert_eq(out.u.checkpoint.final, 1);
 }
 
 Test(proto, metrics_round_trip_keeps_nan) {
@@ -292,15 +293,39 @@ Test(proto, rejects_str_longer_than_its_bytes) {
     msgpack_sbuffer_destroy(&r.sb);
 }
 
+/* final is a flag: anything but 0 or 1 is refused both ways, and a notice from before
+ * the field (3 fields) is named as such */
+Test(proto, checkpoint_final_is_0_or_1) {
+    Raw r;
+    raw_begin(&r, 6, PROTO_CHECKPOINT);
+    msgpack_pack_str(&r.pk, 1);
+    msgpack_pack_str_body(&r.pk, "p", 1);
+    msgpack_pack_uint32(&r.pk, 0); msgpack_pack_uint64(&r.pk, 0); msgpack_pack_uint32(&r.pk, 2);
+    expect_reject(r.sb.data, r.sb.size, NULL, 0, "checkpoint.final: 2, not 0 or 1");
+    msgpack_sbuffer_destroy(&r.sb);
+    raw_begin(&r, 5, PROTO_CHECKPOINT);
+    msgpack_pack_str(&r.pk, 1);
+    msgpack_pack_str_body(&r.pk, "p", 1);
+    msgpack_pack_uint32(&r.pk, 0); msgpack_pack_uint64(&r.pk, 0);
+    expect_reject(r.sb.data, r.sb.size, NULL, 0, "checkpoint: 3 fields, expected 4");
+    msgpack_sbuffer_destroy(&r.sb);
+    ProtoMsg m = {.type = PROTO_CHECKPOINT};
+    m.u.checkpoint = (ProtoCheckpoint){.path = proto_str("p"), .final = 7};
+    size_t len;
+    StkErr err;
+    cr_assert_eq(proto_encode(&m, hdr, sizeof hdr, &len, &err), -1);
+    cr_assert(strstr(err.msg, "checkpoint.final: 7"), "%s", err.msg);
+}
+
 Test(proto, rejects_oversized_path) {
     char *path = malloc(PROTO_MAX_PATH + 2);
     memset(path, 'p', PROTO_MAX_PATH + 1);
     path[PROTO_MAX_PATH + 1] = '\0';
     Raw r;
-    raw_begin(&r, 5, PROTO_CHECKPOINT);
+    raw_begin(&r, 6, PROTO_CHECKPOINT);
     msgpack_pack_str(&r.pk, PROTO_MAX_PATH + 1);
     msgpack_pack_str_body(&r.pk, path, PROTO_MAX_PATH + 1);
-    msgpack_pack_uint32(&r.pk, 0); msgpack_pack_uint32(&r.pk, 0);
+    msgpack_pack_uint32(&r.pk, 0); msgpack_pack_uint32(&r.pk, 0); msgpack_pack_uint32(&r.pk, 0);
     expect_reject(r.sb.data, r.sb.size, NULL, 0, "checkpoint.path: 4097 bytes, longer than");
     msgpack_sbuffer_destroy(&r.sb);
     /* and the encoder refuses to produce it */

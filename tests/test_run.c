@@ -602,6 +602,14 @@ Test(run, binding_beyond_loopback_needs_curve) {
     free(text);
 }
 
+/* --eval-duty is a share of the time, refused otherwise before anything starts */
+Test(run, eval_duty_must_be_a_fraction) {
+    const char *args[] = {"--eval-duty", "1.5", NULL};
+    char *text = refused(args, 2);
+    cr_assert(strstr(text, "--eval-duty: a fraction in (0, 1]"), "%s", text);
+    free(text);
+}
+
 Test(run, a_secret_key_others_can_read_is_refused) {
     char keys[600], allow[600], srvkey[700], port[16];
     make_keys(keys, sizeof keys, allow, sizeof allow);

@@ -102,6 +102,7 @@ Test(train_supervised, trains_reports_exact_accounting_and_announces_checkpoints
         cr_assert(strstr(r.msg.u.checkpoint.path.ptr, "/out/checkpoints/last.safetensors"));
         cr_assert_eq(r.msg.u.checkpoint.epoch, (uint32_t)notices);
         cr_assert_eq(r.msg.u.checkpoint.step, 16ull * (notices + 1));
+        cr_assert_eq(r.msg.u.checkpoint.final, notices == 1, "the last epoch's is the final one");
         notices++;
         proto_recv_release(&r);
     }

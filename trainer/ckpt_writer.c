@@ -30,7 +30,7 @@ static void *writer_main(void *arg) {
         if (!w->busy) break; /* quit, nothing left to write */
         pthread_mutex_unlock(&w->mu);
         /* the snapshot is the thread's while busy: no lock needed to read it */
-        CkptDone d = {.epoch = w->done.epoch, .steps = w->done.steps};
+        CkptDone d = {.epoch = w->done.epoch, .steps = w->done.steps, .final = w->done.final};
         snprintf(d.path, sizeof d.path, "%s", w->path);
         if (w->layout) w->layout(w->layout_ctx, w->raw_params, w->raw_state, w->params, w->state);
         write_snapshot(w, &d);
@@ -131,7 +131,7 @@ int ckpt_writer_save(CkptWriter *w, const CkptSave *s, StkErr *err) {
     }
     memcpy(w->nbt, s->nbt, (size_t)w->m->nbn * sizeof *w->nbt);
     pthread_mutex_lock(&w->mu);
-    w->done.epoch = s->epoch, w->done.steps = s->steps;
+    w->done.epoch = s->epoch, w->done.steps = s->steps, w->done.final = s->final;
     w->busy = 1;
     pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);

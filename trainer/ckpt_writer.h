@@ -43,6 +43,7 @@ typedef struct CkptSave {
     size_t meta_count, state_meta_count;
     uint32_t epoch;       /* for the announcement */
     uint64_t steps;
+    int final;            /* the run's last checkpoint: passed on in CkptDone */
     CkptLayoutFn layout;  /* with params and state NULL */
     void *layout_ctx;
 } CkptSave;
@@ -52,6 +53,7 @@ typedef struct CkptDone {
     char path[PATH_MAX + 64];
     uint32_t epoch;
     uint64_t steps;
+    int final;            /* CkptSave's */
     int rc;               /* 0 written; -1: msg says what was not */
     char msg[STK_ERR_LEN + 64];
 } CkptDone;

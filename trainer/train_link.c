@@ -121,10 +121,10 @@ void train_link_error(TrainLink *l, const char *text) {
     if (m.u.error.text.len) report(l, &m);
 }
 
-void train_link_checkpoint(TrainLink *l, const char *path, uint32_t epoch, uint64_t step) {
+void train_link_checkpoint(TrainLink *l, const char *path, uint32_t epoch, uint64_t step, int final) {
     if (!l->checkpoints) return;
     ProtoMsg m = {.type = PROTO_CHECKPOINT};
-    m.u.checkpoint = (ProtoCheckpoint){proto_str(path), epoch, step};
+    m.u.checkpoint = (ProtoCheckpoint){proto_str(path), epoch, step, final ? 1u : 0u};
     StkErr err;
     /* PUB never blocks: with no subscriber the notice is simply not delivered */
     if (proto_send(&l->out, l->checkpoints, &m, NULL, ZMQ_DONTWAIT, &err) != PROTO_OK)

@@ -46,8 +46,8 @@ void train_link_metrics(TrainLink *l, uint32_t epoch, uint64_t step, const char 
 /* Sends an error report (text is cut to the protocol's limit). */
 void train_link_error(TrainLink *l, const char *text);
 
-/* Announces a checkpoint written (atomically) at path. */
-void train_link_checkpoint(TrainLink *l, const char *path, uint32_t epoch, uint64_t step);
+/* Announces a checkpoint written (atomically) at path; final: the run's last. */
+void train_link_checkpoint(TrainLink *l, const char *path, uint32_t epoch, uint64_t step, int final);
 
 /* Closes the sockets (the checkpoint PUB lingers briefly so the last notice goes out). */
 void train_link_close(TrainLink *l);

@@ -520,7 +520,7 @@ static void collect(Run *r, int wait) {
         train_link_error(&r->link, d.msg);
         return;
     }
-    train_link_checkpoint(&r->link, d.path, d.epoch, d.steps);
+    train_link_checkpoint(&r->link, d.path, d.epoch, d.steps, d.final);
 }
 
 /* ckpt_writer's layout step: the backend's copies into the CPU layout (train_backend.h). */
@@ -534,8 +534,8 @@ static void snapshot_layout(void *ctx, const float *raw_params, const float *raw
  * the interrupted epoch): the state is copied off the device into the writer's snapshot
  * and written by its thread (ckpt_writer.h), announced once written (collect). A failure
  * (a full disk) is reported and training goes on: the previous checkpoint is intact
- * (st_write is atomic). */
-static int save(Run *r, const char *name, int done, int epoch) {
+ * (st_write is atomic). final: the run's last, so said in its notice. */
+static int save(Run *r, const char *name, int done, int epoch, int final) {
     if (!owns_checkpoints(r)) return 0; /* rank 0's weights are every rank's */
     collect(r, 1); /* the previous one first: one snapshot, announced in order */
     char path[PATH_MAX + 64], spath[PATH_MAX + 96], ep[16], steps[32];
@@ -556,7 +556,7 @@ static int save(Run *r, const char *name, int done, int epoch) {
     /* the training thread only copies the state off the backend; its layout work (tens of
      * ms a checkpoint for a ResNet-9 with AdamW, the GPU idle meanwhile) is the writer's */
     CkptSave s = {path, spath, NULL, r->tb.num_batches_tracked, NULL, meta, smeta, nmeta, 3,
-                  (uint32_t)epoch, *r->tb.steps, snapshot_layout, &r->tb};
+                  (uint32_t)epoch, *r->tb.steps, final, snapshot_layout, &r->tb};
     float *raw_params, *raw_state;
     if (ckpt_writer_raw(&r->ckw, &raw_params, &raw_state, &err) ||
         tb_snapshot(&r->tb, raw_params, raw_state, &err) || ckpt_writer_save(&r->ckw, &s, &err)) {
@@ -608,12 +608,12 @@ static int train_all(Run *r) {
     for (int e = r->start_epoch; e < r->cfg.epochs; e++) {
         double te = now_s(), train_loss, vl, t1, t5;
         if (train_epoch(r, e, &train_loss)) {
-            save(r, "last.safetensors", e - 1, e); /* the final checkpoint */
+            save(r, "last.safetensors", e - 1, e, 1); /* the final checkpoint */
             return 1;
         }
         double train_s = now_s() - te;
         report_device_memory(r, e);
-        save(r, "last.safetensors", e, e);
+        save(r, "last.safetensors", e, e, e == r->cfg.epochs - 1);
         if (r->supervised || !owns_checkpoints(r)) continue; /* stoker-eval / rank 0 evaluate */
         evaluate(r, e, &vl, &t1, &t5);
         printf("epoch %d: train loss %.4f (%.1f s, %.0f images/s, input-wait %.1f%%)  val loss %.4f  "
@@ -621,7 +621,7 @@ static int train_all(Run *r) {
                r->train_batches * r->split.micro / train_s, 100 * r->input_wait_s / train_s, vl,
                t1, t5, now_s() - t0);
         fflush(stdout);
-        if (t1 > r->best_top1) r->best_top1 = t1, save(r, "best.safetensors", e, e);
+        if (t1 > r->best_top1) r->best_top1 = t1, save(r, "best.safetensors", e, e, 0);
     }
     return 0;
 }
