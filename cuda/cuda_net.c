@@ -2,6 +2,7 @@
  * Model (see cuda_net.h). Its structure follows trainer/cpu_net.c layer for layer, so
  * the two can be compared op for op. */
 #include "cuda_net.h"
+#include "cuda_net_priv.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -17,9 +18,6 @@
 #include "model_freeze.h"
 #include "stk_rng.h"
 #include "vram_plan.h"
-
-/* Layers whose weight (their first parameter) feeds a cuDNN or cuBLAS product. */
-static int has_product(const ModelLayer *l) { return l->kind == LAYER_CONV || l->kind == LAYER_LINEAR; }
 
 static CudaDtype dtype_of(CudaPrecision p) {
     return p == CUDA_PREC_BF16 ? CUDA_BF16 : p == CUDA_PREC_FP16 ? CUDA_F16 : CUDA_F32;
@@ -40,37 +38,8 @@ CudaNetPlan cuda_net_plan(const Model *m, int batch, const OptimConfig *opt,
                          .dw_scratch = a.dw_scratch};
 }
 
-static size_t esize(const CudaNet *net) { return cuda_dtype_size(net->dt); }
-static void *in_pool(CudaNet *net, int64_t off) {
-    return off < 0 ? NULL : (char *)net->acts + (uint64_t)off * esize(net);
-}
-static void *act(CudaNet *net, int node) { return in_pool(net, net->nodes.act[node]); }
-static void *dact(CudaNet *net, int node) { return in_pool(net, net->nodes.dact[node]); }
-
 void *cuda_net_input(CudaNet *net) { return act(net, 0); }
 void *cuda_net_node(CudaNet *net, int node) { return act(net, node); }
-static int lowp(const CudaNet *net) { return net->dt != CUDA_F32; }
-
-static Shape4 batched(const CudaNet *net, int node) {
-    Shape4 s = model_node_shape(net->m, node);
-    s.n = net->batch;
-    return s;
-}
-
-/* Rows of a node's NHWC matrix: n * h * w. */
-static size_t rows(Shape4 s) { return (size_t)s.n * s.h * s.w; }
-
-/* The weight a product reads (the 16-bit copy in bf16/fp16) and where its gradient lands. */
-static void *weight(CudaNet *net, int li) {
-    const ModelLayer *l = &net->m->layer[li];
-    if (lowp(net)) return (uint16_t *)net->lowp + net->lowp_off[li];
-    return net->params + net->m->param[l->param0].offset;
-}
-static void *weight_grad(CudaNet *net, int li) {
-    if (net->o.inference) return NULL;
-    if (lowp(net)) return net->lowp_grad;
-    return net->grads + net->m->param[net->m->layer[li].param0].offset;
-}
 
 /* After a product's weight gradient: widen the 16-bit slot into the float32 arena. */
 static int weight_grad_done(CudaNet *net, int li, StkErr *err) {
@@ -203,126 +172,6 @@ static int check_layers(const Model *m, StkErr *err) {
     return 0;
 }
 
-/* A 1x1, stride-1, unpadded, ungrouped convolution over NHWC is a matrix product. */
-static int pointwise(const ConvDesc *d) {
-    return d->kh == 1 && d->kw == 1 && d->stride_h == 1 && d->stride_w == 1 && d->pad_h == 0 &&
-           d->pad_w == 0 && d->groups == 1;
-}
-
-static CudaLinear conv_as_linear(const CudaNet *net, const ConvDesc *d) {
-    return (CudaLinear){d->in_c, d->out_c, net->dt, net->o.precision == CUDA_PREC_TF32};
-}
-
-/* One pass of a dense convolution on cuDNN, or of a 1x1 one on cuBLAS (gemm); pass is a
- * CUDA_NET_GEMM_* bit. */
-static int conv_pass(CudaNet *net, int li, int pass, int gemm, const void *x, void *y,
-                          const void *dy, void *dx, int acc, void *dw, StkErr *err) {
-    const ModelLayer *l = &net->m->layer[li];
-    CudaLinear lin = conv_as_linear(net, &l->conv);
-    int n = (int)rows(batched(net, l->in));
-    const void *w = weight(net, li);
-    if (pass == CUDA_NET_GEMM_FWD)
-        return gemm ? cuda_linear_forward(&lin, net->blas, net->stream, n, x, w, NULL, y, err)
-                    : cuda_conv_forward(&net->conv[li], net->dnn, x, w, y, net->workspace, err);
-    if (pass == CUDA_NET_GEMM_DATA)
-        return gemm ? cuda_linear_backward(&lin, net->blas, net->stream, n, x, w, dy, dx, acc, NULL,
-                                           NULL, NULL, err)
-                    : cuda_conv_backward_data(&net->conv[li], net->dnn, dy, w, dx, acc, net->workspace, err);
-    return gemm ? cuda_linear_backward(&lin, net->blas, net->stream, n, x, w, dy, NULL, 0, dw, NULL,
-                                       NULL, err)
-                : cuda_conv_backward_filter(&net->conv[li], net->dnn, x, dy, dw, net->workspace, err);
-}
-
-/* Milliseconds of one pass, the mean of 3 runs after a warm-up one. */
-static int time_pass(CudaNet *net, int li, int pass, int gemm, float *ms, StkErr *err) {
-    const ModelLayer *l = &net->m->layer[li];
-    void *x = act(net, l->in), *y = act(net, li + 1), *dy = dact(net, li + 1), *dx = dact(net, l->in);
-    cudaEvent_t e[2];
-    CUDA_TRY(err, cudaEventCreate(&e[0]));
-    CUDA_TRY(err, cudaEventCreate(&e[1]));
-    int rc = 0;
-    for (int r = 0; r < 4 && !rc; r++) {
-        if (r == 1 && cudaEventRecord(e[0], net->stream) != cudaSuccess)
-            rc = stk_errf(err, "cuda_net: cudaEventRecord while timing %s", l->name);
-        rc = rc ? rc : conv_pass(net, li, pass, gemm, x, y, dy ? dy : y, dx ? dx : x, 0,
-                                 weight_grad(net, li), err);
-    }
-    cudaError_t st = cudaSuccess;
-    if (!rc && ((st = cudaEventRecord(e[1], net->stream)) != cudaSuccess ||
-                (st = cudaEventSynchronize(e[1])) != cudaSuccess ||
-                (st = cudaEventElapsedTime(ms, e[0], e[1])) != cudaSuccess))
-        rc = stk_errf(err, "cuda_net: timing layer %s: %s", l->name, cudaGetErrorString(st));
-    cudaEventDestroy(e[0]), cudaEventDestroy(e[1]);
-    *ms /= 3;
-    return rc;
-}
-
-/* For a 1x1 convolution: each pass it needs on whichever of cuBLAS and cuDNN ran it
- * faster here (cuDNN's legacy kernels lag cuBLAS on the small-channel products of the
- * MobileNets, and the other way round elsewhere). */
-static int choose_gemm(CudaNet *net, int li, int need_dx, int need_dw, StkErr *err) {
-    static const int passes[3] = {CUDA_NET_GEMM_FWD, CUDA_NET_GEMM_DATA, CUDA_NET_GEMM_FILTER};
-    for (int i = 0; i < 3; i++) {
-        if ((passes[i] == CUDA_NET_GEMM_DATA && !need_dx) || (passes[i] == CUDA_NET_GEMM_FILTER && !need_dw))
-            continue;
-        float g, d;
-        if (time_pass(net, li, passes[i], 1, &g, err) || time_pass(net, li, passes[i], 0, &d, err))
-            return stk_err_wrap(err, "layer %s", net->m->layer[li].name);
-        if (g < d) net->gemm[li] |= (uint8_t)passes[i];
-    }
-    return 0;
-}
-
-/* Convolution algorithms (measured on the arenas' own buffers), then the workspace shrunk
- * to the largest choice; batch-norm views into the parameter arena. */
-static int make_layers(CudaNet *net, StkErr *err) {
-    const Model *m = net->m;
-    size_t need = 0;
-    for (int li = 0; li < m->nlayers; li++) {
-        const ModelLayer *l = &m->layer[li];
-        const ModelParam *p = &m->param[l->param0];
-        if (l->kind == LAYER_CONV && cuda_dwconv_supported(&l->conv) != vram_conv_depthwise(&l->conv))
-            return stk_errf(err, "cuda_net: layer %s: the memory plan's depthwise rule disagrees "
-                            "with the kernels'", l->name);
-        if (l->kind == LAYER_CONV && cuda_dwconv_supported(&l->conv)) {
-            net->dwconv[li] = 1;
-        } else if (l->kind == LAYER_CONV) {
-            int frozen = model_layer_frozen(m, li) || net->o.inference; /* no weight gradient */
-            CudaConvScratch sc = {act(net, l->in), weight(net, li), act(net, li + 1),
-                                  dact(net, l->in), frozen ? NULL : weight_grad(net, li),
-                                  net->workspace, net->workspace_bytes};
-            if (cuda_conv_init(&net->conv[li], net->dnn, &l->conv, net->dt, batched(net, l->in),
-                               net->o.precision == CUDA_PREC_FP32, l->in > net->first_trainable,
-                               !frozen, net->o.conv_layout, &sc, err))
-                return stk_err_wrap(err, "layer %s", l->name);
-            const CudaConv *cv = &net->conv[li];
-            size_t w = cv->ws_fwd > cv->ws_bwd_data ? cv->ws_fwd : cv->ws_bwd_data;
-            w = w > cv->ws_bwd_filter ? w : cv->ws_bwd_filter;
-            need = w > need ? w : need;
-        }
-        if (l->kind == LAYER_BN)
-            net->bn[li] = (CudaBn){.c = l->out.c, .eps = (float)l->eps, .momentum = (float)l->momentum,
-                                   .weight = net->params + p[0].offset,
-                                   .bias = net->params + p[1].offset,
-                                   .running_mean = net->params + p[2].offset,
-                                   .running_var = net->params + p[3].offset};
-    }
-    CUDA_TRY(err, cudaFree(net->workspace));
-    net->workspace = NULL;
-    net->workspace_bytes = need;
-    net->plan.total -= net->plan.workspace - need;
-    net->plan.workspace = need;
-    CUDA_TRY(err, cudaMalloc(&net->workspace, need ? need : 4));
-    for (int li = 0; li < m->nlayers; li++) {
-        const ModelLayer *l = &m->layer[li];
-        if (l->kind == LAYER_CONV && pointwise(&l->conv) &&
-            choose_gemm(net, li, l->in > net->first_trainable,
-                        !model_layer_frozen(m, li) && !net->o.inference, err))
-            return -1;
-    }
-    return 0;
-}
-
 /* The optimizer's table: every trainable tensor, with its bf16 copy where it has one (the
  * step refreshes those; frozen weights are not in it and keep theirs). */
 static int make_optim(CudaNet *net, StkErr *err) {
@@ -357,7 +206,7 @@ int cuda_net_init(CudaNet *net, const Model *m, int batch, const OptimConfig *op
     net->first_trainable = net->o.inference ? m->nlayers : vram_first_trainable(m);
     net->plan = cuda_net_plan(m, batch, opt, &net->o);
     if (check_layers(m, err) || allocate(net, err) || make_handles(net, err) ||
-        make_layers(net, err) || (!net->o.inference && make_optim(net, err)) ||
+        cuda_net_make_layers(net, err) || (!net->o.inference && make_optim(net, err)) ||
         (net->dt == CUDA_F16 && !net->o.inference &&
          cuda_scaler_init(&net->scaler, net->o.loss_scale > 0 ? net->o.loss_scale : 65536.0f,
                           net->o.scale_interval > 0 ? net->o.scale_interval : 2000, err))) {
@@ -423,7 +272,7 @@ static int forward_layer(CudaNet *net, int li, int train, uint64_t key, StkErr *
     switch (l->kind) {
     case LAYER_CONV:
         if (net->dwconv[li] ? cuda_dwconv_forward(&l->conv, dt, xs, ys, x, weight(net, li), y, s, err)
-                            : conv_pass(net, li, CUDA_NET_GEMM_FWD, net->gemm[li] & CUDA_NET_GEMM_FWD,
+                            : cuda_net_conv_pass(net, li, CUDA_NET_GEMM_FWD, net->gemm[li] & CUDA_NET_GEMM_FWD,
                                              x, y, NULL, NULL, 0, NULL, err))
             return -1;
         return l->conv.bias ? cuda_bias_add(dt, rows(ys), ys.c, net->params + p[1].offset, y, s, err) : 0;
@@ -532,7 +381,7 @@ static int backward_conv(CudaNet *net, int li, const void *x, const void *dy, vo
     if (model_layer_frozen(net->m, li)) goto data; /* its weights are constants */
     if ((dw ? cuda_dwconv_backward_filter(&l->conv, net->dt, xs, ys, x, dy, weight_grad(net, li),
                                           net->dw_scratch, dws, net->stream, err)
-            : conv_pass(net, li, CUDA_NET_GEMM_FILTER, net->gemm[li] & CUDA_NET_GEMM_FILTER, x,
+            : cuda_net_conv_pass(net, li, CUDA_NET_GEMM_FILTER, net->gemm[li] & CUDA_NET_GEMM_FILTER, x,
                              NULL, dy, NULL, 0, weight_grad(net, li), err)) ||
         weight_grad_done(net, li, err))
         return -1;
@@ -544,7 +393,7 @@ data:
     if (!dx) return 0;
     return dw ? cuda_dwconv_backward_data(&l->conv, net->dt, xs, ys, dy, weight(net, li), dx,
                                           net->stream, err)
-              : conv_pass(net, li, CUDA_NET_GEMM_DATA, net->gemm[li] & CUDA_NET_GEMM_DATA, x, NULL,
+              : cuda_net_conv_pass(net, li, CUDA_NET_GEMM_DATA, net->gemm[li] & CUDA_NET_GEMM_DATA, x, NULL,
                                dy, dx, acc, NULL, err);
 }
 
