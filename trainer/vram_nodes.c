@@ -36,6 +36,7 @@ typedef struct Ctx {
     int *readers; /* [nodes] how many layers read the node */
     int *group;   /* [nodes] union-find over gradients */
     int *gbirth, *gdeath;
+    int *rbirth, *rdeath; /* [nodes] a recomputed node's backward buffer, else -1 */
 } Ctx;
 
 static int bwd(const Ctx *c, int li) { return 2 * c->L - li; }
@@ -80,14 +81,38 @@ static void fuse(Ctx *c) {
     }
 }
 
-/* Activation lifetimes: producer's forward to the last forward or backward read. */
+/* Marks the nodes to recompute (see the header): each trained, fused batch norm's output
+ * that a backward reads, unless its input is itself recomputed or its last reader
+ * already recomputes another. */
+static void choose_recompute(Ctx *c) {
+    const Model *m = c->m;
+    for (int li = 0; li + 2 <= m->nlayers; li++) {
+        const ModelLayer *l = &m->layer[li];
+        int k = li + 2, first = -1, last = -1;
+        if (l->kind != LAYER_BN || c->p->fuse[li] == VRAM_NO_FUSE || !runs_bwd(c, li) ||
+            model_layer_frozen(m, li) || k == c->L || c->rbirth[l->in] >= 0)
+            continue;
+        for (int r = k; r < m->nlayers; r++)
+            if (reads(&m->layer[r], k) && !skipped(c, r) && runs_bwd(c, r) && reads_input_in_bwd(m, r)) {
+                if (first < 0) first = r;
+                last = r;
+            }
+        if (last < 0 || c->p->redo[last] >= 0) continue;
+        c->p->redo[last] = k;
+        c->rbirth[k] = bwd(c, last), c->rdeath[k] = bwd(c, first);
+    }
+}
+
+/* Activation lifetimes: producer's forward to the last forward or backward read (the
+ * last forward one for a recomputed node). */
 static void act_life(const Ctx *c, int k, int *birth, int *death) {
     const Model *m = c->m;
     *birth = *death = k == 0 ? 0 : producer(c, k);
     for (int r = k; r < m->nlayers; r++) {
         if (!reads(&m->layer[r], k) || skipped(c, r)) continue;
         if (r > *death) *death = r;
-        if (runs_bwd(c, r) && reads_input_in_bwd(m, r) && bwd(c, r) > *death) *death = bwd(c, r);
+        if (c->rbirth[k] < 0 && runs_bwd(c, r) && reads_input_in_bwd(m, r) && bwd(c, r) > *death)
+            *death = bwd(c, r);
     }
     /* the input and the logits stay valid across the step: a caller may set the input once
      * and step on it again, or read the logits after the backward */
@@ -194,14 +219,17 @@ static uint64_t place_all(Buf *buf, int n, int *live) {
 
 static int layout(Ctx *c, StkErr *err) {
     int nodes = c->m->nlayers + 1, n = 0;
-    Buf *buf = calloc((size_t)2 * nodes, sizeof *buf);
-    int *live = calloc((size_t)2 * nodes, sizeof *live);
+    Buf *buf = calloc((size_t)3 * nodes, sizeof *buf);
+    int *live = calloc((size_t)3 * nodes, sizeof *live);
     if (!buf || !live) {
         free(buf), free(live);
         return stk_errf(err, "vram_nodes: out of host memory");
     }
     for (int k = 0; k < nodes; k++) {
-        c->p->act[k] = c->p->dact[k] = -1;
+        c->p->act[k] = c->p->dact[k] = c->p->react[k] = -1;
+        if (c->rbirth[k] >= 0) /* grad 2: the recomputed copy */
+            buf[n++] = (Buf){.birth = c->rbirth[k], .death = c->rdeath[k], .size = node_size(c, k),
+                             .node = k, .grad = 2};
         if (stored(c, k)) {
             buf[n] = (Buf){.size = node_size(c, k), .node = k};
             act_life(c, k, &buf[n].birth, &buf[n].death);
@@ -215,7 +243,8 @@ static int layout(Ctx *c, StkErr *err) {
     qsort(buf, (size_t)n, sizeof *buf, by_birth);
     c->p->pool = place_all(buf, n, live);
     for (int i = 0; i < n; i++) {
-        if (buf[i].grad) c->p->dact[buf[i].node] = (int64_t)buf[i].off;
+        if (buf[i].grad == 2) c->p->react[buf[i].node] = (int64_t)buf[i].off;
+        else if (buf[i].grad) c->p->dact[buf[i].node] = (int64_t)buf[i].off;
         else c->p->act[buf[i].node] = (int64_t)buf[i].off;
     }
     for (int k = 0; k < nodes; k++) { /* members take their group's buffer */
@@ -226,7 +255,7 @@ static int layout(Ctx *c, StkErr *err) {
     return 0;
 }
 
-static int plan(const Model *m, int batch, int inference, VramNodes *p, StkErr *err) {
+static int plan(const Model *m, int batch, int inference, int recompute, VramNodes *p, StkErr *err) {
     memset(p, 0, sizeof *p);
     int nodes = m->nlayers + 1;
     p->nlayers = m->nlayers;
@@ -236,13 +265,18 @@ static int plan(const Model *m, int batch, int inference, VramNodes *p, StkErr *
     p->act = calloc((size_t)nodes, sizeof *p->act);
     p->dact = calloc((size_t)nodes, sizeof *p->dact);
     p->alias = calloc((size_t)nodes, 1);
+    p->react = calloc((size_t)nodes, sizeof *p->react);
+    p->redo = calloc((size_t)nodes, sizeof *p->redo);
     Ctx c = {.m = m, .p = p, .L = m->nlayers, .batch = batch};
     c.readers = calloc((size_t)nodes, sizeof *c.readers);
     c.group = calloc((size_t)nodes, sizeof *c.group);
     c.gbirth = calloc((size_t)nodes, sizeof *c.gbirth);
     c.gdeath = calloc((size_t)nodes, sizeof *c.gdeath);
+    c.rbirth = calloc((size_t)nodes, sizeof *c.rbirth);
+    c.rdeath = calloc((size_t)nodes, sizeof *c.rdeath);
     int rc = -1;
-    if (!p->fuse || !p->act || !p->dact || !p->alias || !c.readers || !c.group || !c.gbirth || !c.gdeath) {
+    if (!p->fuse || !p->act || !p->dact || !p->alias || !p->react || !p->redo || !c.readers ||
+        !c.group || !c.gbirth || !c.gdeath || !c.rbirth || !c.rdeath) {
         stk_errf(err, "vram_nodes: out of host memory");
         goto out;
     }
@@ -250,23 +284,29 @@ static int plan(const Model *m, int batch, int inference, VramNodes *p, StkErr *
         c.readers[m->layer[li].in]++;
         if (m->layer[li].in2 >= 0 && m->layer[li].in2 != m->layer[li].in) c.readers[m->layer[li].in2]++;
     }
+    for (int k = 0; k < nodes; k++) p->redo[k] = c.rbirth[k] = c.rdeath[k] = -1;
     fuse(&c);
+    if (recompute && !inference) choose_recompute(&c);
     rc = collect_grads(&c) || layout(&c, err) ? -1 : 0;
 out:
-    free(c.readers), free(c.group), free(c.gbirth), free(c.gdeath);
+    free(c.readers), free(c.group), free(c.gbirth), free(c.gdeath), free(c.rbirth), free(c.rdeath);
     if (rc) vram_nodes_free(p);
     return rc;
 }
 
 int vram_nodes_plan(const Model *m, int batch, VramNodes *p, StkErr *err) {
-    return plan(m, batch, 0, p, err);
+    return plan(m, batch, 0, 0, p, err);
 }
 
 int vram_nodes_plan_inference(const Model *m, int batch, VramNodes *p, StkErr *err) {
-    return plan(m, batch, 1, p, err);
+    return plan(m, batch, 1, 0, p, err);
+}
+
+int vram_nodes_plan_recompute(const Model *m, int batch, VramNodes *p, StkErr *err) {
+    return plan(m, batch, 0, 1, p, err);
 }
 
 void vram_nodes_free(VramNodes *p) {
-    free(p->fuse), free(p->act), free(p->dact), free(p->alias);
+    free(p->fuse), free(p->act), free(p->dact), free(p->alias), free(p->react), free(p->redo);
     memset(p, 0, sizeof *p);
 }

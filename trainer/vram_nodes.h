@@ -28,7 +28,16 @@
  * is safe the inputs' gradients are the same buffer (alias[node] = 1) and nothing is
  * copied. Input a (in) aliases when the add is its only reader; input b (in2) when its
  * other readers all run their backward after a's producer has read the buffer (they add
- * into it). */
+ * into it).
+ *
+ * Recompute (vram_nodes_plan_recompute): the output of a trained batch norm with its
+ * activation fused in (node li + 2) is not kept for backward. Its forward buffer dies
+ * after its last forward reader; before the backward of its last reader (the first to
+ * run backward, redo[]) cuda_net recomputes it from the batch norm's input, which that
+ * norm's own backward keeps anyway, and the saved statistics, into a second buffer
+ * (react[]) that lives until its first reader's backward. The same arithmetic as the
+ * forward, so the same values. Of a conv-BN-act-conv chain this keeps one tensor, not
+ * two, for one extra elementwise pass per batch norm in backward. */
 #ifndef VRAM_NODES_H
 #define VRAM_NODES_H
 
@@ -50,6 +59,10 @@ typedef struct VramNodes {
                             output gradient (the add copies nothing to it) */
     uint64_t pool;       /* elements of the pool */
     uint64_t kept;       /* elements of activations alive at the loss (saved for backward) */
+    int64_t *react;      /* [nlayers + 1]: a recomputed node's backward buffer (elements
+                            into the pool), else -1 */
+    int *redo;           /* [nlayers]: the node to recompute before layer li's backward,
+                            else -1 (its producer, the fused batch norm, is redo - 2) */
     uint64_t accum;      /* elements of the largest node whose gradient has a second writer
                             other than a cuDNN convolution (those add in place): it lands in
                             a scratch buffer this big first */
@@ -63,6 +76,8 @@ int vram_nodes_plan(const Model *m, int batch, VramNodes *p, StkErr *err);
  * activation but the input and the logits dies after its last forward reader: the pool
  * holds about the two or three largest nodes alive at once, not the step's saved set. */
 int vram_nodes_plan_inference(const Model *m, int batch, VramNodes *p, StkErr *err);
+/* A training step with the batch-norm + activation outputs recomputed (see above). */
+int vram_nodes_plan_recompute(const Model *m, int batch, VramNodes *p, StkErr *err);
 void vram_nodes_free(VramNodes *p);
 
 /* 1 if layer li runs inside layer li - 1 (an activation fused into it). */
