@@ -5,9 +5,10 @@
  * The labels are on the device too (data already on the GPU: nothing is copied per step).
  * usage: bench_train_gpu MODEL [--batch B] [--size S] [--steps N] [--warmup W]
  *        [--precision fp32|tf32|bf16|fp16] [--classes K] [--opt sgd|adamw] [--profile] [--eval]
- *        [--layout auto|nhwc|nchw]
+ *        [--layout auto|nhwc|nchw] [--recompute]
  * --eval: an evaluator's network instead (inference only, eval-mode forward passes).
- * --layout: float32 convolutions' layout (cuda_conv.h), measured per layer by default. */
+ * --layout: float32 convolutions' layout (cuda_conv.h), measured per layer by default.
+ * --recompute: batch norm + activation outputs recomputed in backward (vram_nodes.h). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,7 +87,7 @@ static int wait_step(CudaNet *net, int eval, double *loss, StkErr *err) {
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: bench_train_gpu MODEL [--batch B] [--size S] [--steps N] [--warmup W] "
-                "[--precision fp32|tf32|bf16|fp16] [--classes K] [--opt sgd|adamw] [--profile] [--eval] [--layout auto|nhwc|nchw]\n");
+                "[--precision fp32|tf32|bf16|fp16] [--classes K] [--opt sgd|adamw] [--profile] [--eval] [--layout auto|nhwc|nchw] [--recompute]\n");
         return 2;
     }
     const char *arch = argv[1];
@@ -94,8 +95,10 @@ int main(int argc, char **argv) {
     const char *prec = "bf16", *optname = "sgd";
     int profile = 0, eval = 0;
     CudaConvLayout layout = CUDA_CONV_AUTO;
+    int recompute = 0;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--profile")) profile = 1;
+        else if (!strcmp(argv[i], "--recompute")) recompute = 1;
         else if (!strcmp(argv[i], "--eval")) eval = 1;
         else if (i + 1 < argc && !strcmp(argv[i], "--precision")) prec = argv[++i];
         else if (i + 1 < argc && !strcmp(argv[i], "--batch")) batch = atoi(argv[++i]);
@@ -127,7 +130,7 @@ int main(int argc, char **argv) {
     CudaNetOptions o = {.precision = !strcmp(prec, "fp32") ? CUDA_PREC_FP32
                                      : !strcmp(prec, "tf32") ? CUDA_PREC_TF32
                                      : !strcmp(prec, "fp16") ? CUDA_PREC_FP16 : CUDA_PREC_BF16,
-                        .inference = eval, .conv_layout = layout};
+                        .inference = eval, .conv_layout = layout, .recompute = recompute};
     if (strcmp(prec, "fp32") && strcmp(prec, "tf32") && strcmp(prec, "bf16") && strcmp(prec, "fp16")) {
         fprintf(stderr, "bench_train_gpu: --precision %s: fp32, tf32, bf16 or fp16\n", prec);
         return 2;
@@ -172,9 +175,9 @@ int main(int argc, char **argv) {
     if (profile && !eval) report_profile(&net, &m, d_labels, &err);
     size_t free_b, total_b;
     cudaMemGetInfo(&free_b, &total_b);
-    printf("stoker %s batch=%d size=%d precision=%s opt=%s classes=%d setup_s=%.2f images_per_s=%.1f "
+    printf("stoker %s batch=%d size=%d precision=%s opt=%s classes=%d recompute=%d setup_s=%.2f images_per_s=%.1f "
            "step_ms=%.2f loss=%.4f plan_mib=%.0f used_mib=%.0f above_context_mib=%.0f\n",
-           arch, batch, size, prec, optname, classes, setup, steps * batch / dt, dt / steps * 1e3,
+           arch, batch, size, prec, optname, classes, recompute, setup, steps * batch / dt, dt / steps * 1e3,
            loss, net.plan.total / 1048576.0, (total_b - free_b) / 1048576.0,
            ((double)free0 - (double)free_b) / 1048576.0);
     cuda_net_free(&net);

@@ -383,6 +383,23 @@ extern "C" int cuda_bn_forward_train(const CudaBn *bn, int act, CudaDtype dt, si
 }
 
 template <typename T, int V>
+static void recompute(const CudaBn *bn, int act, size_t m, const void *x, void *y,
+                      const float *save_mean, const float *save_invstd, float *coef, cudaStream_t s) {
+    int c = bn->c;
+    bn_back_coef_kernel<<<(unsigned)((c + 127) / 128), 128, 0, s>>>(c, *bn, save_mean, save_invstd, coef);
+    bn_apply_kernel<T, V><<<pass_grid(m, c / V), BN_THREADS, 0, s>>>(m, c, act, (const T *)x, coef, (T *)y);
+}
+
+extern "C" int cuda_bn_recompute(const CudaBn *bn, int act, CudaDtype dt, size_t m, const void *x,
+                                 void *y, const float *save_mean, const float *save_invstd,
+                                 float *part, cudaStream_t s, StkErr *err) {
+    if (check(bn, act, m, 1, "cuda_bn_recompute", err)) return -1;
+    BN_DISPATCH(dt, bn->c, recompute, bn, act, m, x, y, save_mean, save_invstd, part, s);
+    CUDA_TRY(err, cudaGetLastError());
+    return 0;
+}
+
+template <typename T, int V>
 static void forward_eval(const CudaBn *bn, int act, size_t m, const void *x, void *y, float *coef,
                          cudaStream_t s) {
     int c = bn->c;

@@ -40,6 +40,14 @@ int cuda_bn_forward_train(const CudaBn *bn, int act, CudaDtype dt, size_t m, con
                           void *y, float *save_mean, float *save_invstd, float *part,
                           cudaStream_t s, StkErr *err);
 
+/* The training forward's output again, from x and the statistics it saved (no statistics
+ * computed or updated): y = f(xhat * gamma + beta) with the forward's own coefficients,
+ * so the same values bit for bit. What a recompute plan (vram_nodes.h) runs in backward
+ * instead of keeping y. x and y must not alias. */
+int cuda_bn_recompute(const CudaBn *bn, int act, CudaDtype dt, size_t m, const void *x, void *y,
+                      const float *save_mean, const float *save_invstd, float *part,
+                      cudaStream_t s, StkErr *err);
+
 /* Eval forward with the running statistics (then f); y may alias x. */
 int cuda_bn_forward_eval(const CudaBn *bn, int act, CudaDtype dt, size_t m, const void *x,
                          void *y, float *part, cudaStream_t s, StkErr *err);

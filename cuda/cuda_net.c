@@ -31,7 +31,8 @@ CudaNetPlan cuda_net_plan(const Model *m, int batch, const OptimConfig *opt,
     CudaPrecision prec = o ? o->precision : CUDA_PREC_FP32;
     uint64_t ws = o ? o->workspace_limit : 0;
     VramArenas a = o && o->inference ? vram_arenas_inference(m, batch, (VramPrecision)prec, ws, &k)
-                                     : vram_arenas(m, batch, opt, (VramPrecision)prec, ws, &k);
+                                     : vram_arenas_ex(m, batch, opt, (VramPrecision)prec, ws, &k,
+                                                      o && o->recompute);
     return (CudaNetPlan){.params = a.params, .grads = a.grads, .optim = a.optim, .lowp = a.lowp,
                          .acts = a.acts, .acts_kept = a.acts_kept, .saved = a.saved,
                          .scratch = a.scratch, .workspace = a.workspace, .total = a.total,
@@ -95,7 +96,9 @@ static int host_tables(CudaNet *net, StkErr *err) {
         return stk_errf(err, "cuda_net: out of host memory");
     uint64_t saved = 0, low = 0;
     /* the same layout vram_arenas sized the pool by */
-    if ((net->o.inference ? vram_nodes_plan_inference : vram_nodes_plan)(m, net->batch, &net->nodes, err))
+    if ((net->o.inference   ? vram_nodes_plan_inference
+         : net->o.recompute ? vram_nodes_plan_recompute
+                            : vram_nodes_plan)(m, net->batch, &net->nodes, err))
         return -1;
     for (int li = 0; li < m->nlayers; li++) {
         net->saved_off[li] = saved;
@@ -430,14 +433,14 @@ static int backward_two(CudaNet *net, int li, StkErr *err) {
     const void *dy = dact(net, li + 1);
     void *dx = grad_for(net, l->in);
     if (dx) {
-        if (cuda_scale_backward(net->dt, xs.n, xs.h * xs.w, xs.c, act(net, l->in), act(net, l->in2),
+        if (cuda_scale_backward(net->dt, xs.n, xs.h * xs.w, xs.c, bact(net, l->in), bact(net, l->in2),
                                 dy, dx, NULL, s, err))
             return -1;
         if (grad_commit(net, l->in, err)) return -1;
     }
     void *d2 = grad_for(net, l->in2);
     if (!d2) return 0;
-    if (cuda_scale_backward(net->dt, xs.n, xs.h * xs.w, xs.c, act(net, l->in), act(net, l->in2),
+    if (cuda_scale_backward(net->dt, xs.n, xs.h * xs.w, xs.c, bact(net, l->in), bact(net, l->in2),
                                  dy, NULL, d2, s, err))
         return -1;
     return grad_commit(net, l->in2, err);
@@ -447,7 +450,7 @@ static int backward_layer(CudaNet *net, int li, uint64_t key, StkErr *err) {
     const ModelLayer *l = &net->m->layer[li];
     const ModelParam *p = &net->m->param[l->param0];
     if (l->kind == LAYER_ADD || l->kind == LAYER_SCALE) return backward_two(net, li, err);
-    const void *x = act(net, l->in), *dy = dact(net, li + 1);
+    const void *x = bact(net, l->in), *dy = dact(net, li + 1);
     Shape4 xs = batched(net, l->in), ys = batched(net, li + 1);
     float *sv = net->saved + net->saved_off[li];
     void *dx = grad_for(net, l->in);
@@ -501,6 +504,19 @@ int cuda_net_backward(CudaNet *net, const int32_t *labels, double eps, uint64_t 
     return cuda_net_backward_dev(net, net->labels, eps, dropout_key, err);
 }
 
+/* A recompute plan's batch norm + activation output that layer li's backward is the
+ * first to read, made again from the norm's input and saved statistics (vram_nodes.h). */
+static int redo(CudaNet *net, int li, StkErr *err) {
+    int k = net->nodes.redo[li];
+    if (k < 0) return 0;
+    const ModelLayer *bn = &net->m->layer[k - 2];
+    float *sv = net->saved + net->saved_off[k - 2];
+    if (cuda_bn_recompute(&net->bn[k - 2], net->nodes.fuse[k - 2], net->dt, rows(batched(net, bn->in)),
+                          act(net, bn->in), bact(net, k), sv, sv + bn->out.c, net->part, net->stream, err))
+        return stk_err_wrap(err, "recompute %s #%d", bn->name, k - 2);
+    return 0;
+}
+
 int cuda_net_backward_dev(CudaNet *net, const int32_t *d_labels, double eps, uint64_t dropout_key,
                           StkErr *err) {
     const Model *m = net->m;
@@ -516,7 +532,7 @@ int cuda_net_backward_dev(CudaNet *net, const int32_t *d_labels, double eps, uin
         if (mark(net, 1, m->nlayers - 1 - li, err)) return -1;
         /* below the first trainable layer nothing needs a gradient */
         if (li < net->first_trainable || skipped(net, li)) continue;
-        if (backward_layer(net, li, dropout_key, err))
+        if (redo(net, li, err) || backward_layer(net, li, dropout_key, err))
             return stk_err_wrap(err, "backward %s #%d", m->layer[li].name, li);
         if (net->grads_ready && net->grads_ready(net->grads_ready_ctx, li, err)) return -1;
     }

@@ -17,6 +17,11 @@ static inline void *in_pool(CudaNet *net, int64_t off) {
 }
 static inline void *act(CudaNet *net, int node) { return in_pool(net, net->nodes.act[node]); }
 static inline void *dact(CudaNet *net, int node) { return in_pool(net, net->nodes.dact[node]); }
+/* A node as a backward reads it: a recomputed one's second buffer (vram_nodes.h). */
+static inline void *bact(CudaNet *net, int node) {
+    int64_t r = net->nodes.react[node];
+    return r >= 0 ? in_pool(net, r) : act(net, node);
+}
 
 static inline int lowp(const CudaNet *net) { return net->dt != CUDA_F32; }
 

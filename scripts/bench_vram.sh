@@ -8,7 +8,10 @@
 #   - the same model unconstrained (batch 256 in one pass, the plan's precision) for the
 #     throughput beside it;
 #   - at batch 32, fp32: stoker's device memory above the context (bench_train_gpu) against
-#     PyTorch's torch.cuda.max_memory_allocated in the same run (target: <= 0.8x).
+#     PyTorch's torch.cuda.max_memory_allocated in the same run (target: <= 0.8x), as
+#     planned and with batch norm + activation outputs recomputed in backward
+#     (bench_train_gpu --recompute; vram_nodes.h), with each one's images/s.
+# B32_ONLY=1: the batch-32 table alone.
 # Build first (scripts/gpu_check.sh); PYTHON: the interpreter with PyTorch.
 # usage: [BIN=build/bin] [PRESET=gtx1050-2g] scripts/bench_vram.sh [MODEL...]
 set -uo pipefail
@@ -36,6 +39,7 @@ echo "bench_vram.sh: $(date -u +%F), $(nvidia-smi --query-gpu=name --format=csv,
 echo "| model | plan (micro x accum) | plan above context MiB | measured above context MiB | limit MiB | plan / measured | images/s under $preset | images/s unconstrained | ratio |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for m in "${models[@]}"; do
+  [ -n "${B32_ONLY:-}" ] && break
   train "$work/$m.fit.log" --model "$m" --gpu "$preset"
   plan=$(grep -E "^plan: " "$work/$m.fit.log" | tail -1)
   # unconstrained in the precision the preset's plan ran (a gtx1050 plan is fp32)
@@ -59,12 +63,14 @@ done
 echo
 cat "$work/notes.txt"
 echo
-echo "| model | stoker MiB above context (b32 fp32) | PyTorch peak MiB | ratio |"
-echo "| --- | --- | --- | --- |"
+ratio() { awk -v a="${1:-0}" -v b="${2:-0}" 'BEGIN{if (b > 0) printf "%.2f", a/b; else print "-"}'; }
+echo "| model | stoker MiB above context (b32 fp32) | with --recompute | PyTorch peak MiB | ratio | ratio with --recompute | stoker images/s / with --recompute |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
 for m in "${models[@]}"; do
-  ours=$("$bin"/bench_train_gpu "$m" --batch 32 --precision fp32 --steps 5 --warmup 2 2>&1 | tail -1)
+  ours=$("$bin"/bench_train_gpu "$m" --batch 32 --precision fp32 --steps 20 --warmup 5 2>&1 | tail -1)
+  re=$("$bin"/bench_train_gpu "$m" --batch 32 --precision fp32 --steps 20 --warmup 5 --recompute 2>&1 | tail -1)
   theirs=$(LD_LIBRARY_PATH= "$py" scripts/bench_train_gpu.py "$m" fp32 --batch 32 --steps 5 2>&1 | tail -1)
-  o=$(field above_context_mib "$ours"); t=$(field peak_mib "$theirs")
-  echo "| $m | ${o:--} | ${t:--} | $(awk -v a="${o:-0}" -v b="${t:-0}" 'BEGIN{if (b > 0) printf "%.2f", a/b; else print "-"}') |"
+  o=$(field above_context_mib "$ours"); r=$(field above_context_mib "$re"); t=$(field peak_mib "$theirs")
+  echo "| $m | ${o:--} | ${r:--} | ${t:--} | $(ratio "$o" "$t") | $(ratio "$r" "$t") | $(field images_per_s "$ours") / $(field images_per_s "$re") |"
 done
 exit 0

@@ -428,6 +428,34 @@ Test(cuda_net, mobilenet_v3_large_matches_cpu, .timeout = 300) { arch_matches_cp
 Test(cuda_net, efficientnet_b0_matches_cpu, .timeout = 300) { arch_matches_cpu("efficientnet_b0", 5e-2); }
 Test(cuda_net, resnet50_matches_cpu, .timeout = 300) { arch_matches_cpu("resnet50", 0.25); }
 
+/* A recompute plan (CudaNetOptions.recompute, vram_nodes.h): batch norm + activation
+ * outputs made again in backward from the norm's input and saved statistics, not kept.
+ * The same arithmetic as the forward, so held to the same tolerances as the plan that
+ * keeps them (resnet18 as any deep ReLU net, pair_train_pass_deep); and over two steps,
+ * so the second's recompute sees the first step's weights and statistics. */
+static void recompute_matches_cpu(const char *arch, double grad_tol) {
+    need_gpu();
+    static Pair p;
+    OptimConfig opt = {OPTIM_SGD, 0.9, 0, 0, 0, 0, 0};
+    CudaNetOptions o = {.precision = CUDA_PREC_FP32, .recompute = 1};
+    pair_init_opts(&p, arch, 3, 64, 10, 8, opt, &o);
+    int redone = 0;
+    for (int li = 0; li < p.m.nlayers; li++) redone += p.gpu.nodes.redo[li] >= 0;
+    cr_assert_gt(redone, 0, "%s: nothing recomputed", arch);
+    cr_log_info("%s: %d batch-norm outputs recomputed in backward", arch, redone);
+    for (int step = 0; step < 2; step++) {
+        pair_input(&p, (grad_tol > 1e-2 ? 600 : 300) + (uint64_t)step);
+        if (grad_tol > 1e-2) pair_train_pass(&p, grad_tol);
+        else pair_train_pass_deep(&p);
+        pair_step_and_compare(&p, 0.05, 1e-4, 0);
+    }
+    pair_free(&p);
+}
+
+Test(cuda_net, resnet18_recompute_matches_cpu, .timeout = 300) { recompute_matches_cpu("resnet18", 2e-3); }
+Test(cuda_net, mobilenet_v3_small_recompute_matches_cpu, .timeout = 300) { recompute_matches_cpu("mobilenet_v3_small", 5e-2); }
+Test(cuda_net, efficientnet_b0_recompute_matches_cpu, .timeout = 300) { recompute_matches_cpu("efficientnet_b0", 5e-2); }
+
 /* The loss curve: 12 SGD steps of resnet18 on one fixed batch (it memorises it), the
  * GPU in bfloat16 against the CPU in float32, each backend on its own weights: every
  * step's loss within 10% of the first loss of the CPU's (the curve is steep: one step

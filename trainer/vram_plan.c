@@ -77,7 +77,7 @@ static uint64_t dw_scratch_floats(const Model *m, int batch, const VramKernels *
 }
 
 static VramArenas arenas(const Model *m, int batch, const OptimConfig *opt, VramPrecision prec,
-                         uint64_t workspace, const VramKernels *kin, int inference) {
+                         uint64_t workspace, const VramKernels *kin, int inference, int recompute) {
     VramKernels k = {host_colsum_scratch, host_dw_scratch};
     if (kin && kin->colsum_scratch) k.colsum_scratch = kin->colsum_scratch;
     if (kin && kin->dw_scratch) k.dw_scratch = kin->dw_scratch;
@@ -86,8 +86,9 @@ static VramArenas arenas(const Model *m, int batch, const OptimConfig *opt, Vram
     uint64_t es = half ? 2 : 4, saved = 0, copies, largest;
     VramNodes nodes;
     StkErr err;
-    int rc = inference ? vram_nodes_plan_inference(m, batch, &nodes, &err)
-                       : vram_nodes_plan(m, batch, &nodes, &err);
+    int rc = inference   ? vram_nodes_plan_inference(m, batch, &nodes, &err)
+             : recompute ? vram_nodes_plan_recompute(m, batch, &nodes, &err)
+                         : vram_nodes_plan(m, batch, &nodes, &err);
     if (rc) /* out of host memory: every node, twice */
         nodes.pool = 2 * (m->nlayers + 1) * vram_biggest_node(m, batch), nodes.kept = nodes.pool,
         nodes.accum = vram_biggest_node(m, batch);
@@ -116,13 +117,18 @@ static VramArenas arenas(const Model *m, int batch, const OptimConfig *opt, Vram
 
 VramArenas vram_arenas(const Model *m, int batch, const OptimConfig *opt, VramPrecision prec,
                        uint64_t workspace, const VramKernels *k) {
-    return arenas(m, batch, opt, prec, workspace, k, 0);
+    return arenas(m, batch, opt, prec, workspace, k, 0, 0);
+}
+
+VramArenas vram_arenas_ex(const Model *m, int batch, const OptimConfig *opt, VramPrecision prec,
+                          uint64_t workspace, const VramKernels *k, int recompute) {
+    return arenas(m, batch, opt, prec, workspace, k, 0, recompute);
 }
 
 VramArenas vram_arenas_inference(const Model *m, int batch, VramPrecision prec, uint64_t workspace,
                                  const VramKernels *k) {
     static const OptimConfig none = {OPTIM_SGD, 0, 0, 0, 0, 0, 0};
-    return arenas(m, batch, &none, prec, workspace, k, 1);
+    return arenas(m, batch, &none, prec, workspace, k, 1, 0);
 }
 
 /* The accumulation sum (cuda_accum.h): trainable floats, when micro-batches are summed. */

@@ -65,6 +65,10 @@ const char *vram_precision_name(VramPrecision p);
 VramArenas vram_arenas(const Model *m, int batch, const OptimConfig *opt, VramPrecision prec,
                        uint64_t workspace, const VramKernels *k);
 
+/* The same, with recompute 1: the node pool of a recompute plan (vram_nodes_plan_recompute). */
+VramArenas vram_arenas_ex(const Model *m, int batch, const OptimConfig *opt, VramPrecision prec,
+                          uint64_t workspace, const VramKernels *k, int recompute);
+
 /* The arenas of a network that runs forward passes only (an evaluator's: CudaNetOptions
  * .inference): parameters, 16-bit weight copies without a gradient slot, the forward-only
  * node pool (vram_nodes_plan_inference), the reduction scratch and the workspace; no
