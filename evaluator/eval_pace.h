@@ -3,10 +3,11 @@
  * Two processes on one GPU time-slice it: every second the evaluator computes is taken
  * from the trainer. A small model on a fast card writes a checkpoint every fraction of
  * a second, and evaluating each one costs the trainer 5-10% of its images/s. The pace
- * bounds that share: after an evaluation that took T seconds (wall time, which counts
- * the time the GPU served the trainer too, so it errs on the trainer's side) the next
- * starts no sooner than T (1/duty - 1) later, so at most `duty` of the wall time goes to
- * evaluating. Notices that arrive meanwhile are held and conflated to the newest; the
+ * bounds that share: after an evaluation whose forward passes and checkpoint upload took
+ * T seconds (wall time, which counts the slices the GPU gave the trainer meanwhile too,
+ * so it errs on the trainer's side; waits for val batches from the loaders are not
+ * counted: they take no GPU) the next starts no sooner than T (1/duty - 1) later, so at
+ * most about `duty` of the wall time goes to evaluating. Notices that arrive meanwhile are held and conflated to the newest; the
  * run's final checkpoint is never held. duty 1: every notice at once (the CPU
  * evaluator, on a core of its own). */
 #ifndef EVAL_PACE_H

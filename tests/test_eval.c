@@ -226,9 +226,9 @@ Test(eval, follows_the_newest_notice_reports_everything_and_keeps_the_best) {
 }
 
 /* --duty (stoker-run's --eval-duty beside a GPU trainer): after an evaluation of T s the
- * next waits T(1/duty - 1) s. At 0.001 the first (loaders started, JPEGs decoded: well
- * over 2 ms) holds the next notice for seconds; the run's final notice is not held, and
- * replaces the one held. */
+ * next waits T(1/duty - 1) s, T its forward passes and checkpoint load. At 1e-5 the
+ * first (64 images: over 0.1 ms) holds the next notice for 10 s or more; the run's final
+ * notice is not held, and replaces the one held. */
 Test(eval, a_paced_evaluator_holds_notices_but_not_the_final_one) {
     double trainer = train_one_epoch(), top1 = -1, cm;
     char log[700];
@@ -237,7 +237,7 @@ Test(eval, a_paced_evaluator_holds_notices_but_not_the_final_one) {
     snprintf(args, sizeof args, "--data-path %s --checkpoint %s --duty 0 " SIZES, data, ckpt);
     cr_expect_eq(fx_run_tool(root, "stoker-eval", args, NULL, 0, err, sizeof err), 2);
     cr_expect(strstr(err, "--duty: a fraction in (0, 1], not '0'"), "%s", err);
-    const char *const extra[] = {"--duty", "0.001", NULL};
+    const char *const extra[] = {"--duty", "0.00001", NULL};
     follow(&top1, extra);
     notice(2);
     ProtoRecv r;
@@ -254,7 +254,7 @@ Test(eval, a_paced_evaluator_holds_notices_but_not_the_final_one) {
     cr_assert_float_eq(top1, trainer, 0.006, "evaluator %f, trainer %f", top1, trainer);
     shut_down();
     char *text = px_slurp(log);
-    cr_assert(text && strstr(text, "(--duty 0.001)"), "%s", text ? text : "");
+    cr_assert(text && strstr(text, "(--duty 1e-05)"), "%s", text ? text : "");
     free(text);
 }
 
