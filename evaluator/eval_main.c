@@ -54,6 +54,8 @@ typedef struct Eval {
     double compute_s;   /* of the evaluation in progress: the time in forward passes */
     double upload_s;    /* and in loading and uploading its checkpoint */
     int paced;          /* evaluations timed so far */
+    uint32_t loaded_epoch; /* what the checkpoint being evaluated records (read as loaded) */
+    uint64_t loaded_step;
     uint64_t held;      /* notices the pace replaced by newer ones before evaluating */
 } Eval;
 
@@ -163,7 +165,8 @@ static int run_cached(Eval *e) {
 static int evaluate(Eval *e, const char *path) {
     StkErr err;
     double t0 = now_s();
-    int bad = ckpt_load(path, &e->model, e->net.params, e->net.num_batches_tracked, &err) ||
+    int bad = ckpt_load_at(path, &e->model, e->net.params, e->net.num_batches_tracked,
+                           &e->loaded_epoch, &e->loaded_step, &err) ||
               tb_upload(&e->net, &err);
     e->upload_s = now_s() - t0;
     if (bad) {
@@ -213,18 +216,6 @@ static void finish(Eval *e, const char *path, uint32_t epoch, uint64_t step) {
     }
     if (best) e->best_top1 = top1;
     eval_report_stats(&e->rep, &e->stats, path, epoch, step, best);
-}
-
-/* Epoch and step a checkpoint file records, for --checkpoint. */
-static void file_position(const char *path, uint32_t *epoch, uint64_t *step) {
-    StFile f;
-    StkErr err;
-    *epoch = 0, *step = 0;
-    if (st_open(&f, path, &err)) return;
-    const char *ep = st_meta(&f, "epoch"), *st = st_meta(&f, "steps");
-    if (ep && atoi(ep) > 0) *epoch = (uint32_t)atoi(ep);
-    if (st) *step = strtoull(st, NULL, 10);
-    st_close(&f);
 }
 
 /* The top-1 an existing best checkpoint records (a resumed run keeps its best). */
@@ -340,10 +331,10 @@ static void follow(Eval *e) {
         if (rc == 1) break;
         if (rc) continue;
         /* the trainer may have replaced the file since its notice: label the figures
-         * with what the file says it is when that differs */
-        uint32_t epoch;
-        uint64_t step;
-        file_position(path, &epoch, &step);
+         * with what the file loaded said it was when that differs (read after the
+         * evaluation, a first one of 0.5 s labelled epoch 0's weights as epoch 1's) */
+        uint32_t epoch = e->loaded_epoch;
+        uint64_t step = e->loaded_step;
         if (step == ck.step) epoch = ck.epoch;
         finish(e, path, epoch, step);
     }
@@ -365,11 +356,8 @@ int main(int argc, char **argv) {
     setup(&e, argv[0]);
     eval_pace_init(&e.pace, e.cfg.duty);
     if (e.cfg.checkpoint) {
-        uint32_t epoch;
-        uint64_t step;
-        file_position(e.cfg.checkpoint, &epoch, &step);
         rc = evaluate_paced(&e, e.cfg.checkpoint);
-        if (rc == 0) finish(&e, e.cfg.checkpoint, epoch, step);
+        if (rc == 0) finish(&e, e.cfg.checkpoint, e.loaded_epoch, e.loaded_step);
     }
     if (e.cfg.checkpoints && rc != 1) rc = 0, follow(&e);
     eval_report_close(&e.rep);

@@ -67,7 +67,11 @@ Test(ckpt_writer, writes_the_state_as_saved_while_the_caller_goes_on) {
     cr_assert_eq(d.steps, 42);
     cr_assert_eq(d.final, 1, "the notice says it is the run's last");
     cr_assert_eq(ckpt_writer_poll(&w, 0, &d), 0, "one write, one outcome");
-    cr_assert_eq(ckpt_load(path, &m, back, nbt_back, &err), 0, "%s", err.msg);
+    uint32_t at_epoch = 99;
+    uint64_t at_steps = 99;
+    cr_assert_eq(ckpt_load_at(path, &m, back, nbt_back, &at_epoch, &at_steps, &err), 0, "%s", err.msg);
+    cr_assert_eq(at_epoch, 3, "the epoch its metadata records, read as loaded");
+    cr_assert_eq(at_steps, 0, "no steps entry in the weights file: 0");
     cr_assert_float_eq(back[0], first, 0, "the weights as saved, not as changed after");
     for (uint64_t i = 0; i < m.total_floats; i++)
         cr_assert_float_eq(back[i] + 1.0f, params[i], 0, "weight %llu", (unsigned long long)i);

@@ -56,9 +56,17 @@ static int take(const StFile *f, const char *name, StDtype dtype, int ndim, cons
 }
 
 int ckpt_load(const char *path, const Model *m, float *params, int64_t *nbt, StkErr *err) {
+    return ckpt_load_at(path, m, params, nbt, NULL, NULL, err);
+}
+
+int ckpt_load_at(const char *path, const Model *m, float *params, int64_t *nbt, uint32_t *epoch,
+                 uint64_t *steps, StkErr *err) {
     StFile f;
     NbtNames names = {NULL};
     if (st_open(&f, path, err)) return -1;
+    const char *ep = st_meta(&f, "epoch"), *st = st_meta(&f, "steps");
+    if (epoch) *epoch = ep && atoi(ep) > 0 ? (uint32_t)atoi(ep) : 0;
+    if (steps) *steps = st ? strtoull(st, NULL, 10) : 0;
     int rc = -1;
     if (nbt_names(m, &names)) { stk_errf(err, "out of memory"); goto out; }
     for (int i = 0; i < m->nparams; i++) {

@@ -18,4 +18,11 @@ int ckpt_save(const char *path, const Model *m, const float *params, const int64
  * mismatch, a missing or an extra tensor is named. */
 int ckpt_load(const char *path, const Model *m, float *params, int64_t *nbt, StkErr *err);
 
+/* The same, and the position its metadata records, read from the same open file (a
+ * trainer may replace path meanwhile: what a later open says need not be what was
+ * loaded): *epoch from "epoch" (0 when absent or not positive), *steps from "steps" (0
+ * when absent). Either may be NULL. */
+int ckpt_load_at(const char *path, const Model *m, float *params, int64_t *nbt, uint32_t *epoch,
+                 uint64_t *steps, StkErr *err);
+
 #endif
