@@ -104,9 +104,10 @@ Test(vram_plan, search_picks_the_largest_that_fits) {
     const VramPreset *p = vram_preset("gtx1050-2g");
     cr_assert(p);
     VramRequest r = {.m = &m, .opt = &sgd, .prec = VRAM_FP32, .batch = 256,
-                     .budget = p->capacity, .reserve = p->reserve};
+                     .budget = p->capacity, .reserve = p->reserve, .recompute = VRAM_RECOMPUTE_OFF};
     VramPlan plan;
     cr_assert_eq(vram_plan_search(&r, &plan, &err), 0, "%s", err.msg);
+    cr_expect_eq(plan.recompute, 0);
     cr_expect_leq(plan.peak, r.budget);
     cr_expect_eq(plan.micro * plan.accum, plan.effective);
     cr_expect_geq(plan.effective, 256);
@@ -116,6 +117,36 @@ Test(vram_plan, search_picks_the_largest_that_fits) {
     r.batch = 64; /* even splits stay exact */
     cr_assert_eq(vram_plan_search(&r, &plan, &err), 0, "%s", err.msg);
     cr_expect_eq(plan.micro * plan.accum, 64, "micro %d accum %d", plan.micro, plan.accum);
+}
+
+/* Recompute (vram_nodes.h): ON plans the smaller pool (the arenas are
+ * vram_arenas_ex's); AUTO keeps the outputs when the batch fits in one pass, and
+ * recomputes when that takes fewer micro-batches: efficientnet_b0 at 224 under a 2 GiB
+ * card, batch 256, goes from 11 passes of 24 to 7 of 37; OFF keeps the 11. */
+Test(vram_plan, recompute_before_shrinking) {
+    static Model m;
+    StkErr err;
+    cr_assert_eq(model_build(&m, "efficientnet_b0", 3, 224, 224, 1000, &err), 0, "%s", err.msg);
+    const VramPreset *p = vram_preset("gtx1050-2g");
+    VramRequest r = {.m = &m, .opt = &sgd, .prec = VRAM_FP32, .batch = 256,
+                     .budget = p->capacity, .reserve = p->reserve};
+    VramPlan autop, off, on;
+    cr_assert_eq(vram_plan_search(&r, &autop, &err), 0, "%s", err.msg);
+    r.recompute = VRAM_RECOMPUTE_OFF;
+    cr_assert_eq(vram_plan_search(&r, &off, &err), 0, "%s", err.msg);
+    r.recompute = VRAM_RECOMPUTE_ON;
+    cr_assert_eq(vram_plan_search(&r, &on, &err), 0, "%s", err.msg);
+    cr_expect(autop.recompute && on.recompute && !off.recompute);
+    cr_expect_lt(autop.accum, off.accum, "auto %d passes, off %d", autop.accum, off.accum);
+    cr_expect_eq(autop.micro, on.micro);
+    cr_expect_leq(autop.peak, r.budget);
+    VramArenas a = vram_arenas_ex(&m, on.micro, &sgd, VRAM_FP32, 0, NULL, 1);
+    cr_expect_eq(on.a.acts, a.acts, "the recompute plan's pool");
+    cr_expect_lt(a.acts, vram_arenas(&m, on.micro, &sgd, VRAM_FP32, 0, NULL).acts);
+    /* a batch that fits whole keeps its outputs under auto */
+    r.recompute = VRAM_RECOMPUTE_AUTO, r.batch = 8;
+    cr_assert_eq(vram_plan_search(&r, &autop, &err), 0, "%s", err.msg);
+    cr_expect(autop.accum == 1 && !autop.recompute, "accum %d recompute %d", autop.accum, autop.recompute);
 }
 
 Test(vram_plan, nothing_fits_says_the_numbers) {
@@ -181,6 +212,13 @@ Test(vram_plan, plan_flag_prints_the_plan_and_exits, .timeout = 60) {
     cr_expect_eq(peak, (plan.peak + VRAM_MIB - 1) / VRAM_MIB);
     cr_expect(strstr(all, "activations"), "the table: %s", all);
     cr_expect(strstr(last, " precision=bf16"), "rtx3070's best: %s", last);
+    cr_expect(strstr(last, " recompute=off"), "resnet18 256 fits rtx3070 in one pass: %s", last);
+    cr_assert_eq(run_train("--plan --gpu rtx3070 --model resnet18 -b 256 --recompute on", last, sizeof last,
+                           all, sizeof all), 0, "%s", all);
+    cr_expect(strstr(last, " recompute=on") && strstr(all, "recomputed there instead"), "%s", all);
+    cr_expect_neq(run_train("--plan --gpu rtx3070 --model resnet18 --recompute maybe", last, sizeof last,
+                            all, sizeof all), 0, "%s", all);
+    cr_expect(strstr(all, "'maybe'"), "%s", all);
 }
 
 /* A preset's plan names its precision, which stoker-train then runs (train_plan.h): a

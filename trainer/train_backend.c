@@ -76,7 +76,7 @@ static int gpu_init(TrainBackend *tb, const char *precision, const Model *m, int
      * core the loaders and the trainer's launching thread need */
     if (x && x->evaluator) CUDA_TRY(err, cudaSetDeviceFlags(cudaDeviceScheduleBlockingSync));
     CudaNetOptions o = {.workspace_limit = x ? x->workspace : 0, .high_priority = !(x && x->evaluator),
-                        .inference = x && x->inference};
+                        .inference = x && x->inference, .recompute = x && x->recompute};
     if (pick_precision(precision, &d, &o.precision, err)) return -1;
     static const char *const names[] = {[CUDA_PREC_FP32] = "fp32", [CUDA_PREC_TF32] = "tf32",
                                          [CUDA_PREC_BF16] = "bf16", [CUDA_PREC_FP16] = "fp16"};

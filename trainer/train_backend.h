@@ -70,6 +70,8 @@ typedef struct TbExtra {
     int inference;       /* 1: CUDA: tb_eval only (an evaluator's network: forward-only arenas,
                           * vram_arenas_inference); tb_train fails, tb_upload and tb_download
                           * move parameters and buffers only. The CPU backend ignores it */
+    int recompute;       /* 1: CUDA: CudaNetOptions.recompute (vram_nodes.h); the CPU backend
+                          * ignores it */
 } TbExtra;
 int tb_init_ex(TrainBackend *tb, const char *device, const char *precision, const Model *m,
                int batch, const OptimConfig *opt, int rank, const TbExtra *x, StkErr *err);

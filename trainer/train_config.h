@@ -23,6 +23,7 @@ typedef struct TrainConfig {
     int micro_batch;         /* --micro-batch M: samples per forward/backward (0: the plan's,
                                 or the whole batch); batch_size / M passes per step */
     int plan_only;           /* --plan: print the memory plan and exit (no GPU needed) */
+    int recompute;           /* --recompute auto|off|on: a VramRecompute (auto) */
     uint64_t vram_budget;    /* --vram-budget SIZE (bytes; 0: the preset's, or none) */
     const char *gpu;         /* --gpu PRESET (vram_plan.h): capacity, reserve, bf16 or not */
     double eval_share;       /* --eval-share F: fraction of the budget left to an evaluator

@@ -339,7 +339,7 @@ static void setup(Run *r, const char *argv0) {
      * gtx1050-2g plan is an fp32 plan, whatever card this runs on) */
     const char *precision = r->cfg.precision ? r->cfg.precision : r->split.precision;
     if (tb_init_ex(&r->tb, r->cfg.device, precision, &r->model, r->split.micro, &r->cfg.opt,
-                   r->cfg.rank, &(TbExtra){.workspace = r->split.workspace}, &err) ||
+                   r->cfg.rank, &(TbExtra){.workspace = r->split.workspace, .recompute = r->split.recompute}, &err) ||
         tb_set_accum(&r->tb, r->split.accum, &err))
         die("model", &err);
     model_init_params(&r->model, r->tb.params, r->cfg.seed);

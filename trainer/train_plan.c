@@ -31,13 +31,15 @@ static int request(const TrainConfig *c, const Model *m, const VramKernels *k, V
     uint64_t ws = budget / 32 < VRAM_DEFAULT_WORKSPACE ? budget / 32 : VRAM_DEFAULT_WORKSPACE;
     *r = (VramRequest){.m = m, .opt = &c->opt, .batch = c->batch_size, .budget = budget,
                        .reserve = p ? p->reserve : VRAM_DEFAULT_RESERVE,
-                       .eval_share = c->eval_share, .k = k, .workspace = ws};
+                       .eval_share = c->eval_share, .k = k, .workspace = ws,
+                       .recompute = (VramRecompute)c->recompute};
     return plan_precision(c, p, &r->prec, err);
 }
 
 int train_plan_split(const TrainConfig *c, const Model *m, const VramKernels *k, FILE *out,
                      TrainSplit *s, StkErr *err) {
-    *s = (TrainSplit){c->batch_size, 1, 0, NULL, 0};
+    /* without a plan, recompute is what --recompute says (auto: off, nothing to fit) */
+    *s = (TrainSplit){c->batch_size, 1, 0, NULL, 0, c->recompute == VRAM_RECOMPUTE_ON};
     int card = (c->gpu || c->vram_budget) && (c->plan_only || !strcmp(c->device, "cuda"));
     if (c->micro_batch) {
         s->accum = (c->batch_size + c->micro_batch - 1) / c->micro_batch;
@@ -50,9 +52,10 @@ int train_plan_split(const TrainConfig *c, const Model *m, const VramKernels *k,
     VramPlan p;
     if (request(c, m, k, &r, err)) return -1;
     if (vram_plan_search(&r, &p, err)) return -1;
+    r.recompute = p.recompute ? VRAM_RECOMPUTE_ON : VRAM_RECOMPUTE_OFF; /* what it decided */
     if (c->micro_batch && c->micro_batch < p.micro) { /* a smaller one asked for: honour it */
         p.micro = s->micro, p.accum = s->accum, p.effective = p.micro * p.accum;
-        p.a = vram_arenas(m, p.micro, &c->opt, r.prec, r.workspace, k);
+        p.a = vram_arenas_ex(m, p.micro, &c->opt, r.prec, r.workspace, k, p.recompute);
         p.peak = vram_peak(&r, p.micro);
         p.accum_sum = p.accum > 1 ? 4 * m->trainable_floats : 0;
         p.library = VRAM_LIBRARY_BYTES;
@@ -64,7 +67,7 @@ int train_plan_split(const TrainConfig *c, const Model *m, const VramKernels *k,
         fprintf(out, "per GPU, for each of the %d ranks (a step trains %d x %d samples):\n",
                 c->gpus, c->gpus, c->batch_size);
     if (out) vram_plan_print(out, &r, &p);
-    *s = (TrainSplit){p.micro, p.accum, 1, vram_precision_name(r.prec), r.workspace};
+    *s = (TrainSplit){p.micro, p.accum, 1, vram_precision_name(r.prec), r.workspace, p.recompute};
     return 0;
 }
 

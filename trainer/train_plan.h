@@ -19,6 +19,8 @@ typedef struct TrainSplit {
                             * without a plan: the run must use it when --precision is not
                             * given, or the plan is for another run than this one */
     uint64_t workspace;    /* the cuDNN workspace bound the plan assumed (0: the default) */
+    int recompute;         /* 1: CUDA: batch norm + activation outputs recomputed in backward
+                            * (--recompute on, or auto when the plan needed it) */
 } TrainSplit;
 
 /* Decides the split: --micro-batch when given; else, on --device cuda (or with --plan)

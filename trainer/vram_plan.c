@@ -2,6 +2,7 @@
  * search (see vram_plan.h); the presets are in vram_preset.c. */
 #include "vram_plan.h"
 
+#include <limits.h>
 #include <string.h>
 
 #include "vram_nodes.h"
@@ -138,11 +139,13 @@ static uint64_t accum_bytes(const VramRequest *r, int micro) {
 
 static VramArenas request_arenas(const VramRequest *r, int micro) {
     return r->inference ? vram_arenas_inference(r->m, micro, r->prec, r->workspace, r->k)
-                        : vram_arenas(r->m, micro, r->opt, r->prec, r->workspace, r->k);
+                        : vram_arenas_ex(r->m, micro, r->opt, r->prec, r->workspace, r->k,
+                                         r->recompute == VRAM_RECOMPUTE_ON);
 }
 
 static void fill(const VramRequest *r, VramPlan *p, int micro) {
     p->micro = micro;
+    p->recompute = !r->inference && r->recompute == VRAM_RECOMPUTE_ON;
     p->a = request_arenas(r, micro);
     p->inputs = (uint64_t)VRAM_INPUT_BUFFERS * micro * r->m->input.h * r->m->input.w * r->m->input.c;
     p->accum_sum = accum_bytes(r, micro);
@@ -169,13 +172,28 @@ static int largest_fit(const VramRequest *r, uint64_t room) {
     return lo;
 }
 
-int vram_plan_search(const VramRequest *r, VramPlan *p, StkErr *err) {
+/* AUTO's choice (see the header): the request with recompute made OFF or ON. */
+static VramRequest decide_recompute(const VramRequest *r, uint64_t room) {
+    VramRequest off = *r, on = *r;
+    off.recompute = VRAM_RECOMPUTE_OFF, on.recompute = VRAM_RECOMPUTE_ON;
+    if (r->recompute != VRAM_RECOMPUTE_AUTO) return *r;
+    int keep = largest_fit(&off, room);
+    if (keep == r->batch) return off;
+    int redo = largest_fit(&on, room);
+    if (!redo) return off; /* nothing fits either way: the error names the kept plan */
+    int accum_keep = keep ? (r->batch + keep - 1) / keep : INT_MAX;
+    return (r->batch + redo - 1) / redo < accum_keep ? on : off;
+}
+
+int vram_plan_search(const VramRequest *req, VramPlan *p, StkErr *err) {
     memset(p, 0, sizeof *p);
-    if (r->batch < 1) return stk_errf(err, "vram plan: batch %d", r->batch);
-    if (r->inference) return stk_errf(err, "vram plan: an inference request (vram_eval_search)");
-    p->eval_bytes = (uint64_t)(r->eval_share * (double)r->budget);
-    uint64_t room = r->budget - p->eval_bytes; /* the peak includes the reserve */
-    p->usable = room > r->reserve ? room - r->reserve : 0;
+    if (req->batch < 1) return stk_errf(err, "vram plan: batch %d", req->batch);
+    if (req->inference) return stk_errf(err, "vram plan: an inference request (vram_eval_search)");
+    p->eval_bytes = (uint64_t)(req->eval_share * (double)req->budget);
+    uint64_t room = req->budget - p->eval_bytes; /* the peak includes the reserve */
+    p->usable = room > req->reserve ? room - req->reserve : 0;
+    VramRequest rr = decide_recompute(req, room);
+    const VramRequest *r = &rr;
     int lo = largest_fit(r, room);
     if (!lo) {
         fill(r, p, 1);
@@ -237,9 +255,10 @@ void vram_plan_print(FILE *f, const VramRequest *r, const VramPlan *p) {
     row(f, "gradients", a->grads, "float32, trainable");
     row(f, "optimizer state", a->optim, "momentum / Adam moments");
     row(f, "16-bit weight copies", a->lowp, "conv/linear copies + one gradient slot");
-    char kept[96];
-    snprintf(kept, sizeof kept, "outputs and gradients by lifetime; %.1f MiB kept for backward",
-             (double)a->acts_kept / VRAM_MIB);
+    char kept[160];
+    snprintf(kept, sizeof kept, "outputs and gradients by lifetime; %.1f MiB kept for backward%s",
+             (double)a->acts_kept / VRAM_MIB,
+             p->recompute ? " (batch-norm + activation outputs recomputed there instead)" : "");
     row(f, "activations", a->acts, kept);
     row(f, "saved state", a->saved, "batch-norm statistics, max-pool argmax");
     row(f, "scratch", a->scratch, "second gradients of a node + reductions + depthwise partials");
@@ -252,6 +271,7 @@ void vram_plan_print(FILE *f, const VramRequest *r, const VramPlan *p) {
     row(f, "peak", p->peak, "");
     row(f, "evaluator share", p->eval_bytes, "");
     row(f, "budget", r->budget, "");
-    fprintf(f, "plan: micro_batch=%d accum=%d peak_mib=%llu precision=%s\n", p->micro, p->accum,
-            (unsigned long long)((p->peak + VRAM_MIB - 1) / VRAM_MIB), prec); /* rounded up */
+    fprintf(f, "plan: micro_batch=%d accum=%d peak_mib=%llu precision=%s recompute=%s\n", p->micro,
+            p->accum, (unsigned long long)((p->peak + VRAM_MIB - 1) / VRAM_MIB), prec,
+            p->recompute ? "on" : "off"); /* rounded up */
 }

@@ -93,6 +93,13 @@ const char *vram_preset_names(void);
 /* Parses "2GiB", "1536MiB", "2G", "512M", or plain bytes; 0 or -1 + err. */
 int vram_parse_size(const char *s, uint64_t *bytes, StkErr *err);
 
+/* Whether batch norm + activation outputs are recomputed in backward (vram_nodes.h). */
+typedef enum VramRecompute {
+    VRAM_RECOMPUTE_AUTO, /* only when that fits more samples per pass than keeping them */
+    VRAM_RECOMPUTE_OFF,
+    VRAM_RECOMPUTE_ON
+} VramRecompute;
+
 /* What to fit. */
 typedef struct VramRequest {
     const Model *m;
@@ -106,6 +113,7 @@ typedef struct VramRequest {
     const VramKernels *k;   /* NULL: host rules */
     int inference;          /* 1: an evaluator's network (vram_arenas_inference): opt,
                                eval_share unused; batch is the largest evaluation batch */
+    VramRecompute recompute; /* training: AUTO (the default), OFF or ON */
 } VramRequest;
 
 /* The result. */
@@ -120,6 +128,8 @@ typedef struct VramPlan {
                                use; peak - reserve is the process's above the bare context */
     uint64_t usable;        /* budget - reserve - eval share: what the training may use */
     uint64_t eval_bytes;    /* the evaluator's share */
+    int recompute;          /* 1: the arenas are a recompute plan's (ON, or AUTO when keeping
+                               the outputs would take more accumulation steps) */
 } VramPlan;
 
 /* Peak bytes (arenas + inputs + the accumulation sum when micro < batch + cuDNN/cuBLAS +
@@ -129,8 +139,11 @@ uint64_t vram_peak(const VramRequest *r, int micro);
 /* The largest micro <= batch that fits, accum = ceil(batch / micro), then micro =
  * ceil(batch / accum) (the smallest with the same accum): micro * accum == batch when
  * batch divides evenly, else the effective batch is rounded up to micro * accum (at most
- * accum - 1 samples more; plan->effective says). Fails with the numbers when even
- * micro-batch 1 does not fit. */
+ * accum - 1 samples more; plan->effective says). Recompute AUTO: first with the outputs
+ * kept; when the whole batch does not fit in one pass, a recompute plan is taken if it
+ * needs fewer accumulation steps (recomputing before shrinking: one elementwise pass per
+ * batch norm, 1-5% of a step, against whole passes more). Fails with the numbers when
+ * even micro-batch 1 does not fit. */
 int vram_plan_search(const VramRequest *r, VramPlan *p, StkErr *err);
 
 /* For an inference request: the largest evaluation batch <= r->batch whose peak (its own
