@@ -146,9 +146,9 @@ int cuda_net_get_optim(CudaNet *net, float *host, StkErr *err) {
     if (cuda_net_trains(net, "cuda_net_get_optim", err)) return -1;
     uint64_t n = net->m->trainable_floats * (uint64_t)optim_state_per_element(&net->opt);
     if (!n) return 0;
+    CUDA_TRY(err, cudaStreamSynchronize(net->stream)); /* before the stage: no leak on error */
     float *stage = malloc(4 * n);
     if (!stage) return stk_errf(err, "cuda_net_get_optim: out of host memory");
-    CUDA_TRY(err, cudaStreamSynchronize(net->stream));
     cudaError_t st = cudaMemcpy(stage, net->optim_state, 4 * n, cudaMemcpyDeviceToHost);
     if (st == cudaSuccess) optim_layout(net, stage, host, 0);
     free(stage);

@@ -180,6 +180,13 @@ static int word(TrainConfig *c, int opt, const char *arg) {
     return numeric(c, opt, arg);
 }
 
+/* The long name of option opt, for messages. */
+static const char *flag_name(int opt) {
+    for (const struct option *o = opts; o->name; o++)
+        if (o->val == opt) return o->name;
+    return "?";
+}
+
 int train_config_parse(TrainConfig *c, int argc, char **argv) {
     *c = (TrainConfig){.model = "smallcnn", .device = "cpu", .batch_size = 32, .epochs = 2,
                        .workers = 2, .sched = sched_default(), .weight_decay = 1e-4,
@@ -196,7 +203,11 @@ int train_config_parse(TrainConfig *c, int argc, char **argv) {
         if (opt == O_PERIT) { c->lr_per_iteration = 1; continue; }
         if (opt == O_FREEZE) { c->trainable_layers = 0; continue; }
         if (opt == O_PLAN) { c->plan_only = 1; continue; }
-        if (word(c, opt, optarg)) return bad("bad value", optarg);
+        if (word(c, opt, optarg)) {
+            char what[64];
+            snprintf(what, sizeof what, "bad value for --%s", flag_name(opt));
+            return bad(what, optarg);
+        }
     }
     if (optind != argc) return bad("unexpected argument", argv[optind]);
     if (!c->data_path && !c->plan_only) return bad("--data-path is required", "");
