@@ -16,6 +16,7 @@ int cuda_device_count(int *count, StkErr *err) {
         (void)cudaGetLastError(); /* clear it: not having a GPU is a normal state */
         return 0;
     }
+    if (*count == 0) stk_errf(err, "no usable GPU: cudaGetDeviceCount found none");
     return 0;
 }
 

@@ -66,7 +66,7 @@ static int gpu_init(TrainBackend *tb, const char *precision, const Model *m, int
     int count;
     CudaDeviceInfo d;
     if (cuda_device_count(&count, err)) return -1;
-    if (!count) return stk_err_wrap(err, "--device cuda: no usable GPU");
+    if (!count) return stk_err_wrap(err, "--device cuda"); /* err says "no usable GPU: why" */
     if (tb->rank >= count)
         return stk_errf(err, "--rank %d: this host has %d GPU(s) (rank r trains on device r)",
                         tb->rank, count);
