@@ -44,31 +44,43 @@ trap 'rm -rf "$sock"' EXIT
 # workers one of them does an extra batch per epoch; more epochs keep that tail small.
 epochs_for() { echo $((2 + $1 / 2)); }
 
-# images/s of N stoker loaders (the sink times from its first batch to the last)
+# images/s of N stoker loaders (the sink times from its first batch to the last). Beside
+# it, in $sock/why.txt, what tells a scaling limit's kind: the loaders' CPU ms per image
+# (user + system, every loader process; rising with N: contention or a lower clock) and
+# the cores' mean clock while they ran (/proc/cpuinfo, sampled twice a second)
 stoker_rate() {
   local e; e=$(epochs_for "$1")
   $bin/bench_sink --bind "ipc://$sock/d" --loaders "$1" --epochs "$e" >"$sock/sink.txt" &
   local sink=$!
+  ( while :; do awk '/^cpu MHz/ {s += $4; n++} END {if (n) print s / n}' /proc/cpuinfo; sleep 0.5; done ) \
+    >"$sock/mhz.txt" 2>/dev/null &
+  local mhz=$!
   sleep 0.2
-  $bin/stoker-loader --data "ipc://$sock/d" -j "$1" --batch 256 --epochs "$e" -q "$data"
+  local TIMEFORMAT='%U %S'
+  { time $bin/stoker-loader --data "ipc://$sock/d" -j "$1" --batch 256 --epochs "$e" -q "$data"; } 2>"$sock/time.txt"
   wait $sink
+  kill $mhz 2>/dev/null; wait $mhz 2>/dev/null
+  local images; images=$(sed -nE 's/^bench_sink: ([0-9]+) images.*/\1/p' "$sock/sink.txt")
+  awk -v n="${images:-0}" '{if (n > 0) printf "%.2f", 1000 * ($1 + $2) / n}' "$sock/time.txt" >"$sock/why.txt"
+  awk '{s += $1; k++} END {if (k) printf " %.0f", s / k; else printf " -"}' "$sock/mhz.txt" >>"$sock/why.txt"
   sed -E 's/.* ([0-9.]+) images\/s.*/\1/' "$sock/sink.txt"
 }
 
 torch_rate() { "$PYTHON" scripts/bench_torchvision_loader.py "$data" "$1" "$(epochs_for "$1")" | cut -d' ' -f2; }
 
 echo "bench_loader.sh: $machine, $ncores cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(date -u +%F)"
-table="| cores | stoker-loader images/s | torchvision images/s (workers) | ratio |\n| --- | --- | --- | --- |\n"
+table="| cores | stoker-loader images/s | torchvision images/s (workers) | ratio | stoker CPU ms per image | mean core MHz (stoker run) |\n| --- | --- | --- | --- | --- | --- |\n"
 t0_main=$(torch_rate 0)
 declare -A st tv
 for n in $CORES; do
   st[$n]=$(stoker_rate "$n")
+  read -r cpu_ms mhz <"$sock/why.txt" || true # one line, no newline
   tv[$n]=$(torch_rate "$n")
   ratio=$(awk -v a="${st[$n]}" -v b="${tv[$n]}" 'BEGIN{printf "%.2f", a/b}')
-  table+="| $n | ${st[$n]} | ${tv[$n]} | ${ratio}x |\n"
-  echo "  $n cores: stoker ${st[$n]}, torchvision ${tv[$n]} images/s (${ratio}x)"
+  table+="| $n | ${st[$n]} | ${tv[$n]} | ${ratio}x | ${cpu_ms:--} | ${mhz:--} |\n"
+  echo "  $n cores: stoker ${st[$n]}, torchvision ${tv[$n]} images/s (${ratio}x); ${cpu_ms:--} CPU ms per image at ${mhz:--} MHz"
 done
-table+="| (torchvision main process, no worker) | | $t0_main | |\n"
+table+="| (torchvision main process, no worker) | | $t0_main | | | |\n"
 last=$(echo "$CORES" | awk '{print $NF}')
 scale_st=$(awk -v a="${st[$last]}" -v b="${st[1]}" 'BEGIN{printf "%.1f", a/b}')
 scale_tv=$(awk -v a="${tv[$last]}" -v b="${tv[1]}" 'BEGIN{printf "%.1f", a/b}')
