@@ -35,15 +35,32 @@ recipe=(--data-path "$data" --model smallresnet --device cuda --epochs "$epochs"
         --lr 0.003 --weight-decay 0.05 --lr-scheduler cosineannealinglr --lr-per-iteration
         --label-smoothing 0.1 --rrc-scale 1,1)
 num() { sed -nE "s/.*\"$1\":([0-9.eE+-]+).*/\1/p"; }
+# The GPU's SM clock, throttle reasons and utilisation twice a second while a command runs
+# (into FILE), and their summary: runs of one binary go at ~91k or ~150k images/s, PyTorch's
+# too, and this says whether the card's clock or another tenant differs between them
+smi_start() { command -v nvidia-smi >/dev/null || return 0
+  nvidia-smi --query-gpu=clocks.sm,clocks_throttle_reasons.active,utilization.gpu,power.draw \
+    --format=csv,noheader,nounits -lms 500 >"$1" 2>/dev/null & smi_pid=$!; }
+smi_stop() { [ -n "${smi_pid:-}" ] && kill "$smi_pid" 2>/dev/null; wait "${smi_pid:-}" 2>/dev/null; smi_pid=; }
+smi_summary() { [ -s "$1" ] || { echo "-"; return; }
+  local med; med=$(cut -d, -f1 "$1" | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}')
+  awk -F', *' -v med="$med" '{u += $3; p += $4; t[$2]++} END {r = "";
+    for (k in t) r = r (r ? " " : "") k " x" t[k];
+    printf "SM %d MHz (median), %.0f%% busy, %.0f W, throttle %s", med, u / NR, p / NR, r}' "$1"; }
 run() { # NAME EXTRA...: one stoker-run into WORKDIR/NAME
   local name=$1; shift
   rm -rf "$work/$name"
+  smi_start "$work/$name.smi"
   "$bin"/stoker-run "${recipe[@]}" --output-dir "$work/$name" "$@" >"$work/$name.log" 2>&1
+  smi_stop
 }
-reference() { # five epochs' steps on data already on the GPU, after a second of warm-up
-  # (an idle GPU's clocks take that long to rise: 117 steps after 20 measured 92k or 155k)
+reference() { # NAME: five epochs' steps on data already on the GPU, after a second of
+  # warm-up (an idle GPU's clocks take that long to rise: 117 steps after 20 measured 92k
+  # or 155k)
+  smi_start "$work/$1.ref.smi"
   "$bin"/bench_train_gpu smallresnet --size 28 --batch 512 --steps 585 --warmup 300 --precision bf16 \
     --classes 10 --opt adamw | tail -1 | sed -nE 's/.*images_per_s=([0-9.]+).*/\1/p'
+  smi_stop
 }
 median() { sort -n | awk '{v[NR] = $1} END{if (NR % 2) print v[(NR + 1) / 2]; else if (NR) print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 # with and without the evaluator interleaved, each right after a reference run. Runs of
@@ -53,8 +70,8 @@ median() { sort -n | awk '{v[NR] = $1} END{if (NR % 2) print v[(NR + 1) / 2]; el
 declare -A ref
 refs=""
 for r in $(seq 1 "$repeats"); do
-  ref[with$r]=$(reference); run "with$r" ${WITH_FLAGS:-}
-  ref[without$r]=$(reference); run "without$r" --no-eval
+  ref[with$r]=$(reference "with$r"); run "with$r" ${WITH_FLAGS:-}
+  ref[without$r]=$(reference "without$r"); run "without$r" --no-eval
   refs="$refs ${ref[with$r]} ${ref[without$r]}"
 done
 echo "bench_fmnist_gpu.sh: $(date -u +%F), $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1), $epochs epochs"
@@ -84,6 +101,12 @@ for name in $(for r in $(seq 1 "$repeats"); do echo "with$r without$r"; done); d
   printf "| %s | %s s | %s%% / %s%% | %s | %s s | %s s | %s | %s | %s | %s | %s |\n" "$name" "$(printf %.1f "${first:-0}")" \
     "$(printf %.2f "${final:-0}")" "$(printf %.2f "${best:-0}")" "$ne" "$e" "$we" "$i" "$rf" "$er" "$wr" "$ir"
   echo "$name $er $ir $wr" >>"$work/ratios.txt"
+done
+echo
+echo "| run | the GPU during the run | during its reference |"
+echo "| --- | --- | --- |"
+for name in $(for r in $(seq 1 "$repeats"); do echo "with$r without$r"; done); do
+  echo "| $name | $(smi_summary "$work/$name.smi") | $(smi_summary "$work/$name.ref.smi") |"
 done
 col() { grep "^$1" "$work/ratios.txt" | awk -v c="$2" '{print $c}' | median; }
 e_ratio=$(col with 2)
