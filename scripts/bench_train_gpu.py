@@ -4,6 +4,11 @@ synthetic data already on the GPU, SGD (momentum 0.9), the same loop as bench_tr
 Modes: fp32 (NCHW, PyTorch's defaults: TF32 convolutions allowed), fp32-strict (NCHW, TF32
 off: stoker's --precision fp32), fp32-cl (channels_last),
 bf16 (autocast + channels_last), compile (bf16 + torch.compile, inductor default).
+Memory: peak_mib is torch.cuda.max_memory_allocated (tensors only); reserved_mib the
+caching allocator's peak; above_context_mib the device memory the process took above its
+bare CUDA context (cudaMemGetInfo after the steps against right after the context was
+made), which counts cuDNN/cuBLAS handles, workspaces and loaded kernels as stoker's
+bench_train_gpu's above_context_mib does: the like-for-like figure.
 usage: bench_train_gpu.py MODEL MODE [--batch B] [--size S] [--steps N] [--warmup W]"""
 import argparse, time
 import torch, torchvision
@@ -18,6 +23,9 @@ if a.mode == "fp32-strict":
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
 dev = torch.device("cuda")
+torch.cuda.init()
+torch.cuda.synchronize()
+free0 = torch.cuda.mem_get_info()[0]  # the bare context (no allocation yet)
 model = torchvision.models.__dict__[a.model](num_classes=1000).to(dev)
 cl = a.mode not in ("fp32", "fp32-strict")
 if cl:
@@ -47,6 +55,8 @@ for _ in range(a.steps):
     loss = step()
 torch.cuda.synchronize()
 dt = time.time() - t1
+above = (free0 - torch.cuda.mem_get_info()[0]) / 2**20
 print(f"torch {a.model} batch={a.batch} size={a.size} mode={a.mode} setup_s={setup:.2f} "
       f"images_per_s={a.steps * a.batch / dt:.1f} step_ms={dt / a.steps * 1e3:.2f} "
-      f"loss={loss.item():.4f} peak_mib={torch.cuda.max_memory_allocated() / 2**20:.0f}")
+      f"loss={loss.item():.4f} peak_mib={torch.cuda.max_memory_allocated() / 2**20:.0f} "
+      f"reserved_mib={torch.cuda.max_memory_reserved() / 2**20:.0f} above_context_mib={above:.0f}")
