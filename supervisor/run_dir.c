@@ -139,6 +139,7 @@ void run_dir_eval(RunDir *d, const RunEval *e) {
     json_object_set_new(o, "top1", json_real(e->top1));
     json_object_set_new(o, "top5", json_real(e->top5));
     json_object_set_new(o, "best", json_boolean(e->best > 0));
+    json_object_set_new(o, "skipped", json_integer((json_int_t)e->skipped));
     json_t *pc = json_array();
     for (int c = 0; c < e->classes; c++)
         json_array_append_new(pc, e->class_acc[c] < 0 ? json_null() : json_real(e->class_acc[c]));

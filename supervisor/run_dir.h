@@ -33,6 +33,8 @@ typedef struct RunEval {
     uint32_t epoch;
     uint64_t step;
     double loss, top1, top5, best;
+    uint64_t skipped;       /* checkpoints announced since the previous evaluation and not
+                               evaluated (the supervisor counts them) */
     int classes;            /* 0 until known */
     double *class_acc;      /* [classes] */
     uint64_t *confusion;    /* [classes * classes] */

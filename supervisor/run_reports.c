@@ -68,13 +68,29 @@ static int eval_classes(Sup *s, int k) {
     return 0;
 }
 
+/* Notices before step that no evaluation took (dropped from pending with step's own). */
+static uint64_t skipped_before(Sup *s, uint64_t step) {
+    uint64_t n = s->pending_lost;
+    int k = 0;
+    while (k < s->npending && s->pending[k] <= step) n += s->pending[k++] < step;
+    memmove(s->pending, s->pending + k, sizeof *s->pending * (size_t)(s->npending - k));
+    s->npending -= k, s->pending_lost = 0;
+    return n;
+}
+
 static void eval_done(Sup *s) {
     RunEval *e = &s->ev;
+    e->skipped = skipped_before(s, e->step);
     run_dir_eval(&s->dir, e);
     run_progress_eval(&s->prog, e->top1);
-    run_progress_say(&s->prog, "eval epoch %u step %llu: loss %.4f  top-1 %.2f%%  top-5 %.2f%%%s",
+    char held[160] = "";
+    if (e->skipped)
+        snprintf(held, sizeof held,
+                 "  (%llu checkpoint%s before it not evaluated: evaluator busy or paced, --eval-duty)",
+                 (unsigned long long)e->skipped, e->skipped == 1 ? "" : "s");
+    run_progress_say(&s->prog, "eval epoch %u step %llu: loss %.4f  top-1 %.2f%%  top-5 %.2f%%%s%s",
                      e->epoch, (unsigned long long)e->step, e->loss, e->top1, e->top5,
-                     e->best > 0 ? "  (best so far: best.safetensors)" : "");
+                     e->best > 0 ? "  (best so far: best.safetensors)" : "", held);
     if (e->best > 0) s->best_top1 = e->top1, s->best_epoch = e->epoch;
     s->evaluated_step = e->step;
     s->evaluations++;
@@ -149,6 +165,15 @@ static void one_notice(Sup *s, const ProtoMsg *m) {
     s->final_step = m->u.checkpoint.step;
     s->final_epoch = m->u.checkpoint.epoch;
     s->have_notice = 1;
+    /* a notice seen after its own evaluation's report (both were waiting) is not pending */
+    uint64_t st = m->u.checkpoint.step;
+    if ((!s->evaluations || st > s->evaluated_step) && (!s->npending || st > s->pending[s->npending - 1])) {
+        if (s->npending == RUN_PENDING_NOTICES) {
+            memmove(s->pending, s->pending + 1, sizeof *s->pending * (RUN_PENDING_NOTICES - 1));
+            s->npending--, s->pending_lost++;
+        }
+        s->pending[s->npending++] = st;
+    }
     snprintf(s->final_path, sizeof s->final_path, "%.*s", (int)m->u.checkpoint.path.len,
              m->u.checkpoint.path.ptr);
 }

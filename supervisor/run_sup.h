@@ -16,6 +16,8 @@
 
 #define RUN_MAX_USER_ARGS 200
 
+#define RUN_PENDING_NOTICES 256
+
 typedef struct Sup {
     TrainConfig tc;                  /* the training flags, parsed as stoker-train does */
     const char *user[RUN_MAX_USER_ARGS]; /* the flags passed on to stoker-train */
@@ -57,6 +59,11 @@ typedef struct Sup {
     char final_path[PROTO_MAX_PATH + 1]; /* its file: a restarted evaluator starts there */
     int have_notice;
     uint64_t evaluated_step;         /* step of the newest evaluation */
+    uint64_t pending[RUN_PENDING_NOTICES]; /* steps of notices newer than it, oldest first: at
+                                        the next evaluation, those before its step were
+                                        not evaluated (the evaluator's pace, conflation) */
+    int npending;
+    uint64_t pending_lost;           /* notices beyond the array: counted as not evaluated */
     int evaluations;
     double best_top1;
     uint32_t best_epoch;

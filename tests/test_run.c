@@ -122,6 +122,7 @@ Test(run, writes_the_run_directory) {
     cr_assert_eq(count(j, "{\"kind\":\"train\",\"epoch\":"), 8, "a step logged every 4 of 16, twice");
     cr_assert_eq(count(j, "\"kind\":\"eval\""), 2, "both epochs' checkpoints evaluated:\n%s", j);
     cr_assert(strstr(j, "\"kind\":\"eval\",\"epoch\":1,\"step\":32,"), "the final one:\n%s", j);
+    cr_assert_eq(count(j, "\"skipped\":0,"), 2, "no checkpoint left out:\n%s", j);
     cr_assert_eq(count(j, "\"samples_lost\":0.0,\"samples_repeated\":0.0"), 2, "%s", j);
     cr_assert(strstr(j, "\"input_wait\":") && strstr(j, "\"per_class\":["));
     cr_assert_eq(count(j, ",\"wall_s\":"), count(j, "\n"), "every record ends with its wall time:\n%s", j);
@@ -600,6 +601,29 @@ Test(run, binding_beyond_loopback_needs_curve) {
     cr_assert(strstr(text, "--bind 0.0.0.0 is not a loopback address") &&
               strstr(text, "needs CURVE: --curve-key FILE"), "%s", text);
     free(text);
+}
+
+/* A paced evaluator (--eval-duty) leaves checkpoints out, and the run says how many: of
+ * four, at 1e-5 the first two are evaluated (the first sets no pace), the third is held
+ * and replaced by the fourth, the final one, evaluated at once. Whatever the timing, every
+ * checkpoint is either evaluated or counted in the next evaluation's "skipped". */
+Test(run, a_paced_evaluator_says_which_checkpoints_it_left_out) {
+    const char *extra[] = {"--eval-duty", "0.00001", NULL};
+    start_run("4", extra);
+    cr_assert_eq(px_wait(sup, 60000), 0);
+    sup = 0;
+    char *j = run_file("metrics.jsonl"), *text = px_slurp(log_);
+    cr_assert(j && text);
+    int evals = count(j, "\"kind\":\"eval\"");
+    long skipped = 0;
+    for (const char *p = strstr(j, "\"skipped\":"); p; p = strstr(p + 1, "\"skipped\":"))
+        skipped += strtol(p + 10, NULL, 10);
+    cr_assert_eq(evals + skipped, 4, "%d evaluations and %ld left out of 4 checkpoints:\n%s", evals,
+                 skipped, j);
+    cr_assert_geq(skipped, 1, "the pace held none back:\n%s", j);
+    cr_assert(strstr(j, "\"kind\":\"eval\",\"epoch\":3,"), "the final one evaluated:\n%s", j);
+    cr_assert(strstr(text, "not evaluated: evaluator busy or paced"), "%s", text);
+    free(j), free(text);
 }
 
 /* --eval-duty is a share of the time, refused otherwise before anything starts */
