@@ -174,7 +174,11 @@ int main(int argc, char **argv) {
     double dt = now_s() - t1;
     if (profile && !eval) report_profile(&net, &m, d_labels, &err);
     size_t free_b, total_b;
-    cudaMemGetInfo(&free_b, &total_b);
+    cudaError_t st = cudaMemGetInfo(&free_b, &total_b);
+    if (st != cudaSuccess) {
+        fprintf(stderr, "bench_train_gpu: cudaMemGetInfo: %s\n", cudaGetErrorString(st));
+        return 1;
+    }
     printf("stoker %s batch=%d size=%d precision=%s opt=%s classes=%d recompute=%d setup_s=%.2f images_per_s=%.1f "
            "step_ms=%.2f loss=%.4f plan_mib=%.0f used_mib=%.0f above_context_mib=%.0f\n",
            arch, batch, size, prec, optname, classes, recompute, setup, steps * batch / dt, dt / steps * 1e3,
