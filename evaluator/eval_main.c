@@ -51,12 +51,12 @@ typedef struct Eval {
     uint64_t n_val, val_batches, round;
     double best_top1;
     EvalPace pace;      /* --duty: how soon after one evaluation the next may start */
-    double compute_s;   /* of the evaluation in progress: the time in forward passes */
-    double upload_s;    /* and in loading and uploading its checkpoint */
+    double busy_s;      /* of the evaluation in progress: loading and uploading its checkpoint
+                           and its forward passes, not the waits for val batches */
     int paced;          /* evaluations timed so far */
+    int said_pace;      /* the pace's first held notice was announced */
     uint32_t loaded_epoch; /* what the checkpoint being evaluated records (read as loaded) */
     uint64_t loaded_step;
-    uint64_t held;      /* notices the pace replaced by newer ones before evaluating */
 } Eval;
 
 static double now_s(void) {
@@ -106,7 +106,7 @@ static void eval_batch(Eval *e, const TrainBatch *b) {
     if (tb_eval(&e->net, b, e->cfg.val_crop, &logits, &err) ||
         eval_stats_add(&e->stats, (int)b->n, logits, b->labels, &err))
         die(e, "eval", &err);
-    e->compute_s += now_s() - t0; /* tb_eval returns with the logits on the host */
+    e->busy_s += now_s() - t0; /* tb_eval returns with the logits on the host */
 }
 
 /* Whether the val loaders (their parent, *pid) have exited; reaps them (*pid = 0). */
@@ -168,7 +168,7 @@ static int evaluate(Eval *e, const char *path) {
     int bad = ckpt_load_at(path, &e->model, e->net.params, e->net.num_batches_tracked,
                            &e->loaded_epoch, &e->loaded_step, &err) ||
               tb_upload(&e->net, &err);
-    e->upload_s = now_s() - t0;
+    e->busy_s = now_s() - t0; /* a new evaluation: its count starts here */
     if (bad) {
         fprintf(stderr, "stoker-eval: %s\n", err.msg);
         eval_report_error(&e->rep, err.msg);
@@ -297,13 +297,10 @@ static void setup(Eval *e, const char *argv0) {
  * evaluation decodes the split: 0.5 s of loaders for Fashion-MNIST's 10,000 images,
  * which held the next evaluation for 10 s at --duty 0.05) */
 static int evaluate_paced(Eval *e, const char *path) {
-    double t0 = now_s();
-    e->compute_s = 0;
     int rc = evaluate(e, path);
-    double end = now_s(), gpu = e->compute_s + e->upload_s;
     /* the first also loads the GPU's kernels and picks algorithms (a quarter second on the
      * H200, which held the next for 5 s at 0.05): once, so it does not set the pace */
-    if (e->paced++) eval_pace_done(&e->pace, end - (gpu < end - t0 ? gpu : end - t0), end);
+    if (e->paced++) eval_pace_done(&e->pace, e->busy_s, now_s());
     return rc;
 }
 
@@ -318,11 +315,12 @@ static void follow(Eval *e) {
         eval_report_heartbeat(&e->rep);
         int ms = held ? eval_pace_wait_ms(&e->pace, now_s(), POLL_MS) : POLL_MS;
         if (!eval_report_next_notice(&e->rep, e->notices, ms, &ck, path, sizeof path)) {
-            e->held += held; /* the one held is replaced */
-            if (held == 1 && e->held == 1)
+            if (held && !e->said_pace) { /* the one held is replaced: say so, once */
+                e->said_pace = 1;
                 printf("stoker-eval: at most %g%% of the time evaluating (--duty %g): "
                        "a notice sooner than that waits, and newer ones replace it\n",
                        100 * e->pace.duty, e->pace.duty);
+            }
             held = 1;
         }
         if (!held || !eval_pace_ready(&e->pace, now_s(), (int)ck.final)) continue;

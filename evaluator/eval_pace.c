@@ -6,9 +6,8 @@ void eval_pace_init(EvalPace *p, double duty) {
     p->next_s = 0;
 }
 
-void eval_pace_done(EvalPace *p, double start_s, double end_s) {
-    double took = end_s > start_s ? end_s - start_s : 0;
-    p->next_s = end_s + took * (1 / p->duty - 1);
+void eval_pace_done(EvalPace *p, double busy_s, double end_s) {
+    p->next_s = end_s + (busy_s > 0 ? busy_s : 0) * (1 / p->duty - 1);
 }
 
 int eval_pace_ready(const EvalPace *p, double now_s, int final) {

@@ -21,8 +21,8 @@ typedef struct EvalPace {
 /* duty in (0, 1]; anything else is treated as 1. */
 void eval_pace_init(EvalPace *p, double duty);
 
-/* An evaluation ran from start_s to end_s (end_s >= start_s). */
-void eval_pace_done(EvalPace *p, double start_s, double end_s);
+/* An evaluation that kept the GPU busy_s seconds (>= 0) ended at end_s. */
+void eval_pace_done(EvalPace *p, double busy_s, double end_s);
 
 /* 1 when a notice may be evaluated at now_s: the pace allows it, or it is final. */
 int eval_pace_ready(const EvalPace *p, double now_s, int final);

@@ -8,7 +8,7 @@ Test(eval_pace, a_quarter_duty_waits_three_times_the_evaluation) {
     EvalPace p;
     eval_pace_init(&p, 0.25);
     cr_assert(eval_pace_ready(&p, 0, 0), "the first is never held");
-    eval_pace_done(&p, 10, 11);
+    eval_pace_done(&p, 1, 11);
     cr_assert_not(eval_pace_ready(&p, 13.9, 0));
     cr_assert(eval_pace_ready(&p, 14.0, 0));
     cr_assert_eq(eval_pace_wait_ms(&p, 13.0, 5000), 1001);
@@ -19,7 +19,7 @@ Test(eval_pace, a_quarter_duty_waits_three_times_the_evaluation) {
 Test(eval_pace, the_final_checkpoint_is_never_held) {
     EvalPace p;
     eval_pace_init(&p, 0.01);
-    eval_pace_done(&p, 0, 2);
+    eval_pace_done(&p, 2, 2);
     cr_assert_not(eval_pace_ready(&p, 3, 0));
     cr_assert(eval_pace_ready(&p, 3, 1));
 }
@@ -30,7 +30,7 @@ Test(eval_pace, full_duty_never_waits) {
     for (int i = 0; i < 4; i++) {
         EvalPace p;
         eval_pace_init(&p, duties[i]);
-        eval_pace_done(&p, 0, 100);
+        eval_pace_done(&p, 100, 100);
         cr_assert(eval_pace_ready(&p, 100, 0), "duty %g", duties[i]);
         cr_assert_eq(eval_pace_wait_ms(&p, 100, 1000), 0, "duty %g", duties[i]);
     }
