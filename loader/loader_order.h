@@ -4,7 +4,7 @@
  * position at a time by a keyed Feistel network with cycle walking: O(1) memory and
  * O(1) work per position, so any loader can produce any batch alone, and 16 loaders
  * over 1.3 million samples hold no permutation table at all. Batch b of an epoch holds
- * positions [b*B, b*B + B); loader i of N produces batches b = i, i+N, i+2N, ... */
+ * positions [b*B, b*B + B); which loader makes which batch is loader_shard.h's. */
 #ifndef LOADER_ORDER_H
 #define LOADER_ORDER_H
 

@@ -243,7 +243,8 @@ static int run_epoch(Proc *p, uint32_t epoch, StkErr *err) {
     uint64_t steps = loader_shard_steps(p->batcher.n, c->batch.batch, c->batch.drop_last, world);
     uint64_t samples = 0, batches = 0;
     double t0 = mono_s();
-    for (uint64_t k = c->id; k < steps; k += c->loaders) {
+    LoaderShard shard = {c->rank, world, c->id, c->loaders};
+    for (uint64_t k = loader_shard_first(&shard, steps, epoch); k < steps; k += c->loaders) {
         uint64_t b = loader_shard_batch(c->rank, world, k);
         Slot *slot = acquire(p);
         if (!slot) return 1;

@@ -21,9 +21,16 @@ int loader_shard_local(uint32_t rank, uint32_t world, uint64_t steps, uint64_t b
     return 1;
 }
 
-uint64_t loader_shard_count(const LoaderShard *s, uint64_t steps) {
-    if (!s->loaders || s->id >= steps) return 0;
-    return (steps - s->id + s->loaders - 1) / s->loaders;
+uint64_t loader_shard_first(const LoaderShard *s, uint64_t steps, uint32_t epoch) {
+    uint64_t L = s->loaders ? s->loaders : 1;
+    uint64_t offset = (epoch % L) * (steps % L) % L; /* (epoch*steps) mod L, no overflow */
+    return (s->id % L + L - offset) % L;
+}
+
+uint64_t loader_shard_count(const LoaderShard *s, uint64_t steps, uint32_t epoch) {
+    uint64_t first = loader_shard_first(s, steps, epoch);
+    if (!s->loaders || first >= steps) return 0;
+    return (steps - first + s->loaders - 1) / s->loaders;
 }
 
 int loader_shard_check(const LoaderShard *s, char *msg, unsigned cap) {

@@ -18,8 +18,14 @@
  * delivered once, to one rank: over the ranks, each of the epoch's first steps*W*B
  * positions exactly once.
  *
- * Loaders are per rank: loader i of the L feeding rank r makes that rank's k-th batch for
- * k = i, i+L, i+2L, ... (world 1, rank 0: loader_order's b = i, i+N, ... unchanged). */
+ * Loaders are per rank and stride over the rank's batches of the whole run, not of each
+ * epoch: with S steps per epoch, loader i of the L feeding rank r makes the rank's k-th
+ * batch of epoch e when (e*S + k) mod L == i. Within an epoch that is still every L-th
+ * batch (k = first, first+L, ...), but where S is not a multiple of L the epoch's extra
+ * batches fall to different loaders in turn; a per-epoch stride would give them to loader
+ * 0 every epoch, and it would set the pace: 16 batches over 15 loaders is 2 for loader 0
+ * against 1 for each other, a run-long 2x imbalance. A batch's bytes still depend only on
+ * (seed, epoch, b), never on L. */
 #ifndef LOADER_SHARD_H
 #define LOADER_SHARD_H
 
@@ -42,8 +48,13 @@ uint64_t loader_shard_batch(uint32_t rank, uint32_t world, uint64_t k);
  * world == rank and its k < steps), else 0 (another rank's batch, or a dropped tail). */
 int loader_shard_local(uint32_t rank, uint32_t world, uint64_t steps, uint64_t b, uint64_t *k);
 
-/* How many of a rank's `steps` batches loader s->id makes: k = id, id+loaders, ... < steps. */
-uint64_t loader_shard_count(const LoaderShard *s, uint64_t steps);
+/* The first of a rank's `steps` batches of `epoch` that loader s->id makes: the k in
+ * [0, loaders) with (epoch*steps + k) mod loaders == id. It makes k, k+loaders, ... < steps
+ * (none when the first is >= steps). */
+uint64_t loader_shard_first(const LoaderShard *s, uint64_t steps, uint32_t epoch);
+
+/* How many of a rank's `steps` batches of `epoch` loader s->id makes. */
+uint64_t loader_shard_count(const LoaderShard *s, uint64_t steps, uint32_t epoch);
 
 /* 0, or -1 naming what is wrong: world 0, rank >= world, loaders 0, id >= loaders. The
  * message is written to msg (cap bytes). */

@@ -40,8 +40,9 @@ fi
 sock=$(mktemp -d /tmp/stoker-bench-XXXXXX)
 trap 'rm -rf "$sock"' EXIT
 
-# Epochs per measurement: 4,000 images make 16 batches of 256 per epoch, so with many
-# workers one of them does an extra batch per epoch; more epochs keep that tail small.
+# Epochs per measurement: 4,000 images make 16 batches of 256 per epoch. Loaders stride
+# over the run's batches (loader_shard.h), so over E epochs each of N loaders makes
+# 16E/N batches, one more for some: more epochs keep that one batch's tail small.
 epochs_for() { echo $((2 + $1 / 2)); }
 
 # images/s of N stoker loaders (the sink times from its first batch to the last). Beside

@@ -80,8 +80,8 @@ Test(loader_order, stride_shards_cover_every_sample_once) {
     cr_assert_eq(loader_order_batch_size(n, batch, 62), 11);
 }
 
-/* Ranks (loader_shard.h): over every (n, B, W), each rank gets the same number of
- * batches, no batch goes to two ranks or two loaders, the batches made cover each of
+/* Ranks (loader_shard.h): over every (n, B, W, L, epoch), each rank gets the same number
+ * of batches, no batch goes to two ranks or two loaders, the batches made cover each of
  * the first steps*W*B positions exactly once, and group step k holds the positions of
  * batch k of a single trainer at batch W*B (the tail dropped the same way). */
 Test(loader_shard, ranks_share_an_epoch_exactly_once) {
@@ -91,7 +91,8 @@ Test(loader_shard, ranks_share_an_epoch_exactly_once) {
     for (size_t a = 0; a < sizeof ns / sizeof *ns; a++)
         for (size_t bb = 0; bb < sizeof batches / sizeof *batches; bb++)
             for (size_t w = 0; w < sizeof worlds / sizeof *worlds; w++)
-                for (size_t l = 0; l < sizeof loaders / sizeof *loaders; l++) {
+                for (size_t l = 0; l < sizeof loaders / sizeof *loaders; l++)
+                for (uint32_t e = 0; e < 4; e++) {
                     uint64_t n = ns[a];
                     uint32_t B = batches[bb], W = worlds[w], L = loaders[l];
                     uint64_t steps = loader_shard_steps(n, B, 1, W);
@@ -108,7 +109,8 @@ Test(loader_shard, ranks_share_an_epoch_exactly_once) {
                             char why[128];
                             cr_assert_eq(loader_shard_check(&s, why, sizeof why), 0, "%s", why);
                             uint64_t count = 0;
-                            for (uint64_t k = i; k < steps; k += L, count++) {
+                            for (uint64_t k = loader_shard_first(&s, steps, e); k < steps;
+                                 k += L, count++) {
                                 uint64_t b = loader_shard_batch(r, W, k), back;
                                 cr_assert(loader_shard_local(r, W, steps, b, &back) && back == k);
                                 for (uint32_t q = 0; q < W; q++)
@@ -121,7 +123,7 @@ Test(loader_shard, ranks_share_an_epoch_exactly_once) {
                                     seen[pos] = 1, made++;
                                 }
                             }
-                            cr_assert_eq(count, loader_shard_count(&s, steps));
+                            cr_assert_eq(count, loader_shard_count(&s, steps, e));
                             per_rank += count;
                         }
                         cr_assert_eq(per_rank, steps, "rank %u of %u: %llu batches, not %llu", r, W,
@@ -132,6 +134,27 @@ Test(loader_shard, ranks_share_an_epoch_exactly_once) {
                     uint64_t k;
                     cr_assert(!loader_shard_local(0, W, steps, steps * W, &k), "the tail is no rank's");
                 }
+}
+
+/* The epoch's extra batches rotate among the loaders: 4,000 samples at batch 256 are 16
+ * batches an epoch, and over 9 epochs each of 15 loaders makes 9 or 10 of the 144, where
+ * a per-epoch stride gave loader 0 18 and the others 9. Any (steps, L): at most one apart. */
+Test(loader_shard, extra_batches_rotate_over_epochs) {
+    const uint64_t steps_of[] = {16, 235, 7, 3, 1};
+    const uint32_t loaders_of[] = {15, 13, 4, 5, 3};
+    for (size_t c = 0; c < sizeof steps_of / sizeof *steps_of; c++) {
+        uint64_t steps = steps_of[c], lo = UINT64_MAX, hi = 0;
+        uint32_t L = loaders_of[c];
+        for (uint32_t i = 0; i < L; i++) {
+            LoaderShard s = {0, 1, i, L};
+            uint64_t made = 0;
+            for (uint32_t e = 0; e < 9; e++) made += loader_shard_count(&s, steps, e);
+            lo = made < lo ? made : lo, hi = made > hi ? made : hi;
+        }
+        cr_assert_leq(hi - lo, 1, "steps %llu over %u loaders, 9 epochs: %llu to %llu batches each",
+                      (unsigned long long)steps, L, (unsigned long long)lo, (unsigned long long)hi);
+        if (steps == 16) cr_assert_eq(hi, 10);
+    }
 }
 
 Test(loader_shard, one_rank_keeps_the_epoch_as_it_was) {
