@@ -5,10 +5,13 @@
  * The labels are on the device too (data already on the GPU: nothing is copied per step).
  * usage: bench_train_gpu MODEL [--batch B] [--size S] [--steps N] [--warmup W]
  *        [--precision fp32|tf32|bf16|fp16] [--classes K] [--opt sgd|adamw] [--profile] [--eval]
- *        [--layout auto|nhwc|nchw] [--recompute]
+ *        [--layout auto|nhwc|nchw] [--recompute] [--graphs]
  * --eval: an evaluator's network instead (inference only, eval-mode forward passes).
  * --layout: float32 convolutions' layout (cuda_conv.h), measured per layer by default.
- * --recompute: batch norm + activation outputs recomputed in backward (vram_nodes.h). */
+ * --recompute: batch norm + activation outputs recomputed in backward (vram_nodes.h).
+ * --graphs: steps as stoker-train takes them (cuda_train_step: uint8 pixels in one of the
+ *   two device input buffers, normalised in the step, the pass replayed from a captured
+ *   CUDA graph after warm-up), not the bare net's forward/backward/step calls. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +19,7 @@
 #include <time.h>
 
 #include "cuda_net.h"
+#include "cuda_train.h"
 #include "stk_rng.h"
 
 static double now_s(void) {
@@ -42,7 +46,7 @@ static void report_profile(CudaNet *net, const Model *m, const int32_t *d_labels
     const int steps = 5;
     if (cuda_net_profile_start(net, err)) die("profile", err);
     for (int s = 0; s < steps; s++)
-        if (cuda_net_forward(net, 1, 0, err) || cuda_net_backward_dev(net, d_labels, 0, 0, err) ||
+        if (cuda_net_forward(net, 1, 0, err) || cuda_net_backward_dev(net, d_labels, 0, err) ||
             cuda_net_profile_read(net, err) || cuda_net_step(net, 0.01, 1e-4, 1e-4, err))
             die("profiled step", err);
     double f[16] = {0}, b[16] = {0}, total = 0;
@@ -87,7 +91,7 @@ static int wait_step(CudaNet *net, int eval, double *loss, StkErr *err) {
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: bench_train_gpu MODEL [--batch B] [--size S] [--steps N] [--warmup W] "
-                "[--precision fp32|tf32|bf16|fp16] [--classes K] [--opt sgd|adamw] [--profile] [--eval] [--layout auto|nhwc|nchw] [--recompute]\n");
+                "[--precision fp32|tf32|bf16|fp16] [--classes K] [--opt sgd|adamw] [--profile] [--eval] [--layout auto|nhwc|nchw] [--recompute] [--graphs]\n");
         return 2;
     }
     const char *arch = argv[1];
@@ -95,9 +99,10 @@ int main(int argc, char **argv) {
     const char *prec = "bf16", *optname = "sgd";
     int profile = 0, eval = 0;
     CudaConvLayout layout = CUDA_CONV_AUTO;
-    int recompute = 0;
+    int recompute = 0, graphs = 0;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--profile")) profile = 1;
+        else if (!strcmp(argv[i], "--graphs")) graphs = 1;
         else if (!strcmp(argv[i], "--recompute")) recompute = 1;
         else if (!strcmp(argv[i], "--eval")) eval = 1;
         else if (i + 1 < argc && !strcmp(argv[i], "--precision")) prec = argv[++i];
@@ -118,7 +123,8 @@ int main(int argc, char **argv) {
         else { fprintf(stderr, "bench_train_gpu: unknown argument %s\n", argv[i]); return 2; }
     }
     static Model m;
-    static CudaNet net;
+    static CudaTrain t;
+    CudaNet *net = &t.net;
     StkErr err;
     if (classes < 2 || (strcmp(optname, "sgd") && strcmp(optname, "adamw"))) {
         fprintf(stderr, "bench_train_gpu: --classes >= 2, --opt sgd or adamw\n");
@@ -141,50 +147,66 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_train_gpu: no usable GPU\n");
         return 1;
     }
+    if (graphs && (eval || profile)) {
+        fprintf(stderr, "bench_train_gpu: --graphs times training steps, without --eval or --profile\n");
+        return 2;
+    }
     double t0 = now_s();
-    if (cuda_net_init(&net, &m, batch, &opt, &o, &err)) die("init", &err);
+    if ((graphs ? cuda_train_init(&t, &m, batch, &opt, &o, &err) : cuda_net_init(net, &m, batch, &opt, &o, &err)))
+        die("init", &err);
     float *host = malloc(4 * (m.total_floats > (uint64_t)batch * 3 * size * size
                                   ? m.total_floats : (uint64_t)batch * 3 * size * size));
     model_init_params(&m, host, 1);
-    if (cuda_net_set_params(&net, host, &err)) die("params", &err);
+    if (cuda_net_set_params(net, host, &err)) die("params", &err);
     for (size_t i = 0; i < (size_t)batch * 3 * size * size; i++)
         host[i] = (float)stk_rng_unit(stk_rng_at(3, i)) * 4 - 2;
-    if (cuda_net_set_input_nchw(&net, host, &err)) die("input", &err);
+    if (cuda_net_set_input_nchw(net, host, &err)) die("input", &err);
+    uint8_t *px = (uint8_t *)host; /* --graphs: the same values as uint8 NHWC, in both slots */
+    for (size_t i = 0; i < (size_t)batch * 3 * size * size; i++) px[i] = (uint8_t)(stk_rng_at(3, i) >> 56);
     int32_t *labels = malloc(sizeof *labels * (size_t)batch), *d_labels;
     for (int i = 0; i < batch; i++) labels[i] = (int32_t)(stk_rng_at(4, (uint64_t)i) % (uint64_t)classes);
     if (cudaMalloc((void **)&d_labels, sizeof *labels * (size_t)batch) != cudaSuccess ||
         cudaMemcpy(d_labels, labels, sizeof *labels * (size_t)batch, cudaMemcpyHostToDevice) != cudaSuccess)
         die("labels", &(StkErr){"cudaMalloc/cudaMemcpy of the labels failed"});
+    for (int s = 0; graphs && s < TRAIN_INPUT_SLOTS; s++)
+        if (cuda_train_submit(&t, s, px, labels, batch, &err)) die("input", &err);
     double setup = now_s() - t0, loss = 0, t1 = 0;
     for (int s = 0; s < warmup + steps; s++) {
         if (s == warmup) {
-            if (wait_step(&net, eval, &loss, &err)) die("sync", &err);
+            if (wait_step(net, eval, &loss, &err)) die("sync", &err);
             t1 = now_s();
         }
         if (eval) {
-            if (cuda_net_forward(&net, 0, 0, &err)) die("eval forward", &err);
+            if (cuda_net_forward(net, 0, 0, &err)) die("eval forward", &err);
             continue;
         }
-        if (cuda_net_forward(&net, 1, (uint64_t)s, &err) ||
-            cuda_net_backward_dev(&net, d_labels, 0, (uint64_t)s, &err) ||
-            cuda_net_step(&net, 0.01, 1e-4, 1e-4, &err))
+        if (graphs) {
+            if (cuda_train_step(&t, s % TRAIN_INPUT_SLOTS, 0, (uint64_t)s, 0.01, 1e-4, 1e-4, NULL, &err))
+                die("step", &err);
+            continue;
+        }
+        if (cuda_net_forward(net, 1, (uint64_t)s, &err) ||
+            cuda_net_backward_dev(net, d_labels, 0, &err) ||
+            cuda_net_step(net, 0.01, 1e-4, 1e-4, &err))
             die("step", &err);
     }
-    if (wait_step(&net, eval, &loss, &err)) die("sync", &err);
+    if (wait_step(net, eval, &loss, &err)) die("sync", &err);
     double dt = now_s() - t1;
-    if (profile && !eval) report_profile(&net, &m, d_labels, &err);
+    if (profile && !eval) report_profile(net, &m, d_labels, &err);
     size_t free_b, total_b;
     cudaError_t st = cudaMemGetInfo(&free_b, &total_b);
     if (st != cudaSuccess) {
         fprintf(stderr, "bench_train_gpu: cudaMemGetInfo: %s\n", cudaGetErrorString(st));
         return 1;
     }
-    printf("stoker %s batch=%d size=%d precision=%s opt=%s classes=%d recompute=%d setup_s=%.2f images_per_s=%.1f "
-           "step_ms=%.2f loss=%.4f plan_mib=%.0f used_mib=%.0f above_context_mib=%.0f\n",
-           arch, batch, size, prec, optname, classes, recompute, setup, steps * batch / dt, dt / steps * 1e3,
-           loss, net.plan.total / 1048576.0, (total_b - free_b) / 1048576.0,
-           ((double)free0 - (double)free_b) / 1048576.0);
-    cuda_net_free(&net);
+    if (graphs && t.graph_off) fprintf(stderr, "bench_train_gpu: %s\n", t.graph_note);
+    printf("stoker %s batch=%d size=%d precision=%s opt=%s classes=%d recompute=%d graphs=%llu setup_s=%.2f "
+           "images_per_s=%.1f step_ms=%.2f loss=%.4f plan_mib=%.0f used_mib=%.0f above_context_mib=%.0f\n",
+           arch, batch, size, prec, optname, classes, recompute, (unsigned long long)t.graph_passes, setup,
+           steps * batch / dt, dt / steps * 1e3, loss, net->plan.total / 1048576.0,
+           (total_b - free_b) / 1048576.0, ((double)free0 - (double)free_b) / 1048576.0);
+    if (graphs) cuda_train_free(&t);
+    else cuda_net_free(net);
     cudaFree(d_labels);
     free(host), free(labels);
     return 0;

@@ -119,8 +119,9 @@ __global__ void scale_ds_kernel(int hw, int c, const T *x, const T *dy, T *ds) {
 }
 
 template <typename T>
-__global__ void mask_kernel(size_t n, size_t run, double keep_p, float scale, uint64_t key,
-                            const T *x, T *y) {
+__global__ void mask_kernel(size_t n, size_t run, double keep_p, float scale, const uint64_t *dkey,
+                            uint64_t coord, const T *x, T *y) {
+    uint64_t key = stk_rng_key(*dkey, coord);
     GRID_STRIDE(i, n) {
         int keep = stk_rng_unit(stk_rng_at(key, i / run)) < keep_p; /* cpu_act.c's test */
         st(y + i, keep ? ld(x + i) * scale : 0.0f);
@@ -253,14 +254,22 @@ extern "C" int cuda_scale_backward(CudaDtype dt, int n, int hw, int c, const voi
     return 0;
 }
 
-extern "C" int cuda_dropout_mask(CudaDtype dt, size_t n, size_t run, double p, uint64_t key,
-                                 const void *x, void *y, cudaStream_t s, StkErr *err) {
+__global__ void set_u64_kernel(uint64_t *p, uint64_t v) { *p = v; }
+
+extern "C" int cuda_set_u64(uint64_t *p, uint64_t v, cudaStream_t s, StkErr *err) {
+    set_u64_kernel<<<1, 1, 0, s>>>(p, v);
+    CUDA_TRY(err, cudaGetLastError());
+    return 0;
+}
+
+extern "C" int cuda_dropout_mask(CudaDtype dt, size_t n, size_t run, double p, const uint64_t *dkey,
+                                 uint64_t coord, const void *x, void *y, cudaStream_t s, StkErr *err) {
     if (!(p >= 0 && p <= 1)) return stk_errf(err, "cuda_dropout_mask: p = %g outside [0, 1]", p);
     if (run < 1 || n % run) return stk_errf(err, "cuda_dropout_mask: %zu elements in runs of %zu", n, run);
     if (!n) return 0;
     float scale = p < 1.0 ? (float)(1.0 / (1.0 - p)) : 0.0f;
     CUDA_DISPATCH(dt, T, mask_kernel<T><<<grid_for(n), ELEM_BLOCK, 0, s>>>(
-                             n, run, 1.0 - p, scale, key, (const T *)x, (T *)y));
+                             n, run, 1.0 - p, scale, dkey, coord, (const T *)x, (T *)y));
     CUDA_TRY(err, cudaGetLastError());
     return 0;
 }

@@ -66,9 +66,14 @@ int cuda_scale_backward(CudaDtype dt, int n, int hw, int c, const void *x, const
  * stk_rng_unit(stk_rng_at(key, r)) < 1 - p, kept ones scaled by (float)(1 / (1 - p))),
  * applied to n elements in runs of `run` (1: dropout; a sample's size: stochastic depth,
  * the order of elements inside a run does not matter, so NHWC gives the CPU's masks).
+ * key = stk_rng_key(*dkey, coord), *dkey read on the device when the kernel runs: a
+ * captured CUDA graph replays with whatever key the step wrote there (cuda_set_u64).
  * y may alias x. */
-int cuda_dropout_mask(CudaDtype dt, size_t n, size_t run, double p, uint64_t key,
-                      const void *x, void *y, cudaStream_t s, StkErr *err);
+int cuda_dropout_mask(CudaDtype dt, size_t n, size_t run, double p, const uint64_t *dkey,
+                      uint64_t coord, const void *x, void *y, cudaStream_t s, StkErr *err);
+
+/* Queues *p = v (p in device memory) on s. */
+int cuda_set_u64(uint64_t *p, uint64_t v, cudaStream_t s, StkErr *err);
 
 /* dst = src converted (float32 <-> bfloat16, or a copy when the types are equal). */
 int cuda_cast(CudaDtype from, CudaDtype to, size_t n, const void *src, void *dst,

@@ -128,7 +128,8 @@ static int allocate(CudaNet *net, StkErr *err) {
     net->part = (float *)((char *)net->scratch + net->nodes.accum * esize(net));
     net->row_loss = net->part + cuda_colsum_scratch(vram_max_channels(m));
     net->labels = (int32_t *)(net->row_loss + net->batch);
-    net->dw_scratch = (float *)(((uintptr_t)(net->labels + net->batch) + 255) & ~(uintptr_t)255);
+    net->dev_key = (uint64_t *)(((uintptr_t)(net->labels + net->batch) + 7) & ~(uintptr_t)7);
+    net->dw_scratch = (float *)(((uintptr_t)(net->dev_key + 1) + 255) & ~(uintptr_t)255);
     CUDA_TRY(err, cudaMemset(net->params, 0, p->params));
     CUDA_TRY(err, cudaMemset(net->grads, 0, p->grads));
     CUDA_TRY(err, cudaMemset(net->optim_state, 0, p->optim));
@@ -251,7 +252,7 @@ static CudaLinear linear_of(const CudaNet *net, const ModelLayer *l) {
 }
 
 /* Dropout (elementwise) or stochastic depth (whole samples) in training; else a copy. */
-static int drop(CudaNet *net, const ModelLayer *l, int li, uint64_t key, int train, Shape4 xs,
+static int drop(CudaNet *net, const ModelLayer *l, int li, int train, Shape4 xs,
                 const void *x, void *y, StkErr *err) {
     size_t n = shape4_numel(xs);
     if (!train || l->p == 0) {
@@ -259,11 +260,10 @@ static int drop(CudaNet *net, const ModelLayer *l, int li, uint64_t key, int tra
         return 0;
     }
     size_t run = l->kind == LAYER_DROP_PATH ? n / (size_t)xs.n : 1;
-    return cuda_dropout_mask(net->dt, n, run, l->p, stk_rng_key(key, (uint64_t)li), x, y,
-                             net->stream, err);
+    return cuda_dropout_mask(net->dt, n, run, l->p, net->dev_key, (uint64_t)li, x, y, net->stream, err);
 }
 
-static int forward_layer(CudaNet *net, int li, int train, uint64_t key, StkErr *err) {
+static int forward_layer(CudaNet *net, int li, int train, StkErr *err) {
     const ModelLayer *l = &net->m->layer[li];
     const ModelParam *p = &net->m->param[l->param0];
     const void *x = act(net, l->in);
@@ -285,7 +285,6 @@ static int forward_layer(CudaNet *net, int li, int train, uint64_t key, StkErr *
         /* a frozen batch norm keeps its running statistics: eval mode, as cpu_net.c */
         if (!train || model_layer_frozen(net->m, li))
             return cuda_bn_forward_eval(&net->bn[li], fa, dt, rows(xs), x, y, net->part, s, err);
-        net->num_batches_tracked[bn_index(net->m, li)]++;
         return cuda_bn_forward_train(&net->bn[li], fa, dt, rows(xs), x, y, sv, sv + l->out.c,
                                      net->part, s, err);
     }
@@ -304,7 +303,7 @@ static int forward_layer(CudaNet *net, int li, int train, uint64_t key, StkErr *
         return cuda_add_relu(dt, shape4_numel(ys), x, act(net, l->in2), act(net, li + 2), s, err);
     case LAYER_SCALE:
         return cuda_scale_forward(dt, xs.n, xs.h * xs.w, xs.c, x, act(net, l->in2), y, s, err);
-    case LAYER_DROPOUT: case LAYER_DROP_PATH: return drop(net, l, li, key, train, xs, x, y, err);
+    case LAYER_DROPOUT: case LAYER_DROP_PATH: return drop(net, l, li, train, xs, x, y, err);
     }
     return stk_errf(err, "layer %d: unknown kind", li);
 }
@@ -320,12 +319,27 @@ int cuda_net_trains(const CudaNet *net, const char *what, StkErr *err) {
     return stk_errf(err, "cuda_net: %s on a network made for inference only", what);
 }
 
-int cuda_net_forward(CudaNet *net, int train, uint64_t dropout_key, StkErr *err) {
+int cuda_net_forward_begin(CudaNet *net, int train, uint64_t dropout_key, StkErr *err) {
+    if (!train) return 0;
+    if (cuda_net_trains(net, "a training forward pass", err)) return -1;
+    const Model *m = net->m;
+    for (int li = 0; li < m->nlayers; li++) /* what the queued batch norms will count */
+        if (m->layer[li].kind == LAYER_BN && !skipped(net, li) && !model_layer_frozen(m, li))
+            net->num_batches_tracked[bn_index(m, li)]++;
+    return cuda_set_u64(net->dev_key, dropout_key, net->stream, err);
+}
+
+int cuda_net_forward_queue(CudaNet *net, int train, StkErr *err) {
     if (train && cuda_net_trains(net, "a training forward pass", err)) return -1;
     for (int li = 0; li < net->m->nlayers; li++)
-        if (mark(net, 0, li, err) || (!skipped(net, li) && forward_layer(net, li, train, dropout_key, err)))
+        if (mark(net, 0, li, err) || (!skipped(net, li) && forward_layer(net, li, train, err)))
             return stk_err_wrap(err, "forward %s #%d", net->m->layer[li].name, li);
     return mark(net, 0, net->m->nlayers, err);
+}
+
+int cuda_net_forward(CudaNet *net, int train, uint64_t dropout_key, StkErr *err) {
+    return cuda_net_forward_begin(net, train, dropout_key, err) || cuda_net_forward_queue(net, train, err)
+               ? -1 : 0;
 }
 
 int cuda_net_profile_start(CudaNet *net, StkErr *err) {
@@ -446,7 +460,7 @@ static int backward_two(CudaNet *net, int li, StkErr *err) {
     return grad_commit(net, l->in2, err);
 }
 
-static int backward_layer(CudaNet *net, int li, uint64_t key, StkErr *err) {
+static int backward_layer(CudaNet *net, int li, StkErr *err) {
     const ModelLayer *l = &net->m->layer[li];
     const ModelParam *p = &net->m->param[l->param0];
     if (l->kind == LAYER_ADD || l->kind == LAYER_SCALE) return backward_two(net, li, err);
@@ -490,18 +504,17 @@ static int backward_layer(CudaNet *net, int li, uint64_t key, StkErr *err) {
         if (!rc && !frozen) rc = weight_grad_done(net, li, err);
         break;
     }
-    case LAYER_DROPOUT: case LAYER_DROP_PATH: if (dx) rc = drop(net, l, li, key, 1, xs, dy, dx, err); break;
+    case LAYER_DROPOUT: case LAYER_DROP_PATH: if (dx) rc = drop(net, l, li, 1, xs, dy, dx, err); break;
     default: return stk_errf(err, "layer %d: unknown kind", li);
     }
     if (!rc && dx) rc = grad_commit(net, l->in, err);
     return rc;
 }
 
-int cuda_net_backward(CudaNet *net, const int32_t *labels, double eps, uint64_t dropout_key,
-                      StkErr *err) {
+int cuda_net_backward(CudaNet *net, const int32_t *labels, double eps, StkErr *err) {
     CUDA_TRY(err, cudaMemcpyAsync(net->labels, labels, sizeof *labels * (size_t)net->batch,
                                   cudaMemcpyHostToDevice, net->stream));
-    return cuda_net_backward_dev(net, net->labels, eps, dropout_key, err);
+    return cuda_net_backward_dev(net, net->labels, eps, err);
 }
 
 /* A recompute plan's batch norm + activation output that layer li's backward is the
@@ -517,8 +530,7 @@ static int redo(CudaNet *net, int li, StkErr *err) {
     return 0;
 }
 
-int cuda_net_backward_dev(CudaNet *net, const int32_t *d_labels, double eps, uint64_t dropout_key,
-                          StkErr *err) {
+int cuda_net_backward_dev(CudaNet *net, const int32_t *d_labels, double eps, StkErr *err) {
     const Model *m = net->m;
     cudaStream_t s = net->stream;
     if (cuda_net_trains(net, "backward", err)) return -1;
@@ -532,7 +544,7 @@ int cuda_net_backward_dev(CudaNet *net, const int32_t *d_labels, double eps, uin
         if (mark(net, 1, m->nlayers - 1 - li, err)) return -1;
         /* below the first trainable layer nothing needs a gradient */
         if (li < net->first_trainable || skipped(net, li)) continue;
-        if (redo(net, li, err) || backward_layer(net, li, dropout_key, err))
+        if (redo(net, li, err) || backward_layer(net, li, err))
             return stk_err_wrap(err, "backward %s #%d", m->layer[li].name, li);
         if (net->grads_ready && net->grads_ready(net->grads_ready_ctx, li, err)) return -1;
     }

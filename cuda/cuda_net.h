@@ -64,6 +64,8 @@ typedef struct CudaNetOptions {
     int recompute;          /* 1: batch norm + activation outputs are recomputed in backward,
                              * not kept (vram_nodes_plan_recompute: resnet18's kept
                              * activations -17%, the MobileNets' and EfficientNets' -40%) */
+    int eager;              /* 1: cuda_train_step never captures its pass into a CUDA graph
+                             * (--cuda-graphs off); 0: it does after warm-up (cuda_train.h) */
 } CudaNetOptions;
 
 #define CUDA_NET_GEMM_FWD 1
@@ -99,6 +101,9 @@ typedef struct CudaNet {
                                  because it was faster there (CUDA_NET_GEMM_* bits) */
     size_t workspace_bytes;
     int32_t *labels;          /* device [batch] */
+    uint64_t *dev_key;        /* device: the dropout key of the training pass queued last
+                                 (cuda_net_forward_begin writes it, the masks read it when
+                                 they run: a captured graph replays with each step's key) */
     float *row_loss;          /* device [batch] */
     float *host_loss;         /* pinned host [batch]: row losses, copied by cuda_net_loss */
     float *host_stage;        /* pinned host staging for conversions, biggest tensor */
@@ -148,20 +153,26 @@ void *cuda_net_input(CudaNet *net);
 void *cuda_net_node(CudaNet *net, int node);
 
 /* Runs the model on the input (an inference net: train must be 0); train selects batch statistics (and updates the running
- * ones) and dropout (masks as the CPU backend's for the same key). The logits stay on the
- * device (cuda_net_get_logits). */
+ * ones) and dropout (masks as the CPU backend's for the same key; the backward after it
+ * uses the same masks). The logits stay on the device (cuda_net_get_logits). */
 int cuda_net_forward(CudaNet *net, int train, uint64_t dropout_key, StkErr *err);
+
+/* cuda_net_forward in its two halves, for a caller that captures the second into a CUDA
+ * graph (cuda_train.c) and replays it: _begin does what must happen anew for every
+ * training pass (queues the dropout key into net->dev_key, counts num_batches_tracked on
+ * the host; nothing when train is 0), _queue queues the layers' kernels, which read only
+ * device memory and the net's fixed pointers. */
+int cuda_net_forward_begin(CudaNet *net, int train, uint64_t dropout_key, StkErr *err);
+int cuda_net_forward_queue(CudaNet *net, int train, StkErr *err);
 
 /* Cross-entropy of the last forward against host labels (copied to the device),
  * gradients of every parameter (overwritten). Does not wait: cuda_net_loss does. A
  * backward consumes its forward (gradients reuse the activations' memory): run the
  * forward again before another backward. */
-int cuda_net_backward(CudaNet *net, const int32_t *labels, double eps, uint64_t dropout_key,
-                      StkErr *err);
+int cuda_net_backward(CudaNet *net, const int32_t *labels, double eps, StkErr *err);
 
 /* The same with the labels already on the device (queued after their copy). */
-int cuda_net_backward_dev(CudaNet *net, const int32_t *d_labels, double eps, uint64_t dropout_key,
-                          StkErr *err);
+int cuda_net_backward_dev(CudaNet *net, const int32_t *d_labels, double eps, StkErr *err);
 
 /* Waits for the stream and gives the mean loss of the last backward. */
 int cuda_net_loss(CudaNet *net, double *loss, StkErr *err);

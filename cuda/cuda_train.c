@@ -70,6 +70,8 @@ void cuda_train_free(CudaTrain *t) {
         cudaFreeHost(t->host_loss[s]);
     }
     if (t->copy) cudaStreamDestroy(t->copy);
+    for (int s = 0; s < TRAIN_INPUT_SLOTS; s++)
+        if (t->graph[s]) cudaGraphExecDestroy(t->graph[s]);
     cudaFree(t->accum_sum);
     cuda_net_free(&t->net);
     memset(t, 0, sizeof *t);
@@ -149,17 +151,77 @@ static int fold(CudaTrain *t, StkErr *err) {
     return last;
 }
 
+/* What a graph holds: slot s normalised into the net's input, the training forward,
+ * loss and backward, and the row losses' copy to host slot s. */
+static int queue_pass(CudaTrain *t, int s, double eps, StkErr *err) {
+    CudaNet *net = &t->net;
+    if (cuda_input_normalize(t->dev_pixels[s], cuda_net_input(net), net->batch, t->h, t->w, t->c,
+                             t->mean, t->std, net->dt, CUDA_NHWC, net->stream, err) ||
+        cuda_net_forward_queue(net, 1, err) || cuda_net_backward_dev(net, t->dev_labels[s], eps, err))
+        return -1;
+    CUDA_TRY(err, cudaMemcpyAsync(t->host_loss[s], net->row_loss, sizeof(float) * (size_t)net->batch,
+                                  cudaMemcpyDeviceToHost, net->stream));
+    return 0;
+}
+
+static int graphs_allowed(const CudaTrain *t) {
+    const CudaNet *n = &t->net;
+    return !n->o.eager && !t->graph_off && !n->prof_ev && !n->grads_ready && !t->before_step;
+}
+
+/* Captures slot s's pass into t->graph[s] without running it. 0, or 1 when it could not
+ * be captured (graph_off set, graph_note says why: the caller runs the pass eagerly). */
+static int capture(CudaTrain *t, int s, double eps) {
+    CudaNet *net = &t->net;
+    cudaGraph_t g = NULL;
+    StkErr qerr = {{0}};
+    /* thread-local: the checkpoint writer's thread may call CUDA meanwhile */
+    cudaError_t st = cudaStreamBeginCapture(net->stream, cudaStreamCaptureModeThreadLocal);
+    int rc = st == cudaSuccess ? queue_pass(t, s, eps, &qerr) : -1;
+    if (st == cudaSuccess) {
+        cudaError_t end = cudaStreamEndCapture(net->stream, &g);
+        if (rc == 0 && end != cudaSuccess) st = end;
+        if (rc == 0 && st == cudaSuccess) st = cudaGraphInstantiate(&t->graph[s], g, 0);
+    }
+    if (g) cudaGraphDestroy(g);
+    if (rc == 0 && st == cudaSuccess) {
+        t->graph_eps[s] = eps;
+        return 0;
+    }
+    (void)cudaGetLastError(); /* a failed capture's error is not sticky: clear it */
+    t->graph[s] = NULL, t->graph_off = 1;
+    snprintf(t->graph_note, sizeof t->graph_note, "CUDA graphs off, every step runs eagerly: "
+             "capturing the training pass failed: %.110s", rc ? qerr.msg : cudaGetErrorString(st));
+    return 1;
+}
+
+/* Queues slot s's pass: its graph's launch, once captured, else the kernels one by one. */
+static int pass(CudaTrain *t, int s, double eps, StkErr *err) {
+    if (t->graph[s] && t->graph_eps[s] != eps) {
+        CUDA_TRY(err, cudaGraphExecDestroy(t->graph[s]));
+        t->graph[s] = NULL;
+    }
+    if (!t->graph[s] && graphs_allowed(t) && t->eager_passes >= CUDA_TRAIN_GRAPH_WARMUP)
+        capture(t, s, eps);
+    if (t->graph[s]) {
+        CUDA_TRY(err, cudaGraphLaunch(t->graph[s], t->net.stream));
+        t->graph_passes++;
+        return 0;
+    }
+    t->eager_passes++;
+    return queue_pass(t, s, eps, err);
+}
+
 int cuda_train_step(CudaTrain *t, int s, double eps, uint64_t key, double lr, double wd,
                     double norm_wd, int *stepped, StkErr *err) {
     if (stepped) *stepped = 0;
-    if (check_slot(s, err) || take_input(t, s, err)) return -1;
+    if (check_slot(s, err)) return -1;
     CudaNet *net = &t->net;
-    /* the labels are read by the loss, inside the backward: consumed after it */
-    if (cuda_net_forward(net, 1, key, err) || cuda_net_backward_dev(net, t->dev_labels[s], eps, key, err))
+    CUDA_TRY(err, cudaStreamWaitEvent(net->stream, t->copied[s], 0));
+    if (cuda_net_forward_begin(net, 1, key, err) || pass(t, s, eps, err))
         return stk_err_wrap(err, "cuda_train_step");
+    /* the labels are read by the loss, inside the backward: consumed after the pass */
     CUDA_TRY(err, cudaEventRecord(t->consumed[s], net->stream));
-    CUDA_TRY(err, cudaMemcpyAsync(t->host_loss[s], net->row_loss, sizeof(float) * (size_t)net->batch,
-                                  cudaMemcpyDeviceToHost, net->stream));
     CUDA_TRY(err, cudaEventRecord(t->stepped[s], net->stream));
     t->last = s;
     int take = fold(t, err);

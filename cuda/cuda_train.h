@@ -12,7 +12,18 @@
  *                                that last read it);
  *   cuda_train_step(t, s, ...)   queues normalisation + forward + backward + optimizer step
  *                                after the copy; nothing waits.
- * cuda_train_loss waits for the last step's loss when the caller wants to log it. */
+ * cuda_train_loss waits for the last step's loss when the caller wants to log it.
+ *
+ * CUDA graphs: after CUDA_TRAIN_GRAPH_WARMUP eager passes (cuDNN, cuBLAS and the kernels
+ * loaded), a step's normalise + forward + loss + backward + row-loss copy on slot s is
+ * captured once into graph[s] and replayed from then on: one launch instead of hundreds,
+ * so the host's launch rate no longer sets the pace of small steps. What changes per step
+ * stays outside the graph: the dropout key (written to device memory first,
+ * cuda_net_forward_begin), the host's batch-norm counts, the accumulation fold and the
+ * optimizer step (its learning rate is an argument). A changed label smoothing captures
+ * again. Not captured: with CudaNetOptions.eager, while profiling, and with --gpus (the
+ * backward launches NCCL collectives from a callback). If capturing fails, the note says
+ * why, once, and every later step runs eagerly: nothing is lost. */
 #ifndef CUDA_TRAIN_H
 #define CUDA_TRAIN_H
 
@@ -20,6 +31,8 @@
 
 #include "cuda_net.h"
 #include "train_input.h" /* TrainSlotAlloc, TRAIN_INPUT_SLOTS */
+
+#define CUDA_TRAIN_GRAPH_WARMUP 2 /* eager training passes before the first capture */
 
 typedef struct CudaTrain {
     CudaNet net;
@@ -38,6 +51,11 @@ typedef struct CudaTrain {
     int (*before_step)(void *ctx, StkErr *err);
     void *before_step_ctx;
     size_t ctx_free;                          /* device bytes free before the net existed */
+    cudaGraphExec_t graph[TRAIN_INPUT_SLOTS];  /* slot s's captured pass, NULL before */
+    double graph_eps[TRAIN_INPUT_SLOTS];      /* the label smoothing it was captured with */
+    uint64_t eager_passes, graph_passes;      /* training passes run each way */
+    int graph_off;                            /* 1: capturing failed once; eager from then */
+    char graph_note[200];                     /* why graph_off (for the trainer to print) */
     int accum_k, accum_have;                  /* micro-batches per optimizer step, folded */
     float *accum_sum;                         /* device [trainable]: their weighted sum */
 } CudaTrain;

@@ -55,7 +55,7 @@ static int train(int device, int batch, int rank, int world, const CudaDdpId *id
         for (int i = 0; i < batch; i++)
             sample((size_t)(k * world + rank) * batch + i, input + i * per, &labels[i]);
         if (cuda_net_set_input_nchw(&net, input, err) || cuda_net_forward(&net, 1, 1, err) ||
-            cuda_net_backward(&net, labels, 0, 1, err) || (id && cuda_ddp_finish(&ddp, err)) ||
+            cuda_net_backward(&net, labels, 0, err) || (id && cuda_ddp_finish(&ddp, err)) ||
             cuda_net_step(&net, 0.1, 1e-4, 0, err))
             return stk_err_wrap(err, "step %d", k);
     }

@@ -133,7 +133,7 @@ static void pair_train_pass(Pair *p, double grad_tol) {
     cr_assert_eq(cpu_net_forward(&p->cpu, 1, 0, &cl, &err), 0, "%s", err.msg);
     cr_assert_eq(cuda_net_forward(&p->gpu, 1, 0, &err), 0, "%s", err.msg);
     cr_assert_eq(cpu_net_backward(&p->cpu, p->labels, 0.1, 0, &closs, &err), 0, "%s", err.msg);
-    cr_assert_eq(cuda_net_backward(&p->gpu, p->labels, 0.1, 0, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_net_backward(&p->gpu, p->labels, 0.1, &err), 0, "%s", err.msg);
     cr_assert_eq(cuda_net_loss(&p->gpu, &gloss, &err), 0, "%s", err.msg);
     float *logits = malloc(4 * (size_t)p->n * k);
     cr_assert_eq(cuda_net_get_logits(&p->gpu, logits, &err), 0, "%s", err.msg);
@@ -375,7 +375,7 @@ static void half_tracks_cpu_step(CudaPrecision prec) {
     cr_assert_eq(cpu_net_forward(&p.cpu, 1, 0, &cl, &err), 0, "%s", err.msg);
     cr_assert_eq(cuda_net_forward(&p.gpu, 1, 0, &err), 0, "%s", err.msg);
     cr_assert_eq(cpu_net_backward(&p.cpu, p.labels, 0.1, 0, &closs, &err), 0, "%s", err.msg);
-    cr_assert_eq(cuda_net_backward(&p.gpu, p.labels, 0.1, 0, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_net_backward(&p.gpu, p.labels, 0.1, &err), 0, "%s", err.msg);
     cr_assert_eq(cuda_net_loss(&p.gpu, &gloss, &err), 0, "%s", err.msg);
     float logits[8 * 10];
     cr_assert_eq(cuda_net_get_logits(&p.gpu, logits, &err), 0, "%s", err.msg);
@@ -473,7 +473,7 @@ static void half_loss_curve(CudaPrecision prec) {
         cr_assert_eq(cpu_net_forward(&p.cpu, 1, 0, &cl, &err), 0, "%s", err.msg);
         cr_assert_eq(cpu_net_backward(&p.cpu, p.labels, 0, 0, &closs, &err), 0, "%s", err.msg);
         cr_assert_eq(cuda_net_forward(&p.gpu, 1, 0, &err), 0, "%s", err.msg);
-        cr_assert_eq(cuda_net_backward(&p.gpu, p.labels, 0, 0, &err), 0, "%s", err.msg);
+        cr_assert_eq(cuda_net_backward(&p.gpu, p.labels, 0, &err), 0, "%s", err.msg);
         cr_assert_eq(cuda_net_loss(&p.gpu, &gloss, &err), 0, "%s", err.msg);
         cr_log_info("step %d: loss cpu %.4f gpu-bf16 %.4f", step, closs, gloss);
         if (step == 0) first = closs;
@@ -502,7 +502,7 @@ Test(cuda_net, fp16_overflow_skips_the_step_and_the_scale_adapts, .timeout = 120
     float scale;
     uint64_t skipped;
     cr_assert_eq(cuda_net_forward(&p.gpu, 1, 0, &err), 0, "%s", err.msg);
-    cr_assert_eq(cuda_net_backward(&p.gpu, p.labels, 0, 0, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_net_backward(&p.gpu, p.labels, 0, &err), 0, "%s", err.msg);
     cr_assert_eq(cuda_net_step(&p.gpu, 0.05, 0, 0, &err), 0, "%s", err.msg);
     cr_assert_eq(cuda_net_loss_scale(&p.gpu, &scale, &skipped, &err), 0, "%s", err.msg);
     cr_assert_eq(cuda_net_get_params(&p.gpu, p.host, &err), 0, "%s", err.msg);
@@ -518,7 +518,7 @@ Test(cuda_net, fp16_overflow_skips_the_step_and_the_scale_adapts, .timeout = 120
     pair_input(&p, 801);
     for (int step = 0; step < 2; step++) {
         cr_assert_eq(cuda_net_forward(&p.gpu, 1, 0, &err), 0, "%s", err.msg);
-        cr_assert_eq(cuda_net_backward(&p.gpu, p.labels, 0, 0, &err), 0, "%s", err.msg);
+        cr_assert_eq(cuda_net_backward(&p.gpu, p.labels, 0, &err), 0, "%s", err.msg);
         cr_assert_eq(cuda_net_step(&p.gpu, 0.05, 0, 0, &err), 0, "%s", err.msg);
     }
     cr_assert_eq(cuda_net_loss_scale(&p.gpu, &scale, &skipped, &err), 0, "%s", err.msg);
@@ -556,7 +556,7 @@ static void frozen_matches_cpu(CudaPrecision prec) {
             cr_assert_eq(cpu_net_forward(&p.cpu, 1, 0, &cl, &err), 0, "%s", err.msg);
             cr_assert_eq(cuda_net_forward(&p.gpu, 1, 0, &err), 0, "%s", err.msg);
             cr_assert_eq(cpu_net_backward(&p.cpu, p.labels, 0.1, 0, &closs, &err), 0, "%s", err.msg);
-            cr_assert_eq(cuda_net_backward(&p.gpu, p.labels, 0.1, 0, &err), 0, "%s", err.msg);
+            cr_assert_eq(cuda_net_backward(&p.gpu, p.labels, 0.1, &err), 0, "%s", err.msg);
         }
         pair_step_and_compare(&p, 0.05, 1e-4, 0);
     }
@@ -614,7 +614,7 @@ static void inference_matches_cpu_eval(const char *arch, int size, CudaPrecision
     cr_expect(d < (prec == CUDA_PREC_FP32 ? 1e-4 : 5e-2), "%s: eval logits differ by %.3g", arch, d);
     cr_expect_eq(cuda_net_forward(&inf, 1, 0, &err), -1);
     cr_expect(strstr(err.msg, "inference only"), "%s", err.msg);
-    cr_expect_eq(cuda_net_backward(&inf, p.labels, 0, 0, &err), -1);
+    cr_expect_eq(cuda_net_backward(&inf, p.labels, 0, &err), -1);
     cr_expect_eq(cuda_net_step(&inf, 0.1, 0, 0, &err), -1);
     cr_expect_eq(cuda_net_get_grads(&inf, p.host, &err), -1);
     cr_expect_eq(cuda_net_set_optim(&inf, p.host, &err), -1);

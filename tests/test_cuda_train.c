@@ -90,6 +90,10 @@ Test(cuda_train, double_buffered_steps_equal_the_cpu_on_the_same_batches, .timeo
     }
     cr_assert_eq(cuda_train_loss(&t, &gloss, &err), 0, "%s", err.msg);
     cr_log_info("after %d double-buffered steps: loss gpu %.7f cpu %.7f", NB, gloss, closs);
+    /* past the warm-up, the passes were graph replays: the CPU's result holds for them too */
+    cr_expect_eq(t.graph_off, 0, "%s", t.graph_note);
+    cr_expect_eq(t.eager_passes, CUDA_TRAIN_GRAPH_WARMUP);
+    cr_expect_eq(t.graph_passes, NB - CUDA_TRAIN_GRAPH_WARMUP);
     cr_assert(fabs(gloss - closs) < 1e-4 * closs, "loss %.7f vs %.7f", gloss, closs);
     float *host = malloc(4 * m.total_floats);
     cr_assert_eq(cuda_net_get_params(&t.net, host, &err), 0, "%s", err.msg);
@@ -156,4 +160,89 @@ Test(cuda_train, four_micro_batches_equal_one_batch, .timeout = 120) {
     cr_expect_leq(worst, 2e-5, "largest relative difference %.3g", worst);
     free(p0), free(pb), free(ps);
     cuda_train_free(&big), cuda_train_free(&small);
+}
+
+/* conv - batch norm - ReLU - avgpool - dropout 0.5 - linear, for c x S x S inputs */
+static int build_dropout_bn(Model *m) {
+    memset(m, 0, sizeof *m);
+    snprintf(m->arch, sizeof m->arch, "dropbn");
+    m->input = (Shape4){1, C, S, S};
+    m->num_classes = K;
+    m->bn_eps = 1e-5, m->bn_momentum = 0.1;
+    int x = model_add_act(m, model_add_bn(m, "bn1", model_add_conv(m, "c1", 0, 8, 3, 1, 1, 1, 0)), CPU_ACT_RELU);
+    model_add_linear(m, "fc", model_add_dropout(m, model_add_avgpool(m, x), 0.5), K);
+    if (m->failed) return -1;
+    model_layout(m);
+    return 0;
+}
+
+/* What changes per step survives graph replay: 8 steps, each with its own dropout key
+ * (the masks must be the CPU's for that key, bit for bit, or the weights part), batch
+ * norm's running statistics and num_batches_tracked, on both slots' graphs; and
+ * --cuda-graphs off (CudaNetOptions.eager) replays nothing and ends at the same weights. */
+Test(cuda_train, graph_replays_take_each_steps_dropout_key, .timeout = 120) {
+    need_gpu();
+    enum { STEPS = 8 };
+    static Model m;
+    static CpuNet cpu;
+    static CudaTrain g, e;
+    StkErr err;
+    cr_assert_eq(build_dropout_bn(&m), 0, "%s", m.err.msg);
+    OptimConfig opt = {OPTIM_SGD, 0.9, 0, 0, 0, 0, 0};
+    CudaNetOptions o = {.precision = CUDA_PREC_FP32}, oe = {.precision = CUDA_PREC_FP32, .eager = 1};
+    cr_assert_eq(cuda_train_init(&g, &m, B, &opt, &o, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_train_init(&e, &m, B, &opt, &oe, &err), 0, "%s", err.msg);
+    cr_assert_eq(cpu_net_init(&cpu, &m, B, &opt, &err), 0, "%s", err.msg);
+    model_init_params(&m, cpu.params, 11);
+    cr_assert_eq(cuda_net_set_params(&g.net, cpu.params, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_net_set_params(&e.net, cpu.params, &err), 0, "%s", err.msg);
+    const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
+    uint8_t *px[2];
+    int32_t *labels[2];
+    for (int s = 0; s < 2; s++) { /* pinned, as train_input's slots are */
+        cr_assert_eq(cudaMallocHost((void **)&px[s], B * S * S * C), cudaSuccess);
+        cr_assert_eq(cudaMallocHost((void **)&labels[s], 4 * B), cudaSuccess);
+    }
+    double closs = 0, gloss = 0, eloss = 0;
+    for (int k = 0; k < STEPS; k++) {
+        int s = k % 2;
+        cr_assert_eq(cuda_train_slot_free(&g, s, &err), 0, "%s", err.msg);
+        cr_assert_eq(cuda_train_slot_free(&e, s, &err), 0, "%s", err.msg);
+        for (size_t i = 0; i < (size_t)B * S * S * C; i++) px[s][i] = (uint8_t)(stk_rng_at(500 + k, i) >> 56);
+        for (int i = 0; i < B; i++) labels[s][i] = (int32_t)(stk_rng_at(600 + k, (uint64_t)i) % K);
+        uint64_t key = 1000 + 7 * (uint64_t)k;
+        cr_assert_eq(cuda_train_submit(&g, s, px[s], labels[s], B, &err), 0, "%s", err.msg);
+        cr_assert_eq(cuda_train_step(&g, s, 0.1, key, 0.05, 1e-4, 0, NULL, &err), 0, "%s", err.msg);
+        cr_assert_eq(cuda_train_submit(&e, s, px[s], labels[s], B, &err), 0, "%s", err.msg);
+        cr_assert_eq(cuda_train_step(&e, s, 0.1, key, 0.05, 1e-4, 0, NULL, &err), 0, "%s", err.msg);
+        const float *logits;
+        cr_assert_eq(cpu_input_normalize(px[s], cpu_net_input(&cpu), (Shape4){B, C, S, S}, mean, std, &err), 0);
+        cr_assert_eq(cpu_net_forward(&cpu, 1, key, &logits, &err), 0, "%s", err.msg);
+        cr_assert_eq(cpu_net_backward(&cpu, labels[s], 0.1, key, &closs, &err), 0, "%s", err.msg);
+        cpu_net_step(&cpu, 0.05, 1e-4, 0);
+    }
+    cr_assert_eq(cuda_train_loss(&g, &gloss, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_train_loss(&e, &eloss, &err), 0, "%s", err.msg);
+    cr_log_info("dropout + bn, %d steps: loss graphs %.7f eager %.7f cpu %.7f", STEPS, gloss, eloss, closs);
+    cr_assert_eq(g.graph_off, 0, "%s", g.graph_note);
+    cr_assert_eq(g.graph_passes, STEPS - CUDA_TRAIN_GRAPH_WARMUP);
+    cr_assert_eq(e.graph_passes, 0, "--cuda-graphs off replayed a graph");
+    cr_assert(fabs(gloss - closs) < 1e-4 * closs, "loss %.7f vs cpu %.7f", gloss, closs);
+    cr_assert_eq(g.net.num_batches_tracked[0], cpu.num_batches_tracked[0]);
+    cr_assert_eq(cpu.num_batches_tracked[0], STEPS);
+    float *hg = malloc(4 * m.total_floats), *he = malloc(4 * m.total_floats);
+    cr_assert_eq(cuda_net_get_params(&g.net, hg, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_net_get_params(&e.net, he, &err), 0, "%s", err.msg);
+    double dg = 0, de = 0, scale = 1e-12;
+    for (uint64_t i = 0; i < m.total_floats; i++) { /* running mean and variance included */
+        dg = fmax(dg, fabs((double)hg[i] - cpu.params[i]));
+        de = fmax(de, fabs((double)hg[i] - he[i]));
+        scale = fmax(scale, fabs(cpu.params[i]));
+    }
+    cr_expect(dg / scale < 1e-4, "graph-replayed weights differ from the CPU's by %.3g", dg / scale);
+    cr_expect(de / scale < 1e-5, "graph-replayed and eager weights differ by %.3g", de / scale);
+    free(hg), free(he);
+    for (int s = 0; s < 2; s++) cudaFreeHost(px[s]), cudaFreeHost(labels[s]);
+    cuda_train_free(&g), cuda_train_free(&e);
+    cpu_net_free(&cpu);
 }

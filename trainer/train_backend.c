@@ -76,7 +76,8 @@ static int gpu_init(TrainBackend *tb, const char *precision, const Model *m, int
      * core the loaders and the trainer's launching thread need */
     if (x && x->evaluator) CUDA_TRY(err, cudaSetDeviceFlags(cudaDeviceScheduleBlockingSync));
     CudaNetOptions o = {.workspace_limit = x ? x->workspace : 0, .high_priority = !(x && x->evaluator),
-                        .inference = x && x->inference, .recompute = x && x->recompute};
+                        .inference = x && x->inference, .recompute = x && x->recompute,
+                        .eager = x && x->eager};
     if (pick_precision(precision, &d, &o.precision, err)) return -1;
     static const char *const names[] = {[CUDA_PREC_FP32] = "fp32", [CUDA_PREC_TF32] = "tf32",
                                          [CUDA_PREC_BF16] = "bf16", [CUDA_PREC_FP16] = "fp16"};
@@ -392,6 +393,20 @@ int tb_device_bytes(TrainBackend *tb, uint64_t *bytes, StkErr *err) {
     if (tb->cuda) return cuda_train_device_bytes(tb->gpu, bytes, err);
 #endif
     (void)err;
+    return 1;
+}
+
+int tb_graphs(const TrainBackend *tb, uint64_t *replayed, uint64_t *eager, const char **note) {
+    *replayed = *eager = 0, *note = NULL;
+#ifdef STOKER_HAVE_CUDA
+    if (tb->cuda) {
+        const CudaTrain *t = tb->gpu;
+        *replayed = t->graph_passes, *eager = t->eager_passes;
+        *note = t->graph_off ? t->graph_note : NULL;
+        return 0;
+    }
+#endif
+    (void)tb;
     return 1;
 }
 

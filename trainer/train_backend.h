@@ -72,6 +72,7 @@ typedef struct TbExtra {
                           * move parameters and buffers only. The CPU backend ignores it */
     int recompute;       /* 1: CUDA: CudaNetOptions.recompute (vram_nodes.h); the CPU backend
                           * ignores it */
+    int eager;           /* 1: CUDA: CudaNetOptions.eager (no CUDA graphs, cuda_train.h) */
 } TbExtra;
 int tb_init_ex(TrainBackend *tb, const char *device, const char *precision, const Model *m,
                int batch, const OptimConfig *opt, int rank, const TbExtra *x, StkErr *err);
@@ -133,6 +134,11 @@ int tb_last_loss(TrainBackend *tb, double *loss, StkErr *err);
 /* Device memory this process holds above the bare CUDA context (cuda_train_device_bytes):
  * 0 with *bytes, 1 on the CPU backend (no figure), -1 + err. */
 int tb_device_bytes(TrainBackend *tb, uint64_t *bytes, StkErr *err);
+
+/* The CUDA backend's graph use (cuda_train.h): training passes replayed from a captured
+ * graph and run eagerly so far, and why graphs went off (NULL: they did not). 0, or 1 on
+ * the CPU backend (nothing set). */
+int tb_graphs(const TrainBackend *tb, uint64_t *replayed, uint64_t *eager, const char **note);
 
 /* Eval-mode logits (batch x classes, host) of b (b->n <= batch; rows past n are junk).
  * Call tb_last_loss first when training steps may be in flight. */

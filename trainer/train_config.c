@@ -41,6 +41,8 @@ static void usage(FILE *f) {
         "                          kept: 17%% less activation memory for resnet18, ~40%% for the\n"
         "                          MobileNets/EfficientNets, 1-5%% slower; auto: when the plan\n"
         "                          needs it to take fewer micro-batches (auto)\n"
+        "  --cuda-graphs on|off    replay each training pass as a captured CUDA graph after two\n"
+        "                          eager ones (on)\n"
         "supervised mode (stoker-run uses it):\n"
         "  --data-endpoint EP      bind the data socket at EP; start no loaders, no inline eval\n"
         "  --control EP  --reports EP  --checkpoints EP   shutdown SUB, reports PUSH, notices PUB\n"
@@ -70,7 +72,7 @@ static int num(const char *s, double lo, double hi, double *out) {
 enum { O_DATA = 256, O_MODEL, O_DEVICE, O_OUT, O_RESUME, O_EPOCHS, O_OPT, O_LR, O_MOM, O_NEST,
        O_WD, O_NWD, O_LS, O_SCHED, O_STEP, O_GAMMA, O_LRMIN, O_WEP, O_WMETH, O_WDEC, O_SEED,
        O_TCROP, O_VRES, O_VCROP, O_RRC, O_DET, O_PRINT, O_PERIT, O_WEIGHTS, O_FREEZE, O_TRAINABLE,
-       O_PREC, O_DATAEP, O_CONTROL, O_REPORTS, O_CKPTS, O_PLAN, O_RECOMP, O_BUDGET, O_GPU, O_ESHARE,
+       O_PREC, O_DATAEP, O_CONTROL, O_REPORTS, O_CKPTS, O_PLAN, O_RECOMP, O_GRAPHS, O_BUDGET, O_GPU, O_ESHARE,
        O_MICRO, O_CURVE_KEY, O_CURVE_CLIENTS, O_GPUS, O_RANK, O_DISTEP };
 
 static const struct option opts[] = {
@@ -90,7 +92,8 @@ static const struct option opts[] = {
     {"trainable-layers", 1, 0, O_TRAINABLE}, {"data-endpoint", 1, 0, O_DATAEP},
     {"control", 1, 0, O_CONTROL}, {"reports", 1, 0, O_REPORTS}, {"checkpoints", 1, 0, O_CKPTS},
     {"curve-key", 1, 0, O_CURVE_KEY}, {"curve-clients", 1, 0, O_CURVE_CLIENTS},
-    {"plan", 0, 0, O_PLAN}, {"recompute", 1, 0, O_RECOMP}, {"vram-budget", 1, 0, O_BUDGET}, {"gpu", 1, 0, O_GPU},
+    {"plan", 0, 0, O_PLAN}, {"recompute", 1, 0, O_RECOMP}, {"cuda-graphs", 1, 0, O_GRAPHS},
+    {"vram-budget", 1, 0, O_BUDGET}, {"gpu", 1, 0, O_GPU},
     {"eval-share", 1, 0, O_ESHARE}, {"micro-batch", 1, 0, O_MICRO},
     {"gpus", 1, 0, O_GPUS}, {"rank", 1, 0, O_RANK}, {"dist-endpoint", 1, 0, O_DISTEP}, {0}};
 
@@ -150,6 +153,7 @@ static int word(TrainConfig *c, int opt, const char *arg) {
     static const char *const devices[] = {"cpu", "cuda", NULL};
     static const char *const precisions[] = {"fp32", "tf32", "bf16", "fp16", NULL};
     static const char *const recomputes[] = {"auto", "off", "on", NULL}; /* VramRecompute's order */
+    static const char *const on_off[] = {"on", "off", NULL};
     int k;
     switch (opt) {
     case O_DATA: c->data_path = arg; return 0;
@@ -176,6 +180,7 @@ static int word(TrainConfig *c, int opt, const char *arg) {
     case O_DEVICE: if (choice(arg, devices) < 0) return -1; c->device = arg; return 0;
     case O_PREC: if (choice(arg, precisions) < 0) return -1; c->precision = arg; return 0;
     case O_RECOMP: if ((k = choice(arg, recomputes)) < 0) return -1; c->recompute = k; return 0;
+    case O_GRAPHS: if ((k = choice(arg, on_off)) < 0) return -1; c->no_cuda_graphs = k; return 0;
     }
     return numeric(c, opt, arg);
 }

@@ -24,6 +24,7 @@ typedef struct TrainConfig {
                                 or the whole batch); batch_size / M passes per step */
     int plan_only;           /* --plan: print the memory plan and exit (no GPU needed) */
     int recompute;           /* --recompute auto|off|on: a VramRecompute (auto) */
+    int no_cuda_graphs;      /* --cuda-graphs off: 1 (cuda_train.h; on by default) */
     uint64_t vram_budget;    /* --vram-budget SIZE (bytes; 0: the preset's, or none) */
     const char *gpu;         /* --gpu PRESET (vram_plan.h): capacity, reserve, bf16 or not */
     double eval_share;       /* --eval-share F: fraction of the budget left to an evaluator

@@ -339,7 +339,8 @@ static void setup(Run *r, const char *argv0) {
      * gtx1050-2g plan is an fp32 plan, whatever card this runs on) */
     const char *precision = r->cfg.precision ? r->cfg.precision : r->split.precision;
     if (tb_init_ex(&r->tb, r->cfg.device, precision, &r->model, r->split.micro, &r->cfg.opt,
-                   r->cfg.rank, &(TbExtra){.workspace = r->split.workspace, .recompute = r->split.recompute}, &err) ||
+                   r->cfg.rank, &(TbExtra){.workspace = r->split.workspace, .recompute = r->split.recompute,
+                              .eager = r->cfg.no_cuda_graphs}, &err) ||
         tb_set_accum(&r->tb, r->split.accum, &err))
         die("model", &err);
     model_init_params(&r->model, r->tb.params, r->cfg.seed);
@@ -593,6 +594,11 @@ static void report_device_memory(Run *r, int epoch) {
     if (rc < 0) die("device memory", &err);
     if (rc == 0)
         printf("epoch %d: device memory %.0f MiB above the CUDA context\n", epoch, (double)bytes / 1048576.0);
+    uint64_t replayed, eager;
+    const char *note;
+    if (tb_graphs(&r->tb, &replayed, &eager, &note) == 0)
+        printf("epoch %d: CUDA graphs: %llu training passes replayed, %llu eager%s%s\n", epoch,
+               (unsigned long long)replayed, (unsigned long long)eager, note ? "; " : "", note ? note : "");
     float scale;
     uint64_t skipped;
     rc = tb_loss_scale(&r->tb, &scale, &skipped, &err);

@@ -108,7 +108,8 @@ static VramArenas arenas(const Model *m, int batch, const OptimConfig *opt, Vram
     p.dw_scratch = inference ? 0 : 4 * dw_scratch_floats(m, batch, &k);
     /* the accumulation buffer (vram_nodes.h), reduction partials, labels + row losses, and the depthwise
      * partials (256: they start aligned) */
-    p.scratch = es * nodes_accum + 4 * (k.colsum_scratch(vram_max_channels(m)) + 2ull * batch) + 256 +
+    /* + 16: the step's dropout key (8 bytes, 8-aligned), + 256: the partials' alignment */
+    p.scratch = es * nodes_accum + 4 * (k.colsum_scratch(vram_max_channels(m)) + 2ull * batch) + 16 + 256 +
                 p.dw_scratch;
     p.workspace = workspace ? workspace : VRAM_DEFAULT_WORKSPACE;
     p.total = p.params + p.grads + p.optim + p.lowp + p.acts + p.saved + p.scratch +
