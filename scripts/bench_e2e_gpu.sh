@@ -12,7 +12,8 @@ model=${1:-resnet50}; loaders=${2:-15}; per=${3:-300}; epochs=${4:-3}; work=${5:
 mkdir -p "$work"
 [ -f "$work/synth/stoker.index" ] ||
   "$bin"/stoker-data synth "$work/synth" --classes 20 --per-class "$per" --val-per-class 10 >/dev/null
-synthetic=$("$bin"/bench_train_gpu "$model" --steps 30 --precision bf16 | tail -1)
+# the synthetic rate as stoker-train steps (input buffer, normalise, CUDA graph replay)
+synthetic=$("$bin"/bench_train_gpu "$model" --steps 30 --precision bf16 --graphs | tail -1)
 echo "$synthetic"
 rm -rf "$work/run"
 "$bin"/stoker-train --data-path "$work/synth" --model "$model" --device cuda -b 256 \

@@ -5,8 +5,9 @@
 #   - time from launch to >= 93.5% val top-1 (target 30 s, dataset prepared), final top-1
 #     (target >= 94%);
 #   - an epoch from JPEGs against the same model's epoch on data already on the GPU
-#     (bench_train_gpu: the same model, batch, precision, optimizer and class count, pixels
-#     and labels resident on the device, 585 steps = five epochs after 300 of warm-up; run
+#     (bench_train_gpu --graphs: the same model, batch, precision, optimizer and class
+#     count, uint8 pixels and labels resident in a device input buffer, each step as
+#     stoker-train takes it: normalised, replayed from a CUDA graph; 585 steps = five epochs after 300 of warm-up; run
 #     just before each pipeline run, each run's epoch judged against its own; target
 #     <= 1.05x);
 #   - REPEATS (3) whole-pipeline runs with the evaluator and as many without, interleaved,
@@ -59,7 +60,7 @@ reference() { # NAME: five epochs' steps on data already on the GPU, after a sec
   # or 155k)
   smi_start "$work/$1.ref.smi"
   "$bin"/bench_train_gpu smallresnet --size 28 --batch 512 --steps 585 --warmup 300 --precision bf16 \
-    --classes 10 --opt adamw | tail -1 | sed -nE 's/.*images_per_s=([0-9.]+).*/\1/p'
+    --classes 10 --opt adamw --graphs | tail -1 | sed -nE 's/.*images_per_s=([0-9.]+).*/\1/p'
   smi_stop
 }
 median() { sort -n | awk '{v[NR] = $1} END{if (NR % 2) print v[(NR + 1) / 2]; else if (NR) print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }

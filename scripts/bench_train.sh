@@ -4,7 +4,10 @@
 # autocast, channels_last, SGD, batch 256, 224x224, synthetic data already on the GPU.
 # Prints one row per model and, last, min_ratio_vs_eager=R and min_ratio_vs_compiled=R
 # (the smallest ratio over the models). --cpu runs the CPU backend's step benchmark
-# (scripts/bench_train_cpu.sh) instead.
+# (scripts/bench_train_cpu.sh) instead. stoker's steps are taken as stoker-train takes them
+# (bench_train_gpu --graphs: uint8 pixels in a device input buffer, normalised in the step,
+# the pass replayed from a CUDA graph after warm-up); NO_GRAPHS=1 times the bare net's
+# forward/backward/step calls instead.
 # Build first on the development machine (see scripts/gpu_check.sh); PYTHON is the
 # interpreter with PyTorch (default python3, run with a clean LD_LIBRARY_PATH).
 # usage: scripts/bench_train.sh [--cpu] [--no-compile] [MODEL...]
@@ -17,13 +20,14 @@ models=("$@")
 [ ${#models[@]} -gt 0 ] || models=(resnet18 resnet50 mobilenet_v3_large efficientnet_b0)
 py=${PYTHON:-python3}
 steps=${STEPS:-30}
+graphs=--graphs; [ -n "${NO_GRAPHS:-}" ] && graphs=
 field() { sed -nE "s/.*$1=([0-9.]+).*/\1/p" <<<"$2"; }
 echo "bench_train.sh: $(date -u +%F), $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)"
 echo "| model | stoker images/s | set-up s | PyTorch eager | ratio | torch.compile | ratio | compile s | stoker MiB | eager peak MiB |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 min_e=999; min_c=999
 for m in "${models[@]}"; do
-  ours=$("${BIN:-build/bin}"/bench_train_gpu "$m" --steps "$steps" --precision bf16 2>&1 | tail -1)
+  ours=$("${BIN:-build/bin}"/bench_train_gpu "$m" --steps "$steps" --precision bf16 $graphs 2>&1 | tail -1)
   eager=$(LD_LIBRARY_PATH= "$py" scripts/bench_train_gpu.py "$m" bf16 --steps "$steps" 2>&1 | tail -1)
   comp=""
   [ $compile = 1 ] && comp=$(LD_LIBRARY_PATH= "$py" scripts/bench_train_gpu.py "$m" compile --steps "$steps" 2>&1 | tail -1)

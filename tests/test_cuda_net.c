@@ -198,13 +198,17 @@ static void pair_train_pass(Pair *p, double grad_tol) {
  * in backward, at 2e-3, and logits and loss as strictly as in every test (pair_train_pass).
  * Seen on the H200: a change of cuDNN algorithm moved one flip from layer3.1 (6.3%, 0.42%
  * L2) to layer2.1 (9.0%). A pass computed wrong is caught at 1e-5 by test_cuda_conv; here
- * a lost chunk or a mixed-up layout would be tens of percent everywhere. */
-static void pair_train_pass_deep(Pair *p) {
+ * a lost chunk or a mixed-up layout would be tens of percent everywhere.
+ * resnet50 (16 bottlenecks, 3x resnet18's ReLUs) passes tensor_tol 0.5 and l2_tol 3e-2:
+ * its worst tensor was 0.20 and 0.285 in two H200 runs with different algorithm choices,
+ * 1.4% over all gradients; the head is held to the same 2e-3. */
+static void pair_train_pass_deep_tol(Pair *p, double tensor_tol, double l2_tol) {
     StkErr err;
-    pair_train_pass(p, 0.1);
+    pair_train_pass(p, tensor_tol);
     cr_assert_eq(cuda_net_get_grads(&p->gpu, p->host, &err), 0, "%s", err.msg);
     double l2 = rel_l2(p->host, p->cpu.grads, p->m.trainable_floats);
-    cr_assert(l2 < 1e-2, "%s: gradients %.3g from the CPU's (L2)", p->m.arch, l2);
+    cr_log_info("%s: all gradients %.3g from the CPU's (L2)", p->m.arch, l2);
+    cr_assert(l2 < l2_tol, "%s: gradients %.3g from the CPU's (L2)", p->m.arch, l2);
     int head = -1;
     for (int li = 0; li < p->m.nlayers; li++)
         if (p->m.layer[li].kind == LAYER_LINEAR) head = li;
@@ -213,9 +217,12 @@ static void pair_train_pass_deep(Pair *p) {
     for (int i = l->param0; i < l->param0 + l->nparams; i++) {
         const ModelParam *q = &p->m.param[i];
         double d = rel_diff(p->host + q->offset, p->cpu.grads + q->offset, q->numel);
+        cr_log_info("%s: head gradient %s %.3g from the CPU's", p->m.arch, q->name, d);
         cr_assert(d < 2e-3, "%s: head gradient %s differs by %.3g", p->m.arch, q->name, d);
     }
 }
+
+static void pair_train_pass_deep(Pair *p) { pair_train_pass_deep_tol(p, 0.1, 1e-2); }
 
 static void pair_step_and_compare(Pair *p, double lr, double wd, double norm_wd) {
     StkErr err;
@@ -408,17 +415,18 @@ Test(cuda_net, resnet18_fp16_tracks_the_cpu_float32_step, .timeout = 300) { half
 /* The other architectures, float32 strict against the CPU: squeeze-and-excitation,
  * Hardswish, SiLU, dropout and stochastic depth in training mode (the masks are the CPU's:
  * same keys, and both act where the order of elements agrees). Deeper nets amplify
- * summation-order differences: 5e-2 here; resnet50's 16 bottleneck blocks take 0.25
- * (test_cpu_models.c measures PyTorch's own float32 step up to 15% from float64 there,
- * and the CPU backend within 1.5x of that, so two float32 backends may differ by twice
- * it); smallcnn and resnet18 above hold 2e-3. */
+ * summation-order differences: 5e-2 here; resnet50's 16 bottleneck blocks get the deep
+ * ReLU net's check (pair_train_pass_deep_tol: test_cpu_models.c measures PyTorch's own
+ * float32 step up to 15% from float64 there, and the CPU backend within 1.5x of that, so
+ * two float32 backends may differ by twice it); smallcnn and resnet18 above hold 2e-3. */
 static void arch_matches_cpu(const char *arch, double grad_tol) {
     need_gpu();
     static Pair p;
     OptimConfig opt = {OPTIM_SGD, 0.9, 0, 0, 0, 0, 0};
     pair_init(&p, arch, 3, 64, 10, 8, opt);
     pair_input(&p, 600);
-    pair_train_pass(&p, grad_tol);
+    if (grad_tol > 0.1) pair_train_pass_deep_tol(&p, grad_tol, 3e-2);
+    else pair_train_pass(&p, grad_tol);
     pair_step_and_compare(&p, 0.05, 1e-4, 0);
     pair_free(&p);
 }
@@ -426,7 +434,7 @@ static void arch_matches_cpu(const char *arch, double grad_tol) {
 Test(cuda_net, mobilenet_v3_small_matches_cpu, .timeout = 300) { arch_matches_cpu("mobilenet_v3_small", 5e-2); }
 Test(cuda_net, mobilenet_v3_large_matches_cpu, .timeout = 300) { arch_matches_cpu("mobilenet_v3_large", 5e-2); }
 Test(cuda_net, efficientnet_b0_matches_cpu, .timeout = 300) { arch_matches_cpu("efficientnet_b0", 5e-2); }
-Test(cuda_net, resnet50_matches_cpu, .timeout = 300) { arch_matches_cpu("resnet50", 0.25); }
+Test(cuda_net, resnet50_matches_cpu, .timeout = 300) { arch_matches_cpu("resnet50", 0.5); }
 
 /* A recompute plan (CudaNetOptions.recompute, vram_nodes.h): batch norm + activation
  * outputs made again in backward from the norm's input and saved statistics, not kept.
