@@ -10,6 +10,7 @@
 #include "cpu_net.h"
 #include "model.h"
 #include "train_accum.h"
+#include "train_plan.h"
 #include "vram_plan.h"
 
 static const OptimConfig sgd = {OPTIM_SGD, 0.9, 0, 0, 0.9, 0.999, 1e-8};
@@ -287,4 +288,21 @@ Test(vram_plan, small_models_default_to_28_px, .timeout = 60) {
         cr_expect_eq(micro, 512, "%s: %s", archs[i], last);
         cr_expect_eq(peak, (plan.peak + VRAM_MIB - 1) / VRAM_MIB, "%s at 28 px: %s", archs[i], last);
     }
+}
+
+/* An allocation that fails anyway (train_plan_oom_hint): the free memory, a --vram-budget
+ * that plans for it (free + the default context reserve) and half the micro-batch; a run
+ * without a card is told it had no plan. */
+Test(train_plan, out_of_memory_hint_names_what_to_change) {
+    char hint[STK_ERR_LEN];
+    TrainSplit planned = {.micro = 86, .accum = 3, .planned = 1};
+    train_plan_oom_hint(&planned, 1000ull << 20, hint, sizeof hint);
+    cr_assert(strstr(hint, "1000 MiB free now"), "%s", hint);
+    cr_assert(strstr(hint, "--vram-budget 1384MiB"), "%s", hint);
+    cr_assert(strstr(hint, "--micro-batch 43"), "%s", hint);
+    cr_assert(!strstr(hint, "without a card"), "%s", hint);
+    TrainSplit bare = {.micro = 1, .accum = 1};
+    train_plan_oom_hint(&bare, 0, hint, sizeof hint);
+    cr_assert(strstr(hint, "without a card: no --gpu or --vram-budget"), "%s", hint);
+    cr_assert(strstr(hint, "--micro-batch 1"), "%s", hint);
 }

@@ -396,6 +396,22 @@ int tb_device_bytes(TrainBackend *tb, uint64_t *bytes, StkErr *err) {
     return 1;
 }
 
+int tb_device_free(int rank, uint64_t *free_bytes, StkErr *err) {
+    *free_bytes = 0;
+#ifdef STOKER_HAVE_CUDA
+    int count;
+    if (cuda_device_count(&count, err) || rank >= count) return 1;
+    size_t f, total;
+    CUDA_TRY(err, cudaSetDevice(rank));
+    CUDA_TRY(err, cudaMemGetInfo(&f, &total));
+    *free_bytes = f;
+    return 0;
+#else
+    (void)rank, (void)err;
+    return 1;
+#endif
+}
+
 int tb_graphs(const TrainBackend *tb, uint64_t *replayed, uint64_t *eager, const char **note) {
     *replayed = *eager = 0, *note = NULL;
 #ifdef STOKER_HAVE_CUDA

@@ -135,6 +135,10 @@ int tb_last_loss(TrainBackend *tb, double *loss, StkErr *err);
  * 0 with *bytes, 1 on the CPU backend (no figure), -1 + err. */
 int tb_device_bytes(TrainBackend *tb, uint64_t *bytes, StkErr *err);
 
+/* Free device memory of GPU rank now (cudaMemGetInfo): 0, 1 in a build without CUDA or
+ * on no usable GPU (nothing set), -1 + err. */
+int tb_device_free(int rank, uint64_t *free_bytes, StkErr *err);
+
 /* The CUDA backend's graph use (cuda_train.h): training passes replayed from a captured
  * graph and run eagerly so far, and why graphs went off (NULL: they did not). 0, or 1 on
  * the CPU backend (nothing set). */

@@ -103,6 +103,21 @@ static void die(const char *what, const StkErr *err) {
     exit(1);
 }
 
+/* The backend could not be made. Out of device memory (another process took it, or no
+ * plan was asked for): the message says what is free and what to change. */
+static void die_device(const Run *r, StkErr *err) {
+    uint64_t free_b;
+    StkErr qerr;
+    if (strstr(err->msg, "out of memory") && tb_device_free(r->cfg.rank, &free_b, &qerr) == 0) {
+        char hint[STK_ERR_LEN];
+        train_plan_oom_hint(&r->split, free_b, hint, sizeof hint);
+        size_t n = strlen(err->msg);
+        if (n + 3 < sizeof err->msg)
+            snprintf(err->msg + n, sizeof err->msg - n, "; %.*s", (int)(sizeof err->msg - n - 3), hint);
+    }
+    die("model", err);
+}
+
 /* Starts stoker-loader with args (NULL-terminated) plus the dataset; returns its pid.
  * Loaders get --stay: they exit when stop_loaders says so, after their last batch was
  * taken (see loader_proc.h). */
@@ -342,7 +357,7 @@ static void setup(Run *r, const char *argv0) {
                    r->cfg.rank, &(TbExtra){.workspace = r->split.workspace, .recompute = r->split.recompute,
                               .eager = r->cfg.no_cuda_graphs}, &err) ||
         tb_set_accum(&r->tb, r->split.accum, &err))
-        die("model", &err);
+        die_device(r, &err);
     model_init_params(&r->model, r->tb.params, r->cfg.seed);
     if (r->cfg.weights) start_from_weights(r);
     if (r->cfg.resume) resume(r);
