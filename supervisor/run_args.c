@@ -43,7 +43,7 @@ static void usage(FILE *f) {
         "  --eval-duty F       the evaluator spends at most F of the time evaluating: a notice\n"
         "                      sooner after the last evaluation waits, newer ones replacing\n"
         "                      it, the final checkpoint's never (stoker-eval --duty; default\n"
-        "                      0.05 on a GPU, where it takes time from the trainer; 1 on the\n"
+        "                      0.025 on a GPU, where it takes time from the trainer; 1 on the\n"
         "                      CPU, where it has a core of its own: every checkpoint)\n"
         "  --hang-timeout S    a loader without a heartbeat for S s is killed and restarted;\n"
         "                      the trainer silent for 5 S is named (60)\n"
