@@ -220,6 +220,13 @@ Test(vram_plan, plan_flag_prints_the_plan_and_exits, .timeout = 60) {
     cr_expect_neq(run_train("--plan --gpu rtx3070 --model resnet18 --recompute maybe", last, sizeof last,
                             all, sizeof all), 0, "%s", all);
     cr_expect(strstr(all, "bad value for --recompute: 'maybe'"), "%s", all);
+    /* --cuda-graphs on|off (cuda_train.h) leaves the plan as it is; other values are refused */
+    cr_assert_eq(run_train("--plan --gpu rtx3070 --model resnet18 -b 256 --cuda-graphs off", last, sizeof last,
+                           all, sizeof all), 0, "%s", all);
+    cr_expect(strstr(last, " recompute=off"), "%s", last);
+    cr_expect_neq(run_train("--plan --gpu rtx3070 --model resnet18 --cuda-graphs maybe", last, sizeof last,
+                            all, sizeof all), 0, "%s", all);
+    cr_expect(strstr(all, "bad value for --cuda-graphs: 'maybe'"), "%s", all);
 }
 
 /* A preset's plan names its precision, which stoker-train then runs (train_plan.h): a
