@@ -62,6 +62,7 @@ int cuda_train_init(CudaTrain *t, const Model *m, int batch, const OptimConfig *
 
 void cuda_train_free(CudaTrain *t) {
     if (t->copy) cudaStreamSynchronize(t->copy);
+    if (t->net.stream) cudaStreamSynchronize(t->net.stream); /* no replay still reading */
     for (int s = 0; s < TRAIN_INPUT_SLOTS; s++) {
         cudaFree(t->dev_pixels[s]), cudaFree(t->dev_labels[s]);
         if (t->copied[s]) cudaEventDestroy(t->copied[s]);
@@ -191,13 +192,15 @@ static int capture(CudaTrain *t, int s, double eps) {
     (void)cudaGetLastError(); /* a failed capture's error is not sticky: clear it */
     t->graph[s] = NULL, t->graph_off = 1;
     snprintf(t->graph_note, sizeof t->graph_note, "CUDA graphs off, every step runs eagerly: "
-             "capturing the training pass failed: %.110s", rc ? qerr.msg : cudaGetErrorString(st));
+             "capturing the training pass failed: %.110s",
+             st != cudaSuccess ? cudaGetErrorString(st) : qerr.msg);
     return 1;
 }
 
 /* Queues slot s's pass: its graph's launch, once captured, else the kernels one by one. */
 static int pass(CudaTrain *t, int s, double eps, StkErr *err) {
-    if (t->graph[s] && t->graph_eps[s] != eps) {
+    /* a changed label smoothing, or profiling / data parallel switched on since: drop it */
+    if (t->graph[s] && (t->graph_eps[s] != eps || !graphs_allowed(t))) {
         CUDA_TRY(err, cudaGraphExecDestroy(t->graph[s]));
         t->graph[s] = NULL;
     }

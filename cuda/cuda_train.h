@@ -22,8 +22,9 @@
  * cuda_net_forward_begin), the host's batch-norm counts, the accumulation fold and the
  * optimizer step (its learning rate is an argument). A changed label smoothing captures
  * again. Not captured: with CudaNetOptions.eager, while profiling, and with --gpus (the
- * backward launches NCCL collectives from a callback). If capturing fails, the note says
- * why, once, and every later step runs eagerly: nothing is lost. */
+ * backward launches NCCL collectives from a callback); a graph made before one of those
+ * was switched on is dropped. If capturing fails, graph_note says why (stoker-train
+ * repeats it on each epoch line) and every later step runs eagerly: nothing is lost. */
 #ifndef CUDA_TRAIN_H
 #define CUDA_TRAIN_H
 

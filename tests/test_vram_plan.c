@@ -220,10 +220,14 @@ Test(vram_plan, plan_flag_prints_the_plan_and_exits, .timeout = 60) {
     cr_expect_neq(run_train("--plan --gpu rtx3070 --model resnet18 --recompute maybe", last, sizeof last,
                             all, sizeof all), 0, "%s", all);
     cr_expect(strstr(all, "bad value for --recompute: 'maybe'"), "%s", all);
-    /* --cuda-graphs on|off (cuda_train.h) leaves the plan as it is; other values are refused */
+    /* --cuda-graphs on|off (cuda_train.h) is accepted and leaves the plan as it is; other
+     * values are refused */
+    char plain[256];
+    cr_assert_eq(run_train("--plan --gpu rtx3070 --model resnet18 -b 256", plain, sizeof plain, all,
+                           sizeof all), 0, "%s", all);
     cr_assert_eq(run_train("--plan --gpu rtx3070 --model resnet18 -b 256 --cuda-graphs off", last, sizeof last,
                            all, sizeof all), 0, "%s", all);
-    cr_expect(strstr(last, " recompute=off"), "%s", last);
+    cr_expect_str_eq(last, plain);
     cr_expect_neq(run_train("--plan --gpu rtx3070 --model resnet18 --cuda-graphs maybe", last, sizeof last,
                             all, sizeof all), 0, "%s", all);
     cr_expect(strstr(all, "bad value for --cuda-graphs: 'maybe'"), "%s", all);
@@ -303,13 +307,20 @@ Test(vram_plan, small_models_default_to_28_px, .timeout = 60) {
 Test(train_plan, out_of_memory_hint_names_what_to_change) {
     char hint[STK_ERR_LEN];
     TrainSplit planned = {.micro = 86, .accum = 3, .planned = 1};
-    train_plan_oom_hint(&planned, 1000ull << 20, hint, sizeof hint);
+    TrainConfig none = {0}, gtx = {.gpu = "gtx1050-2g"};
+    train_plan_oom_hint(&none, &planned, 1000ull << 20, hint, sizeof hint);
     cr_assert(strstr(hint, "1000 MiB free now"), "%s", hint);
     cr_assert(strstr(hint, "--vram-budget 1384MiB"), "%s", hint);
     cr_assert(strstr(hint, "--micro-batch 43"), "%s", hint);
     cr_assert(!strstr(hint, "without a card"), "%s", hint);
+    /* with --gpu, the preset's reserve: what the planner will take for that budget */
+    train_plan_oom_hint(&gtx, &planned, 1000ull << 20, hint, sizeof hint);
+    char want[64];
+    snprintf(want, sizeof want, "--vram-budget %lluMiB",
+             (unsigned long long)(1000 + (vram_preset("gtx1050-2g")->reserve >> 20)));
+    cr_assert(strstr(hint, want), "%s (%s)", hint, want);
     TrainSplit bare = {.micro = 1, .accum = 1};
-    train_plan_oom_hint(&bare, 0, hint, sizeof hint);
+    train_plan_oom_hint(&none, &bare, 0, hint, sizeof hint);
     cr_assert(strstr(hint, "without a card: no --gpu or --vram-budget"), "%s", hint);
     cr_assert(strstr(hint, "--micro-batch 1"), "%s", hint);
 }

@@ -103,14 +103,18 @@ static void die(const char *what, const StkErr *err) {
     exit(1);
 }
 
-/* The backend could not be made. Out of device memory (another process took it, or no
- * plan was asked for): the message says what is free and what to change. */
-static void die_device(const Run *r, StkErr *err) {
+/* The backend could not be made. A device allocation out of memory (another process took
+ * it, or no plan was asked for): the message says what is free and what to change, with
+ * what the backend holds let go first so that the free figure is the card's. */
+static void die_device(Run *r, StkErr *err) {
     uint64_t free_b;
     StkErr qerr;
-    if (strstr(err->msg, "out of memory") && tb_device_free(r->cfg.rank, &free_b, &qerr) == 0) {
+    int device_oom = !strcmp(r->cfg.device, "cuda") && strstr(err->msg, "cudaMalloc") &&
+                     strstr(err->msg, "out of memory");
+    if (r->tb.cuda) tb_free(&r->tb); /* tb_init_ex frees on its own failure; tb_set_accum not */
+    if (device_oom && tb_device_free(r->cfg.rank, &free_b, &qerr) == 0) {
         char hint[STK_ERR_LEN];
-        train_plan_oom_hint(&r->split, free_b, hint, sizeof hint);
+        train_plan_oom_hint(&r->cfg, &r->split, free_b, hint, sizeof hint);
         size_t n = strlen(err->msg);
         if (n + 3 < sizeof err->msg)
             snprintf(err->msg + n, sizeof err->msg - n, "; %.*s", (int)(sizeof err->msg - n - 3), hint);

@@ -107,11 +107,14 @@ int train_plan_main(const TrainConfig *c, const VramKernels *k) {
     return rc ? 1 : 0;
 }
 
-void train_plan_oom_hint(const TrainSplit *s, uint64_t free_bytes, char *out, size_t cap) {
+void train_plan_oom_hint(const TrainConfig *c, const TrainSplit *s, uint64_t free_bytes, char *out,
+                         size_t cap) {
+    const VramPreset *p = vram_preset(c->gpu);
+    uint64_t reserve = p ? p->reserve : VRAM_DEFAULT_RESERVE; /* as request() takes it */
     int smaller = s->micro > 1 ? s->micro / 2 : 1;
     snprintf(out, cap, "the card has %llu MiB free now (micro-batch %d x %d planned%s): free the card "
              "(nvidia-smi shows who holds it), or plan for what is free with --vram-budget %lluMiB, or "
              "pass --micro-batch %d", (unsigned long long)(free_bytes >> 20), s->micro, s->accum,
              s->planned ? "" : " without a card: no --gpu or --vram-budget",
-             (unsigned long long)((free_bytes + VRAM_DEFAULT_RESERVE) >> 20), smaller);
+             (unsigned long long)((free_bytes + reserve) >> 20), smaller);
 }

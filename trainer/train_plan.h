@@ -39,10 +39,11 @@ int train_plan_split_flags(const TrainConfig *c, const VramKernels *k, TrainSpli
 /* What to tell a user whose device allocation failed anyway (another process took memory
  * after the plan, or the run had no plan; the failed allocation's message names what the
  * arenas need): the device's free memory now, and three ways out: free the card, let the
- * planner fit what is free (--vram-budget of the free memory plus a context reserve: this
- * process's own context is already counted out of `free_bytes`), or half the micro-batch.
- * One line into out (cap bytes). */
-void train_plan_oom_hint(const TrainSplit *s, uint64_t free_bytes, char *out, size_t cap);
+ * planner fit what is free (--vram-budget of the free memory plus the context reserve the
+ * planner will take for c's --gpu, or its default: this process's own context is already
+ * counted out of `free_bytes`), or half the micro-batch. One line into out (cap bytes). */
+void train_plan_oom_hint(const TrainConfig *c, const TrainSplit *s, uint64_t free_bytes, char *out,
+                         size_t cap);
 
 /* --plan: builds --model for --train-crop-size with the dataset's class count (1000,
  * ImageNet's, without --data-path or before it is indexed), prints the plan to stdout and
