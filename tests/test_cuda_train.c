@@ -246,3 +246,67 @@ Test(cuda_train, graph_replays_take_each_steps_dropout_key, .timeout = 120) {
     cuda_train_free(&g), cuda_train_free(&e);
     cpu_net_free(&cpu);
 }
+
+/* fp16 under replay: the dynamic loss scale doubles every 2 good steps (1024 to 16384
+ * over 8), and each replayed backward must scale the loss by the scale the device holds
+ * then, which the optimizer step unscales by; a scale baked in at capture would leave
+ * the gradients 2-16x off from step 4 on. Graphs against eager: the same scale and skips,
+ * the weights within a tenth of how far the steps moved them. */
+Test(cuda_train, fp16_replays_follow_the_loss_scale, .timeout = 120) {
+    need_gpu();
+    enum { STEPS = 8 };
+    static Model m;
+    static CudaTrain g, e;
+    StkErr err;
+    cr_assert_eq(build_dropout_bn(&m), 0, "%s", m.err.msg);
+    OptimConfig opt = {OPTIM_SGD, 0.9, 0, 0, 0, 0, 0};
+    CudaNetOptions o = {.precision = CUDA_PREC_FP16, .loss_scale = 1024.0f, .scale_interval = 2};
+    CudaNetOptions oe = o;
+    oe.eager = 1;
+    cr_assert_eq(cuda_train_init(&g, &m, B, &opt, &o, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_train_init(&e, &m, B, &opt, &oe, &err), 0, "%s", err.msg);
+    float *p0 = malloc(4 * m.total_floats), *hg = malloc(4 * m.total_floats), *he = malloc(4 * m.total_floats);
+    model_init_params(&m, p0, 13);
+    cr_assert_eq(cuda_net_set_params(&g.net, p0, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_net_set_params(&e.net, p0, &err), 0, "%s", err.msg);
+    static uint8_t px[B * S * S * C];
+    int32_t labels[B];
+    for (int k = 0; k < STEPS; k++) {
+        int s = k % 2;
+        cr_assert_eq(cuda_train_slot_free(&g, s, &err), 0, "%s", err.msg);
+        cr_assert_eq(cuda_train_slot_free(&e, s, &err), 0, "%s", err.msg);
+        for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)(stk_rng_at(700 + k, i) >> 56);
+        for (int i = 0; i < B; i++) labels[i] = (int32_t)(stk_rng_at(800 + k, (uint64_t)i) % K);
+        CudaTrain *both[2] = {&g, &e};
+        for (int w = 0; w < 2; w++) {
+            cr_assert_eq(cuda_train_submit(both[w], s, px, labels, B, &err), 0, "%s", err.msg);
+            cr_assert_eq(cuda_train_step(both[w], s, 0, 2000 + (uint64_t)k, 0.05, 0, 0, NULL, &err), 0,
+                         "%s", err.msg);
+        }
+    }
+    float sg, se;
+    uint64_t kg, ke;
+    cr_assert_eq(cuda_net_loss_scale(&g.net, &sg, &kg, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_net_loss_scale(&e.net, &se, &ke, &err), 0, "%s", err.msg);
+    cr_log_info("fp16, %d steps: scale %g (graphs) / %g (eager), skipped %llu / %llu", STEPS, sg, se,
+                (unsigned long long)kg, (unsigned long long)ke);
+    cr_assert_eq(g.graph_passes, STEPS - CUDA_TRAIN_GRAPH_WARMUP, "%s", g.graph_note);
+    /* 16384 if no step overflowed; whatever it is, the scale moved during the replays and
+     * the graphs' run saw the same scales and skips as the eager one */
+    cr_assert_neq(se, 1024.0f, "the scale never moved: the test tests nothing");
+    cr_assert_eq(sg, se);
+    cr_assert_eq(kg, ke);
+    cr_assert_eq(cuda_net_get_params(&g.net, hg, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_net_get_params(&e.net, he, &err), 0, "%s", err.msg);
+    double d = 0, moved = 0, scale = 1e-12;
+    for (uint64_t i = 0; i < m.trainable_floats; i++) {
+        d = fmax(d, fabs((double)hg[i] - he[i]));
+        moved = fmax(moved, fabs((double)he[i] - p0[i]));
+        scale = fmax(scale, fabs((double)he[i]));
+    }
+    cr_log_info("fp16 graphs against eager: weights %.3g apart (relative), moved %.3g", d / scale, moved);
+    cr_expect_gt(moved, 1e-4, "the steps moved nothing");
+    cr_expect_lt(d, 0.1 * moved, "graph-replayed weights %.3g from eager's, moved %.3g", d, moved);
+    free(p0), free(hg), free(he);
+    cuda_train_free(&g), cuda_train_free(&e);
+}
