@@ -12,9 +12,10 @@
 #     <= 1.05x);
 #   - REPEATS (3) whole-pipeline runs with the evaluator and as many without, interleaved,
 #     each one's figures listed, so one run's luck (or a bad one) shows;
-#   - the trainer's images/s with the evaluator (stoker-run's default --eval-duty 0.05, or
-#     WITH_FLAGS) against --no-eval, each over its own
-#     reference (target: <= 3% drop);
+#   - the trainer's images/s with the evaluator (stoker-run's default --eval-duty, or
+#     WITH_FLAGS) against --no-eval, each over its own reference (target: <= 3% drop);
+#   - the same two targets from runs at the same pace only (scripts/fmnist_pace_summary.py:
+#     the GPU machine switches between two paces from one process to the next);
 #   - PyTorch: the same model and JPEGs through torchvision's DataLoader, and from tensors
 #     already on the GPU (scripts/bench_fmnist_gpu_torch.py).
 # FMNIST_SOURCE: the four *-ubyte.gz files (stoker-data fashion-mnist --source), when the
@@ -77,14 +78,14 @@ for r in $(seq 1 "$repeats"); do
 done
 echo "bench_fmnist_gpu.sh: $(date -u +%F), $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1), $epochs epochs"
 # wall_s counts from the run directory's creation, a moment after launch: close enough
-rm -f "$work/ratios.txt"
+rm -f "$work/ratios.txt" "$work/runs.txt"
 first_at() { grep '"kind":"eval"' "$1" | while read -r l; do
   t=$(num top1 <<<"$l"); w=$(num wall_s <<<"$l")
   awk -v t="$t" 'BEGIN{exit !(t >= 93.5)}' && { echo "$w"; break; }; done; }
-epoch_s() { grep '"kind":"epoch"' "$1" | tail -n +2 | num epoch_seconds | awk '{s += $1; n++} END{if (n) printf "%.2f", s / n}'; }
+epoch_s() { grep '"kind":"epoch"' "$1" | tail -n +2 | num epoch_seconds | awk '{s += $1; n++} END{if (n) printf "%.3f", s / n}'; }
 # the wall time from one epoch's record to the next: the epoch with its boundary
 # (checkpoint, end-of-epoch accounting), what a user waits for
-wall_epoch_s() { grep '"kind":"epoch"' "$1" | num wall_s | awk 'NR > 1 {s += $1 - p; n++} {p = $1} END{if (n) printf "%.2f", s / n}'; }
+wall_epoch_s() { grep '"kind":"epoch"' "$1" | num wall_s | awk 'NR > 1 {s += $1 - p; n++} {p = $1} END{if (n) printf "%.3f", s / n}'; }
 evals() { grep -c '"kind":"eval"' "$1"; }
 ips() { grep '"kind":"train"' "$1" | num images_per_s | tail -n +3 | awk '{s += $1; n++} END{if (n) printf "%.0f", s / n}'; }
 echo "| stoker run (whole pipeline, JPEGs) | first >= 93.5% at | final / best top-1 | evaluations | epoch (mean of 1..) | epoch, wall clock | trainer images/s | reference just before, images/s | epoch / reference epoch | wall epoch / reference epoch | images/s / reference |"
@@ -102,6 +103,7 @@ for name in $(for r in $(seq 1 "$repeats"); do echo "with$r without$r"; done); d
   printf "| %s | %s s | %s%% / %s%% | %s | %s s | %s s | %s | %s | %s | %s | %s |\n" "$name" "$(printf %.1f "${first:-0}")" \
     "$(printf %.2f "${final:-0}")" "$(printf %.2f "${best:-0}")" "$ne" "$e" "$we" "$i" "$rf" "$er" "$wr" "$ir"
   echo "$name $er $ir $wr" >>"$work/ratios.txt"
+  echo "$name ${name%%[0-9]*} ${i:-0} $rf ${e:-0} ${we:-0} 59904" >>"$work/runs.txt"
 done
 echo
 echo "| run | the GPU during the run | during its reference |"
@@ -122,6 +124,10 @@ raw_with=$(for r in $(seq 1 "$repeats"); do ips "$work/with$r/metrics.jsonl"; ec
 raw_without=$(for r in $(seq 1 "$repeats"); do ips "$work/without$r/metrics.jsonl"; echo; done | median)
 echo "| trainer images/s, with the evaluator / --no-eval (raw medians) | ${raw_with:--} / ${raw_without:--} ($(awk -v a="${raw_with:-0}" -v b="${raw_without:-0}" 'BEGIN{if (b > 0) printf "%+.1f%%", 100 * (a / b - 1); else print "-"}')) | >= -3% |"
 echo "| trainer images/s over its reference, with the evaluator / --no-eval | ${i_with:--} / ${i_without:--} ($(awk -v a="${i_with:-0}" -v b="${i_without:-0}" 'BEGIN{if (b > 0) printf "%+.1f%%", 100 * (a / b - 1); else print "-"}')) | >= -3% |"
+# the machine switches pace between processes (see fmnist_pace_summary.py): the figures
+# to judge by compare runs and references at the same pace only
+echo
+"$py" scripts/fmnist_pace_summary.py "$work/runs.txt"
 echo
 for mode in ${TORCH_MODES:-loader tensors}; do
   LD_LIBRARY_PATH= "$py" scripts/bench_fmnist_gpu_torch.py "$data" "$mode" "$epochs" 512 12 2>&1 | grep -E "^torch"
