@@ -27,6 +27,18 @@ static void need_gpu(void) {
     if (count == 0) cr_skip_test("%s", err.msg);
 }
 
+/* Two trainers of one model starting from the same parameters: a and b (batch, options
+ * each), for the tests that compare two ways of training it. */
+static void init_twins(CudaTrain *a, int batch_a, const CudaNetOptions *oa, CudaTrain *b, int batch_b,
+                       const CudaNetOptions *ob, const Model *m, const OptimConfig *opt,
+                       const float *params) {
+    StkErr err;
+    cr_assert_eq(cuda_train_init(a, m, batch_a, opt, oa, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_train_init(b, m, batch_b, opt, ob, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_net_set_params(&a->net, params, &err), 0, "%s", err.msg);
+    cr_assert_eq(cuda_net_set_params(&b->net, params, &err), 0, "%s", err.msg);
+}
+
 static void send_batches(void *push) {
     static uint8_t px[B * S * S * C];
     int32_t labels[B];
@@ -123,13 +135,10 @@ Test(cuda_train, four_micro_batches_equal_one_batch, .timeout = 120) {
     cr_assert_eq(test_nobn_build(&m, C, S, K), 0, "%s", m.err.msg); /* no batch norm */
     OptimConfig opt = {OPTIM_SGD, 0.9, 0, 0, 0, 0, 0};
     CudaNetOptions o = {.precision = CUDA_PREC_FP32};
-    cr_assert_eq(cuda_train_init(&big, &m, B, &opt, &o, &err), 0, "%s", err.msg);
-    cr_assert_eq(cuda_train_init(&small, &m, MICRO, &opt, &o, &err), 0, "%s", err.msg);
-    cr_assert_eq(cuda_train_set_accum(&small, STEPS, &err), 0, "%s", err.msg);
     float *p0 = malloc(4 * m.total_floats), *pb = malloc(4 * m.total_floats), *ps = malloc(4 * m.total_floats);
     model_init_params(&m, p0, 5);
-    cr_assert_eq(cuda_net_set_params(&big.net, p0, &err), 0, "%s", err.msg);
-    cr_assert_eq(cuda_net_set_params(&small.net, p0, &err), 0, "%s", err.msg);
+    init_twins(&big, B, &o, &small, MICRO, &o, &m, &opt, p0);
+    cr_assert_eq(cuda_train_set_accum(&small, STEPS, &err), 0, "%s", err.msg);
     static uint8_t px[B * S * S * C];
     int32_t labels[B];
     for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)(stk_rng_at(77, i) >> 56);
@@ -190,12 +199,9 @@ Test(cuda_train, graph_replays_take_each_steps_dropout_key, .timeout = 120) {
     cr_assert_eq(build_dropout_bn(&m), 0, "%s", m.err.msg);
     OptimConfig opt = {OPTIM_SGD, 0.9, 0, 0, 0, 0, 0};
     CudaNetOptions o = {.precision = CUDA_PREC_FP32}, oe = {.precision = CUDA_PREC_FP32, .eager = 1};
-    cr_assert_eq(cuda_train_init(&g, &m, B, &opt, &o, &err), 0, "%s", err.msg);
-    cr_assert_eq(cuda_train_init(&e, &m, B, &opt, &oe, &err), 0, "%s", err.msg);
     cr_assert_eq(cpu_net_init(&cpu, &m, B, &opt, &err), 0, "%s", err.msg);
     model_init_params(&m, cpu.params, 11);
-    cr_assert_eq(cuda_net_set_params(&g.net, cpu.params, &err), 0, "%s", err.msg);
-    cr_assert_eq(cuda_net_set_params(&e.net, cpu.params, &err), 0, "%s", err.msg);
+    init_twins(&g, B, &o, &e, B, &oe, &m, &opt, cpu.params);
     const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
     uint8_t *px[2];
     int32_t *labels[2];
@@ -263,12 +269,9 @@ Test(cuda_train, fp16_replays_follow_the_loss_scale, .timeout = 120) {
     CudaNetOptions o = {.precision = CUDA_PREC_FP16, .loss_scale = 1024.0f, .scale_interval = 2};
     CudaNetOptions oe = o;
     oe.eager = 1;
-    cr_assert_eq(cuda_train_init(&g, &m, B, &opt, &o, &err), 0, "%s", err.msg);
-    cr_assert_eq(cuda_train_init(&e, &m, B, &opt, &oe, &err), 0, "%s", err.msg);
     float *p0 = malloc(4 * m.total_floats), *hg = malloc(4 * m.total_floats), *he = malloc(4 * m.total_floats);
     model_init_params(&m, p0, 13);
-    cr_assert_eq(cuda_net_set_params(&g.net, p0, &err), 0, "%s", err.msg);
-    cr_assert_eq(cuda_net_set_params(&e.net, p0, &err), 0, "%s", err.msg);
+    init_twins(&g, B, &o, &e, B, &oe, &m, &opt, p0);
     static uint8_t px[B * S * S * C];
     int32_t labels[B];
     for (int k = 0; k < STEPS; k++) {
