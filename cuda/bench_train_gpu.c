@@ -65,6 +65,21 @@ static void report_profile(CudaNet *net, const Model *m, const int32_t *d_labels
         printf("profile %-13s forward %7.2f ms  backward %7.2f ms  (%4.1f%%)\n", names[i], f[i], b[i],
                100 * (f[i] + b[i]) / total);
     printf("profile total %.2f ms per step in layers\n", total);
+    /* every other layer on its own line; a batch norm with its bandwidth (the training
+     * forward reads x twice and writes y, the backward reads x and dy twice and writes dx),
+     * against which the card's ~4.8 TB/s says how far a pass is from its bound */
+    for (int li = 0; li < m->nlayers; li++) {
+        const ModelLayer *l = &m->layer[li];
+        if (l->kind == LAYER_CONV && !(net->dwconv && net->dwconv[li])) continue;
+        double fms = net->prof_ms[li] / steps, bms = net->prof_ms[m->nlayers + li] / steps;
+        Shape4 xs = model_node_shape(m, l->in);
+        double bytes = (double)net->batch * shape4_numel(xs) * cuda_dtype_size(net->dt);
+        printf("profile layer %3d %-13s %-28s %4dx%-3dx%-3d fwd %6.3f ms  bwd %6.3f ms", li, kind_name(l),
+               l->name, xs.c, xs.h, xs.w, fms, bms);
+        if (l->kind == LAYER_BN && fms > 0 && bms > 0)
+            printf("  %5.0f / %5.0f GB/s", 3 * bytes / fms * 1e-6, 5 * bytes / bms * 1e-6);
+        printf("\n");
+    }
     /* each convolution's measured forward/backward ms and the algorithms cudnnFind chose:
      * where a precision's time goes, and whether a layout or math type lacks fast kernels */
     for (int li = 0; li < m->nlayers; li++) {
