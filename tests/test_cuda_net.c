@@ -194,7 +194,7 @@ static void pair_train_pass(Pair *p, double grad_tol) {
  * orders. Forward, a flip moves a value by that rounding; backward, it passes or stops a
  * whole gradient element, which moves the gradients of every layer below it by up to ~10%
  * of their largest (one tensor) and the whole by under 1% (L2), and none above it. So:
- * every tensor within 0.1, all of them within 1e-2 (L2), the head, which no ReLU precedes
+ * every tensor within 0.5 (below), all of them within 1e-2 (L2), the head, which no ReLU precedes
  * in backward, at 2e-3, and logits and loss as strictly as in every test (pair_train_pass).
  * Seen on the H200: a change of cuDNN algorithm moved one flip from layer3.1 (6.3%, 0.42%
  * L2) to layer2.1 (9.0%). A pass computed wrong is caught at 1e-5 by test_cuda_conv; here
@@ -222,7 +222,11 @@ static void pair_train_pass_deep_tol(Pair *p, double tensor_tol, double l2_tol) 
     }
 }
 
-static void pair_train_pass_deep(Pair *p) { pair_train_pass_deep_tol(p, 0.1, 1e-2); }
+/* resnet18's worst tensor has been 0.063-0.090 and, in the NCHW-chunks test on
+ * 2026-12-03, 0.167 (layer4.1.conv1, another algorithm choice): one flip's reach into the
+ * tensors below it is not bounded by 0.1, so the per-tensor bound is resnet50's, and the
+ * L2 over all gradients (which a wrong pass would break everywhere) stays at 1e-2. */
+static void pair_train_pass_deep(Pair *p) { pair_train_pass_deep_tol(p, 0.5, 1e-2); }
 
 static void pair_step_and_compare(Pair *p, double lr, double wd, double norm_wd) {
     StkErr err;
