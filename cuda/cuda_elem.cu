@@ -89,36 +89,6 @@ template <typename A, typename B> __global__ void cast_kernel(size_t n, const A 
 }
 
 template <typename T>
-__global__ void scale_fwd_kernel(size_t total, int hwc, int c, const T *x, const T *sc, T *y) {
-    GRID_STRIDE(i, total) st(y + i, ld(x + i) * ld(sc + (i / hwc) * c + i % c));
-}
-
-template <typename T>
-__global__ void scale_dx_kernel(size_t total, int hwc, int c, const T *sc, const T *dy, T *dx) {
-    GRID_STRIDE(i, total) st(dx + i, ld(dy + i) * ld(sc + (i / hwc) * c + i % c));
-}
-
-/* ds[n, c] = sum over hw of dy * x: block (channel chunk of 32, sample), 16 lanes over
- * the rows, reduced in shared memory (parallel over large spatial extents). */
-#define SCALE_X 32
-#define SCALE_Y 16
-template <typename T>
-__global__ void scale_ds_kernel(int hw, int c, const T *x, const T *dy, T *ds) {
-    __shared__ float acc[SCALE_Y][SCALE_X];
-    int ch = blockIdx.x * SCALE_X + threadIdx.x;
-    size_t base = (size_t)blockIdx.y * hw * c + ch;
-    float a = 0.0f;
-    if (ch < c)
-        for (int k = threadIdx.y; k < hw; k += SCALE_Y) a += ld(dy + base + (size_t)k * c) * ld(x + base + (size_t)k * c);
-    acc[threadIdx.y][threadIdx.x] = a;
-    __syncthreads();
-    if (threadIdx.y == 0 && ch < c) {
-        for (int t = 1; t < SCALE_Y; t++) a += acc[t][threadIdx.x];
-        st(ds + (size_t)blockIdx.y * c + ch, a);
-    }
-}
-
-template <typename T>
 __global__ void mask_kernel(size_t n, size_t run, double keep_p, float scale, const uint64_t *dkey,
                             uint64_t coord, const T *x, T *y) {
     uint64_t key = stk_rng_key(*dkey, coord);
@@ -226,30 +196,6 @@ extern "C" int cuda_colsum(CudaDtype dt, size_t m, int c, const void *x, float *
     CUDA_DISPATCH(dt, T, colsum_part_kernel<T><<<grid, block, 0, s>>>(m, c, (const T *)x, part));
     CUDA_TRY(err, cudaGetLastError());
     colsum_final_kernel<<<(unsigned)((c + 127) / 128), 128, 0, s>>>(c, split, part, out);
-    CUDA_TRY(err, cudaGetLastError());
-    return 0;
-}
-
-extern "C" int cuda_scale_forward(CudaDtype dt, int n, int hw, int c, const void *x,
-                                  const void *sc, void *y, cudaStream_t s, StkErr *err) {
-    if (n < 1 || hw < 1 || c < 1) return stk_errf(err, "cuda_scale_forward: shape %dx%dx%d", n, hw, c);
-    size_t total = (size_t)n * hw * c;
-    CUDA_DISPATCH(dt, T, scale_fwd_kernel<T><<<grid_for(total), ELEM_BLOCK, 0, s>>>(
-                             total, hw * c, c, (const T *)x, (const T *)sc, (T *)y));
-    CUDA_TRY(err, cudaGetLastError());
-    return 0;
-}
-
-extern "C" int cuda_scale_backward(CudaDtype dt, int n, int hw, int c, const void *x,
-                                   const void *sc, const void *dy, void *dx, void *ds,
-                                   cudaStream_t s, StkErr *err) {
-    if (n < 1 || hw < 1 || c < 1) return stk_errf(err, "cuda_scale_backward: shape %dx%dx%d", n, hw, c);
-    size_t total = (size_t)n * hw * c;
-    dim3 block(SCALE_X, SCALE_Y), grid((unsigned)((c + SCALE_X - 1) / SCALE_X), (unsigned)n);
-    if (ds) CUDA_DISPATCH(dt, T, scale_ds_kernel<T><<<grid, block, 0, s>>>(hw, c, (const T *)x,
-                                                                         (const T *)dy, (T *)ds));
-    if (dx) CUDA_DISPATCH(dt, T, scale_dx_kernel<T><<<grid_for(total), ELEM_BLOCK, 0, s>>>(
-                                     total, hw * c, c, (const T *)sc, (const T *)dy, (T *)dx));
     CUDA_TRY(err, cudaGetLastError());
     return 0;
 }

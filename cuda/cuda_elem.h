@@ -54,14 +54,6 @@ size_t cuda_colsum_scratch(int c);
 /* How many blocks split m rows in those reductions (1..512). */
 int cuda_colsum_split(size_t m);
 
-/* Squeeze-and-excitation's scale on NHWC x [n, hw, c] and s [n, c]: y = x * s per
- * channel; backward dx = dy * s (NULL skips) and ds[n, c] = sum over hw of dy * x (float
- * sums; NULL skips). y and dx may alias x and dy. */
-int cuda_scale_forward(CudaDtype dt, int n, int hw, int c, const void *x, const void *sc,
-                       void *y, cudaStream_t s, StkErr *err);
-int cuda_scale_backward(CudaDtype dt, int n, int hw, int c, const void *x, const void *sc,
-                        const void *dy, void *dx, void *ds, cudaStream_t s, StkErr *err);
-
 /* Dropout's mask (cpu_act.h's, bit for bit: element r keeps iff
  * stk_rng_unit(stk_rng_at(key, r)) < 1 - p, kept ones scaled by (float)(1 / (1 - p))),
  * applied to n elements in runs of `run` (1: dropout; a sample's size: stochastic depth,

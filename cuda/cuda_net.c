@@ -15,6 +15,7 @@
 #include "cuda_loss.h"
 #include "cuda_optim.h"
 #include "cuda_pool.h"
+#include "cuda_se.h"
 #include "model_freeze.h"
 #include "stk_rng.h"
 #include "vram_plan.h"
@@ -444,19 +445,19 @@ static int backward_two(CudaNet *net, int li, StkErr *err) {
             return -1;
         return add_to_input(net, l->in, dy, err) || add_to_input(net, l->in2, dy, err) ? -1 : 0;
     }
-    const void *dy = dact(net, li + 1);
-    void *dx = grad_for(net, l->in);
-    if (dx) {
-        if (cuda_scale_backward(net->dt, xs.n, xs.h * xs.w, xs.c, bact(net, l->in), bact(net, l->in2),
-                                dy, dx, NULL, s, err))
-            return -1;
-        if (grad_commit(net, l->in, err)) return -1;
-    }
-    void *d2 = grad_for(net, l->in2);
-    if (!d2) return 0;
-    if (cuda_scale_backward(net->dt, xs.n, xs.h * xs.w, xs.c, bact(net, l->in), bact(net, l->in2),
-                                 dy, NULL, d2, s, err))
+    const void *dy = dact(net, li + 1), *x = bact(net, l->in), *sc = bact(net, l->in2);
+    int hw = xs.h * xs.w;
+    void *dx = grad_for(net, l->in), *d2 = grad_for(net, l->in2);
+    /* one pass makes both, unless both would land in the one scratch buffer */
+    if (dx && d2 && !(net->dact_set[l->in] && net->dact_set[l->in2]))
+        return cuda_scale_backward(net->dt, xs.n, hw, xs.c, x, sc, dy, dx, d2, s, err) ||
+               grad_commit(net, l->in, err) || grad_commit(net, l->in2, err) ? -1 : 0;
+    if (dx && (cuda_scale_backward(net->dt, xs.n, hw, xs.c, x, sc, dy, dx, NULL, s, err) ||
+               grad_commit(net, l->in, err)))
         return -1;
+    d2 = grad_for(net, l->in2);
+    if (!d2) return 0;
+    if (cuda_scale_backward(net->dt, xs.n, hw, xs.c, x, sc, dy, NULL, d2, s, err)) return -1;
     return grad_commit(net, l->in2, err);
 }
 
@@ -495,7 +496,12 @@ static int backward_layer(CudaNet *net, int li, StkErr *err) {
     case LAYER_MAXPOOL:
         if (dx) rc = cuda_maxpool_backward(&l->pool, dt, xs, ys, dy, (const int32_t *)sv, dx, s, err);
         break;
-    case LAYER_AVGPOOL: if (dx) rc = cuda_avgpool_backward(dt, xs, dy, dx, s, err); break;
+    case LAYER_AVGPOOL: /* adds into a gradient its input already has (SE: the scale's) */
+        if (!dx) break;
+        if (net->dact_set[l->in])
+            return cuda_avgpool_backward(dt, xs, dy, dact(net, l->in), 1, s, err);
+        rc = cuda_avgpool_backward(dt, xs, dy, dx, 0, s, err);
+        break;
     case LAYER_LINEAR: {
         CudaLinear lin = linear_of(net, l);
         rc = cuda_linear_backward(&lin, net->blas, s, xs.n, x, weight(net, li), dy, dx, 0,

@@ -78,36 +78,6 @@ __global__ void maxpool_bwd_kernel(CpuMaxPool p, Shape4 in, Shape4 out, const T 
     }
 }
 
-/* Per-sample channel means: block (channel chunk of 32, sample) with 16 lanes over the
- * h*w rows, reduced in shared memory: parallel over the spatial extent, which is large
- * where squeeze-and-excitation pools early layers (112x112). */
-#define AVG_X 32
-#define AVG_Y 16
-template <typename T> __global__ void avgpool_fwd_kernel(Shape4 in, const T *x, T *y) {
-    __shared__ float acc[AVG_Y][AVG_X];
-    int c = blockIdx.x * AVG_X + threadIdx.x, n = blockIdx.y;
-    size_t hw = (size_t)in.h * in.w;
-    float s = 0.0f;
-    if (c < in.c)
-        for (size_t k = threadIdx.y; k < hw; k += AVG_Y) s += ld(x + ((size_t)n * hw + k) * in.c + c);
-    acc[threadIdx.y][threadIdx.x] = s;
-    __syncthreads();
-    if (threadIdx.y == 0 && c < in.c) {
-        for (int t = 1; t < AVG_Y; t++) s += acc[t][threadIdx.x];
-        st(y + (size_t)n * in.c + c, s / (float)hw);
-    }
-}
-
-template <typename T> __global__ void avgpool_bwd_kernel(Shape4 in, const T *dy, T *dx) {
-    size_t total = (size_t)in.n * in.h * in.w * in.c;
-    float inv = 1.0f / (float)((size_t)in.h * in.w);
-    GRID_STRIDE(i, total) {
-        int c = (int)(i % in.c);
-        size_t n = i / ((size_t)in.h * in.w * in.c);
-        st(dx + i, ld(dy + n * in.c + c) * inv);
-    }
-}
-
 static int check_max(const CpuMaxPool *p, Shape4 in, Shape4 out, const char *fn, StkErr *err) {
     Shape4 want;
     if (cpu_maxpool_out_shape(p, in, &want, err)) return stk_err_wrap(err, "%s", fn);
@@ -148,30 +118,6 @@ extern "C" int cuda_maxpool_backward(const CpuMaxPool *p, CudaDtype dt, Shape4 i
         return -1;
     unsigned grid = grid_for(shape4_numel(in) / (in.c % 4 ? 1 : 4));
     POOL_DISPATCH(dt, in.c, maxpool_bwd_kernel, grid, *p, in, out, (const T *)dy, argmax, (T *)dx);
-    CUDA_TRY(err, cudaGetLastError());
-    return 0;
-}
-
-static int check_avg(Shape4 in, const char *fn, StkErr *err) {
-    if (in.n < 1 || in.c < 1 || in.h < 1 || in.w < 1)
-        return stk_errf(err, "%s: shape %dx%dx%dx%d", fn, in.n, in.c, in.h, in.w);
-    return 0;
-}
-
-extern "C" int cuda_avgpool_forward(CudaDtype dt, Shape4 in, const void *x, void *y,
-                                    cudaStream_t s, StkErr *err) {
-    if (check_avg(in, "cuda_avgpool_forward", err)) return -1;
-    dim3 block(AVG_X, AVG_Y), grid((unsigned)((in.c + AVG_X - 1) / AVG_X), (unsigned)in.n);
-    CUDA_DISPATCH(dt, T, avgpool_fwd_kernel<T><<<grid, block, 0, s>>>(in, (const T *)x, (T *)y));
-    CUDA_TRY(err, cudaGetLastError());
-    return 0;
-}
-
-extern "C" int cuda_avgpool_backward(CudaDtype dt, Shape4 in, const void *dy, void *dx,
-                                     cudaStream_t s, StkErr *err) {
-    if (check_avg(in, "cuda_avgpool_backward", err)) return -1;
-    CUDA_DISPATCH(dt, T, avgpool_bwd_kernel<T><<<grid_for(shape4_numel(in)), POOL_BLOCK, 0, s>>>(
-                             in, (const T *)dy, (T *)dx));
     CUDA_TRY(err, cudaGetLastError());
     return 0;
 }

@@ -1,7 +1,7 @@
-/* cuda_pool.h: max pooling and global (adaptive 1x1) average pooling on NHWC device data
- * (float32 or bfloat16, `dt`; sums in float), with trainer/cpu_pool.h's semantics (PyTorch's MaxPool2d and
- * AdaptiveAvgPool2d(1)): -inf padding, NaN wins, argmax the first maximum in window
- * order. Returns 0 or -1 + err. */
+/* cuda_pool.h: max pooling on NHWC device data (float32 or bfloat16, `dt`), with
+ * trainer/cpu_pool.h's semantics (PyTorch's MaxPool2d): -inf padding, NaN wins, argmax
+ * the first maximum in window order. Returns 0 or -1 + err. The global average pool is
+ * squeeze-and-excitation's squeeze (and the classifier's pool): cuda_se.h. */
 #ifndef CUDA_POOL_H
 #define CUDA_POOL_H
 
@@ -26,12 +26,6 @@ int cuda_maxpool_forward(const CpuMaxPool *p, CudaDtype dt, Shape4 in, Shape4 ou
  * per input element: no atomics, the same bits every run). */
 int cuda_maxpool_backward(const CpuMaxPool *p, CudaDtype dt, Shape4 in, Shape4 out, const void *dy,
                           const int32_t *argmax, void *dx, cudaStream_t s, StkErr *err);
-
-/* y[n, c] = mean over h, w of x[n, h, w, c]. */
-int cuda_avgpool_forward(CudaDtype dt, Shape4 in, const void *x, void *y, cudaStream_t s, StkErr *err);
-
-/* dx[n, h, w, c] = dy[n, c] / (h * w). */
-int cuda_avgpool_backward(CudaDtype dt, Shape4 in, const void *dy, void *dx, cudaStream_t s, StkErr *err);
 
 #ifdef __cplusplus
 }
