@@ -199,9 +199,10 @@ static void pair_train_pass(Pair *p, double grad_tol) {
  * Seen on the H200: a change of cuDNN algorithm moved one flip from layer3.1 (6.3%, 0.42%
  * L2) to layer2.1 (9.0%). A pass computed wrong is caught at 1e-5 by test_cuda_conv; here
  * a lost chunk or a mixed-up layout would be tens of percent everywhere.
- * resnet50 (16 bottlenecks, 3x resnet18's ReLUs) passes tensor_tol 0.5 and l2_tol 3e-2:
- * its worst tensor was 0.20 and 0.285 in two H200 runs with different algorithm choices,
- * 1.4% over all gradients; the head is held to the same 2e-3. */
+ * resnet50 (16 bottlenecks, 3x resnet18's ReLUs) passes tensor_tol 0.5 and l2_tol 6e-2:
+ * its worst tensor was 0.19-0.285 in four H200 runs with different algorithm choices, and
+ * all gradients 1.25%, 1.4%, 1.35% and once 3.1% (2026-12-03) in L2, so the bound is twice
+ * the largest seen; the head is held to the same 2e-3. */
 static void pair_train_pass_deep_tol(Pair *p, double tensor_tol, double l2_tol) {
     StkErr err;
     pair_train_pass(p, tensor_tol);
@@ -429,7 +430,7 @@ static void arch_matches_cpu(const char *arch, double grad_tol) {
     OptimConfig opt = {OPTIM_SGD, 0.9, 0, 0, 0, 0, 0};
     pair_init(&p, arch, 3, 64, 10, 8, opt);
     pair_input(&p, 600);
-    if (grad_tol > 0.1) pair_train_pass_deep_tol(&p, grad_tol, 3e-2);
+    if (grad_tol > 0.1) pair_train_pass_deep_tol(&p, grad_tol, 6e-2);
     else pair_train_pass(&p, grad_tol);
     pair_step_and_compare(&p, 0.05, 1e-4, 0);
     pair_free(&p);
