@@ -417,3 +417,37 @@ Test(vram_nodes, inference_plan_replays_and_holds_only_live_outputs) {
                  (unsigned long long)t.pool);
     vram_nodes_free(&p), vram_nodes_free(&t);
 }
+
+/* Scratch for second gradient writers (accum): a squeeze-and-excitation input x has two
+ * readers, the pool and the scale; the scale's backward writes x's gradient and the pool's
+ * adds into it in place (cuda_se.h), so x needs no scratch. A depthwise convolution as
+ * the second reader does (its backward writes, it cannot add). */
+Test(vram_nodes, global_pool_adds_in_place_without_scratch) {
+    for (int dw_second = 0; dw_second < 2; dw_second++) {
+        static Model m;
+        StkErr err;
+        memset(&m, 0, sizeof m);
+        strcpy(m.arch, "test");
+        m.input = (Shape4){1, 8, 8, 8}, m.num_classes = 3, m.bn_eps = 1e-5, m.bn_momentum = 0.1;
+        int c0 = model_add_conv(&m, "c0", 0, 8, 3, 1, 1, 1, 0);
+        int x = model_add_conv(&m, "c1", c0, 8, 3, 1, 1, 1, 0); /* 8x8x8: the largest node past c0 */
+        int s = model_add_act(&m, model_add_conv(&m, "fc", model_add_avgpool(&m, x), 8, 1, 1, 0, 1, 1),
+                              CPU_ACT_SIGMOID);
+        int y = model_add_scale(&m, x, s);
+        if (dw_second) y = model_add_add(&m, y, model_add_conv(&m, "dw", x, 8, 3, 1, 1, 8, 0));
+        int f = model_add_linear(&m, "head", model_add_avgpool(&m, y), 3);
+        cr_assert(f > 0 && !m.failed, "%s", m.err.msg);
+        model_layout(&m);
+        VramNodes p;
+        cr_assert_eq(vram_nodes_plan(&m, 2, &p, &err), 0, "%s", err.msg);
+        uint64_t xs = 2ull * shape4_numel(model_node_shape(&m, x));
+        if (dw_second) cr_expect_geq(p.accum, xs, "a depthwise second writer needs scratch: %llu < %llu",
+                                     (unsigned long long)p.accum, (unsigned long long)xs);
+        else cr_expect_lt(p.accum, xs, "the pool adds in place, yet x got scratch (%llu)",
+                          (unsigned long long)p.accum);
+        char fail[200];
+        replay_into(&m, 2, &p, "se", fail);
+        cr_assert_eq(fail[0], 0, "%s", fail);
+        vram_nodes_free(&p);
+    }
+}

@@ -172,7 +172,9 @@ static int collect_grads(Ctx *c) {
         for (int r = m->nlayers - 1; r >= k; r--) { /* the first writer in backward order */
             if (!reads(&m->layer[r], k) || !runs_bwd(c, r)) continue;
             const ModelLayer *l = &m->layer[r];
-            scratch |= !first && !(l->kind == LAYER_CONV && !vram_conv_depthwise(&l->conv));
+            /* cuDNN convolutions and the global pool (cuda_se.h) add in place */
+            int in_place = (l->kind == LAYER_CONV && !vram_conv_depthwise(&l->conv)) || l->kind == LAYER_AVGPOOL;
+            scratch |= !first && !in_place;
             first = 0;
         }
         if (scratch && node_size(c, k) > c->p->accum) c->p->accum = node_size(c, k);

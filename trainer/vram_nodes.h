@@ -64,8 +64,8 @@ typedef struct VramNodes {
     int *redo;           /* [nlayers]: the node to recompute before layer li's backward,
                             else -1 (its producer, the fused batch norm, is redo - 2) */
     uint64_t accum;      /* elements of the largest node whose gradient has a second writer
-                            other than a cuDNN convolution (those add in place): it lands in
-                            a scratch buffer this big first */
+                            other than a cuDNN convolution or the global average pool (those
+                            add in place): it lands in a scratch buffer this big first */
 } VramNodes;
 
 /* Lays out m at batch for a training step. Returns 0, or -1 + err (out of host memory). */
