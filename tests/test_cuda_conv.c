@@ -15,14 +15,8 @@
 
 #include "cuda_conv.h"
 #include "cuda_device.h"
+#include "test_cuda_skip.h"
 #include "stk_rng.h"
-
-static void need_gpu(void) {
-    int count;
-    StkErr err;
-    cuda_device_count(&count, &err);
-    if (count == 0) cr_skip_test("%s", err.msg);
-}
 
 typedef struct Case {
     const char *name;

@@ -21,15 +21,9 @@
 
 #include "cpu_conv.h"
 #include "cuda_device.h"
+#include "test_cuda_skip.h"
 #include "cuda_dwconv.h"
 #include "stk_rng.h"
-
-static void need_gpu(void) {
-    int count;
-    StkErr err;
-    cuda_device_count(&count, &err);
-    if (count == 0) cr_skip_test("%s", err.msg);
-}
 
 /* One layer and input: channels, kernel, strides, padding, input size, batch. */
 typedef struct DwCase {

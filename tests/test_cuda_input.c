@@ -7,15 +7,9 @@
 #include <string.h>
 
 #include "cuda_device.h"
+#include "test_cuda_skip.h"
 #include "cpu_input.h"
 #include "cuda_input.h"
-
-static void need_gpu(void) {
-    int count;
-    StkErr err;
-    cuda_device_count(&count, &err);
-    if (count == 0) cr_skip_test("%s", err.msg);
-}
 
 /* bf16 -> float: the top 16 bits of a float */
 static float bf16_to_float(uint16_t b) {

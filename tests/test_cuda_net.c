@@ -15,17 +15,11 @@
 #include "cpu_input.h"
 #include "cpu_net.h"
 #include "cuda_device.h"
+#include "test_cuda_skip.h"
 #include "cuda_input.h"
 #include "cuda_net.h"
 #include "model_freeze.h"
 #include "stk_rng.h"
-
-static void need_gpu(void) {
-    int count;
-    StkErr err;
-    cuda_device_count(&count, &err);
-    if (count == 0) cr_skip_test("%s", err.msg);
-}
 
 static void fill(float *x, size_t n, uint64_t key, float lo, float hi) {
     for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * (float)stk_rng_unit(stk_rng_at(key, i));
@@ -370,7 +364,6 @@ Test(cuda_net, refuses_what_it_lacks_and_names_out_of_memory, .timeout = 120) {
     cr_assert_eq(cuda_net_init(&net, &m, 2, &opt, NULL, &err), -1);
     cr_assert(strstr(err.msg, "linear layer fc reads a 4x3x3"), "%s", err.msg);
 }
-
 
 /* bfloat16 (and IEEE half, its gradients unscaled) against the CPU's float32: logits
  * within 5% (relative L2; bf16 2.5% measured), the loss within 1%, the gradient's

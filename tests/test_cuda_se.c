@@ -10,15 +10,9 @@
 #include <string.h>
 
 #include "cuda_device.h"
+#include "test_cuda_skip.h"
 #include "cuda_dtype.h"
 #include "cuda_se.h"
-
-static void need_gpu(void) {
-    int count;
-    StkErr err;
-    cuda_device_count(&count, &err);
-    if (count == 0) cr_skip_test("%s", err.msg);
-}
 
 typedef struct Buf {
     CudaDtype dt;

@@ -13,19 +13,13 @@
 #include "cpu_input.h"
 #include "cpu_net.h"
 #include "cuda_device.h"
+#include "test_cuda_skip.h"
 #include "cuda_train.h"
 #include "proto_zmq.h"
 #include "stk_rng.h"
 #include "test_nobn.h"
 
 enum { B = 8, S = 16, C = 3, K = 10, NB = 6 };
-
-static void need_gpu(void) {
-    int count;
-    StkErr err;
-    cuda_device_count(&count, &err);
-    if (count == 0) cr_skip_test("%s", err.msg);
-}
 
 /* Two trainers of one model starting from the same parameters: a and b (batch, options
  * each), for the tests that compare two ways of training it. */
@@ -120,7 +114,6 @@ Test(cuda_train, double_buffered_steps_equal_the_cpu_on_the_same_batches, .timeo
     cuda_train_free(&t);
     cpu_net_free(&cpu);
 }
-
 
 /* Gradient accumulation on the device: 4 micro-batches of 2 then one SGD step give the
  * weights of one step on the batch of 8 (strict float32; the products' summation order
