@@ -49,7 +49,7 @@
 #define DW_CH_PER_BLOCK 128   /* channels per block at most: weights staged <= 25 KB */
 #define DW_KMAX 7             /* largest kernel side supported */
 #define DW_TW 4               /* outputs per thread along a row (forward) */
-#define DW_MAX_GRID_Y 65535   /* CUDA's limit on gridDim.y; the loops stride past it */
+#define DW_GRID_BLOCKS 1024   /* blocks per launch at most (default): several waves on an H200 */
 #define DW_SEG 32             /* outputs per window slide in backward filter */
 #define DW_UNITS_PER_PART 256 /* row segments per backward-filter part */
 #define DW_MAX_PARTS 1024     /* parts at most: bounds the scratch */
@@ -124,17 +124,54 @@ template <typename T> struct VecWidth {
     static const int value = (int)(16 / sizeof(T));
 };
 
-/* Stages the block's channels' weights as float, ws[(kh*kw + k) * cxv + ch] (channels
- * fastest, as the threads read them), kernel-flipped when flip (backward data as a
- * correlation); channels past c read 0. */
-template <typename T>
-__device__ static void stage_weights(float *ws, const T *__restrict__ w, int c0, int cxv, int c,
-                                     int kk, int flip) {
-    int tid = threadIdx.y * blockDim.x + threadIdx.x, nt = blockDim.x * blockDim.y;
-    for (int i = tid; i < kk * cxv; i += nt) {
-        int ch = i % cxv, k = i / cxv, cc = c0 + ch;
-        ws[i] = cc < c ? ld(w + (size_t)cc * kk + (flip ? kk - 1 - k : k)) : 0.0f;
+/* The staged weights' layout: for each kernel tap, the block's channels as float in
+ * 16-byte groups, lane-major within a group ((tap * V/4 + v/4) * cx + lane) * 4 + v%4, so
+ * that a warp's lanes read consecutive 16 bytes (no bank conflicts; a lane's 8 bf16
+ * channels stored side by side were 4-way conflicted, 8 scalar reads per tap); V = 1:
+ * tap * cx + lane. cx = blockDim.x. */
+template <int V> __device__ static inline int ws_index(int tap, int lane, int v, int cx) {
+    if (V < 4) return tap * cx * V + lane * V + v;
+    return ((tap * (V / 4) + v / 4) * cx + lane) * 4 + (v & 3);
+}
+
+/* Tap `tap`'s V weights of this thread's lane into f. */
+template <int V> __device__ static inline void load_w(const float *ws, int tap, int lane, int cx, float *f) {
+    if (V < 4) {
+#pragma unroll
+        for (int v = 0; v < V; v++) f[v] = ws[ws_index<V>(tap, lane, v, cx)];
+    } else {
+#pragma unroll
+        for (int h = 0; h < V / 4; h++) {
+            float4 q = reinterpret_cast<const float4 *>(ws)[(tap * (V / 4) + h) * cx + lane];
+            f[4 * h] = q.x, f[4 * h + 1] = q.y, f[4 * h + 2] = q.z, f[4 * h + 3] = q.w;
+        }
     }
+}
+
+/* Stages the block's channels' weights as float in ws_index's layout, kernel-flipped when
+ * flip (backward data as a correlation); channels past c read 0. i walks w in memory
+ * order (taps fastest), so a warp's reads coalesce. */
+template <typename T, int V>
+__device__ static void stage_weights(float *ws, const T *__restrict__ w, int c0, int c, int kk, int flip) {
+    int tid = threadIdx.y * blockDim.x + threadIdx.x, nt = blockDim.x * blockDim.y;
+    int cx = blockDim.x, cxv = cx * V;
+    for (int i = tid; i < kk * cxv; i += nt) {
+        int k = i % kk, ch = i / kk, cc = c0 + ch;
+        ws[ws_index<V>(flip ? kk - 1 - k : k, ch / V, ch % V, cx)] = cc < c ? ld(w + (size_t)cc * kk + k) : 0.0f;
+    }
+}
+
+/* V channels at column iw of a row (pix0: the row's first pixel) into f, zeros outside
+ * 0 <= iw < w. Branch-free: the load is from a clamped column and the zeros a select, so
+ * the compiler can issue a row's loads together (behind a branch each, they went one at
+ * a time). */
+template <typename T, int V>
+__device__ static inline void load_col(const T *__restrict__ x, int pix0, int iw, int w, int cstride,
+                                       float *f) {
+    int ok = iw >= 0 && iw < w, col = min(max(iw, 0), w - 1);
+    Vec<T, V>::load(x + (size_t)(pix0 + col) * cstride, f);
+#pragma unroll
+    for (int v = 0; v < V; v++) f[v] = ok ? f[v] : 0.0f;
 }
 
 /* y = correlation of x with the staged kernel, strides (sh, S), padding (ph, pw): the forward,
@@ -149,11 +186,10 @@ __global__ void __launch_bounds__(DW_THREADS, DW_MIN_BLOCKS)
     const int SEGW = (DW_TW - 1) * S + KWM; /* inputs of a row one tile reads */
     const int kw = KW ? KW : g.kw;
     const int cxv = blockDim.x * V;
-    stage_weights(ws, w, blockIdx.x * cxv, cxv, g.c, g.kh * kw, flip);
+    stage_weights<T, V>(ws, w, blockIdx.x * cxv, g.c, g.kh * kw, flip);
     __syncthreads();
     int c = (blockIdx.x * blockDim.x + threadIdx.x) * V;
     if (c >= g.c) return;
-    const float *wl = ws + threadIdx.x * V;
     unsigned ntw = (unsigned)(g.ow + DW_TW - 1) / DW_TW;
     unsigned tiles = (unsigned)g.n * g.oh * ntw;
     for (unsigned t = blockIdx.y * blockDim.y + threadIdx.y; t < tiles; t += gridDim.y * blockDim.y) {
@@ -171,17 +207,18 @@ __global__ void __launch_bounds__(DW_THREADS, DW_MIN_BLOCKS)
             if (ih < 0 || ih >= g.ih) continue;
             float wr[KWM][V];
 #pragma unroll
-            for (int k = 0; k < KWM; k++)
+            for (int k = 0; k < KWM; k++) {
+                if (k < kw) load_w<V>(ws, kh * kw + k, threadIdx.x, blockDim.x, wr[k]);
+                else
 #pragma unroll
-                for (int v = 0; v < V; v++) wr[k][v] = k < kw ? wl[(kh * kw + k) * cxv + v] : 0.0f;
+                    for (int v = 0; v < V; v++) wr[k][v] = 0.0f;
+            }
             int pix0 = (n * g.ih + ih) * g.iw;
 #pragma unroll
             for (int j = 0; j < SEGW; j++) {
                 if (!KW && j >= (DW_TW - 1) * S + kw) break; /* generic: past the last tap */
-                int iw = iw0 + j;
-                if (iw < 0 || iw >= g.iw) continue;
                 float xv[V];
-                Vec<T, V>::load(x + (size_t)(pix0 + iw) * g.c + c, xv);
+                load_col<T, V>(x + c, pix0, iw0 + j, g.iw, g.c, xv);
 #pragma unroll
                 for (int i = 0; i < DW_TW; i++) {
                     const int k = j - i * S; /* this input's kernel column for output i */
@@ -200,20 +237,18 @@ __global__ void __launch_bounds__(DW_THREADS, DW_MIN_BLOCKS)
 
 /* Backward data at a stride other than 1x1, gathered per input element: dx[n, ih, iw]
  * sums dy[n, oh, ow] * w[kh][kw] over oh*sh - ph + kh = ih, ow*sw - pw + kw = iw. S = 2:
- * both strides 2 (the models' case, constant divisors); S = 0: both read from g. g: input
- * is dx's (ih x iw), output dy's. Block as the forward's, one input pixel per y lane. */
-template <typename T, int V, int S>
+ * both strides 2 (the models' case), KW the kernel width (0: read from g). g: input is
+ * dx's (ih x iw), output dy's. Block as the forward's, one input pixel per y lane. */
+template <typename T, int V, int S, int KW>
 __global__ void __launch_bounds__(DW_THREADS, DW_MIN_BLOCKS)
     dw_bwd_data_gather_kernel(DwGeom g, const T *__restrict__ dy, const T *__restrict__ w,
                               T *__restrict__ dx) {
     extern __shared__ float ws[];
-    const int sh = S ? S : g.sh, sw = S ? S : g.sw;
     const int cxv = blockDim.x * V;
-    stage_weights(ws, w, blockIdx.x * cxv, cxv, g.c, g.kh * g.kw, 0);
+    stage_weights<T, V>(ws, w, blockIdx.x * cxv, g.c, g.kh * g.kw, 0);
     __syncthreads();
     int c = (blockIdx.x * blockDim.x + threadIdx.x) * V;
     if (c >= g.c) return;
-    const float *wl = ws + threadIdx.x * V;
     unsigned pixels = (unsigned)g.n * g.ih * g.iw;
     for (unsigned p = blockIdx.y * blockDim.y + threadIdx.y; p < pixels; p += gridDim.y * blockDim.y) {
         int iw = (int)(p % (unsigned)g.iw);
@@ -222,36 +257,50 @@ __global__ void __launch_bounds__(DW_THREADS, DW_MIN_BLOCKS)
         float acc[V];
 #pragma unroll
         for (int v = 0; v < V; v++) acc[v] = 0.0f;
-        for (int kh = 0; kh < g.kh; kh++) {
-            int th = ih + g.ph - kh; /* = oh * sh when output row oh's window holds ih */
-            if (th < 0 || th % sh) continue;
-            int oh = th / sh;
-            if (oh >= g.oh) continue;
-            for (int kw = 0; kw < g.kw; kw++) {
-                int tw = iw + g.pw - kw;
-                if (tw < 0 || tw % sw) continue;
-                int ow = tw / sw;
-                if (ow >= g.ow) continue;
-                float gv[V];
-                Vec<T, V>::load(dy + (size_t)((n * g.oh + oh) * g.ow + ow) * g.c + c, gv);
-                const float *wk = wl + (kh * g.kw + kw) * cxv;
+        if (S == 2 && KW) {
+            /* the taps whose output holds (ih, iw) have the parity of ih + ph and iw + pw:
+             * ceil(k/2)^2 candidates, all loaded (clamped, then masked: no branches, so
+             * the loads issue together) */
+            const int HALF = (KW + 1) / 2;
+            int kh0 = (ih + g.ph) & 1, kw0 = (iw + g.pw) & 1;
 #pragma unroll
-                for (int v = 0; v < V; v++) acc[v] = fmaf(gv[v], wk[v], acc[v]);
+            for (int a = 0; a < HALF; a++) {
+                int kh = kh0 + 2 * a, th = ih + g.ph - kh, oh = th >> 1;
+                int okh = kh < g.kh && th >= 0 && oh < g.oh;
+                int ohc = min(max(oh, 0), g.oh - 1);
+#pragma unroll
+                for (int b = 0; b < HALF; b++) {
+                    int kw = kw0 + 2 * b, tw = iw + g.pw - kw, ow = tw >> 1;
+                    int ok = okh && kw < KW && tw >= 0 && ow < g.ow;
+                    int owc = min(max(ow, 0), g.ow - 1);
+                    float gv[V], wk[V];
+                    Vec<T, V>::load(dy + (size_t)((n * g.oh + ohc) * g.ow + owc) * g.c + c, gv);
+                    load_w<V>(ws, ok ? kh * KW + kw : 0, threadIdx.x, blockDim.x, wk);
+#pragma unroll
+                    for (int v = 0; v < V; v++) acc[v] = fmaf(ok ? gv[v] : 0.0f, ok ? wk[v] : 0.0f, acc[v]);
+                }
+            }
+        } else {
+            const int sh = S ? S : g.sh, sw = S ? S : g.sw;
+            for (int kh = 0; kh < g.kh; kh++) {
+                int th = ih + g.ph - kh; /* = oh * sh when output row oh's window holds ih */
+                if (th < 0 || th % sh) continue;
+                int oh = th / sh;
+                if (oh >= g.oh) continue;
+                for (int kw = 0; kw < g.kw; kw++) {
+                    int tw = iw + g.pw - kw;
+                    if (tw < 0 || tw % sw) continue;
+                    int ow = tw / sw;
+                    if (ow >= g.ow) continue;
+                    float gv[V], wk[V];
+                    Vec<T, V>::load(dy + (size_t)((n * g.oh + oh) * g.ow + ow) * g.c + c, gv);
+                    load_w<V>(ws, kh * g.kw + kw, threadIdx.x, blockDim.x, wk);
+#pragma unroll
+                    for (int v = 0; v < V; v++) acc[v] = fmaf(gv[v], wk[v], acc[v]);
+                }
             }
         }
         Vec<T, V>::store(dx + (size_t)p * g.c + c, acc);
-    }
-}
-
-/* Loads x[pix0 + iw] (V channels from c) into f, or zeros outside the row. */
-template <typename T, int V>
-__device__ static inline void load_or_zero(const T *__restrict__ x, int pix0, int iw, int w,
-                                           int cstride, float *f) {
-    if (iw >= 0 && iw < w) {
-        Vec<T, V>::load(x + (size_t)(pix0 + iw) * cstride, f);
-    } else {
-#pragma unroll
-        for (int v = 0; v < V; v++) f[v] = 0.0f;
     }
 }
 
@@ -291,12 +340,13 @@ __global__ void __launch_bounds__(DW_THREADS, DW_MIN_BLOCKS)
         float win[KWM][V]; /* win[k] = x at column ow*S - pw + k of the current output */
 #pragma unroll
         for (int k = 0; k < KEEP; k++)
-            load_or_zero<T, V>(xc, xpix, k < kw ? ow0 * S - g.pw + k : -1, g.iw, g.c, win[k]);
+            load_col<T, V>(xc, xpix, k < kw ? ow0 * S - g.pw + k : -1, g.iw, g.c, win[k]);
+#pragma unroll 2 /* two outputs' loads in flight (one at a time, a segment was 32 latencies; four spill) */
         for (int ow = ow0; ow < ow1; ow++) {
             int iwb = ow * S - g.pw;
 #pragma unroll
             for (int k = KEEP; k < KWM; k++)
-                load_or_zero<T, V>(xc, xpix, k < kw ? iwb + k : -1, g.iw, g.c, win[k]);
+                load_col<T, V>(xc, xpix, k < kw ? iwb + k : -1, g.iw, g.c, win[k]);
             float gv[V];
             Vec<T, V>::load(dyc + (size_t)(ypix + ow) * g.c, gv);
 #pragma unroll
@@ -397,22 +447,36 @@ static int vec_width(CudaDtype dt, int c, const void *a, const void *b) {
     return v;
 }
 
-/* Block: channel-vector lanes (at most DW_CH_PER_BLOCK channels) by lanes over space. */
+/* Block: channel-vector lanes by lanes over space. The channel vectors are split into
+ * equal blocks of at most DW_CH_PER_BLOCK channels (144 channels of bf16: 2 x 9 lanes,
+ * where 16 + 2 left 44% of the threads idle). */
 static dim3 block_for(int c, int v) {
-    int cvec = c / v, cx = cvec < DW_CH_PER_BLOCK / v ? cvec : DW_CH_PER_BLOCK / v;
+    int cvec = c / v, most = DW_CH_PER_BLOCK / v, nb = (cvec + most - 1) / most;
+    int cx = (cvec + nb - 1) / nb;
     return dim3((unsigned)cx, (unsigned)(DW_THREADS / cx));
 }
 
-static unsigned grid_y(unsigned long long items, unsigned lanes) {
-    unsigned long long b = (items + lanes - 1) / lanes;
-    return (unsigned)(b < 1 ? 1 : b < DW_MAX_GRID_Y ? b : DW_MAX_GRID_Y);
+static unsigned grid_cap = DW_GRID_BLOCKS;
+
+extern "C" void cuda_dwconv_set_grid_blocks(unsigned blocks) {
+    grid_cap = blocks ? blocks : DW_GRID_BLOCKS;
+}
+
+/* Row blocks of a launch with gx channel blocks: enough for the items, but at most
+ * grid_cap blocks in all. Each block stages its weights once, so a block must walk many
+ * items: one block per 16 tiles had the staging cost more than the convolution. */
+static unsigned grid_y(unsigned long long items, unsigned lanes, unsigned gx) {
+    unsigned long long b = (items + lanes - 1) / lanes, most = grid_cap / gx;
+    if (most < 1) most = 1;
+    return (unsigned)(b < 1 ? 1 : b < most ? b : most);
 }
 
 template <typename T, int V, int KW, int S>
 static void corr_launch(DwGeom g, int flip, const T *x, const T *w, T *y, cudaStream_t s) {
     dim3 block = block_for(g.c, V);
     unsigned cvec = (unsigned)(g.c / V), ntw = (unsigned)(g.ow + DW_TW - 1) / DW_TW;
-    dim3 grid((cvec + block.x - 1) / block.x, grid_y((unsigned long long)g.n * g.oh * ntw, block.y));
+    unsigned gx = (cvec + block.x - 1) / block.x;
+    dim3 grid(gx, grid_y((unsigned long long)g.n * g.oh * ntw, block.y, gx));
     size_t smem = sizeof(float) * g.kh * g.kw * block.x * V;
     dw_corr_kernel<T, V, KW, S><<<grid, block, smem, s>>>(g, flip, x, w, y);
 }
@@ -447,21 +511,26 @@ extern "C" int cuda_dwconv_forward(const ConvDesc *d, CudaDtype dt, Shape4 in, S
     return 0;
 }
 
-template <typename T, int V, int S>
+template <typename T, int V, int S, int KW>
 static void gather_launch(DwGeom g, const T *dy, const T *w, T *dx, cudaStream_t s) {
     dim3 block = block_for(g.c, V);
     unsigned cvec = (unsigned)(g.c / V);
-    dim3 grid((cvec + block.x - 1) / block.x, grid_y((unsigned long long)g.n * g.ih * g.iw, block.y));
+    unsigned gx = (cvec + block.x - 1) / block.x;
+    dim3 grid(gx, grid_y((unsigned long long)g.n * g.ih * g.iw, block.y, gx));
     size_t smem = sizeof(float) * g.kh * g.kw * block.x * V;
-    dw_bwd_data_gather_kernel<T, V, S><<<grid, block, smem, s>>>(g, dy, w, dx);
+    dw_bwd_data_gather_kernel<T, V, S, KW><<<grid, block, smem, s>>>(g, dy, w, dx);
 }
 
+/* Stride 2 both ways with the models' widths 3 and 5: the unrolled parity gather; any
+ * other stride or width (and the scalar path): the generic loops. */
 template <typename T>
 static void gather_run(int v, DwGeom g, const T *dy, const T *w, T *dx, cudaStream_t s) {
     const int VW = VecWidth<T>::value;
     int s2 = g.sh == 2 && g.sw == 2;
-    if (v == 1) s2 ? gather_launch<T, 1, 2>(g, dy, w, dx, s) : gather_launch<T, 1, 0>(g, dy, w, dx, s);
-    else s2 ? gather_launch<T, VW, 2>(g, dy, w, dx, s) : gather_launch<T, VW, 0>(g, dy, w, dx, s);
+    if (v == 1) s2 ? gather_launch<T, 1, 2, 0>(g, dy, w, dx, s) : gather_launch<T, 1, 0, 0>(g, dy, w, dx, s);
+    else if (s2 && g.kw == 3) gather_launch<T, VW, 2, 3>(g, dy, w, dx, s);
+    else if (s2 && g.kw == 5) gather_launch<T, VW, 2, 5>(g, dy, w, dx, s);
+    else s2 ? gather_launch<T, VW, 2, 0>(g, dy, w, dx, s) : gather_launch<T, VW, 0, 0>(g, dy, w, dx, s);
 }
 
 /* At stride 1x1, dx is the correlation of dy with the flipped kernel padded k-1-p (the
@@ -484,19 +553,25 @@ extern "C" int cuda_dwconv_backward_data(const ConvDesc *d, CudaDtype dt, Shape4
 }
 
 /* Backward filter's split of the output rows: units are DW_SEG-output segments of rows,
- * in memory order; parts are contiguous runs of about DW_UNITS_PER_PART units. Shapes
- * only, so the scratch size is known before any buffer is. */
+ * in memory order; parts are contiguous runs of at most DW_UNITS_PER_PART units, and
+ * enough of them that the launch (parts x kh x channel blocks) has about DW_GRID_BLOCKS
+ * blocks: the 7x7 layers had 7 parts, 315 blocks in 1.2 waves, each thread walking 112
+ * outputs in turn. Shapes only, so the scratch size is known before any buffer is (the
+ * channel blocks are c / DW_CH_PER_BLOCK rounded up whatever the dtype's vector). */
 static unsigned filter_nseg(Shape4 out) { return (unsigned)(out.w + DW_SEG - 1) / DW_SEG; }
 
-static unsigned filter_parts(unsigned units) {
+static unsigned filter_parts(unsigned units, int kh, int c) {
     unsigned p = (units + DW_UNITS_PER_PART - 1) / DW_UNITS_PER_PART;
+    unsigned rows = (unsigned)kh * (unsigned)((c + DW_CH_PER_BLOCK - 1) / DW_CH_PER_BLOCK);
+    unsigned fill = (DW_GRID_BLOCKS + rows - 1) / rows;
+    if (p < fill) p = fill < units ? fill : units;
     return p < 1 ? 1 : p < DW_MAX_PARTS ? p : DW_MAX_PARTS;
 }
 
 extern "C" size_t cuda_dwconv_filter_scratch(const ConvDesc *d, Shape4 in, Shape4 out) {
     if (check_args(d, CUDA_F32, in, out, d, d, d, "", NULL)) return 0;
     unsigned units = (unsigned)out.n * out.h * filter_nseg(out);
-    return (size_t)filter_parts(units) * d->kh * d->kw * d->in_c;
+    return (size_t)filter_parts(units, d->kh, d->in_c) * d->kh * d->kw * d->in_c;
 }
 
 template <typename T, int V, int KW, int S>

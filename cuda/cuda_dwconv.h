@@ -56,6 +56,12 @@ int cuda_dwconv_backward_filter(const ConvDesc *d, CudaDtype dt, Shape4 in, Shap
                                 const void *x, const void *dy, void *dw, float *scratch,
                                 size_t scratch_floats, cudaStream_t s, StkErr *err);
 
+/* Caps the blocks of each forward and backward-data launch (0: the default, 1024); the
+ * kernels' loops stride over whatever the grid does not cover, so results do not change.
+ * For tests, to run those loops on small shapes. Not thread-safe: set it before any
+ * launch. */
+void cuda_dwconv_set_grid_blocks(unsigned blocks);
+
 #ifdef __cplusplus
 }
 #endif

@@ -2,8 +2,8 @@
  * convolution (cpu_conv on oneDNN, itself checked against PyTorch) on the same inputs:
  * forward, backward data and backward filter, for the models' 3x3 and 5x5 layers at
  * strides 1 and 2, odd spatial sizes, the vector (c a multiple of 8) and scalar (c = 3)
- * paths, the generic kernel widths, unequal strides, more than one block of channels and
- * more than one backward-filter part. The CPU side is NCHW/OIHW; the GPU side NHWC/KRSC
+ * paths, the generic kernel widths, unequal strides, more than one block of channels,
+ * grids smaller than the work and more than one backward-filter part. The CPU side is NCHW/OIHW; the GPU side NHWC/KRSC
  * ([c][kh][kw]: the same bytes as OIHW for depthwise), converted here.
  * Tolerances: float32, max |gpu - cpu| / max |cpu| < 1e-5 (forward, backward data: sums of
  * <= 49 products, both in float) and 1e-4 for backward filter (sums of n*oh*ow products,
@@ -25,25 +25,31 @@
 #include "cuda_dwconv.h"
 #include "stk_rng.h"
 
-/* One layer and input: channels, kernel, strides, padding, input size, batch. */
+/* One layer and input: channels, kernel, strides, padding, input size, batch; grid: a cap
+ * on the launches' blocks (cuda_dwconv_set_grid_blocks; 0 the default). */
 typedef struct DwCase {
     int c, kh, kw, sh, sw, ph, pw, h, w, n;
     int bf16;
+    unsigned grid;
 } DwCase;
 
 static const DwCase CASES[] = {
-    {8, 3, 3, 1, 1, 1, 1, 15, 13, 2, 0},    /* MobileNet's 3x3 stride 1 */
-    {24, 3, 3, 2, 2, 1, 1, 15, 13, 3, 0},   /* 3x3 stride 2: the gather */
-    {8, 5, 5, 1, 1, 2, 2, 15, 13, 2, 0},    /* 5x5 stride 1 */
-    {24, 5, 5, 2, 2, 2, 2, 15, 13, 4, 0},   /* 5x5 stride 2 */
-    {3, 3, 3, 1, 1, 1, 1, 15, 13, 2, 0},    /* scalar path */
-    {3, 5, 5, 2, 2, 2, 2, 11, 9, 3, 0},     /* scalar, stride 2 */
-    {136, 3, 3, 2, 2, 1, 1, 9, 9, 2, 0},    /* two channel blocks, the second partly used */
-    {16, 3, 3, 1, 1, 1, 1, 70, 70, 4, 0},   /* rows of 3 segments, 4 filter parts */
-    {8, 7, 7, 2, 2, 3, 3, 15, 13, 2, 0},    /* generic width 7 */
-    {12, 4, 4, 2, 2, 1, 1, 14, 11, 2, 0},   /* even kernel; bf16: c % 8 != 0, scalar */
-    {8, 3, 1, 2, 1, 1, 0, 15, 13, 2, 0},    /* 3x1, unequal strides */
-    {8, 3, 3, 1, 1, 3, 3, 9, 9, 2, 0},      /* padding past k-1: negative when flipped */
+    {8, 3, 3, 1, 1, 1, 1, 15, 13, 2, 0, 0},    /* MobileNet's 3x3 stride 1 */
+    {24, 3, 3, 2, 2, 1, 1, 15, 13, 3, 0, 0},   /* 3x3 stride 2: the gather */
+    {8, 5, 5, 1, 1, 2, 2, 15, 13, 2, 0, 0},    /* 5x5 stride 1 */
+    {24, 5, 5, 2, 2, 2, 2, 15, 13, 4, 0, 0},   /* 5x5 stride 2 */
+    {3, 3, 3, 1, 1, 1, 1, 15, 13, 2, 0, 0},    /* scalar path */
+    {3, 5, 5, 2, 2, 2, 2, 11, 9, 3, 0, 0},     /* scalar, stride 2 */
+    {136, 3, 3, 2, 2, 1, 1, 9, 9, 2, 0, 0},    /* two channel blocks (bf16: 9 and 8 lanes) */
+    {16, 3, 3, 1, 1, 1, 1, 70, 70, 4, 0, 0},   /* rows of 3 segments, 342 filter parts */
+    {8, 7, 7, 2, 2, 3, 3, 15, 13, 2, 0, 0},    /* generic width 7 */
+    {12, 4, 4, 2, 2, 1, 1, 14, 11, 2, 0, 0},   /* even kernel; bf16: c % 8 != 0, scalar */
+    {8, 3, 1, 2, 1, 1, 0, 15, 13, 2, 0, 0},    /* 3x1, unequal strides */
+    {8, 3, 3, 1, 1, 3, 3, 9, 9, 2, 0, 0},      /* padding past k-1: negative when flipped */
+    /* 144 channels: two equal channel blocks (9 bf16 lanes, 18 float); a cap of 3 blocks
+     * leaves one row of them, so each walks its tiles and pixels in many rounds */
+    {144, 3, 3, 1, 1, 1, 1, 15, 13, 3, 0, 3},
+    {144, 5, 5, 2, 2, 2, 2, 15, 13, 3, 0, 3},
 };
 #define N_CASES ((int)(sizeof CASES / sizeof CASES[0]))
 
@@ -190,6 +196,7 @@ ParameterizedTest(DwCase *k, cuda_dwconv, matches_cpu_conv, .timeout = 120) {
     CudaDtype dt = k->bf16 ? CUDA_BF16 : CUDA_F32;
     size_t es = cuda_dtype_size(dt);
     void *gy = nan_dev(r.ny, es), *gdx = nan_dev(r.nx, es), *gdw = nan_dev(r.nw, es);
+    cuda_dwconv_set_grid_blocks(k->grid); /* Criterion runs each case in its own process */
     cr_assert_eq(cuda_dwconv_forward(&r.d, dt, r.in, r.out, r.gx, r.gw, gy, 0, &err), 0, "%s", err.msg);
     cr_assert_eq(cuda_dwconv_backward_data(&r.d, dt, r.in, r.out, r.gdy, r.gw, gdx, 0, &err), 0, "%s", err.msg);
     cr_assert_eq(cuda_dwconv_backward_filter(&r.d, dt, r.in, r.out, r.gx, r.gdy, gdw, r.gscratch,
@@ -200,9 +207,9 @@ ParameterizedTest(DwCase *k, cuda_dwconv, matches_cpu_conv, .timeout = 120) {
     double ey = error_of(hy, y, r.ny, k->bf16), edx = error_of(hdx, dx, r.nx, k->bf16);
     double edw = error_of(hdw, dw, r.nw, k->bf16);
     double tol = k->bf16 ? 1e-2 : 1e-5, tol_dw = k->bf16 ? 1e-2 : 1e-4;
-    cr_log_info("c %d %dx%d stride %dx%d pad %dx%d in %dx%d n %d %s: y %.3g dx %.3g dw %.3g", k->c,
-                k->kh, k->kw, k->sh, k->sw, k->ph, k->pw, k->h, k->w, k->n, k->bf16 ? "bf16" : "f32",
-                ey, edx, edw);
+    cr_log_info("c %d %dx%d stride %dx%d pad %dx%d in %dx%d n %d %s grid %u: y %.3g dx %.3g dw %.3g",
+                k->c, k->kh, k->kw, k->sh, k->sw, k->ph, k->pw, k->h, k->w, k->n,
+                k->bf16 ? "bf16" : "f32", k->grid, ey, edx, edw);
     cr_expect(ey < tol, "forward differs by %.3g", ey);
     cr_expect(edx < tol, "backward data differs by %.3g", edx);
     cr_expect(edw < tol_dw, "backward filter differs by %.3g", edw);
