@@ -8,6 +8,8 @@
  * and channel, then combined per channel in double by a small kernel: a fixed order, so
  * results repeat run after run. The per-channel kernels also turn the statistics into
  * the coefficients the elementwise passes need (coef[], 5c floats after the partials). */
+#include <stdint.h>
+
 #include "cuda_actfn.cuh"
 #include "cuda_bn.h"
 #include "cuda_check.h"
@@ -21,16 +23,23 @@
 
 template <typename T, int V> struct alignas(sizeof(T) * V) Vec { T v[V]; }; /* V * sizeof(T) bytes, aligned so */
 
-/* Thread geometry of a reduction block over cv channel vectors. */
+/* Thread geometry of a block over cv channel vectors: the vectors split into equal chunks
+ * of at most BN_THREADS, and a block of width x rows threads, all of them used (1152
+ * channels were chunks of 256 and 32 vectors in blocks of 256 threads, half the blocks
+ * 7/8 idle; the same speed on an H200 either way, so idle threads are not what bounds
+ * these passes, but no block launches threads it cannot use). */
 struct RedGeom {
     int width;  /* vectors per block chunk (<= BN_THREADS) */
     int rows;   /* rows a block covers per step */
+    int threads; /* width * rows <= BN_THREADS: the block's size */
 };
 
 __host__ __device__ static inline RedGeom red_geom(int cv) {
     RedGeom g;
-    g.width = cv < BN_THREADS ? cv : BN_THREADS;
+    int chunks = (cv + BN_THREADS - 1) / BN_THREADS;
+    g.width = (cv + chunks - 1) / chunks;
     g.rows = BN_THREADS / g.width;
+    g.threads = g.width * g.rows;
     return g;
 }
 
@@ -292,12 +301,13 @@ __global__ void bn_back_coef_kernel(int c, CudaBn bn, const float *save_mean, co
     coef[2 * c + ch] = bn.bias[ch];
 }
 
-/* Channels per thread: 4 when c allows (16 bytes of float, 8 of bfloat16). 8 bfloat16
- * (16 bytes) needed 121-146 registers per thread for the coefficients and the unrolled
- * loads: 12-25% occupancy and half the bandwidth (ncu on an H200). */
-static int vec_width(CudaDtype dt, int c) {
-    (void)dt;
-    return c % 4 == 0 ? 4 : 1;
+/* Channels per thread: 4 when c and the buffers' alignment allow (16 bytes of float, 8 of
+ * bfloat16), else 1. 8 bfloat16 (16 bytes) was slower on an H200 both ways: at 121-146
+ * registers per thread (12-25% occupancy), and again on 2026-12-03 with the registers
+ * capped at 128 (2 blocks per SM): batch norm 18.9 ms per efficientnet_b0 step against
+ * 15.0 at 4 channels. */
+static int vec_width(CudaDtype dt, int c, uintptr_t addr) {
+    return c % 4 == 0 && addr % (dt == CUDA_F32 ? 16 : 8) == 0 ? 4 : 1;
 }
 
 /* Blocks along the rows: about 16 steps per thread (enough blocks to fill the GPU), at
@@ -333,10 +343,10 @@ static void forward_train(const CudaBn *bn, int act, size_t m, const void *x, vo
     RedGeom g = red_geom(cv);
     float *coef = part + (size_t)2 * split * c;
     dim3 grid((unsigned)((cv + g.width - 1) / g.width), (unsigned)split);
-    bn_stats_kernel<T, V><<<grid, BN_THREADS, 0, s>>>(m, c, (const T *)x, part);
+    bn_stats_kernel<T, V><<<grid, red_geom(cv).threads, 0, s>>>(m, c, (const T *)x, part);
     bn_stats_final_kernel<T><<<final_blocks(c), FIN_CH * FIN_LANES, 0, s>>>(
         m, c, split, (const T *)x, part, *bn, save_mean, save_invstd, coef);
-    bn_apply_kernel<T, V><<<pass_grid(m, cv), BN_THREADS, 0, s>>>(m, c, act, (const T *)x, coef, (T *)y);
+    bn_apply_kernel<T, V><<<pass_grid(m, cv), red_geom(cv).threads, 0, s>>>(m, c, act, (const T *)x, coef, (T *)y);
 }
 
 template <typename T, int V>
@@ -348,18 +358,19 @@ static void backward_train(const CudaBn *bn, int act, size_t m, const void *x, c
     float *coef = part + (size_t)2 * split * c;
     dim3 grid((unsigned)((cv + g.width - 1) / g.width), (unsigned)split);
     bn_back_coef_kernel<<<(unsigned)((c + 127) / 128), 128, 0, s>>>(c, *bn, save_mean, save_invstd, coef);
-    bn_grad_kernel<T, V><<<grid, BN_THREADS, 0, s>>>(m, c, act, (const T *)x, (const T *)dy, coef, part);
+    bn_grad_kernel<T, V><<<grid, red_geom(cv).threads, 0, s>>>(m, c, act, (const T *)x, (const T *)dy, coef, part);
     bn_grad_final_kernel<<<final_blocks(c), FIN_CH * FIN_LANES, 0, s>>>(m, c, split, part, save_invstd,
                                                                      bn->weight, dweight, dbias, coef);
     if (dx) /* NULL: nothing below needs it */
-        bn_dx_kernel<T, V><<<pass_grid(m, cv), BN_THREADS, 0, s>>>(m, c, act, (const T *)x, (const T *)dy,
+        bn_dx_kernel<T, V><<<pass_grid(m, cv), red_geom(cv).threads, 0, s>>>(m, c, act, (const T *)x, (const T *)dy,
                                                                     coef, (T *)dx);
 }
 
-/* Calls fn<T, V> for dt and the vector width c allows. */
-#define BN_DISPATCH(dt, c, fn, ...)                                                        \
+/* Calls fn<T, V> for dt and the vector width c and the buffers (addr: their addresses
+ * or'ed) allow. */
+#define BN_DISPATCH(dt, c, addr, fn, ...)                                                  \
     do {                                                                                   \
-        int v_ = vec_width((dt), (c));                                                     \
+        int v_ = vec_width((dt), (c), (addr));                                             \
         if ((dt) == CUDA_BF16) {                                                           \
             if (v_ == 4) fn<__nv_bfloat16, 4>(__VA_ARGS__);                                \
             else fn<__nv_bfloat16, 1>(__VA_ARGS__);                                        \
@@ -372,12 +383,14 @@ static void backward_train(const CudaBn *bn, int act, size_t m, const void *x, c
         }                                                                                  \
     } while (0)
 
+#define ADDR(a, b) ((uintptr_t)(a) | (uintptr_t)(b))
+
 extern "C" int cuda_bn_forward_train(const CudaBn *bn, int act, CudaDtype dt, size_t m,
                                      const void *x, void *y, float *save_mean,
                                      float *save_invstd, float *part, cudaStream_t s,
                                      StkErr *err) {
     if (check(bn, act, m, 1, "cuda_bn_forward_train", err)) return -1;
-    BN_DISPATCH(dt, bn->c, forward_train, bn, act, m, x, y, save_mean, save_invstd, part, s);
+    BN_DISPATCH(dt, bn->c, ADDR(x, y), forward_train, bn, act, m, x, y, save_mean, save_invstd, part, s);
     CUDA_TRY(err, cudaGetLastError());
     return 0;
 }
@@ -387,14 +400,14 @@ static void recompute(const CudaBn *bn, int act, size_t m, const void *x, void *
                       const float *save_mean, const float *save_invstd, float *coef, cudaStream_t s) {
     int c = bn->c;
     bn_back_coef_kernel<<<(unsigned)((c + 127) / 128), 128, 0, s>>>(c, *bn, save_mean, save_invstd, coef);
-    bn_apply_kernel<T, V><<<pass_grid(m, c / V), BN_THREADS, 0, s>>>(m, c, act, (const T *)x, coef, (T *)y);
+    bn_apply_kernel<T, V><<<pass_grid(m, c / V), red_geom(c / V).threads, 0, s>>>(m, c, act, (const T *)x, coef, (T *)y);
 }
 
 extern "C" int cuda_bn_recompute(const CudaBn *bn, int act, CudaDtype dt, size_t m, const void *x,
                                  void *y, const float *save_mean, const float *save_invstd,
                                  float *part, cudaStream_t s, StkErr *err) {
     if (check(bn, act, m, 1, "cuda_bn_recompute", err)) return -1;
-    BN_DISPATCH(dt, bn->c, recompute, bn, act, m, x, y, save_mean, save_invstd, part, s);
+    BN_DISPATCH(dt, bn->c, ADDR(x, y), recompute, bn, act, m, x, y, save_mean, save_invstd, part, s);
     CUDA_TRY(err, cudaGetLastError());
     return 0;
 }
@@ -404,14 +417,14 @@ static void forward_eval(const CudaBn *bn, int act, size_t m, const void *x, voi
                          cudaStream_t s) {
     int c = bn->c;
     bn_eval_coef_kernel<<<(unsigned)((c + 127) / 128), 128, 0, s>>>(c, *bn, coef);
-    bn_apply_kernel<T, V><<<pass_grid(m, c / V), BN_THREADS, 0, s>>>(m, c, act, (const T *)x, coef, (T *)y);
+    bn_apply_kernel<T, V><<<pass_grid(m, c / V), red_geom(c / V).threads, 0, s>>>(m, c, act, (const T *)x, coef, (T *)y);
 }
 
 extern "C" int cuda_bn_forward_eval(const CudaBn *bn, int act, CudaDtype dt, size_t m,
                                     const void *x, void *y, float *part, cudaStream_t s,
                                     StkErr *err) {
     if (check(bn, act, m, 0, "cuda_bn_forward_eval", err)) return -1;
-    BN_DISPATCH(dt, bn->c, forward_eval, bn, act, m, x, y, part, s);
+    BN_DISPATCH(dt, bn->c, ADDR(x, y), forward_eval, bn, act, m, x, y, part, s);
     CUDA_TRY(err, cudaGetLastError());
     return 0;
 }
@@ -421,7 +434,7 @@ extern "C" int cuda_bn_backward_train(const CudaBn *bn, int act, CudaDtype dt, s
                                       const float *save_invstd, void *dx, float *dweight,
                                       float *dbias, float *part, cudaStream_t s, StkErr *err) {
     if (check(bn, act, m, 1, "cuda_bn_backward_train", err)) return -1;
-    BN_DISPATCH(dt, bn->c, backward_train, bn, act, m, x, dy, save_mean, save_invstd, dx, dweight,
+    BN_DISPATCH(dt, bn->c, ADDR(x, dy) | (uintptr_t)dx, backward_train, bn, act, m, x, dy, save_mean, save_invstd, dx, dweight,
                 dbias, part, s);
     CUDA_TRY(err, cudaGetLastError());
     return 0;
@@ -446,7 +459,7 @@ static void backward_eval(const CudaBn *bn, int act, size_t m, const void *x, co
                           void *dx, float *coef, cudaStream_t s) {
     int c = bn->c;
     bn_eval_back_coef_kernel<<<(unsigned)((c + 127) / 128), 128, 0, s>>>(c, *bn, coef);
-    bn_dx_kernel<T, V><<<pass_grid(m, c / V), BN_THREADS, 0, s>>>(m, c, act, (const T *)x, (const T *)dy,
+    bn_dx_kernel<T, V><<<pass_grid(m, c / V), red_geom(c / V).threads, 0, s>>>(m, c, act, (const T *)x, (const T *)dy,
                                                                     coef, (T *)dx);
 }
 
@@ -454,7 +467,7 @@ extern "C" int cuda_bn_backward_eval(const CudaBn *bn, int act, CudaDtype dt, si
                                      const void *x, const void *dy, void *dx, float *part,
                                      cudaStream_t s, StkErr *err) {
     if (check(bn, act, m, 0, "cuda_bn_backward_eval", err)) return -1;
-    BN_DISPATCH(dt, bn->c, backward_eval, bn, act, m, x, dy, dx, part, s);
+    BN_DISPATCH(dt, bn->c, ADDR(x, dy) | (uintptr_t)dx, backward_eval, bn, act, m, x, dy, dx, part, s);
     CUDA_TRY(err, cudaGetLastError());
     return 0;
 }

@@ -9,6 +9,8 @@ if(STOKER_HAVE_CUDA)
   stoker_test(cuda_net SOURCES test_cuda_net.c LIBS stoker_cuda_net m)
   # The trainer's double-buffered input on the GPU, fed through train_input.
   stoker_test(cuda_train SOURCES test_cuda_train.c test_nobn.c LIBS stoker_cuda_net m)
+  # The batch-norm kernels against the CPU backend's batch norm and activations.
+  stoker_test(cuda_bn SOURCES test_cuda_bn.c LIBS stoker_cuda_net m)
   # Squeeze-and-excitation's pool and scale kernels against host sums.
   stoker_test(cuda_se SOURCES test_cuda_se.c LIBS stoker_cuda_net m)
   # Our depthwise convolution kernels against the CPU backend's oneDNN convolution.
