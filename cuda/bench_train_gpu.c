@@ -5,7 +5,8 @@
  * The labels are on the device too (data already on the GPU: nothing is copied per step).
  * usage: bench_train_gpu MODEL [--batch B] [--size S] [--steps N] [--warmup W]
  *        [--precision fp32|tf32|bf16|fp16] [--classes K] [--opt sgd|adamw] [--profile] [--eval]
- *        [--layout auto|nhwc|nchw] [--recompute] [--graphs]
+ *        [--layout auto|nhwc|nchw] [--recompute] [--graphs] [--dw-grid BLOCKS]
+ * --dw-grid: a cap on the depthwise kernels' blocks per launch (cuda_dwconv.h), to compare.
  * --eval: an evaluator's network instead (inference only, eval-mode forward passes).
  * --layout: float32 convolutions' layout (cuda_conv.h), measured per layer by default.
  * --recompute: batch norm + activation outputs recomputed in backward (vram_nodes.h).
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cuda_dwconv.h"
 #include "cuda_net.h"
 #include "cuda_train.h"
 #include "stk_rng.h"
@@ -106,7 +108,7 @@ static int wait_step(CudaNet *net, int eval, double *loss, StkErr *err) {
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: bench_train_gpu MODEL [--batch B] [--size S] [--steps N] [--warmup W] "
-                "[--precision fp32|tf32|bf16|fp16] [--classes K] [--opt sgd|adamw] [--profile] [--eval] [--layout auto|nhwc|nchw] [--recompute] [--graphs]\n");
+                "[--precision fp32|tf32|bf16|fp16] [--classes K] [--opt sgd|adamw] [--profile] [--eval] [--layout auto|nhwc|nchw] [--recompute] [--graphs] [--dw-grid BLOCKS]\n");
         return 2;
     }
     const char *arch = argv[1];
@@ -127,6 +129,8 @@ int main(int argc, char **argv) {
         else if (i + 1 < argc && !strcmp(argv[i], "--warmup")) warmup = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--classes")) classes = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--opt")) optname = argv[++i];
+        else if (i + 1 < argc && !strcmp(argv[i], "--dw-grid")) /* depthwise launches' block cap */
+            cuda_dwconv_set_grid_blocks((unsigned)atoi(argv[++i]));
         else if (i + 1 < argc && !strcmp(argv[i], "--layout")) {
             const char *l = argv[++i];
             layout = !strcmp(l, "nhwc") ? CUDA_CONV_NHWC : !strcmp(l, "nchw") ? CUDA_CONV_NCHW : CUDA_CONV_AUTO;
