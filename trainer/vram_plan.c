@@ -8,12 +8,15 @@
 #include "vram_nodes.h"
 
 /* Host copies of the CUDA kernels' work splits, for builds without CUDA. They must match
- * cuda_elem.cu (COLSUM_SPLIT_MAX) and cuda_dwconv.cu (DW_KMAX, DW_SEG, DW_UNITS_PER_PART,
- * DW_MAX_PARTS); tests/test_cuda_plan.c checks they do in a CUDA build. */
+ * cuda_elem.cu (COLSUM_SPLIT_MAX) and cuda_dwconv.cu (DW_SEG, DW_UNITS_PER_PART,
+ * DW_MAX_PARTS, DW_CH_PER_BLOCK, DW_GRID_BLOCKS and filter_parts); tests/test_cuda_plan.c
+ * checks they do in a CUDA build. */
 #define HOST_COLSUM_SPLIT_MAX 512
 #define HOST_DW_SEG 32
 #define HOST_DW_UNITS_PER_PART 256
 #define HOST_DW_MAX_PARTS 1024
+#define HOST_DW_CH_PER_BLOCK 128
+#define HOST_DW_GRID_BLOCKS 1024
 
 static size_t host_colsum_scratch(int c) { return ((size_t)HOST_COLSUM_SPLIT_MAX * 2 + 6) * (size_t)c; }
 
@@ -22,6 +25,10 @@ static size_t host_dw_scratch(const ConvDesc *d, Shape4 in, Shape4 out) {
     if (!vram_conv_depthwise(d)) return 0;
     uint64_t units = (uint64_t)out.n * out.h * ((out.w + HOST_DW_SEG - 1) / HOST_DW_SEG);
     uint64_t parts = (units + HOST_DW_UNITS_PER_PART - 1) / HOST_DW_UNITS_PER_PART;
+    /* small layers get more parts, so that the launch still fills the GPU */
+    uint64_t rows = (uint64_t)d->kh * ((d->in_c + HOST_DW_CH_PER_BLOCK - 1) / HOST_DW_CH_PER_BLOCK);
+    uint64_t fill = (HOST_DW_GRID_BLOCKS + rows - 1) / rows;
+    if (parts < fill) parts = fill < units ? fill : units;
     parts = parts < 1 ? 1 : parts < HOST_DW_MAX_PARTS ? parts : HOST_DW_MAX_PARTS;
     return (size_t)parts * d->kh * d->kw * d->in_c;
 }
