@@ -6,7 +6,8 @@
  * usage: bench_train_gpu MODEL [--batch B] [--size S] [--steps N] [--warmup W]
  *        [--precision fp32|tf32|bf16|fp16] [--classes K] [--opt sgd|adamw] [--profile] [--eval]
  *        [--layout auto|nhwc|nchw] [--recompute] [--graphs] [--dw-grid BLOCKS]
- * --dw-grid: a cap on the depthwise kernels' blocks per launch (cuda_dwconv.h), to compare.
+ * --dw-grid: a cap on the depthwise forward and backward-data launches' blocks
+ * (cuda_dwconv.h; backward filter keeps its parts, which size the scratch), to compare.
  * --eval: an evaluator's network instead (inference only, eval-mode forward passes).
  * --layout: float32 convolutions' layout (cuda_conv.h), measured per layer by default.
  * --recompute: batch norm + activation outputs recomputed in backward (vram_nodes.h).
@@ -129,8 +130,14 @@ int main(int argc, char **argv) {
         else if (i + 1 < argc && !strcmp(argv[i], "--warmup")) warmup = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--classes")) classes = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--opt")) optname = argv[++i];
-        else if (i + 1 < argc && !strcmp(argv[i], "--dw-grid")) /* depthwise launches' block cap */
-            cuda_dwconv_set_grid_blocks((unsigned)atoi(argv[++i]));
+        else if (i + 1 < argc && !strcmp(argv[i], "--dw-grid")) { /* depthwise launches' block cap */
+            int b = atoi(argv[++i]);
+            if (b < 1) {
+                fprintf(stderr, "bench_train_gpu: --dw-grid %s: want a block count >= 1\n", argv[i]);
+                return 2;
+            }
+            cuda_dwconv_set_grid_blocks((unsigned)b);
+        }
         else if (i + 1 < argc && !strcmp(argv[i], "--layout")) {
             const char *l = argv[++i];
             layout = !strcmp(l, "nhwc") ? CUDA_CONV_NHWC : !strcmp(l, "nchw") ? CUDA_CONV_NCHW : CUDA_CONV_AUTO;

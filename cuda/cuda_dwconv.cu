@@ -17,8 +17,9 @@
  *     every output of the run from registers (3x3 stride 1: 6 loads for 4 outputs instead
  *     of 12); the other kernel rows' reuse comes from L1/L2, as neighbouring threads of
  *     a block read neighbouring rows. A block stages its channels' weights in shared
- *     memory as float, transposed to [kh][kw][c], and each thread lifts one kernel row
- *     into registers per row of input.
+ *     memory as float, lane-major in 16-byte groups (a warp's reads of one tap are
+ *     coalesced and hit distinct banks), and each thread lifts one kernel row into
+ *     registers per row of input.
  *   - backward data at stride 2 gathers per input element: only the outputs whose window
  *     holds it (about k*k/4 of them), dy read from cache; dx, 4x the size of dy, is the
  *     traffic that counts.
@@ -181,7 +182,7 @@ template <typename T, int V, int KW, int S>
 __global__ void __launch_bounds__(DW_THREADS, DW_MIN_BLOCKS)
     dw_corr_kernel(DwGeom g, int flip, const T *__restrict__ x, const T *__restrict__ w,
                    T *__restrict__ y) {
-    extern __shared__ float ws[];
+    extern __shared__ __align__(16) float ws[]; /* load_w reads float4 */
     const int KWM = KW ? KW : DW_KMAX;  /* register extent of a kernel row */
     const int SEGW = (DW_TW - 1) * S + KWM; /* inputs of a row one tile reads */
     const int kw = KW ? KW : g.kw;
@@ -243,7 +244,7 @@ template <typename T, int V, int S, int KW>
 __global__ void __launch_bounds__(DW_THREADS, DW_MIN_BLOCKS)
     dw_bwd_data_gather_kernel(DwGeom g, const T *__restrict__ dy, const T *__restrict__ w,
                               T *__restrict__ dx) {
-    extern __shared__ float ws[];
+    extern __shared__ __align__(16) float ws[]; /* load_w reads float4 */
     const int cxv = blockDim.x * V;
     stage_weights<T, V>(ws, w, blockIdx.x * cxv, g.c, g.kh * g.kw, 0);
     __syncthreads();
@@ -259,7 +260,7 @@ __global__ void __launch_bounds__(DW_THREADS, DW_MIN_BLOCKS)
         for (int v = 0; v < V; v++) acc[v] = 0.0f;
         if (S == 2 && KW) {
             /* the taps whose output holds (ih, iw) have the parity of ih + ph and iw + pw:
-             * ceil(k/2)^2 candidates, all loaded (clamped, then masked: no branches, so
+             * ceil(kw/2)^2 candidates (the dispatch sends kh > kw elsewhere), all loaded (clamped, then masked: no branches, so
              * the loads issue together) */
             const int HALF = (KW + 1) / 2;
             int kh0 = (ih + g.ph) & 1, kw0 = (iw + g.pw) & 1;
@@ -463,11 +464,13 @@ extern "C" void cuda_dwconv_set_grid_blocks(unsigned blocks) {
 }
 
 /* Row blocks of a launch with gx channel blocks: enough for the items, but at most
- * grid_cap blocks in all. Each block stages its weights once, so a block must walk many
+ * grid_cap blocks in all (gx, if gx alone passes it) and never past gridDim.y's 65535.
+ * Each block stages its weights once, so a block must walk many
  * items: one block per 16 tiles had the staging cost more than the convolution. */
 static unsigned grid_y(unsigned long long items, unsigned lanes, unsigned gx) {
     unsigned long long b = (items + lanes - 1) / lanes, most = grid_cap / gx;
     if (most < 1) most = 1;
+    if (most > 65535) most = 65535;
     return (unsigned)(b < 1 ? 1 : b < most ? b : most);
 }
 
@@ -521,15 +524,16 @@ static void gather_launch(DwGeom g, const T *dy, const T *w, T *dx, cudaStream_t
     dw_bwd_data_gather_kernel<T, V, S, KW><<<grid, block, smem, s>>>(g, dy, w, dx);
 }
 
-/* Stride 2 both ways with the models' widths 3 and 5: the unrolled parity gather; any
- * other stride or width (and the scalar path): the generic loops. */
+/* Stride 2 both ways with the models' widths 3 and 5 and kh <= kw: the unrolled parity
+ * gather (its row loop has kw's extent); any other stride or shape (and the scalar path):
+ * the generic loops. */
 template <typename T>
 static void gather_run(int v, DwGeom g, const T *dy, const T *w, T *dx, cudaStream_t s) {
     const int VW = VecWidth<T>::value;
-    int s2 = g.sh == 2 && g.sw == 2;
+    int s2 = g.sh == 2 && g.sw == 2, fit = g.kh <= g.kw;
     if (v == 1) s2 ? gather_launch<T, 1, 2, 0>(g, dy, w, dx, s) : gather_launch<T, 1, 0, 0>(g, dy, w, dx, s);
-    else if (s2 && g.kw == 3) gather_launch<T, VW, 2, 3>(g, dy, w, dx, s);
-    else if (s2 && g.kw == 5) gather_launch<T, VW, 2, 5>(g, dy, w, dx, s);
+    else if (s2 && fit && g.kw == 3) gather_launch<T, VW, 2, 3>(g, dy, w, dx, s);
+    else if (s2 && fit && g.kw == 5) gather_launch<T, VW, 2, 5>(g, dy, w, dx, s);
     else s2 ? gather_launch<T, VW, 2, 0>(g, dy, w, dx, s) : gather_launch<T, VW, 0, 0>(g, dy, w, dx, s);
 }
 

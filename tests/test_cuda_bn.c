@@ -29,16 +29,18 @@ typedef struct Buf {
     size_t n;
     void *dev;
     float *host; /* the values as the device holds them (rounded to dt) */
+    void *base;  /* what cudaMalloc gave: dev is `shift` elements past it */
 } Buf;
 
 static float rnd(size_t i, unsigned salt) {
     return (float)((((i + 1) * 2654435761u + salt * 40503u) >> 7) % 4001) / 1000.0f - 2.0f;
 }
 
-/* n values of dt on the device; salt 0: zeros. Per-channel offsets and scales (channel =
- * i % c) so that the statistics differ by channel. */
-static Buf buf(CudaDtype dt, size_t n, int c, unsigned salt) {
-    Buf b = {dt, n, NULL, malloc(n * sizeof(float))};
+/* n values of dt on the device, `shift` elements past an allocation's start (1: not 16-byte
+ * aligned, so the kernels must take their scalar path); salt 0: zeros. Per-channel offsets
+ * and scales (channel = i % c) so that the statistics differ by channel. */
+static Buf buf(CudaDtype dt, size_t n, int c, unsigned salt, int shift) {
+    Buf b = {dt, n, NULL, malloc(n * sizeof(float)), NULL};
     size_t es = cuda_dtype_size(dt);
     void *raw = malloc(n * es);
     for (size_t i = 0; i < n; i++) {
@@ -47,7 +49,8 @@ static Buf buf(CudaDtype dt, size_t n, int c, unsigned salt) {
         if (dt == CUDA_F32) ((float *)raw)[i] = v, b.host[i] = v;
         else ((uint16_t *)raw)[i] = cuda_f32_to_half(dt, v), b.host[i] = cuda_half_to_f32(dt, ((uint16_t *)raw)[i]);
     }
-    cr_assert_eq(cudaMalloc(&b.dev, n * es), cudaSuccess);
+    cr_assert_eq(cudaMalloc(&b.base, (n + (size_t)shift) * es), cudaSuccess);
+    b.dev = (char *)b.base + (size_t)shift * es;
     cr_assert_eq(cudaMemcpy(b.dev, raw, n * es, cudaMemcpyHostToDevice), cudaSuccess);
     free(raw);
     return b;
@@ -62,7 +65,7 @@ static void fetch(Buf *b) {
     free(raw);
 }
 
-static void drop(Buf *b) { cudaFree(b->dev), free(b->host); }
+static void drop(Buf *b) { cudaFree(b->base), free(b->host); }
 
 /* Every element within tol of the largest |want| (and of its own size). */
 static void near(const char *what, const float *got, const float *want, size_t n, double tol) {
@@ -102,7 +105,7 @@ static void bytes_equal(const char *what, const Buf *a, const Buf *b) {
     free(ha), free(hb);
 }
 
-static void check(CudaDtype dt, int c, size_t m, int act) {
+static void check_at(CudaDtype dt, int c, size_t m, int act, int shift) {
     need_gpu();
     StkErr err;
     size_t n = m * (size_t)c;
@@ -118,8 +121,8 @@ static void check(CudaDtype dt, int c, size_t m, int act) {
     cr_assert_eq(cudaMalloc((void **)&part, cuda_colsum_scratch(c) * sizeof(float)), cudaSuccess);
     cr_assert_eq(cudaMalloc((void **)&smean, c * sizeof(float)), cudaSuccess);
     cr_assert_eq(cudaMalloc((void **)&sinv, c * sizeof(float)), cudaSuccess);
-    Buf x = buf(dt, n, c, 1), dy = buf(dt, n, c, 2), y = buf(dt, n, c, 0), y2 = buf(dt, n, c, 0);
-    Buf dx = buf(dt, n, c, 0);
+    Buf x = buf(dt, n, c, 1, shift), dy = buf(dt, n, c, 2, shift), y = buf(dt, n, c, 0, shift);
+    Buf y2 = buf(dt, n, c, 0, shift), dx = buf(dt, n, c, 0, shift);
     Shape4 s = {(int)m, c, 1, 1};
     float *z = malloc(n * sizeof(float)), *want = malloc(n * sizeof(float)), *gz = malloc(n * sizeof(float));
     float *hm = malloc(c * sizeof(float)), *hi = malloc(c * sizeof(float));
@@ -168,7 +171,7 @@ static void check(CudaDtype dt, int c, size_t m, int act) {
     cr_assert_eq(cpu_bn_forward_eval(&h, s, x.host, z, &err), 0, "%s", err.msg);
     host_act(act, n, z, want);
     fetch(&y), near("eval forward y", y.host, want, n, tol);
-    Buf dy2 = buf(dt, n, c, 3);
+    Buf dy2 = buf(dt, n, c, 3, shift);
     cr_assert_eq(cuda_bn_backward_eval(&g, act, dt, m, x.dev, dy2.dev, dx.dev, part, 0, &err), 0, "%s", err.msg);
     if (act < 0) memcpy(gz, dy2.host, n * sizeof(float));
     else cr_assert_eq(cpu_act_backward((CpuActKind)act, n, z, dy2.host, gz, &err), 0, "%s", err.msg);
@@ -182,6 +185,8 @@ static void check(CudaDtype dt, int c, size_t m, int act) {
     free(w), free(b), free(rm), free(rv), free(z), free(want), free(gz), free(hm), free(hi), free(hdw), free(hdb);
     free(dw1), free(db1), free(dw2), free(db2);
 }
+
+static void check(CudaDtype dt, int c, size_t m, int act) { check_at(dt, c, m, act, 0); }
 
 Test(cuda_bn, float32_scalar_path_three_rows) { check(CUDA_F32, 3, 3, CUDA_BN_NO_ACT); }
 Test(cuda_bn, float32_40_channels_relu) { check(CUDA_F32, 40, 333, CPU_ACT_RELU); }
@@ -198,6 +203,9 @@ Test(cuda_bn, bf16_1152_channels_two_chunks_silu) { check(CUDA_BF16, 1152, 333, 
 Test(cuda_bn, bf16_1284_channels_last_chunk_partly_filled) { check(CUDA_BF16, 1284, 333, CUDA_BN_NO_ACT); }
 Test(cuda_bn, bf16_many_row_blocks, .timeout = 60) { check(CUDA_BF16, 1152, 9000, CPU_ACT_SILU); }
 Test(cuda_bn, fp16_672_channels_relu) { check(CUDA_F16, 672, 333, CPU_ACT_RELU); }
+/* channel counts the vectors divide, on buffers one element off 16-byte alignment */
+Test(cuda_bn, float32_misaligned_buffers) { check_at(CUDA_F32, 40, 333, CPU_ACT_RELU, 1); }
+Test(cuda_bn, bf16_misaligned_buffers) { check_at(CUDA_BF16, 672, 333, CPU_ACT_SILU, 1); }
 
 /* What the entries refuse, by name, before any launch: needs no GPU. */
 Test(cuda_bn, refuses_bad_arguments_by_name) {

@@ -50,6 +50,11 @@ static const DwCase CASES[] = {
      * leaves one row of them, so each walks its tiles and pixels in many rounds */
     {144, 3, 3, 1, 1, 1, 1, 15, 13, 3, 0, 3},
     {144, 5, 5, 2, 2, 2, 2, 15, 13, 3, 0, 3},
+    /* stride 2 with unequal sides: kh < kw masks rows in the unrolled gather; kh > kw
+     * must leave it (its row loop has kw's extent) */
+    {8, 3, 5, 2, 2, 1, 2, 15, 13, 2, 0, 0},
+    {8, 5, 3, 2, 2, 2, 1, 15, 13, 2, 0, 0},
+    {8, 7, 5, 2, 2, 3, 2, 15, 13, 2, 0, 0},
 };
 #define N_CASES ((int)(sizeof CASES / sizeof CASES[0]))
 
@@ -196,7 +201,7 @@ ParameterizedTest(DwCase *k, cuda_dwconv, matches_cpu_conv, .timeout = 120) {
     CudaDtype dt = k->bf16 ? CUDA_BF16 : CUDA_F32;
     size_t es = cuda_dtype_size(dt);
     void *gy = nan_dev(r.ny, es), *gdx = nan_dev(r.nx, es), *gdw = nan_dev(r.nw, es);
-    cuda_dwconv_set_grid_blocks(k->grid); /* Criterion runs each case in its own process */
+    cuda_dwconv_set_grid_blocks(k->grid); /* every case sets it: 0 is the default */
     cr_assert_eq(cuda_dwconv_forward(&r.d, dt, r.in, r.out, r.gx, r.gw, gy, 0, &err), 0, "%s", err.msg);
     cr_assert_eq(cuda_dwconv_backward_data(&r.d, dt, r.in, r.out, r.gdy, r.gw, gdx, 0, &err), 0, "%s", err.msg);
     cr_assert_eq(cuda_dwconv_backward_filter(&r.d, dt, r.in, r.out, r.gx, r.gdy, gdw, r.gscratch,

@@ -33,6 +33,33 @@ Test(cuda_plan, host_rules_match_the_kernels) {
     }
 }
 
+/* Layer by layer (the arenas hold only the largest): every depthwise layer of every
+ * model at batches that put the parts' count on each side of its limits (a few rows that
+ * must still fill the GPU, the part cap). */
+Test(cuda_plan, depthwise_scratch_rule_per_layer) {
+    static Model m;
+    StkErr err;
+    static const int batches[] = {1, 3, 64, 512};
+    int layers = 0;
+    for (int i = 0; model_archs[i]; i++) {
+        cr_assert_eq(model_build(&m, model_archs[i], 3, 224, 224, 10, &err), 0, "%s", err.msg);
+        for (int li = 0; li < m.nlayers; li++) {
+            const ModelLayer *l = &m.layer[li];
+            if (l->kind != LAYER_CONV || !cuda_dwconv_supported(&l->conv)) continue;
+            for (size_t b = 0; b < sizeof batches / sizeof *batches; b++) {
+                Shape4 in = model_node_shape(&m, l->in), out = l->out;
+                in.n = out.n = batches[b];
+                size_t want = cuda_dwconv_filter_scratch(&l->conv, in, out);
+                cr_expect_gt(want, 0, "%s %s", model_archs[i], l->name);
+                cr_expect_eq(vram_host_dw_scratch(&l->conv, in, out), want, "%s %s batch %d",
+                             model_archs[i], l->name, batches[b]);
+            }
+            layers++;
+        }
+    }
+    cr_expect_gt(layers, 0, "the mobilenets have depthwise layers");
+}
+
 /* The node plan decides where a second gradient needs scratch from the host's depthwise
  * rule: it must pick the same convolutions as the kernels (cuda_net_init refuses else). */
 Test(cuda_plan, depthwise_rule_matches_the_kernels) {

@@ -48,6 +48,10 @@ typedef struct VramKernels {
                                                       0 for a conv the kernels do not run */
 } VramKernels;
 
+/* The host rules VramKernels' NULL members stand for (what a build without CUDA plans). */
+size_t vram_host_colsum_scratch(int c);
+size_t vram_host_dw_scratch(const ConvDesc *d, Shape4 in, Shape4 out);
+
 /* Bytes of each device arena (CudaNetPlan's fields, same meaning). */
 typedef struct VramArenas {
     uint64_t params, grads, optim, lowp, saved, scratch, workspace;
