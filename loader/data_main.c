@@ -117,7 +117,8 @@ static const char usage_verify[] =
     "Exit status: 0 every file decodes, 1 bad files (or an error), 2 bad usage.\n";
 
 static const char usage_shrink[] =
-    "usage: stoker-data shrink SRC DST --max-side S [--quality Q] [--max-pixels N] [-j N]\n"
+    "usage: stoker-data shrink SRC DST --max-side S [--quality Q] [--restart] [--max-pixels N]\n"
+    "                          [-j N]\n"
     "Copies every sample of SRC's index (or of a scan of SRC, without one) to the same\n"
     "relative path under DST, which must not exist. Each file is decoded first, as\n"
     "`verify` does; bad files are listed as \"bad: PATH: REASON\" and left out. Images\n"
@@ -130,6 +131,10 @@ static const char usage_shrink[] =
     "and seed).\n"
     "  --max-side S    longer side of shrunk images, 1..8192 (required)\n"
     "  --quality Q     JPEG quality 1..100 (default 90)\n"
+    "  --restart       rewrite every file written losslessly (the same DCT coefficients,\n"
+    "                  so the same pixels) with a restart marker per MCU: the loader then\n"
+    "                  decodes only the part of each image its crop needs; with --max-side\n"
+    "                  8192 this keeps every image's size\n"
     "  --max-pixels N  reject images over N pixels (default 100000000; raise it to\n"
     "                  shrink larger photos)\n"
     "  -j N            threads (default: online CPUs)\n"
@@ -458,6 +463,7 @@ static int cmd_shrink(int argc, char **argv) {
     static const struct option opts[] = {{"max-side", required_argument, 0, 'm'},
                                          {"quality", required_argument, 0, 'q'},
                                          {"max-pixels", required_argument, 0, 'p'},
+                                         {"restart", no_argument, 0, 'r'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     DataShrinkOptions o = {.quality = DATA_SHRINK_DEFAULT_QUALITY,
@@ -468,6 +474,7 @@ static int cmd_shrink(int argc, char **argv) {
         else if (c == 'q') o.quality = (int)parse_u64(optarg, 1, 100, "--quality", usage_shrink);
         else if (c == 'p') o.max_pixels = parse_u64(optarg, 1, UINT64_MAX, "--max-pixels", usage_shrink);
         else if (c == 'j') o.threads = (int)parse_u64(optarg, 1, DATA_POOL_MAX_THREADS, "-j", usage_shrink);
+        else if (c == 'r') o.restart = 1;
         else common_option(c, usage_shrink);
     }
     two_positionals(argc, argv, usage_shrink);

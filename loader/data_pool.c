@@ -130,13 +130,23 @@ int data_pool_run(const DataPoolSpec *spec, StkErr *err) {
     return 0;
 }
 
-int data_pool_write_jpeg(DataWorker *w, const uint8_t *pixels, const char *path, int width,
-                         int height, int pf, int subsamp, int quality, unsigned long *size,
-                         StkErr *err) {
+int data_pool_encode_jpeg(DataWorker *w, const uint8_t *pixels, const char *what, int width,
+                          int height, int pf, int subsamp, int quality, unsigned long *size,
+                          StkErr *err) {
     unsigned long n = w->jpeg_cap;
     if (tjCompress2(w->tj, pixels, width, 0, height, pf, &w->jpeg, &n, subsamp, quality,
                     TJFLAG_NOREALLOC) != 0)
-        return stk_errf(err, "tjCompress2 %s: %s", path, tjGetErrorStr2(w->tj));
+        return stk_errf(err, "tjCompress2 %s: %s", what, tjGetErrorStr2(w->tj));
+    *size = n;
+    return 0;
+}
+
+int data_pool_write_jpeg(DataWorker *w, const uint8_t *pixels, const char *path, int width,
+                         int height, int pf, int subsamp, int quality, unsigned long *size,
+                         StkErr *err) {
+    unsigned long n;
+    if (data_pool_encode_jpeg(w, pixels, path, width, height, pf, subsamp, quality, &n, err))
+        return -1;
     if (size) *size = n;
     return data_tree_write_file(path, w->jpeg, n, err);
 }

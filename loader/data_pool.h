@@ -44,6 +44,12 @@ typedef struct DataPoolSpec {
  * or the thread or TurboJPEG set-up that failed). */
 int data_pool_run(const DataPoolSpec *spec, StkErr *err);
 
+/* Compresses pixels as data_pool_write_jpeg does into w->jpeg, *size bytes, without
+ * writing them. Returns 0, or -1 with err (what names the image). */
+int data_pool_encode_jpeg(DataWorker *w, const uint8_t *pixels, const char *what, int width,
+                          int height, int pf, int subsamp, int quality, unsigned long *size,
+                          StkErr *err);
+
 /* Compresses pixels (width x height, TJPF_* pixel format pf, TJSAMP_* subsamp,
  * quality 1..100; often w->pixels) into w->jpeg and writes it to path (created; must
  * not exist). *size (may be NULL) receives the JPEG's bytes. Returns 0, or -1 with

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <turbojpeg.h>
 
+#include "data_restart.h"
 #include "data_tree.h"
 #include "loader_decode.h"
 #include "loader_index.h"
@@ -47,17 +48,37 @@ void data_shrink_size(int w, int h, int max_side, int *ow, int *oh) {
     *oh = w > h ? so : max_side;
 }
 
+/* Writes the JPEG in (n bytes) to dst_path, first rewritten with restart markers when
+ * the run asks for them; *written: the bytes written. Returns 1 for a file the rewrite
+ * refuses (reason in why), 0 when written, -1 with err on failure. */
+static int write_out(ShrinkCtx *c, const uint8_t *in, size_t n, const char *dst_path,
+                     size_t *written, StkErr *why, StkErr *err) {
+    if (!c->opt->restart) {
+        *written = n;
+        return data_tree_write_file(dst_path, in, n, err) != 0 ? -1 : 0;
+    }
+    uint8_t *out;
+    size_t len;
+    if (data_restart_jpeg(in, n, &out, &len, why) != 0) return 1;
+    int rc = data_tree_write_file(dst_path, out, len, err) != 0 ? -1 : 0;
+    free(out);
+    *written = len;
+    return rc;
+}
+
 /* Checks the open image by a full decode into w->pixels (it fits: both sides are at
- * most max_side) and copies the file's bytes, already in the decoder, to dst_path.
+ * most max_side) and writes the file's bytes, already in the decoder, to dst_path.
  * Returns 1 for a bad file (reason in why), 0 when copied, -1 with err on failure. */
 static int shrink_copy(ShrinkCtx *c, DataWorker *w, LoaderDecoder *d, const char *dst_path,
                        StkErr *why, StkErr *err) {
     AugImage img = {w->pixels, d->width, d->height, 3, (size_t)d->width * 3};
     if (loader_decode_full(d, &img, why) != 0) return 1;
-    if (data_tree_write_file(dst_path, d->file, d->file_len, err) != 0) return -1;
+    size_t written;
+    int rc = write_out(c, d->file, d->file_len, dst_path, &written, why, err);
+    if (rc) return rc;
     atomic_fetch_add(&c->copied, 1);
     atomic_fetch_add(&c->bytes_in, d->file_len);
-    atomic_fetch_add(&c->bytes_out, d->file_len);
+    atomic_fetch_add(&c->bytes_out, written);
     return 0;
 }
 
@@ -74,12 +95,15 @@ static int shrink_encode(ShrinkCtx *c, DataWorker *w, LoaderDecoder *d, const ch
     if (gray) /* R = G = B: keep one channel, in place (i <= 3i) */
         for (size_t i = 0, n = (size_t)ow * oh; i < n; i++) w->pixels[i] = w->pixels[3 * i];
     unsigned long size;
-    if (data_pool_write_jpeg(w, w->pixels, dst_path, ow, oh, gray ? TJPF_GRAY : TJPF_RGB,
-                             gray ? TJSAMP_GRAY : TJSAMP_420, c->opt->quality, &size, err) != 0)
+    if (data_pool_encode_jpeg(w, w->pixels, dst_path, ow, oh, gray ? TJPF_GRAY : TJPF_RGB,
+                              gray ? TJSAMP_GRAY : TJSAMP_420, c->opt->quality, &size, err) != 0)
         return -1;
+    size_t written;
+    int rc = write_out(c, w->jpeg, size, dst_path, &written, why, err);
+    if (rc) return rc;
     atomic_fetch_add(&c->shrunk, 1);
     atomic_fetch_add(&c->bytes_in, in_bytes);
-    atomic_fetch_add(&c->bytes_out, size);
+    atomic_fetch_add(&c->bytes_out, written);
     return 0;
 }
 

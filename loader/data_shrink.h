@@ -12,7 +12,9 @@
  * least 1 (halves round up), and encoded with TurboJPEG at the given quality: 4:2:0
  * for colour sources (CMYK and YCCK become RGB), one grayscale component for grayscale
  * sources (the loader expands both to the same RGB). Shrunk files keep no metadata
- * (EXIF, ICC); the loader reads neither.
+ * (EXIF, ICC); the loader reads neither. With restart set, every file written (copied
+ * or shrunk) is then rewritten losslessly with a restart marker per MCU (data_restart.h:
+ * the same pixels), which lets the loader decode only the MCUs each crop needs.
  *
  * DST must not exist. The tree is built in DST.partial-XXXXXX and renamed to DST at
  * the end with a completion marker (data_tree.h), then DST/stoker.index is written with
@@ -34,13 +36,15 @@ typedef struct DataShrinkOptions {
     int max_side;            /* longer side of shrunk images, 1..DATA_SHRINK_MAX_SIDE */
     int quality;             /* JPEG quality of shrunk images, 1..100 */
     int threads;             /* worker threads, 1..DATA_POOL_MAX_THREADS */
+    int restart;             /* 1: restart markers in every file written (see above) */
     uint64_t max_pixels;     /* decoder's pixel cap; 0: LOADER_DEFAULT_MAX_PIXELS */
     DataProgressFn progress; /* may be NULL */
     void *progress_ctx;      /* passed to progress */
 } DataShrinkOptions;
 
 typedef struct DataShrinkResult {
-    uint64_t copied;        /* files copied byte for byte */
+    uint64_t copied;        /* files kept at their size: byte for byte, or rewritten
+                               losslessly with restart */
     uint64_t shrunk;        /* files re-encoded smaller */
     DataBadList bad;        /* files left out, in SRC's index order */
     uint64_t bytes_in;      /* bytes of the copied and shrunk files in SRC */

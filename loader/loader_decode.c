@@ -43,13 +43,20 @@ static void on_message(j_common_ptr cinfo, int level) {
 
 static void on_output(j_common_ptr cinfo) { (void)cinfo; }
 
+struct jpeg_error_mgr *loader_jpeg_err(LoaderJpegErr *e) {
+    struct jpeg_error_mgr *m = jpeg_std_error(&e->mgr);
+    m->error_exit = on_error_exit;
+    m->emit_message = on_message;
+    m->output_message = on_output;
+    e->fatal_warning = 0;
+    return m;
+}
+
 int loader_decoder_init(LoaderDecoder *d, uint64_t max_pixels, StkErr *err) {
     memset(d, 0, sizeof *d);
     d->max_pixels = max_pixels ? max_pixels : LOADER_DEFAULT_MAX_PIXELS;
-    d->cinfo.err = jpeg_std_error(&d->jerr.mgr);
-    d->jerr.mgr.error_exit = on_error_exit;
-    d->jerr.mgr.emit_message = on_message;
-    d->jerr.mgr.output_message = on_output;
+    d->use_windows = 1;
+    d->cinfo.err = loader_jpeg_err(&d->jerr);
     if (setjmp(d->jerr.jump)) return stk_errf(err, "jpeg_create_decompress: %s", d->jerr.msg);
     jpeg_create_decompress(&d->cinfo);
     return 0;
@@ -60,6 +67,7 @@ void loader_decoder_free(LoaderDecoder *d) {
     free(d->file);
     free(d->rows);
     aug_work_free(&d->work);
+    loader_window_free(&d->window);
     memset(d, 0, sizeof *d);
 }
 
@@ -115,6 +123,7 @@ static int read_header(LoaderDecoder *d, StkErr *err) {
         jpeg_abort_decompress(&d->cinfo);
         return stk_errf(err, "%s", d->jerr.msg);
     }
+    jpeg_abort_decompress(&d->cinfo); /* an image opened and not decoded ends here */
     jpeg_mem_src(&d->cinfo, d->file, (unsigned long)d->file_len);
     if (jpeg_read_header(&d->cinfo, TRUE) != JPEG_HEADER_OK) {
         jpeg_abort_decompress(&d->cinfo);
@@ -128,6 +137,7 @@ static int read_header(LoaderDecoder *d, StkErr *err) {
         return stk_errf(err, "%dx%d = %.1f megapixels, over the %.1f megapixel cap", d->width,
                         d->height, (double)d->width * d->height / 1e6, d->max_pixels / 1e6);
     }
+    d->can_window = loader_window_geom(&d->cinfo, d->file, d->file_len, &d->geom);
     return 0;
 }
 
@@ -198,15 +208,22 @@ static int decode_region(LoaderDecoder *d, Region *r, StkErr *err) {
     return 0;
 }
 
-/* Starts decompression at 1/denom scale and works out the region covering box. */
-static void start(LoaderDecoder *d, int denom, AugBox box, Region *r) {
+/* Starts decompression at 1/denom scale and works out the region covering box. The
+ * stream decoded may be a window of the image whose origin is (ox, oy) in it (full-size
+ * pixels, on an MCU: a multiple of 8, so exact at every scale); box and the scale are
+ * the whole image's, as libjpeg rounds its size (output = ceil(size / denom)). */
+static void start(LoaderDecoder *d, int denom, AugBox box, Region *r, int ox, int oy) {
     struct jpeg_decompress_struct *ci = &d->cinfo;
     ci->scale_num = 1;
     ci->scale_denom = (unsigned)denom;
     ci->out_color_space = d->components == 4 ? JCS_CMYK : JCS_RGB;
     jpeg_start_decompress(ci);
-    double sx = (double)ci->output_width / d->width, sy = (double)ci->output_height / d->height;
+    int fw = (d->width + denom - 1) / denom, fh = (d->height + denom - 1) / denom;
+    double sx = (double)fw / d->width, sy = (double)fh / d->height;
     AugBox b = {box.x0 * sx, box.y0 * sy, box.x1 * sx, box.y1 * sy};
+    if (b.x1 > fw) b.x1 = fw;
+    if (b.y1 > fh) b.y1 = fh;
+    b.x0 -= ox / denom, b.x1 -= ox / denom, b.y0 -= oy / denom, b.y1 -= oy / denom;
     if (b.x1 > ci->output_width) b.x1 = ci->output_width;
     if (b.y1 > ci->output_height) b.y1 = ci->output_height;
     /* One column more on each side: libjpeg's fancy upsampling treats the edges of a
@@ -220,6 +237,25 @@ static void start(LoaderDecoder *d, int denom, AugBox box, Region *r) {
     r->box = b;
 }
 
+/* For a restart-marked file: the window of the box's MCUs, with one MCU more on each
+ * side where the image goes on (upsampling reads a sample past each edge), cut into
+ * d->window; its origin in *ox, *oy. Returns 1 with a window, 0 to decode the file whole,
+ * -1 out of memory. */
+static int cut_window(LoaderDecoder *d, AugBox box, int *ox, int *oy) {
+    const LoaderWindowGeom *g = &d->geom;
+    int c0 = (int)floor(box.x0 / g->mcu_w) - 1, c1 = (int)ceil(box.x1 / g->mcu_w) + 1;
+    int r0 = (int)floor(box.y0 / g->mcu_h) - 1, r1 = (int)ceil(box.y1 / g->mcu_h) + 1;
+    c0 = c0 < 0 ? 0 : c0 / g->interval * g->interval;
+    r0 = r0 < 0 ? 0 : r0;
+    c1 = c1 > g->cols ? g->cols : c1;
+    r1 = r1 > g->rows ? g->rows : r1;
+    int rc = loader_window_build(&d->window, g, d->file, d->file_len, c0, c1, r0, r1);
+    if (rc == -2) return -1;
+    if (rc) return 0;
+    *ox = c0 * g->mcu_w, *oy = r0 * g->mcu_h;
+    return 1;
+}
+
 int loader_decode_crop(LoaderDecoder *d, const LoaderCropSpec *spec, AugImage *dst,
                        StkErr *err) {
     if (!d->width) return stk_errf(err, "loader_decode_crop: no image open");
@@ -230,12 +266,24 @@ int loader_decode_crop(LoaderDecoder *d, const LoaderCropSpec *spec, AugImage *d
                         box.x1, box.y1, d->width, d->height);
     Region r;
     volatile int rc = -1;
+    int ox = 0, oy = 0;
     d->scale_denom = pick_denom(box, spec->out_w, spec->out_h);
+    d->windowed = d->use_windows && d->can_window ? cut_window(d, box, &ox, &oy) : 0;
+    if (d->windowed < 0) {
+        d->windowed = 0;
+        stk_errf(err, "out of memory (the crop's window)");
+        goto out;
+    }
     if (setjmp(d->jerr.jump)) {
         stk_errf(err, "%s", d->jerr.msg);
         goto out;
     }
-    start(d, d->scale_denom, box, &r);
+    if (d->windowed) { /* the window instead of the file: its header, then as before */
+        jpeg_abort_decompress(&d->cinfo);
+        jpeg_mem_src(&d->cinfo, d->window.out, (unsigned long)d->window.out_len);
+        jpeg_read_header(&d->cinfo, TRUE);
+    }
+    start(d, d->scale_denom, box, &r, ox, oy);
     if (decode_region(d, &r, err)) goto out;
     AugImage src = {d->rows, (int)r.width, r.y1 - r.y0, 3, (size_t)r.width * 3};
     AugBox rel = {r.box.x0 - r.x0, r.box.y0 - r.y0, r.box.x1 - r.x0, r.box.y1 - r.y0};
@@ -261,7 +309,7 @@ int loader_decode_full(LoaderDecoder *d, AugImage *dst, StkErr *err) {
         stk_errf(err, "%s", d->jerr.msg);
         goto out;
     }
-    start(d, 1, (AugBox){0, 0, d->width, d->height}, &r);
+    start(d, 1, (AugBox){0, 0, d->width, d->height}, &r, 0, 0);
     if (decode_region(d, &r, err)) goto out;
     for (int y = 0; y < d->height; y++)
         memcpy(dst->data + (size_t)y * dst->stride, d->rows + (size_t)y * r.width * 3,

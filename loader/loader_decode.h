@@ -8,7 +8,10 @@
  * What it saves over decoding whole images: the smallest DCT scale (1/8, 1/4, 1/2, 1;
  * the SIMD-accelerated ones) whose output still covers the crop at its target size;
  * jpeg_crop_scanline to decode only the crop's columns (to iMCU alignment);
- * jpeg_skip_scanlines to skip the rows above it; stopping after its last row.
+ * jpeg_skip_scanlines to skip the rows above it; stopping after its last row. A file
+ * with a restart marker every few MCUs (what `stoker-data shrink --restart` writes) is
+ * cut to the crop's MCUs first (loader_window.h), so that libjpeg entropy-decodes only
+ * those: the same pixels, bit for bit.
  *
  * Every JPEG becomes RGB: grayscale, YCbCr, RGB, CMYK and YCCK (converted as Pillow does,
  * Adobe-inverted), baseline or progressive, with restart markers, any size from 1x1.
@@ -25,6 +28,7 @@
 #include <jpeglib.h>
 
 #include "aug_resize.h"
+#include "loader_window.h"
 #include "stk_err.h"
 
 #define LOADER_DEFAULT_MAX_PIXELS 100000000ull /* 100 megapixels */
@@ -49,6 +53,11 @@ typedef struct LoaderDecoder {
     int width, height;    /* the current image's size, after loader_decode_open */
     int components;       /* its colour components (1, 3, 4) */
     int scale_denom;      /* DCT scale used by the last loader_decode_crop: 1, 2, 4, 8 */
+    int use_windows;      /* 1 (the default): cut restart-marked files to the crop; 0: not */
+    int windowed;         /* the last loader_decode_crop decoded a window of the file */
+    int can_window;       /* the open file has restart segments loader_window can cut */
+    LoaderWindowGeom geom; /* its geometry, when can_window */
+    LoaderWindow window;  /* the window's bytes; grows */
 } LoaderDecoder;
 
 /* What to make of the open image: the box (in its full-size pixel coordinates) resized
@@ -64,6 +73,11 @@ typedef struct LoaderCropSpec {
 /* Sets up d (max_pixels 0 means LOADER_DEFAULT_MAX_PIXELS). Returns 0 or -1 + err. */
 int loader_decoder_init(LoaderDecoder *d, uint64_t max_pixels, StkErr *err);
 void loader_decoder_free(LoaderDecoder *d);
+
+/* The error manager libjpeg handles of ours use (e's handlers: errors longjmp to
+ * e->jump with the message in e->msg; truncation and corrupt-data warnings set
+ * e->fatal_warning); returns &e->mgr for cinfo.err. */
+struct jpeg_error_mgr *loader_jpeg_err(LoaderJpegErr *e);
 
 /* Reads the file at path and its JPEG header; sets d->width, d->height, d->components.
  * Fails with the reason (empty, not a JPEG, truncated, over the pixel cap, I/O error). */

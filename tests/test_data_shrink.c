@@ -13,6 +13,7 @@
 
 #include "data_shrink.h"
 #include "data_tree.h"
+#include "loader_decode.h"
 #include "loader_index.h"
 #include "test_loader_fixture.h"
 
@@ -143,6 +144,53 @@ Test(data_shrink, copies_images_that_fit_byte_for_byte) {
     cr_expect_eq(copies, GOOD_FILES - SHRUNK_FILES);
     loader_index_close(&ix);
     data_shrink_result_free(&res);
+}
+
+/* root/rel decoded whole by the loader's decoder (malloc'd, w x h x 3); *windowable: it
+ * has restart segments the loader can cut. */
+static uint8_t *decode_whole(const char *dir, const char *rel, int *w, int *h, int *windowable) {
+    char *p = fx_path(dir, rel);
+    LoaderDecoder d;
+    StkErr err;
+    cr_assert_eq(loader_decoder_init(&d, 0, &err), 0);
+    cr_assert_eq(loader_decode_open(&d, p, &err), 0, "%s: %s", p, err.msg);
+    *w = d.width, *h = d.height, *windowable = d.can_window;
+    AugImage img = {malloc((size_t)d.width * d.height * 3), d.width, d.height, 3, (size_t)d.width * 3};
+    cr_assert_eq(loader_decode_full(&d, &img, &err), 0, "%s: %s", p, err.msg);
+    loader_decoder_free(&d);
+    free(p);
+    return img.data;
+}
+
+/* --restart: every file has restart segments and the pixels of the file written
+ * without it (the source itself where the image was kept at its size). */
+Test(data_shrink, restart_rewrites_every_file_to_the_same_pixels) {
+    DataShrinkResult plain, res;
+    shrink_to(dst, 2, &plain);
+    char *rdst = fx_path(root, "rdst");
+    DataShrinkOptions o = {.max_side = 512, .quality = 90, .threads = 2, .restart = 1};
+    StkErr err;
+    cr_assert_eq(data_shrink_run(src, rdst, &o, &res, &err), 0, "%s", err.msg);
+    cr_expect_eq(res.copied, plain.copied);
+    cr_expect_eq(res.shrunk, plain.shrunk);
+    cr_expect_eq(res.bad.count, plain.bad.count);
+    LoaderIndex ix;
+    open_index(rdst, &ix);
+    LoaderSample s;
+    int files = 0;
+    for (int sp = 0; sp < LOADER_NUM_SPLITS; sp++)
+        for (uint64_t i = 0; loader_index_get(&ix, (LoaderSplit)sp, i, &s) == 0; i++, files++) {
+            int w, h, win, w2, h2, win2;
+            uint8_t *a = decode_whole(rdst, s.path, &w, &h, &win), *b = decode_whole(dst, s.path, &w2, &h2, &win2);
+            cr_expect(win, "%s: no restart segments", s.path);
+            cr_expect(w == w2 && h == h2 && !memcmp(a, b, (size_t)w * h * 3), "%s: other pixels", s.path);
+            free(a), free(b);
+        }
+    cr_expect_eq(files, GOOD_FILES);
+    loader_index_close(&ix);
+    data_shrink_result_free(&plain);
+    data_shrink_result_free(&res);
+    free(rdst);
 }
 
 Test(data_shrink, shrinks_a_1200x900_photo_to_512x384_that_decodes_to_the_same_picture) {

@@ -1,0 +1,134 @@
+/* loader_window.c: restart segments cut into a JPEG of their own (see loader_window.h). */
+#include "loader_window.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* The frame marker (SOF0 baseline or SOF1 extended, both sequential Huffman) and the
+ * first entropy-coded byte, walking the marker segments from SOI. */
+static int find_frame(const uint8_t *p, size_t n, LoaderWindowGeom *g) {
+    size_t i = 2;
+    g->sof = 0;
+    while (i + 4 <= n) {
+        if (p[i] != 0xFF) return 0;
+        if (p[i + 1] == 0xFF) { i++; continue; } /* fill byte */
+        uint8_t m = p[i + 1];
+        size_t len = (size_t)p[i + 2] << 8 | p[i + 3];
+        if (len < 2 || i + 2 + len > n) return 0;
+        if (m == 0xC0 || m == 0xC1) g->sof = i, g->sof_len = len + 2;
+        else if (m >= 0xC2 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) return 0;
+        if (m == 0xDA) {
+            g->scan = i + 2 + len;
+            return g->sof != 0 && g->sof_len >= 9;
+        }
+        i += 2 + len;
+    }
+    return 0;
+}
+
+int loader_window_geom(const struct jpeg_decompress_struct *ci, const uint8_t *p, size_t n,
+                       LoaderWindowGeom *g) {
+    memset(g, 0, sizeof *g);
+    if (ci->progressive_mode || ci->arith_code || ci->restart_interval == 0) return 0;
+    if (ci->comps_in_scan != ci->num_components || n >= UINT32_MAX) return 0;
+    if (!find_frame(p, n, g)) return 0;
+    if (((int)p[g->sof + 5] << 8 | p[g->sof + 6]) == 0) return 0; /* height from a DNL */
+    g->width = (int)ci->image_width, g->height = (int)ci->image_height;
+    if (ci->num_components == 1) { /* a one-component scan's MCU is one block */
+        g->mcu_w = 8 * ci->max_h_samp_factor / ci->comp_info[0].h_samp_factor;
+        g->mcu_h = 8 * ci->max_v_samp_factor / ci->comp_info[0].v_samp_factor;
+    } else {
+        g->mcu_w = 8 * ci->max_h_samp_factor;
+        g->mcu_h = 8 * ci->max_v_samp_factor;
+    }
+    g->cols = (g->width + g->mcu_w - 1) / g->mcu_w;
+    g->rows = (g->height + g->mcu_h - 1) / g->mcu_h;
+    g->interval = (int)ci->restart_interval;
+    return g->cols % g->interval == 0;
+}
+
+/* Start and end offsets of the first `need` segments into w->seg: each ends at a restart
+ * marker numbered as its place (mod 8) or, the last of the scan, at any other marker. */
+static int scan_segments(LoaderWindow *w, const LoaderWindowGeom *g, const uint8_t *p,
+                         size_t n, size_t need) {
+    if (2 * need > w->seg_cap) {
+        uint32_t *s = realloc(w->seg, 2 * need * sizeof *s);
+        if (!s) return -2;
+        w->seg = s, w->seg_cap = 2 * need;
+    }
+    size_t pos = g->scan, start = pos, k = 0;
+    while (k < need) {
+        const uint8_t *f = pos < n ? memchr(p + pos, 0xFF, n - pos) : NULL;
+        if (!f) return -1;
+        size_t end = (size_t)(f - p);
+        pos = end;
+        while (pos + 1 < n && p[pos + 1] == 0xFF) pos++; /* fill bytes before a marker */
+        if (pos + 1 >= n) return -1;
+        uint8_t m = p[pos + 1];
+        pos += 2;
+        if (m == 0x00) continue; /* a stuffed data byte */
+        w->seg[2 * k] = (uint32_t)start, w->seg[2 * k + 1] = (uint32_t)end;
+        k++;
+        if (m >= 0xD0 && m <= 0xD7) {
+            if ((m & 7) != ((k - 1) & 7)) return -1;
+            start = pos;
+        } else if (k < need) {
+            return -1; /* the scan ended early */
+        }
+    }
+    return 0;
+}
+
+static int put(LoaderWindow *w, const void *src, size_t len) {
+    if (w->out_len + len > w->out_cap) {
+        size_t cap = w->out_cap ? w->out_cap : 65536;
+        while (cap < w->out_len + len) cap *= 2;
+        uint8_t *o = realloc(w->out, cap);
+        if (!o) return -2;
+        w->out = o, w->out_cap = cap;
+    }
+    memcpy(w->out + w->out_len, src, len);
+    w->out_len += len;
+    return 0;
+}
+
+/* The headers up to the scan's data, with the frame's height and width set to wh, ww. */
+static int put_headers(LoaderWindow *w, const LoaderWindowGeom *g, const uint8_t *p, int wh,
+                       int ww) {
+    int rc = put(w, p, g->sof + g->sof_len);
+    if (rc) return rc;
+    uint8_t *f = w->out + g->sof;
+    f[5] = (uint8_t)(wh >> 8), f[6] = (uint8_t)wh, f[7] = (uint8_t)(ww >> 8), f[8] = (uint8_t)ww;
+    return put(w, p + g->sof + g->sof_len, g->scan - g->sof - g->sof_len);
+}
+
+int loader_window_build(LoaderWindow *w, const LoaderWindowGeom *g, const uint8_t *p, size_t n,
+                        int c0, int c1, int r0, int r1) {
+    int per_row = g->cols / g->interval, s0 = c0 / g->interval, s1 = (c1 + g->interval - 1) / g->interval;
+    if (!(0 <= s0 && s0 < s1 && s1 <= per_row && 0 <= r0 && r0 < r1 && r1 <= g->rows)) return -1;
+    int rc = scan_segments(w, g, p, n, (size_t)r1 * per_row);
+    if (rc) return rc;
+    int x0 = c0 / g->interval * g->interval * g->mcu_w, x1 = s1 * g->interval * g->mcu_w;
+    int y0 = r0 * g->mcu_h, y1 = r1 * g->mcu_h;
+    if (x1 > g->width) x1 = g->width;
+    if (y1 > g->height) y1 = g->height;
+    w->out_len = 0;
+    if ((rc = put_headers(w, g, p, y1 - y0, x1 - x0))) return rc;
+    unsigned k = 0;
+    for (int r = r0; r < r1; r++)
+        for (int s = s0; s < s1; s++, k++) {
+            static const uint8_t rst[8][2] = {{0xFF, 0xD0}, {0xFF, 0xD1}, {0xFF, 0xD2}, {0xFF, 0xD3},
+                                              {0xFF, 0xD4}, {0xFF, 0xD5}, {0xFF, 0xD6}, {0xFF, 0xD7}};
+            size_t i = (size_t)r * per_row + s;
+            if (k && (rc = put(w, rst[(k - 1) & 7], 2))) return rc;
+            if ((rc = put(w, p + w->seg[2 * i], w->seg[2 * i + 1] - w->seg[2 * i]))) return rc;
+        }
+    static const uint8_t eoi[2] = {0xFF, 0xD9};
+    return put(w, eoi, 2);
+}
+
+void loader_window_free(LoaderWindow *w) {
+    free(w->out);
+    free(w->seg);
+    memset(w, 0, sizeof *w);
+}

@@ -1,0 +1,208 @@
+/* test_loader_window.c: restart-marked files (data_restart) decode to the same pixels as
+ * their originals, and crops cut to their MCUs (loader_window) are bit-identical to crops
+ * of the whole file, for every sampling, colour space, DCT scale and edge; broken segment
+ * markers fall back to the whole file and fail with libjpeg's reason. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <turbojpeg.h>
+
+#include "data_restart.h"
+#include "loader_decode.h"
+#include "stk_rng.h"
+
+typedef struct Src {
+    const char *name;
+    int w, h, subsamp, pf, flags;
+} Src;
+
+static const Src SRCS[] = {
+    {"420 333x251", 333, 251, TJSAMP_420, TJPF_RGB, 0},
+    {"422 200x150", 200, 150, TJSAMP_422, TJPF_RGB, 0},
+    {"440 120x97", 120, 97, TJSAMP_440, TJPF_RGB, 0},
+    {"444 97x61", 97, 61, TJSAMP_444, TJPF_RGB, 0},
+    {"gray 129x77", 129, 77, TJSAMP_GRAY, TJPF_GRAY, 0},
+    {"ycck 120x90", 120, 90, TJSAMP_420, TJPF_CMYK, 0},
+    {"progressive 420 160x144", 160, 144, TJSAMP_420, TJPF_RGB, TJFLAG_PROGRESSIVE},
+    {"420 tall 40x700", 40, 700, TJSAMP_420, TJPF_RGB, 0},
+    {"420 1x1", 1, 1, TJSAMP_420, TJPF_RGB, 0},
+};
+#define N_SRCS ((int)(sizeof SRCS / sizeof SRCS[0]))
+
+/* A JPEG of smooth gradients plus noise (coefficients in every band), made by TurboJPEG. */
+static uint8_t *make_jpeg(const Src *s, size_t *len) {
+    int ch = tjPixelSize[s->pf];
+    uint8_t *px = malloc((size_t)s->w * s->h * ch);
+    for (int y = 0; y < s->h; y++)
+        for (int x = 0; x < s->w; x++)
+            for (int c = 0; c < ch; c++) {
+                uint64_t r = stk_rng_at(7, (uint64_t)(y * s->w + x) * 4 + (uint64_t)c);
+                px[((size_t)y * s->w + x) * ch + c] = (uint8_t)((x * (c + 1) + y * (3 - c % 3)) / 3 + r % 40);
+            }
+    tjhandle tj = tjInitCompress();
+    unsigned char *buf = NULL;
+    unsigned long n = 0;
+    cr_assert_eq(tjCompress2(tj, px, s->w, 0, s->h, s->pf, &buf, &n, s->subsamp, 90, s->flags), 0,
+                 "%s: %s", s->name, tjGetErrorStr2(tj));
+    tjDestroy(tj);
+    free(px);
+    uint8_t *out = malloc(n);
+    memcpy(out, buf, n);
+    tjFree(buf);
+    *len = n;
+    return out;
+}
+
+static uint8_t *decode_full(LoaderDecoder *d, const uint8_t *p, size_t n, int *w, int *h) {
+    StkErr err;
+    cr_assert_eq(loader_decode_open_mem(d, p, n, &err), 0, "%s", err.msg);
+    *w = d->width, *h = d->height;
+    AugImage img = {malloc((size_t)*w * *h * 3), *w, *h, 3, (size_t)*w * 3};
+    cr_assert_eq(loader_decode_full(d, &img, &err), 0, "%s", err.msg);
+    return img.data;
+}
+
+/* A crop of p per spec into a fresh buffer; *windowed and *denom as the decoder says. */
+static uint8_t *crop(LoaderDecoder *d, const uint8_t *p, size_t n, const LoaderCropSpec *spec,
+                     int dw, int dh, int *windowed, int *denom) {
+    StkErr err;
+    cr_assert_eq(loader_decode_open_mem(d, p, n, &err), 0, "%s", err.msg);
+    AugImage img = {malloc((size_t)dw * dh * 3), dw, dh, 3, (size_t)dw * 3};
+    cr_assert_eq(loader_decode_crop(d, spec, &img, &err), 0, "%s", err.msg);
+    *windowed = d->windowed, *denom = d->scale_denom;
+    return img.data;
+}
+
+/* Random boxes (fractional, some at the edges, some tiny) and target sizes from 1/10 of
+ * the box (a scaled decode) to 2x; the window is all of the output or a centre part. */
+static LoaderCropSpec random_spec(int w, int h, uint64_t k, int *dw, int *dh) {
+    double u[6];
+    for (int i = 0; i < 6; i++) u[i] = (double)(stk_rng_at(11, k * 8 + (uint64_t)i) >> 11) / 9007199254740992.0;
+    double bw = w * (0.05 + 0.95 * u[0]), bh = h * (0.05 + 0.95 * u[1]);
+    if (k % 5 == 0) bw = w, bh = h;
+    double x0 = (w - bw) * (k % 7 == 1 ? 1.0 : u[2]), y0 = (h - bh) * (k % 7 == 2 ? 1.0 : u[3]);
+    double f = k % 3 == 0 ? 0.1 + 0.2 * u[4] : 0.4 + 1.6 * u[4];
+    LoaderCropSpec s = {{x0, y0, x0 + bw, y0 + bh}, (int)fmax(1, bw * f), (int)fmax(1, bh * f), 0, 0, (int)(k & 1)};
+    *dw = s.out_w, *dh = s.out_h;
+    if (k % 4 == 3 && s.out_w > 4 && s.out_h > 4)
+        *dw = s.out_w / 2, *dh = s.out_h / 2, s.win_x = s.out_w / 4, s.win_y = s.out_h / 4;
+    return s;
+}
+
+Test(loader_window, restart_files_decode_to_the_same_pixels_and_windows_to_the_same_crops) {
+    StkErr err;
+    LoaderDecoder d;
+    cr_assert_eq(loader_decoder_init(&d, 0, &err), 0);
+    int windows = 0, scaled = 0;
+    for (int i = 0; i < N_SRCS; i++) {
+        const Src *s = &SRCS[i];
+        size_t n, m;
+        uint8_t *orig = make_jpeg(s, &n), *rst;
+        cr_assert_eq(data_restart_jpeg(orig, n, &rst, &m, &err), 0, "%s: %s", s->name, err.msg);
+        cr_assert_eq(loader_decode_open_mem(&d, orig, n, &err), 0);
+        cr_expect_eq(d.can_window, 0, "%s: no restart markers in the original", s->name);
+        cr_assert_eq(loader_decode_open_mem(&d, rst, m, &err), 0, "%s: %s", s->name, err.msg);
+        cr_assert_eq(d.can_window, 1, "%s: the rewrite can be cut", s->name);
+        cr_expect_eq(d.geom.interval, 1, "%s", s->name);
+        int w, h, w2, h2;
+        uint8_t *a = decode_full(&d, orig, n, &w, &h), *b = decode_full(&d, rst, m, &w2, &h2);
+        cr_assert(w == w2 && h == h2 && !memcmp(a, b, (size_t)w * h * 3), "%s: other pixels", s->name);
+        free(a), free(b);
+        for (uint64_t k = 0; k < 40; k++) {
+            int dw, dh, win_a, win_b, den_a, den_b;
+            LoaderCropSpec spec = random_spec(w, h, k + 100 * (uint64_t)i, &dw, &dh);
+            a = crop(&d, orig, n, &spec, dw, dh, &win_a, &den_a);
+            b = crop(&d, rst, m, &spec, dw, dh, &win_b, &den_b);
+            cr_assert(!win_a && win_b && den_a == den_b, "%s", s->name);
+            cr_assert(!memcmp(a, b, (size_t)dw * dh * 3),
+                      "%s crop %llu: (%.2f,%.2f)-(%.2f,%.2f) to %dx%d at 1/%d differs in a window",
+                      s->name, (unsigned long long)k, spec.box.x0, spec.box.y0, spec.box.x1,
+                      spec.box.y1, spec.out_w, spec.out_h, den_b);
+            windows++, scaled += den_b > 1;
+            free(a), free(b);
+        }
+        free(orig), free(rst);
+    }
+    cr_expect_gt(scaled, 20, "DCT-scaled windows too: %d", scaled);
+    cr_log_info("%d windowed crops, %d of them DCT-scaled", windows, scaled);
+    loader_decoder_free(&d);
+}
+
+/* A window of a small crop holds far fewer bytes than the file: the point of it. */
+Test(loader_window, a_small_crop_cuts_a_small_window) {
+    StkErr err;
+    LoaderDecoder d;
+    cr_assert_eq(loader_decoder_init(&d, 0, &err), 0);
+    size_t n, m;
+    uint8_t *orig = make_jpeg(&SRCS[0], &n), *rst;
+    cr_assert_eq(data_restart_jpeg(orig, n, &rst, &m, &err), 0, "%s", err.msg);
+    LoaderCropSpec spec = {{100.5, 80.25, 180.5, 150.75}, 64, 56, 0, 0, 0};
+    int win, den;
+    free(crop(&d, rst, m, &spec, 64, 56, &win, &den));
+    cr_assert(win);
+    /* (80/16 + 3) x (70/16 + 3) MCUs of 21 x 16 */
+    cr_expect_lt(d.window.out_len, m / 3, "window %zu of %zu bytes", d.window.out_len, m);
+    free(orig), free(rst);
+    loader_decoder_free(&d);
+}
+
+/* Offset of the j-th restart marker of p (FF D0..D7 after the scan header). */
+static size_t nth_marker(const uint8_t *p, size_t n, int j) {
+    for (size_t i = 0; i + 1 < n; i++)
+        if (p[i] == 0xFF && p[i + 1] >= 0xD0 && p[i + 1] <= 0xD7 && j-- == 0) return i;
+    cr_assert_fail("no restart marker %d", j);
+    return 0;
+}
+
+static void expect_fallback_error(uint8_t *p, size_t n, const char *what) {
+    StkErr err;
+    LoaderDecoder d;
+    cr_assert_eq(loader_decoder_init(&d, 0, &err), 0);
+    cr_assert_eq(loader_decode_open_mem(&d, p, n, &err), 0, "%s: %s", what, err.msg);
+    LoaderCropSpec spec = {{10, 150, 300, 250}, 224, 224, 0, 0, 0};
+    uint8_t px[224 * 224 * 3];
+    AugImage img = {px, 224, 224, 3, 224 * 3};
+    err.msg[0] = 0;
+    cr_expect_eq(loader_decode_crop(&d, &spec, &img, &err), -1, "%s decoded", what);
+    cr_expect_eq(d.windowed, 0, "%s: a window was cut", what);
+    cr_expect(err.msg[0], "%s: no reason given", what);
+    cr_log_info("%s: %s", what, err.msg);
+    loader_decoder_free(&d);
+}
+
+Test(loader_window, broken_segments_fall_back_and_fail_with_the_reason) {
+    StkErr err;
+    size_t n, m;
+    uint8_t *orig = make_jpeg(&SRCS[0], &n), *rst;
+    cr_assert_eq(data_restart_jpeg(orig, n, &rst, &m, &err), 0, "%s", err.msg);
+    /* a marker out of order */
+    uint8_t *bad = malloc(m);
+    memcpy(bad, rst, m);
+    size_t at = nth_marker(bad, m, 20);
+    bad[at + 1] = (uint8_t)(0xD0 + ((bad[at + 1] - 0xD0 + 3) & 7));
+    expect_fallback_error(bad, m, "renumbered marker");
+    /* the data cut short (an end marker after half of it) */
+    memcpy(bad, rst, m);
+    size_t half = nth_marker(bad, m, 200);
+    bad[half] = 0xFF, bad[half + 1] = 0xD9;
+    cr_log_info("cut at %zu of %zu bytes", half, m);
+    expect_fallback_error(bad, half + 2, "cut short");
+    free(bad), free(orig), free(rst);
+}
+
+Test(loader_window, the_rewrite_refuses_what_the_decoder_refuses) {
+    StkErr err;
+    uint8_t *out;
+    size_t len;
+    static const uint8_t text[] = "not a jpeg at all";
+    cr_expect_eq(data_restart_jpeg(text, sizeof text, &out, &len, &err), -1);
+    cr_expect(strstr(err.msg, "not a JPEG"), "%s", err.msg);
+    size_t n;
+    uint8_t *orig = make_jpeg(&SRCS[0], &n);
+    cr_expect_eq(data_restart_jpeg(orig, n / 2, &out, &len, &err), -1, "truncated accepted");
+    cr_expect(err.msg[0], "no reason");
+    cr_log_info("truncated: %s", err.msg);
+    free(orig);
+}
