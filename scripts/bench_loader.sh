@@ -6,7 +6,9 @@
 #   - torchvision ImageFolder + DataLoader (Pillow, RandomResizedCrop 224 + flip, batch
 #     256) with N workers (0 = the main process),
 # for N in CORES (default: 1 2 4 ... up to the core count), and one loader's RSS over 10
-# epochs. Prints a markdown table and writes it into docs/BENCHMARKS.md between markers
+# epochs. Stoker is also timed on a restart-marked copy of the dataset (`stoker-data
+# shrink --max-side 8192 --restart`: the same pixels, losslessly rewritten, so the loader
+# decodes only each crop's MCUs; the copy's one-time cost is printed). Prints a markdown table and writes it into docs/BENCHMARKS.md between markers
 # named after MACHINE (default: the host name). Last line:
 #   loader_per_core_vs_torchvision=R   (1 stoker loader / 1 torchvision worker)
 # usage: scripts/bench_loader.sh [MACHINE]     env: CORES="1 2 15" PYTHON=... DATA=... BIN=build/bin
@@ -37,6 +39,12 @@ fi
 
 [ -f "$data/stoker.index" ] ||
   $bin/stoker-data synth "$data" --classes 10 --per-class 400 --size 500x375 --seed 1 | tail -1
+rdata=${RDATA:-$data-restart}
+if [ ! -f "$rdata/stoker.index" ]; then
+  rm -rf "$rdata"
+  $bin/stoker-data shrink "$data" "$rdata" --max-side 8192 --restart -j 1 >"$data.restart.log"
+fi
+convert=$(sed -nE 's/.*\(([0-9]+) files\/s.*/\1/p' "$data.restart.log" 2>/dev/null | head -1)
 sock=$(mktemp -d /tmp/stoker-bench-XXXXXX)
 trap 'rm -rf "$sock"' EXIT
 
@@ -50,7 +58,7 @@ epochs_for() { echo $((2 + $1 / 2)); }
 # (user + system, every loader process; rising with N: contention or a lower clock) and
 # the cores' mean clock while they ran (/proc/cpuinfo, sampled twice a second)
 stoker_rate() {
-  local e; e=$(epochs_for "$1")
+  local e dir=${2:-$data}; e=$(epochs_for "$1")
   $bin/bench_sink --bind "ipc://$sock/d" --loaders "$1" --epochs "$e" >"$sock/sink.txt" &
   local sink=$!
   ( while :; do awk '/^cpu MHz/ {s += $4; n++} END {if (n) print s / n}' /proc/cpuinfo; sleep 0.5; done ) \
@@ -58,7 +66,7 @@ stoker_rate() {
   local mhz=$!
   sleep 0.2
   local TIMEFORMAT='%U %S'
-  { time $bin/stoker-loader --data "ipc://$sock/d" -j "$1" --batch 256 --epochs "$e" -q "$data"; } 2>"$sock/time.txt"
+  { time $bin/stoker-loader --data "ipc://$sock/d" -j "$1" --batch 256 --epochs "$e" -q "$dir"; } 2>"$sock/time.txt"
   wait $sink
   kill $mhz 2>/dev/null; wait $mhz 2>/dev/null
   local images; images=$(sed -nE 's/^bench_sink: ([0-9]+) images.*/\1/p' "$sock/sink.txt")
@@ -70,18 +78,20 @@ stoker_rate() {
 torch_rate() { "$PYTHON" scripts/bench_torchvision_loader.py "$data" "$1" "$(epochs_for "$1")" | cut -d' ' -f2; }
 
 echo "bench_loader.sh: $machine, $ncores cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(date -u +%F)"
-table="| cores | stoker-loader images/s | torchvision images/s (workers) | ratio | stoker CPU ms per image | mean core MHz (stoker run) |\n| --- | --- | --- | --- | --- | --- |\n"
+table="| cores | stoker-loader images/s | torchvision images/s (workers) | ratio | stoker CPU ms per image | mean core MHz (stoker run) | stoker, restart-marked copy | ratio |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n"
 t0_main=$(torch_rate 0)
-declare -A st tv
+declare -A st tv sr
 for n in $CORES; do
   st[$n]=$(stoker_rate "$n")
   read -r cpu_ms mhz <"$sock/why.txt" || true # one line, no newline
   tv[$n]=$(torch_rate "$n")
+  sr[$n]=$(stoker_rate "$n" "$rdata")
   ratio=$(awk -v a="${st[$n]}" -v b="${tv[$n]}" 'BEGIN{printf "%.2f", a/b}')
-  table+="| $n | ${st[$n]} | ${tv[$n]} | ${ratio}x | ${cpu_ms:--} | ${mhz:--} |\n"
-  echo "  $n cores: stoker ${st[$n]}, torchvision ${tv[$n]} images/s (${ratio}x); ${cpu_ms:--} CPU ms per image at ${mhz:--} MHz"
+  rratio=$(awk -v a="${sr[$n]}" -v b="${tv[$n]}" 'BEGIN{printf "%.2f", a/b}')
+  table+="| $n | ${st[$n]} | ${tv[$n]} | ${ratio}x | ${cpu_ms:--} | ${mhz:--} | ${sr[$n]} | ${rratio}x |\n"
+  echo "  $n cores: stoker ${st[$n]}, torchvision ${tv[$n]} images/s (${ratio}x); ${cpu_ms:--} CPU ms per image at ${mhz:--} MHz; restart-marked ${sr[$n]} (${rratio}x)"
 done
-table+="| (torchvision main process, no worker) | | $t0_main | | | |\n"
+table+="| (torchvision main process, no worker) | | $t0_main | | | | | |\n"
 last=$(echo "$CORES" | awk '{print $NF}')
 scale_st=$(awk -v a="${st[$last]}" -v b="${st[1]}" 'BEGIN{printf "%.1f", a/b}')
 scale_tv=$(awk -v a="${tv[$last]}" -v b="${tv[1]}" 'BEGIN{printf "%.1f", a/b}')
@@ -116,7 +126,8 @@ rss10=$(grep 'epoch 9:' "$sock/rss.txt" | sed -E 's/.*RSS ([0-9.]+) MB/\1/')
 rss_change=$(awk -v a="$rss2" -v b="$rss10" 'BEGIN{printf "%+.1f", (b-a)/a*100}')
 
 ratio1=$(awk -v a="${st[1]}" -v b="${tv[1]}" 'BEGIN{printf "%.2f", a/b}')
-block=$(printf '%b' "<!-- bench_loader:$machine begin -->\n### Loader vs torchvision: $machine ($ncores cores), $(date -u +%F)\n\n\`scripts/bench_loader.sh $machine\`: 4,000 synthetic 500x375 JPEGs (q90), RandomResizedCrop 224 + flip, batch 256, 2 + cores/2 epochs per row; torchvision $("$PYTHON" -c 'import torchvision; print(torchvision.__version__)') with Pillow via $PYTHON.\n\n$table\nScaling from 1 to $last cores: stoker ${scale_st}x, torchvision ${scale_tv}x. The machine's own, for the same decoding without transport ($last copies of bench_decode at once against one, by its batch-making clock: $mn against $m1 images/s): ${scale_m}x, so stoker's is ${of_m} of it. One loader's RSS: $rss2 MB after epoch 2, $rss10 MB after epoch 10 ($rss_change%).\n<!-- bench_loader:$machine end -->")
+rratio1=$(awk -v a="${sr[1]}" -v b="${tv[1]}" 'BEGIN{printf "%.2f", a/b}')
+block=$(printf '%b' "<!-- bench_loader:$machine begin -->\n### Loader vs torchvision: $machine ($ncores cores), $(date -u +%F)\n\n\`scripts/bench_loader.sh $machine\`: 4,000 synthetic 500x375 JPEGs (q90), RandomResizedCrop 224 + flip, batch 256, 2 + cores/2 epochs per row; torchvision $("$PYTHON" -c 'import torchvision; print(torchvision.__version__)') with Pillow via $PYTHON.\n\n$table\nScaling from 1 to $last cores: stoker ${scale_st}x, torchvision ${scale_tv}x. The machine's own, for the same decoding without transport ($last copies of bench_decode at once against one, by its batch-making clock: $mn against $m1 images/s): ${scale_m}x, so stoker's is ${of_m} of it. One loader's RSS: $rss2 MB after epoch 2, $rss10 MB after epoch 10 ($rss_change%). The restart-marked copy (same pixels; \`stoker-data shrink --max-side 8192 --restart -j 1\`) took one core ${convert:-?} files/s to make, once.\n<!-- bench_loader:$machine end -->")
 echo "$block"
 if [ -f docs/BENCHMARKS.md ]; then
   "$PYTHON" - "$machine" "$block" <<'PY'
@@ -129,4 +140,5 @@ open("docs/BENCHMARKS.md", "w").write(text)
 PY
 fi
 echo "loader_scaling=${scale_st}x machine_scaling=${scale_m}x"
+echo "loader_restart_per_core_vs_torchvision=$rratio1"
 echo "loader_per_core_vs_torchvision=$ratio1"
