@@ -75,7 +75,7 @@ stoker_rate() {
   sed -E 's/.* ([0-9.]+) images\/s.*/\1/' "$sock/sink.txt"
 }
 
-torch_rate() { "$PYTHON" scripts/bench_torchvision_loader.py "$data" "$1" "$(epochs_for "$1")" | cut -d' ' -f2; }
+torch_rate() { "$PYTHON" scripts/bench_torchvision_loader.py "${2:-$data}" "$1" "$(epochs_for "$1")" | cut -d' ' -f2; }
 
 echo "bench_loader.sh: $machine, $ncores cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(date -u +%F)"
 table="| cores | stoker-loader images/s | torchvision images/s (workers) | ratio | stoker CPU ms per image | mean core MHz (stoker run) | stoker, restart-marked copy | ratio |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n"
@@ -127,7 +127,9 @@ rss_change=$(awk -v a="$rss2" -v b="$rss10" 'BEGIN{printf "%+.1f", (b-a)/a*100}'
 
 ratio1=$(awk -v a="${st[1]}" -v b="${tv[1]}" 'BEGIN{printf "%.2f", a/b}')
 rratio1=$(awk -v a="${sr[1]}" -v b="${tv[1]}" 'BEGIN{printf "%.2f", a/b}')
-block=$(printf '%b' "<!-- bench_loader:$machine begin -->\n### Loader vs torchvision: $machine ($ncores cores), $(date -u +%F)\n\n\`scripts/bench_loader.sh $machine\`: 4,000 synthetic 500x375 JPEGs (q90), RandomResizedCrop 224 + flip, batch 256, 2 + cores/2 epochs per row; torchvision $("$PYTHON" -c 'import torchvision; print(torchvision.__version__)') with Pillow via $PYTHON.\n\n$table\nScaling from 1 to $last cores: stoker ${scale_st}x, torchvision ${scale_tv}x. The machine's own, for the same decoding without transport ($last copies of bench_decode at once against one, by its batch-making clock: $mn against $m1 images/s): ${scale_m}x, so stoker's is ${of_m} of it. One loader's RSS: $rss2 MB after epoch 2, $rss10 MB after epoch 10 ($rss_change%). The restart-marked copy (same pixels; \`stoker-data shrink --max-side 8192 --restart -j 1\`) took one core ${convert:-?} files/s to make, once.\n<!-- bench_loader:$machine end -->")
+# torchvision on the restart-marked copy too: what the markers alone do to Pillow's decode
+tv_r1=$(torch_rate 1 "$rdata")
+block=$(printf '%b' "<!-- bench_loader:$machine begin -->\n### Loader vs torchvision: $machine ($ncores cores), $(date -u +%F)\n\n\`scripts/bench_loader.sh $machine\`: 4,000 synthetic 500x375 JPEGs (q90), RandomResizedCrop 224 + flip, batch 256, 2 + cores/2 epochs per row; torchvision $("$PYTHON" -c 'import torchvision; print(torchvision.__version__)') with Pillow via $PYTHON.\n\n$table\nScaling from 1 to $last cores: stoker ${scale_st}x, torchvision ${scale_tv}x. The machine's own, for the same decoding without transport ($last copies of bench_decode at once against one, by its batch-making clock: $mn against $m1 images/s): ${scale_m}x, so stoker's is ${of_m} of it. One loader's RSS: $rss2 MB after epoch 2, $rss10 MB after epoch 10 ($rss_change%). The restart-marked copy (same pixels; \`stoker-data shrink --max-side 8192 --restart -j 1\`) took one core ${convert:-?} files/s to make, once; one torchvision worker reads it at $tv_r1 images/s (on the original files ${tv[1]}).\n<!-- bench_loader:$machine end -->")
 echo "$block"
 if [ -f docs/BENCHMARKS.md ]; then
   "$PYTHON" - "$machine" "$block" <<'PY'
