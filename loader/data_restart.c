@@ -15,13 +15,13 @@ typedef struct Transcode {
 } Transcode;
 
 /* The rewrite itself; errors longjmp to t->jerr.jump. */
-static void rewrite(Transcode *t, const uint8_t *in, size_t len) {
+static void rewrite(Transcode *t, const uint8_t *in, size_t len, unsigned interval) {
     jpeg_mem_src(&t->src, in, (unsigned long)len);
     jpeg_read_header(&t->src, TRUE);
     jvirt_barray_ptr *coef = jpeg_read_coefficients(&t->src);
     if (t->jerr.fatal_warning) longjmp(t->jerr.jump, 1); /* jerr.msg has the warning */
     jpeg_copy_critical_parameters(&t->src, &t->dst);
-    t->dst.restart_interval = 1;
+    t->dst.restart_interval = interval;
     t->dst.optimize_coding = TRUE;
     jpeg_mem_dest(&t->dst, &t->buf, &t->len);
     jpeg_write_coefficients(&t->dst, coef);
@@ -30,8 +30,10 @@ static void rewrite(Transcode *t, const uint8_t *in, size_t len) {
     if (t->jerr.fatal_warning) longjmp(t->jerr.jump, 1);
 }
 
-int data_restart_jpeg(const uint8_t *in, size_t len, uint8_t **out, size_t *out_len,
-                      StkErr *err) {
+int data_restart_jpeg(const uint8_t *in, size_t len, unsigned interval, uint8_t **out,
+                      size_t *out_len, StkErr *err) {
+    if (interval < 1 || interval > 65535)
+        return stk_errf(err, "restart interval %u: want 1..65535 MCUs", interval);
     Transcode *t = calloc(1, sizeof *t);
     if (!t) return stk_errf(err, "out of memory");
     *out = NULL, *out_len = 0;
@@ -49,7 +51,7 @@ int data_restart_jpeg(const uint8_t *in, size_t len, uint8_t **out, size_t *out_
     made = 1;
     jpeg_create_compress(&t->dst);
     made = 2;
-    rewrite(t, in, len);
+    rewrite(t, in, len, interval);
     *out = t->buf, *out_len = t->len;
     t->buf = NULL;
     rc = 0;

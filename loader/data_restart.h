@@ -15,10 +15,13 @@
 
 #include "stk_err.h"
 
-/* Rewrites the JPEG in (len bytes) into a new malloc'd buffer *out of *out_len bytes
- * (free it). Fails with libjpeg's reason on a file that is not a JPEG, corrupt or
- * truncated (what the loader's decoder would refuse too). */
-int data_restart_jpeg(const uint8_t *in, size_t len, uint8_t **out, size_t *out_len,
-                      StkErr *err);
+#define DATA_RESTART_INTERVAL 1 /* MCUs per restart segment: windows cut to the MCU */
+
+/* Rewrites the JPEG in (len bytes) with a restart marker every `interval` MCUs (1..65535)
+ * into a new malloc'd buffer *out of *out_len bytes (free it). Fails with libjpeg's
+ * reason on a file that is not a JPEG, corrupt or truncated (what the loader's decoder
+ * would refuse too). */
+int data_restart_jpeg(const uint8_t *in, size_t len, unsigned interval, uint8_t **out,
+                      size_t *out_len, StkErr *err);
 
 #endif

@@ -59,7 +59,7 @@ static int write_out(ShrinkCtx *c, const uint8_t *in, size_t n, const char *dst_
     }
     uint8_t *out;
     size_t len;
-    if (data_restart_jpeg(in, n, &out, &len, why) != 0) return 1;
+    if (data_restart_jpeg(in, n, DATA_RESTART_INTERVAL, &out, &len, why) != 0) return 1;
     int rc = data_tree_write_file(dst_path, out, len, err) != 0 ? -1 : 0;
     free(out);
     *written = len;

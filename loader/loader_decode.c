@@ -238,17 +238,21 @@ static void start(LoaderDecoder *d, int denom, AugBox box, Region *r, int ox, in
 }
 
 /* For a restart-marked file: the window of the box's MCUs, with one MCU more on each
- * side where the image goes on (upsampling reads a sample past each edge), cut into
- * d->window; its origin in *ox, *oy. Returns 1 with a window, 0 to decode the file whole,
+ * side where the image goes on (upsampling reads a sample past each edge), widened to
+ * where segments start, cut into d->window; its origin in *ox, *oy. Returns 1 with a window, 0 to decode the file whole,
  * -1 out of memory. */
 static int cut_window(LoaderDecoder *d, AugBox box, int *ox, int *oy) {
     const LoaderWindowGeom *g = &d->geom;
     int c0 = (int)floor(box.x0 / g->mcu_w) - 1, c1 = (int)ceil(box.x1 / g->mcu_w) + 1;
     int r0 = (int)floor(box.y0 / g->mcu_h) - 1, r1 = (int)ceil(box.y1 / g->mcu_h) + 1;
     c0 = c0 < 0 ? 0 : c0 / g->interval * g->interval;
-    r0 = r0 < 0 ? 0 : r0;
+    r0 = r0 < 0 ? 0 : r0 / g->row_step * g->row_step;
     c1 = c1 > g->cols ? g->cols : c1;
     r1 = r1 > g->rows ? g->rows : r1;
+    if (!g->by_columns) { /* whole rows; from the top, the plain decode does as well */
+        c0 = 0, c1 = g->cols;
+        if (r0 == 0) return 0;
+    }
     int rc = loader_window_build(&d->window, g, d->file, d->file_len, c0, c1, r0, r1);
     if (rc == -2) return -1;
     if (rc) return 0;

@@ -44,7 +44,12 @@ int loader_window_geom(const struct jpeg_decompress_struct *ci, const uint8_t *p
     g->cols = (g->width + g->mcu_w - 1) / g->mcu_w;
     g->rows = (g->height + g->mcu_h - 1) / g->mcu_h;
     g->interval = (int)ci->restart_interval;
-    return g->cols % g->interval == 0;
+    g->by_columns = g->cols % g->interval == 0;
+    /* rows r where a segment starts: r * cols a multiple of interval */
+    int a = g->cols, b = g->interval;
+    while (b) { int t = a % b; a = b, b = t; }
+    g->row_step = g->interval / a;
+    return 1;
 }
 
 /* Start and end offsets of the first `need` segments into w->seg: each ends at a restart
@@ -102,29 +107,42 @@ static int put_headers(LoaderWindow *w, const LoaderWindowGeom *g, const uint8_t
     return put(w, p + g->sof + g->sof_len, g->scan - g->sof - g->sof_len);
 }
 
+/* Segments [s0, s1) of every row in [r0, r1) (by columns), or segments [s0, s1) of the
+ * file (rows: per_row 0), renumbered, then EOI. */
+static int put_segments(LoaderWindow *w, int r0, int r1, int per_row, size_t s0, size_t s1) {
+    static const uint8_t rst[8][2] = {{0xFF, 0xD0}, {0xFF, 0xD1}, {0xFF, 0xD2}, {0xFF, 0xD3},
+                                      {0xFF, 0xD4}, {0xFF, 0xD5}, {0xFF, 0xD6}, {0xFF, 0xD7}};
+    static const uint8_t eoi[2] = {0xFF, 0xD9};
+    unsigned k = 0;
+    int rc = 0;
+    for (int r = per_row ? r0 : 0; r < (per_row ? r1 : 1); r++)
+        for (size_t s = s0; s < s1; s++, k++) {
+            size_t i = per_row ? (size_t)r * per_row + s : s;
+            if (k && (rc = put(w, rst[(k - 1) & 7], 2))) return rc;
+            if ((rc = put(w, w->seg_src + w->seg[2 * i], w->seg[2 * i + 1] - w->seg[2 * i]))) return rc;
+        }
+    return put(w, eoi, 2);
+}
+
 int loader_window_build(LoaderWindow *w, const LoaderWindowGeom *g, const uint8_t *p, size_t n,
                         int c0, int c1, int r0, int r1) {
-    int per_row = g->cols / g->interval, s0 = c0 / g->interval, s1 = (c1 + g->interval - 1) / g->interval;
-    if (!(0 <= s0 && s0 < s1 && s1 <= per_row && 0 <= r0 && r0 < r1 && r1 <= g->rows)) return -1;
-    int rc = scan_segments(w, g, p, n, (size_t)r1 * per_row);
+    int k = g->interval;
+    if (!(0 <= c0 && c0 < c1 && c1 <= g->cols && 0 <= r0 && r0 < r1 && r1 <= g->rows)) return -1;
+    if (g->by_columns ? c0 % k != 0 : c0 != 0 || c1 != g->cols || r0 % g->row_step != 0) return -1;
+    /* segments: per row [s0, s1) by columns; else the file's [s0, s1) */
+    int per_row = g->by_columns ? g->cols / k : 0;
+    size_t s0 = per_row ? (size_t)(c0 / k) : (size_t)r0 * g->cols / k;
+    size_t s1 = per_row ? (size_t)((c1 + k - 1) / k) : ((size_t)r1 * g->cols + k - 1) / k;
+    int rc = scan_segments(w, g, p, n, per_row ? (size_t)r1 * per_row : s1);
     if (rc) return rc;
-    int x0 = c0 / g->interval * g->interval * g->mcu_w, x1 = s1 * g->interval * g->mcu_w;
+    int x0 = c0 * g->mcu_w, x1 = per_row ? (int)s1 * k * g->mcu_w : c1 * g->mcu_w;
     int y0 = r0 * g->mcu_h, y1 = r1 * g->mcu_h;
     if (x1 > g->width) x1 = g->width;
     if (y1 > g->height) y1 = g->height;
     w->out_len = 0;
+    w->seg_src = p;
     if ((rc = put_headers(w, g, p, y1 - y0, x1 - x0))) return rc;
-    unsigned k = 0;
-    for (int r = r0; r < r1; r++)
-        for (int s = s0; s < s1; s++, k++) {
-            static const uint8_t rst[8][2] = {{0xFF, 0xD0}, {0xFF, 0xD1}, {0xFF, 0xD2}, {0xFF, 0xD3},
-                                              {0xFF, 0xD4}, {0xFF, 0xD5}, {0xFF, 0xD6}, {0xFF, 0xD7}};
-            size_t i = (size_t)r * per_row + s;
-            if (k && (rc = put(w, rst[(k - 1) & 7], 2))) return rc;
-            if ((rc = put(w, p + w->seg[2 * i], w->seg[2 * i + 1] - w->seg[2 * i]))) return rc;
-        }
-    static const uint8_t eoi[2] = {0xFF, 0xD9};
-    return put(w, eoi, 2);
+    return put_segments(w, r0, r1, per_row, s0, s1);
 }
 
 void loader_window_free(LoaderWindow *w) {

@@ -4,13 +4,14 @@
  * Without restart markers a decoder must Huffman-decode every MCU of every row above the
  * crop's bottom, across the whole width (jpeg_skip_scanlines and jpeg_crop_scanline save
  * the IDCT, not the entropy decoding, which is most of a loader's time). A file with a
- * restart marker every k MCUs, k dividing the MCUs of a row (data_restart.h writes k = 1),
- * is made of segments that decode on their own: each starts on a byte with its DC
- * predictions at 0. A window of whole segments (MCU rows [r0, r1), MCU columns [c0, c1))
- * copied behind the file's headers, with the frame's size changed and the markers
- * renumbered, is a valid JPEG whose pixels are exactly those of the same MCUs in a decode
- * of the whole file, at every DCT scale, away from the window's edges (upsampling treats
- * them as image edges: the caller keeps an MCU of margin where the image goes on). */
+ * restart marker every k MCUs (data_restart.h writes k = 1) is made of segments that
+ * decode on their own: each starts on a byte with its DC predictions at 0. Copied behind
+ * the file's headers, with the frame's size changed and the markers renumbered, a run of
+ * whole segments is a valid JPEG whose pixels are exactly those of the same MCUs in a
+ * decode of the whole file, at every DCT scale, away from the window's edges (upsampling
+ * treats them as image edges: the caller keeps an MCU of margin where the image goes on).
+ * When k divides a row's MCUs the window is MCU rows [r0, r1) by columns [c0, c1); when
+ * it does not (camera files' intervals), whole rows from one where a segment starts. */
 #ifndef LOADER_WINDOW_H
 #define LOADER_WINDOW_H
 
@@ -24,7 +25,9 @@ typedef struct LoaderWindowGeom {
     int width, height;   /* the image, pixels */
     int mcu_w, mcu_h;    /* one MCU, pixels at full size */
     int cols, rows;      /* MCUs per row, MCU rows */
-    int interval;        /* MCUs per restart segment; divides cols */
+    int interval;        /* MCUs per restart segment */
+    int by_columns;      /* interval divides cols: windows can be cut in columns too */
+    int row_step;        /* segments start a row every row_step rows (1 when by_columns) */
     size_t sof, sof_len; /* the frame marker's offset and bytes (marker included) */
     size_t scan;         /* the first entropy-coded byte (after the scan header) */
 } LoaderWindowGeom;
@@ -35,16 +38,18 @@ typedef struct LoaderWindow {
     size_t out_len, out_cap;
     uint32_t *seg; /* start and end offset of each segment scanned */
     size_t seg_cap;
+    const uint8_t *seg_src; /* the file they are offsets into (during a build) */
 } LoaderWindow;
 
 /* 1 with g filled when the JPEG whose header ci has read (its bytes p, n) can be cut
  * into windows: sequential Huffman coding, one scan holding every component, restart
- * segments that divide the rows, a frame size in the frame header; 0 otherwise. */
+ * markers, a frame size in the frame header; 0 otherwise. */
 int loader_window_geom(const struct jpeg_decompress_struct *ci, const uint8_t *p, size_t n,
                        LoaderWindowGeom *g);
 
 /* Writes into w->out the JPEG of MCU columns [c0, c1) and rows [r0, r1) of the file
- * (c0 and c1 multiples of g->interval, or c1 = g->cols; 0 <= r0 < r1 <= g->rows). Returns
+ * (0 <= r0 < r1 <= g->rows; by_columns: c0 and c1 multiples of g->interval, or c1 =
+ * g->cols; else c0 = 0, c1 = g->cols and r0 a multiple of g->row_step). Returns
  * 0, -1 when the entropy-coded data does not hold the segments the geometry promises (a
  * restart marker missing, out of order, or the data ending early: the caller then decodes
  * the file whole and libjpeg reports what is wrong), or -2 out of memory. */

@@ -91,42 +91,68 @@ static LoaderCropSpec random_spec(int w, int h, uint64_t k, int *dw, int *dh) {
     return s;
 }
 
-Test(loader_window, restart_files_decode_to_the_same_pixels_and_windows_to_the_same_crops) {
+/* Every source rewritten with a marker every `interval` MCUs: the whole decode and 40
+ * random crops equal the original's, bit for bit. Returns the crops cut to a window. */
+static int same_crops(LoaderDecoder *d, unsigned interval, int *scaled) {
     StkErr err;
-    LoaderDecoder d;
-    cr_assert_eq(loader_decoder_init(&d, 0, &err), 0);
-    int windows = 0, scaled = 0;
+    int windows = 0;
     for (int i = 0; i < N_SRCS; i++) {
         const Src *s = &SRCS[i];
         size_t n, m;
         uint8_t *orig = make_jpeg(s, &n), *rst;
-        cr_assert_eq(data_restart_jpeg(orig, n, &rst, &m, &err), 0, "%s: %s", s->name, err.msg);
-        cr_assert_eq(loader_decode_open_mem(&d, orig, n, &err), 0);
-        cr_expect_eq(d.can_window, 0, "%s: no restart markers in the original", s->name);
-        cr_assert_eq(loader_decode_open_mem(&d, rst, m, &err), 0, "%s: %s", s->name, err.msg);
-        cr_assert_eq(d.can_window, 1, "%s: the rewrite can be cut", s->name);
-        cr_expect_eq(d.geom.interval, 1, "%s", s->name);
+        cr_assert_eq(data_restart_jpeg(orig, n, interval, &rst, &m, &err), 0, "%s: %s", s->name, err.msg);
+        cr_assert_eq(loader_decode_open_mem(d, orig, n, &err), 0);
+        cr_expect_eq(d->can_window, 0, "%s: no restart markers in the original", s->name);
+        cr_assert_eq(loader_decode_open_mem(d, rst, m, &err), 0, "%s: %s", s->name, err.msg);
+        cr_assert_eq(d->can_window, 1, "%s: the rewrite can be cut", s->name);
+        cr_expect_eq(d->geom.interval, (int)interval, "%s", s->name);
         int w, h, w2, h2;
-        uint8_t *a = decode_full(&d, orig, n, &w, &h), *b = decode_full(&d, rst, m, &w2, &h2);
+        uint8_t *a = decode_full(d, orig, n, &w, &h), *b = decode_full(d, rst, m, &w2, &h2);
         cr_assert(w == w2 && h == h2 && !memcmp(a, b, (size_t)w * h * 3), "%s: other pixels", s->name);
         free(a), free(b);
         for (uint64_t k = 0; k < 40; k++) {
             int dw, dh, win_a, win_b, den_a, den_b;
             LoaderCropSpec spec = random_spec(w, h, k + 100 * (uint64_t)i, &dw, &dh);
-            a = crop(&d, orig, n, &spec, dw, dh, &win_a, &den_a);
-            b = crop(&d, rst, m, &spec, dw, dh, &win_b, &den_b);
-            cr_assert(!win_a && win_b && den_a == den_b, "%s", s->name);
+            a = crop(d, orig, n, &spec, dw, dh, &win_a, &den_a);
+            b = crop(d, rst, m, &spec, dw, dh, &win_b, &den_b);
+            cr_assert(!win_a && den_a == den_b, "%s", s->name);
+            cr_assert(win_b || interval > 1, "%s: a marker per MCU always gives a window", s->name);
             cr_assert(!memcmp(a, b, (size_t)dw * dh * 3),
-                      "%s crop %llu: (%.2f,%.2f)-(%.2f,%.2f) to %dx%d at 1/%d differs in a window",
-                      s->name, (unsigned long long)k, spec.box.x0, spec.box.y0, spec.box.x1,
-                      spec.box.y1, spec.out_w, spec.out_h, den_b);
-            windows++, scaled += den_b > 1;
+                      "%s, interval %u, crop %llu: (%.2f,%.2f)-(%.2f,%.2f) to %dx%d at 1/%d differs%s",
+                      s->name, interval, (unsigned long long)k, spec.box.x0, spec.box.y0, spec.box.x1,
+                      spec.box.y1, spec.out_w, spec.out_h, den_b, win_b ? " in a window" : "");
+            windows += win_b, *scaled += win_b && den_b > 1;
             free(a), free(b);
         }
         free(orig), free(rst);
     }
+    return windows;
+}
+
+Test(loader_window, restart_files_decode_to_the_same_pixels_and_windows_to_the_same_crops) {
+    StkErr err;
+    LoaderDecoder d;
+    cr_assert_eq(loader_decoder_init(&d, 0, &err), 0);
+    int scaled = 0, windows = same_crops(&d, 1, &scaled);
     cr_expect_gt(scaled, 20, "DCT-scaled windows too: %d", scaled);
     cr_log_info("%d windowed crops, %d of them DCT-scaled", windows, scaled);
+    loader_decoder_free(&d);
+}
+
+/* Intervals that divide no row or only some (3 divides 333 px's 21 MCUs, 5 and 50 do
+ * not: windows of whole rows from a row where a segment starts, when that is not the
+ * first). */
+Test(loader_window, other_intervals_cut_columns_or_whole_rows) {
+    StkErr err;
+    LoaderDecoder d;
+    cr_assert_eq(loader_decoder_init(&d, 0, &err), 0);
+    static const unsigned intervals[] = {3, 5, 50};
+    for (int i = 0; i < 3; i++) {
+        int scaled = 0, windows = same_crops(&d, intervals[i], &scaled);
+        cr_log_info("interval %u: %d windowed crops", intervals[i], windows);
+        /* at 50 MCUs a segment starts a row only every 50 / gcd(cols, 50) rows */
+        cr_expect_gt(windows, intervals[i] < 50 ? 100 : 0, "interval %u: %d windows", intervals[i], windows);
+    }
     loader_decoder_free(&d);
 }
 
@@ -137,7 +163,7 @@ Test(loader_window, a_small_crop_cuts_a_small_window) {
     cr_assert_eq(loader_decoder_init(&d, 0, &err), 0);
     size_t n, m;
     uint8_t *orig = make_jpeg(&SRCS[0], &n), *rst;
-    cr_assert_eq(data_restart_jpeg(orig, n, &rst, &m, &err), 0, "%s", err.msg);
+    cr_assert_eq(data_restart_jpeg(orig, n, 1, &rst, &m, &err), 0, "%s", err.msg);
     LoaderCropSpec spec = {{100.5, 80.25, 180.5, 150.75}, 64, 56, 0, 0, 0};
     int win, den;
     free(crop(&d, rst, m, &spec, 64, 56, &win, &den));
@@ -176,7 +202,7 @@ Test(loader_window, broken_segments_fall_back_and_fail_with_the_reason) {
     StkErr err;
     size_t n, m;
     uint8_t *orig = make_jpeg(&SRCS[0], &n), *rst;
-    cr_assert_eq(data_restart_jpeg(orig, n, &rst, &m, &err), 0, "%s", err.msg);
+    cr_assert_eq(data_restart_jpeg(orig, n, 1, &rst, &m, &err), 0, "%s", err.msg);
     /* a marker out of order */
     uint8_t *bad = malloc(m);
     memcpy(bad, rst, m);
@@ -197,11 +223,11 @@ Test(loader_window, the_rewrite_refuses_what_the_decoder_refuses) {
     uint8_t *out;
     size_t len;
     static const uint8_t text[] = "not a jpeg at all";
-    cr_expect_eq(data_restart_jpeg(text, sizeof text, &out, &len, &err), -1);
+    cr_expect_eq(data_restart_jpeg(text, sizeof text, 1, &out, &len, &err), -1);
     cr_expect(strstr(err.msg, "not a JPEG"), "%s", err.msg);
     size_t n;
     uint8_t *orig = make_jpeg(&SRCS[0], &n);
-    cr_expect_eq(data_restart_jpeg(orig, n / 2, &out, &len, &err), -1, "truncated accepted");
+    cr_expect_eq(data_restart_jpeg(orig, n / 2, 1, &out, &len, &err), -1, "truncated accepted");
     cr_expect(err.msg[0], "no reason");
     cr_log_info("truncated: %s", err.msg);
     free(orig);
