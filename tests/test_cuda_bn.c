@@ -22,15 +22,8 @@
 #include "cuda_bn.h"
 #include "cuda_dtype.h"
 #include "cuda_elem.h"
+#include "test_cuda_buf.h"
 #include "test_cuda_skip.h"
-
-typedef struct Buf {
-    CudaDtype dt;
-    size_t n;
-    void *dev;
-    float *host; /* the values as the device holds them (rounded to dt) */
-    void *base;  /* what cudaMalloc gave: dev is `shift` elements past it */
-} Buf;
 
 static float rnd(size_t i, unsigned salt) {
     return (float)((((i + 1) * 2654435761u + salt * 40503u) >> 7) % 4001) / 1000.0f - 2.0f;
@@ -40,32 +33,15 @@ static float rnd(size_t i, unsigned salt) {
  * aligned, so the kernels must take their scalar path); salt 0: zeros. Per-channel offsets
  * and scales (channel = i % c) so that the statistics differ by channel. */
 static Buf buf(CudaDtype dt, size_t n, int c, unsigned salt, int shift) {
-    Buf b = {dt, n, NULL, malloc(n * sizeof(float)), NULL};
-    size_t es = cuda_dtype_size(dt);
-    void *raw = malloc(n * es);
+    float *v = malloc(n * sizeof(float));
     for (size_t i = 0; i < n; i++) {
         int ch = (int)(i % (size_t)c);
-        float v = salt ? rnd(i, salt) * (0.5f + (float)(ch % 7)) + (float)(ch % 5) - 2.0f : 0.0f;
-        if (dt == CUDA_F32) ((float *)raw)[i] = v, b.host[i] = v;
-        else ((uint16_t *)raw)[i] = cuda_f32_to_half(dt, v), b.host[i] = cuda_half_to_f32(dt, ((uint16_t *)raw)[i]);
+        v[i] = salt ? rnd(i, salt) * (0.5f + (float)(ch % 7)) + (float)(ch % 5) - 2.0f : 0.0f;
     }
-    cr_assert_eq(cudaMalloc(&b.base, (n + (size_t)shift) * es), cudaSuccess);
-    b.dev = (char *)b.base + (size_t)shift * es;
-    cr_assert_eq(cudaMemcpy(b.dev, raw, n * es, cudaMemcpyHostToDevice), cudaSuccess);
-    free(raw);
+    Buf b = buf_upload(dt, v, n, shift);
+    free(v);
     return b;
 }
-
-static void fetch(Buf *b) {
-    size_t es = cuda_dtype_size(b->dt);
-    void *raw = malloc(b->n * es);
-    cr_assert_eq(cudaMemcpy(raw, b->dev, b->n * es, cudaMemcpyDeviceToHost), cudaSuccess);
-    for (size_t i = 0; i < b->n; i++)
-        b->host[i] = b->dt == CUDA_F32 ? ((float *)raw)[i] : cuda_half_to_f32(b->dt, ((uint16_t *)raw)[i]);
-    free(raw);
-}
-
-static void drop(Buf *b) { cudaFree(b->base), free(b->host); }
 
 /* Every element within tol of the largest |want| (and of its own size). */
 static void near(const char *what, const float *got, const float *want, size_t n, double tol) {
@@ -132,7 +108,7 @@ static void check_at(CudaDtype dt, int c, size_t m, int act, int shift) {
     cr_assert_eq(cuda_bn_forward_train(&g, act, dt, m, x.dev, y.dev, smean, sinv, part, 0, &err), 0, "%s", err.msg);
     cr_assert_eq(cpu_bn_forward_train(&h, s, x.host, z, hm, hi, &err), 0, "%s", err.msg);
     host_act(act, n, z, want);
-    fetch(&y), near("forward y", y.host, want, n, tol);
+    buf_fetch(&y), near("forward y", y.host, want, n, tol);
     float *t;
     near("save_mean", t = host_floats(smean, c), hm, c, tol_f), free(t);
     near("save_invstd", t = host_floats(sinv, c), hi, c, tol_f), free(t);
@@ -152,7 +128,7 @@ static void check_at(CudaDtype dt, int c, size_t m, int act, int shift) {
     if (act < 0) memcpy(gz, dy.host, n * sizeof(float));
     else cr_assert_eq(cpu_act_backward((CpuActKind)act, n, z, dy.host, gz, &err), 0, "%s", err.msg);
     cr_assert_eq(cpu_bn_backward_train(&h, s, x.host, gz, hm, hi, want, hdw, hdb, &err), 0, "%s", err.msg);
-    fetch(&dx), near("backward dx", dx.host, want, n, tol);
+    buf_fetch(&dx), near("backward dx", dx.host, want, n, tol);
     near("dweight", t = host_floats(gdw, c), hdw, c, tol_f), free(t);
     near("dbias", t = host_floats(gdb, c), hdb, c, tol_f), free(t);
     /* dx omitted: the same parameter gradients; dx over dy: the same dx */
@@ -170,16 +146,16 @@ static void check_at(CudaDtype dt, int c, size_t m, int act, int shift) {
     cr_assert_eq(cuda_bn_forward_eval(&g, act, dt, m, x.dev, y.dev, part, 0, &err), 0, "%s", err.msg);
     cr_assert_eq(cpu_bn_forward_eval(&h, s, x.host, z, &err), 0, "%s", err.msg);
     host_act(act, n, z, want);
-    fetch(&y), near("eval forward y", y.host, want, n, tol);
+    buf_fetch(&y), near("eval forward y", y.host, want, n, tol);
     Buf dy2 = buf(dt, n, c, 3, shift);
     cr_assert_eq(cuda_bn_backward_eval(&g, act, dt, m, x.dev, dy2.dev, dx.dev, part, 0, &err), 0, "%s", err.msg);
     if (act < 0) memcpy(gz, dy2.host, n * sizeof(float));
     else cr_assert_eq(cpu_act_backward((CpuActKind)act, n, z, dy2.host, gz, &err), 0, "%s", err.msg);
     cr_assert_eq(cpu_bn_backward_eval(&h, s, x.host, gz, want, NULL, NULL, &err), 0, "%s", err.msg);
-    fetch(&dx), near("eval backward dx", dx.host, want, n, tol);
+    buf_fetch(&dx), near("eval backward dx", dx.host, want, n, tol);
     cr_assert_eq(cudaDeviceSynchronize(), cudaSuccess);
 
-    drop(&x), drop(&dy), drop(&y), drop(&y2), drop(&dx), drop(&dy2);
+    buf_drop(&x), buf_drop(&dy), buf_drop(&y), buf_drop(&y2), buf_drop(&dx), buf_drop(&dy2);
     cudaFree(part), cudaFree(smean), cudaFree(sinv), cudaFree(gdw), cudaFree(gdb);
     cudaFree((void *)g.weight), cudaFree((void *)g.bias), cudaFree(g.running_mean), cudaFree(g.running_var);
     free(w), free(b), free(rm), free(rv), free(z), free(want), free(gz), free(hm), free(hi), free(hdw), free(hdb);

@@ -10,46 +10,23 @@
 #include <string.h>
 
 #include "cuda_device.h"
+#include "test_cuda_buf.h"
 #include "test_cuda_skip.h"
 #include "cuda_dtype.h"
 #include "cuda_se.h"
 
-typedef struct Buf {
-    CudaDtype dt;
-    size_t n;
-    void *dev;
-    float *host; /* the values as the device holds them (rounded to dt) */
-} Buf;
 
 static float rnd(size_t i, unsigned salt) {
     return (float)((((i + 1) * 2654435761u + salt * 40503u) >> 8) % 2001) / 1000.0f - 1.0f;
 }
 
 static Buf buf(CudaDtype dt, size_t n, unsigned salt) {
-    Buf b = {dt, n, NULL, malloc(n * sizeof(float))};
-    size_t es = cuda_dtype_size(dt);
-    void *raw = malloc(n * es);
-    for (size_t i = 0; i < n; i++) {
-        float v = salt ? rnd(i, salt) : 0.0f;
-        if (dt == CUDA_F32) ((float *)raw)[i] = v, b.host[i] = v;
-        else ((uint16_t *)raw)[i] = cuda_f32_to_half(dt, v), b.host[i] = cuda_half_to_f32(dt, ((uint16_t *)raw)[i]);
-    }
-    cr_assert_eq(cudaMalloc(&b.dev, n * es), cudaSuccess);
-    cr_assert_eq(cudaMemcpy(b.dev, raw, n * es, cudaMemcpyHostToDevice), cudaSuccess);
-    free(raw);
+    float *v = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) v[i] = salt ? rnd(i, salt) : 0.0f;
+    Buf b = buf_upload(dt, v, n, 0);
+    free(v);
     return b;
 }
-
-static void fetch(Buf *b) {
-    size_t es = cuda_dtype_size(b->dt);
-    void *raw = malloc(b->n * es);
-    cr_assert_eq(cudaMemcpy(raw, b->dev, b->n * es, cudaMemcpyDeviceToHost), cudaSuccess);
-    for (size_t i = 0; i < b->n; i++)
-        b->host[i] = b->dt == CUDA_F32 ? ((float *)raw)[i] : cuda_half_to_f32(b->dt, ((uint16_t *)raw)[i]);
-    free(raw);
-}
-
-static void drop(Buf *b) { cudaFree(b->dev), free(b->host); }
 
 /* float32: float sums of 37 terms (a few ulps of the largest); fp16 and bf16: the result's own rounding (11 and 8 bits). */
 static void near(const char *what, const Buf *got, const double *want, double scale) {
@@ -78,19 +55,19 @@ static void check(CudaDtype dt, int c) {
             for (int r = 0; r < hw; r++) s += x.host[((size_t)i * hw + r) * c + ch];
             w_small[i * c + ch] = s / hw;
         }
-    fetch(&pool), near("avgpool forward", &pool, w_small, 0.05);
+    buf_fetch(&pool), near("avgpool forward", &pool, w_small, 0.05);
 
     /* added into what dx holds (as after the scale's backward), then written */
     cr_assert_eq(cuda_avgpool_backward(dt, in, dp.dev, dx.dev, 1, 0, &err), 0, "%s", err.msg);
     for (size_t e = 0; e < big; e++) w_big[e] = dx0[e] + dp.host[(e / ((size_t)hw * c)) * c + e % c] / hw;
-    fetch(&dx), near("avgpool backward, added", &dx, w_big, 0.05);
+    buf_fetch(&dx), near("avgpool backward, added", &dx, w_big, 0.05);
     cr_assert_eq(cuda_avgpool_backward(dt, in, dp.dev, dx.dev, 0, 0, &err), 0, "%s", err.msg);
     for (size_t e = 0; e < big; e++) w_big[e] = dp.host[(e / ((size_t)hw * c)) * c + e % c] / hw;
-    fetch(&dx), near("avgpool backward, written", &dx, w_big, 0.01);
+    buf_fetch(&dx), near("avgpool backward, written", &dx, w_big, 0.01);
 
     cr_assert_eq(cuda_scale_forward(dt, n, hw, c, x.dev, sc.dev, y.dev, 0, &err), 0, "%s", err.msg);
     for (size_t e = 0; e < big; e++) w_big[e] = (double)x.host[e] * sc.host[(e / ((size_t)hw * c)) * c + e % c];
-    fetch(&y), near("scale forward", &y, w_big, 0.0);
+    buf_fetch(&y), near("scale forward", &y, w_big, 0.0);
 
     for (int i = 0; i < n; i++)
         for (int ch = 0; ch < c; ch++) {
@@ -106,7 +83,7 @@ static void check(CudaDtype dt, int c) {
         cr_assert_eq(cudaMemset(dx.dev, 0, big * cuda_dtype_size(dt)), cudaSuccess);
         cr_assert_eq(cuda_scale_backward(dt, n, hw, c, x.dev, sc.dev, dy.dev, pass != 1 ? dx.dev : NULL,
                                          pass != 2 ? ds.dev : NULL, 0, &err), 0, "%s", err.msg);
-        fetch(&ds), fetch(&dx);
+        buf_fetch(&ds), buf_fetch(&dx);
         for (size_t e = 0; e < big; e++)
             w_big[e] = pass != 1 ? (double)dy.host[e] * sc.host[(e / ((size_t)hw * c)) * c + e % c] : 0.0;
         near("scale backward dx", &dx, w_big, 0.0);
@@ -115,13 +92,13 @@ static void check(CudaDtype dt, int c) {
     /* dx over dy: the header allows it (cuda_net's plan keeps them apart today) */
     cr_assert_eq(cuda_scale_backward(dt, n, hw, c, x.dev, sc.dev, dy.dev, dy.dev, ds.dev, 0, &err), 0, "%s", err.msg);
     for (size_t e = 0; e < big; e++) w_big[e] = (double)dy.host[e] * sc.host[(e / ((size_t)hw * c)) * c + e % c];
-    fetch(&dy), fetch(&ds);
+    buf_fetch(&dy), buf_fetch(&ds);
     near("scale backward in place, dx", &dy, w_big, 0.0);
     near("scale backward in place, ds", &ds, w_small, 1.0);
 
     cr_assert_neq(cuda_scale_forward(dt, 0, hw, c, x.dev, sc.dev, y.dev, 0, &err), 0);
     cr_assert(strstr(err.msg, "cuda_scale_forward") != NULL, "%s", err.msg);
-    drop(&x), drop(&dy), drop(&sc), drop(&dp), drop(&y), drop(&pool), drop(&ds), drop(&dx);
+    buf_drop(&x), buf_drop(&dy), buf_drop(&sc), buf_drop(&dp), buf_drop(&y), buf_drop(&pool), buf_drop(&ds), buf_drop(&dx);
     free(w_big), free(w_small), free(dx0);
 }
 
