@@ -134,7 +134,7 @@ static const char usage_shrink[] =
     "  --restart       rewrite every file written losslessly (the same DCT coefficients,\n"
     "                  so the same pixels) with a restart marker per MCU: the loader then\n"
     "                  decodes only the part of each image its crop needs; with --max-side\n"
-    "                  8192 this keeps every image's size\n"
+    "                  8192 every image up to 8192 px keeps its size and pixels\n"
     "  --max-pixels N  reject images over N pixels (default 100000000; raise it to\n"
     "                  shrink larger photos)\n"
     "  -j N            threads (default: online CPUs)\n"

@@ -56,6 +56,9 @@ int data_restart_jpeg(const uint8_t *in, size_t len, unsigned interval, uint8_t 
     t->buf = NULL;
     rc = 0;
 out:
+    /* jpeg_mem_dest hands its latest buffer back only in term_destination (it frees the
+     * ones it outgrew): after an error, ask for it, so that it is the one freed */
+    if (rc && made >= 2 && t->dst.dest) (*t->dst.dest->term_destination)((j_compress_ptr)&t->dst);
     if (made >= 2) jpeg_destroy_compress(&t->dst);
     if (made >= 1) jpeg_destroy_decompress(&t->src);
     free(t->buf);

@@ -112,6 +112,7 @@ static int has_eoi(const uint8_t *p, size_t len) {
 
 /* Parses the header of the bytes in d->file. */
 static int read_header(LoaderDecoder *d, StkErr *err) {
+    d->can_window = 0;
     if (d->file_len == 0) return stk_errf(err, "empty file");
     if (d->file_len < 2 || d->file[0] != 0xFF || d->file[1] != 0xD8)
         return stk_errf(err, "not a JPEG file: starts with 0x%02x 0x%02x", d->file[0],
@@ -249,10 +250,8 @@ static int cut_window(LoaderDecoder *d, AugBox box, int *ox, int *oy) {
     r0 = r0 < 0 ? 0 : r0 / g->row_step * g->row_step;
     c1 = c1 > g->cols ? g->cols : c1;
     r1 = r1 > g->rows ? g->rows : r1;
-    if (!g->by_columns) { /* whole rows; from the top, the plain decode does as well */
-        c0 = 0, c1 = g->cols;
-        if (r0 == 0) return 0;
-    }
+    if (!g->by_columns) c0 = 0, c1 = g->cols; /* whole rows */
+    if (r0 == 0 && c0 == 0 && c1 >= g->cols) return 0; /* the plain decode does as well */
     int rc = loader_window_build(&d->window, g, d->file, d->file_len, c0, c1, r0, r1);
     if (rc == -2) return -1;
     if (rc) return 0;

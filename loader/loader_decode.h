@@ -11,7 +11,9 @@
  * jpeg_skip_scanlines to skip the rows above it; stopping after its last row. A file
  * with a restart marker every few MCUs (what `stoker-data shrink --restart` writes) is
  * cut to the crop's MCUs first (loader_window.h), so that libjpeg entropy-decodes only
- * those: the same pixels, bit for bit.
+ * those: the same pixels, bit for bit. Only the markers of such a file are checked
+ * outside the window: corrupt data beside or above a crop goes unnoticed there, where a
+ * whole decode fails on it (`stoker-data verify` decodes every file whole).
  *
  * Every JPEG becomes RGB: grayscale, YCbCr, RGB, CMYK and YCCK (converted as Pillow does,
  * Adobe-inverted), baseline or progressive, with restart markers, any size from 1x1.

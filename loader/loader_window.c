@@ -4,23 +4,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The frame marker (SOF0 baseline or SOF1 extended, both sequential Huffman) and the
- * first entropy-coded byte, walking the marker segments from SOI. */
-static int find_frame(const uint8_t *p, size_t n, LoaderWindowGeom *g) {
+/* The frame marker (SOF0 baseline or SOF1 extended, both sequential Huffman) before the
+ * scan's data at `scan` (where libjpeg's header reading stopped), walking the marker
+ * segments from SOI as libjpeg does: bytes other than FF between markers skipped, fill
+ * bytes, and TEM and RSTn without a length. */
+static int find_frame(const uint8_t *p, size_t scan, LoaderWindowGeom *g) {
     size_t i = 2;
     g->sof = 0;
-    while (i + 4 <= n) {
-        if (p[i] != 0xFF) return 0;
-        if (p[i + 1] == 0xFF) { i++; continue; } /* fill byte */
+    while (i + 1 < scan) {
+        if (p[i] != 0xFF || p[i + 1] == 0xFF) { i++; continue; } /* garbage, fill byte */
         uint8_t m = p[i + 1];
+        if (m == 0x01 || (m >= 0xD0 && m <= 0xD7)) { i += 2; continue; }
+        if (i + 4 > scan) return 0;
         size_t len = (size_t)p[i + 2] << 8 | p[i + 3];
-        if (len < 2 || i + 2 + len > n) return 0;
+        if (len < 2 || i + 2 + len > scan) return 0;
         if (m == 0xC0 || m == 0xC1) g->sof = i, g->sof_len = len + 2;
         else if (m >= 0xC2 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) return 0;
-        if (m == 0xDA) {
-            g->scan = i + 2 + len;
-            return g->sof != 0 && g->sof_len >= 9;
-        }
+        if (m == 0xDA) return i + 2 + len == scan && g->sof != 0 && g->sof_len >= 10;
         i += 2 + len;
     }
     return 0;
@@ -31,8 +31,15 @@ int loader_window_geom(const struct jpeg_decompress_struct *ci, const uint8_t *p
     memset(g, 0, sizeof *g);
     if (ci->progressive_mode || ci->arith_code || ci->restart_interval == 0) return 0;
     if (ci->comps_in_scan != ci->num_components || n >= UINT32_MAX) return 0;
-    if (!find_frame(p, n, g)) return 0;
-    if (((int)p[g->sof + 5] << 8 | p[g->sof + 6]) == 0) return 0; /* height from a DNL */
+    /* the scan's data starts where libjpeg stopped reading the header (its source is
+     * these bytes); the frame found on the way must be the one libjpeg read */
+    const uint8_t *next = ci->src ? ci->src->next_input_byte : NULL;
+    if (!next || next < p + 2 || next > p + n || !find_frame(p, (size_t)(next - p), g)) return 0;
+    g->scan = (size_t)(next - p);
+    const uint8_t *f = p + g->sof;
+    if (((unsigned)f[5] << 8 | f[6]) != ci->image_height || ((unsigned)f[7] << 8 | f[8]) != ci->image_width ||
+        f[9] != ci->num_components || f[4] != 8)
+        return 0; /* also a height of 0, given later by a DNL marker */
     g->width = (int)ci->image_width, g->height = (int)ci->image_height;
     if (ci->num_components == 1) { /* a one-component scan's MCU is one block */
         g->mcu_w = 8 * ci->max_h_samp_factor / ci->comp_info[0].h_samp_factor;

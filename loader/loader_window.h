@@ -48,11 +48,13 @@ int loader_window_geom(const struct jpeg_decompress_struct *ci, const uint8_t *p
                        LoaderWindowGeom *g);
 
 /* Writes into w->out the JPEG of MCU columns [c0, c1) and rows [r0, r1) of the file
- * (0 <= r0 < r1 <= g->rows; by_columns: c0 and c1 multiples of g->interval, or c1 =
- * g->cols; else c0 = 0, c1 = g->cols and r0 a multiple of g->row_step). Returns
- * 0, -1 when the entropy-coded data does not hold the segments the geometry promises (a
- * restart marker missing, out of order, or the data ending early: the caller then decodes
- * the file whole and libjpeg reports what is wrong), or -2 out of memory. */
+ * (0 <= r0 < r1 <= g->rows; by_columns: c0 a multiple of g->interval, c1 rounded up to
+ * one; else c0 = 0, c1 = g->cols and r0 a multiple of g->row_step). Returns 0, -1 when
+ * the entropy-coded data does not hold the segments the geometry promises (a restart
+ * marker missing, out of order, or the data ending early: the caller then decodes the
+ * file whole and libjpeg reports what is wrong), or -2 out of memory. Only the markers
+ * are checked: corrupt data in segments outside the window goes unnoticed, where a
+ * whole decode would have failed on it. */
 int loader_window_build(LoaderWindow *w, const LoaderWindowGeom *g, const uint8_t *p, size_t n,
                         int c0, int c1, int r0, int r1);
 

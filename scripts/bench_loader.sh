@@ -41,7 +41,7 @@ fi
   $bin/stoker-data synth "$data" --classes 10 --per-class 400 --size 500x375 --seed 1 | tail -1
 rdata=${RDATA:-$data-restart}
 if [ ! -f "$rdata/stoker.index" ]; then
-  rm -rf "$rdata"
+  [ -e "$rdata" ] && { echo "bench_loader.sh: $rdata exists without an index: remove it or set RDATA" >&2; exit 2; }
   $bin/stoker-data shrink "$data" "$rdata" --max-side 8192 --restart -j 1 >"$data.restart.log"
 fi
 convert=$(sed -nE 's/.*\(([0-9]+) files\/s.*/\1/p' "$data.restart.log" 2>/dev/null | head -1)

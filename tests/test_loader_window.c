@@ -1,12 +1,16 @@
 /* test_loader_window.c: restart-marked files (data_restart) decode to the same pixels as
  * their originals, and crops cut to their MCUs (loader_window) are bit-identical to crops
- * of the whole file, for every sampling, colour space, DCT scale and edge; broken segment
- * markers fall back to the whole file and fail with libjpeg's reason. */
+ * of the whole file: 4:2:0, 4:2:2, 4:4:0, 4:4:4, 4:1:1, gray (also with sampling factors),
+ * YCCK, progressive sources, edges, 1x1, DCT scales, unresized whole-pixel boxes, and
+ * restart intervals that divide a row's MCUs or do not; progressive and one-scan-per-
+ * component files with markers are not cut; broken segment markers fall back to the
+ * whole file and fail with libjpeg's reason. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <jpeglib.h>
 #include <turbojpeg.h>
 
 #include "data_restart.h"
@@ -28,6 +32,7 @@ static const Src SRCS[] = {
     {"progressive 420 160x144", 160, 144, TJSAMP_420, TJPF_RGB, TJFLAG_PROGRESSIVE},
     {"420 tall 40x700", 40, 700, TJSAMP_420, TJPF_RGB, 0},
     {"420 1x1", 1, 1, TJSAMP_420, TJPF_RGB, 0},
+    {"411 333x251", 333, 251, TJSAMP_411, TJPF_RGB, 0},
 };
 #define N_SRCS ((int)(sizeof SRCS / sizeof SRCS[0]))
 
@@ -85,6 +90,11 @@ static LoaderCropSpec random_spec(int w, int h, uint64_t k, int *dw, int *dh) {
     double x0 = (w - bw) * (k % 7 == 1 ? 1.0 : u[2]), y0 = (h - bh) * (k % 7 == 2 ? 1.0 : u[3]);
     double f = k % 3 == 0 ? 0.1 + 0.2 * u[4] : 0.4 + 1.6 * u[4];
     LoaderCropSpec s = {{x0, y0, x0 + bw, y0 + bh}, (int)fmax(1, bw * f), (int)fmax(1, bh * f), 0, 0, (int)(k & 1)};
+    if (k % 6 == 5) { /* whole pixels at their size: the decoded pixels themselves, unresized */
+        s.box.x0 = floor(x0), s.box.y0 = floor(y0);
+        s.box.x1 = s.box.x0 + fmax(1, floor(bw)), s.box.y1 = s.box.y0 + fmax(1, floor(bh));
+        s.out_w = (int)(s.box.x1 - s.box.x0), s.out_h = (int)(s.box.y1 - s.box.y0), s.flip = 0;
+    }
     *dw = s.out_w, *dh = s.out_h;
     if (k % 4 == 3 && s.out_w > 4 && s.out_h > 4)
         *dw = s.out_w / 2, *dh = s.out_h / 2, s.win_x = s.out_w / 4, s.win_y = s.out_h / 4;
@@ -116,7 +126,10 @@ static int same_crops(LoaderDecoder *d, unsigned interval, int *scaled) {
             a = crop(d, orig, n, &spec, dw, dh, &win_a, &den_a);
             b = crop(d, rst, m, &spec, dw, dh, &win_b, &den_b);
             cr_assert(!win_a && den_a == den_b, "%s", s->name);
-            cr_assert(win_b || interval > 1, "%s: a marker per MCU always gives a window", s->name);
+            const LoaderWindowGeom *g = &d->geom; /* the rewrite's, opened last */
+            int whole = spec.box.x0 < 2 * g->mcu_w && spec.box.y0 < 2 * g->mcu_h &&
+                        ceil(spec.box.x1 / g->mcu_w) + 1 >= g->cols;
+            cr_assert(win_b || interval > 1 || whole, "%s: a marker per MCU gives a window", s->name);
             cr_assert(!memcmp(a, b, (size_t)dw * dh * 3),
                       "%s, interval %u, crop %llu: (%.2f,%.2f)-(%.2f,%.2f) to %dx%d at 1/%d differs%s",
                       s->name, interval, (unsigned long long)k, spec.box.x0, spec.box.y0, spec.box.x1,
@@ -146,12 +159,91 @@ Test(loader_window, other_intervals_cut_columns_or_whole_rows) {
     StkErr err;
     LoaderDecoder d;
     cr_assert_eq(loader_decoder_init(&d, 0, &err), 0);
-    static const unsigned intervals[] = {3, 5, 50};
+    /* 333 px of 4:2:0 are 21 MCUs a row: 3 divides them, 5 does not (a segment starts a
+     * row every 5 rows), 42 is two rows a segment (every other row) */
+    static const unsigned intervals[] = {3, 5, 42};
     for (int i = 0; i < 3; i++) {
         int scaled = 0, windows = same_crops(&d, intervals[i], &scaled);
         cr_log_info("interval %u: %d windowed crops", intervals[i], windows);
-        /* at 50 MCUs a segment starts a row only every 50 / gcd(cols, 50) rows */
-        cr_expect_gt(windows, intervals[i] < 50 ? 100 : 0, "interval %u: %d windows", intervals[i], windows);
+        cr_expect_gt(windows, 20, "interval %u: %d windows", intervals[i], windows);
+    }
+    loader_decoder_free(&d);
+}
+
+/* Files TurboJPEG cannot make, by jpeglib: sampling factors on a single component, and
+ * restart markers in progressive and in non-interleaved (one scan per component) files. */
+typedef struct JlSrc {
+    const char *name;
+    int ncomp, hs, vs;          /* components; the first one's sampling factors */
+    int progressive, per_comp;  /* scan layout */
+    int windowable;             /* what loader_window_geom must say */
+} JlSrc;
+
+static uint8_t *make_jpeglib(const JlSrc *j, int w, int h, size_t *len) {
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr e;
+    c.err = jpeg_std_error(&e);
+    jpeg_create_compress(&c);
+    unsigned char *buf = NULL;
+    unsigned long n = 0;
+    jpeg_mem_dest(&c, &buf, &n);
+    c.image_width = (JDIMENSION)w, c.image_height = (JDIMENSION)h;
+    c.input_components = j->ncomp, c.in_color_space = j->ncomp == 1 ? JCS_GRAYSCALE : JCS_RGB;
+    jpeg_set_defaults(&c);
+    jpeg_set_quality(&c, 90, TRUE);
+    c.comp_info[0].h_samp_factor = j->hs, c.comp_info[0].v_samp_factor = j->vs;
+    c.restart_interval = 1;
+    static const jpeg_scan_info scans[3] = {{1, {0}, 0, 63, 0, 0}, {1, {1}, 0, 63, 0, 0}, {1, {2}, 0, 63, 0, 0}};
+    if (j->progressive) jpeg_simple_progression(&c);
+    if (j->per_comp) c.scan_info = scans, c.num_scans = 3;
+    jpeg_start_compress(&c, TRUE);
+    uint8_t *row = malloc((size_t)w * j->ncomp);
+    for (int y = 0; y < h; y++) {
+        for (int x = 0; x < w * j->ncomp; x++)
+            row[x] = (uint8_t)((x * 3 + y * 5) / 4 + stk_rng_at(9, (uint64_t)(y * w * j->ncomp + x)) % 40);
+        JSAMPROW r = row;
+        jpeg_write_scanlines(&c, &r, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    free(row);
+    uint8_t *out = malloc(n);
+    memcpy(out, buf, n);
+    free(buf);
+    *len = n;
+    return out;
+}
+
+/* The same bytes with windows and without: equal crops, and windows only where the
+ * layout allows them. */
+Test(loader_window, jpeglib_layouts_window_where_they_can_and_only_there) {
+    static const JlSrc srcs[] = {{"gray sampled 2x2", 1, 2, 2, 0, 0, 1},
+                                 {"gray sampled 1x2", 1, 1, 2, 0, 0, 1},
+                                 {"progressive with markers", 3, 2, 2, 1, 0, 0},
+                                 {"one scan per component", 3, 2, 2, 0, 1, 0}};
+    StkErr err;
+    LoaderDecoder d;
+    cr_assert_eq(loader_decoder_init(&d, 0, &err), 0);
+    for (int i = 0; i < 4; i++) {
+        size_t n;
+        uint8_t *p = make_jpeglib(&srcs[i], 203, 141, &n);
+        cr_assert_eq(loader_decode_open_mem(&d, p, n, &err), 0, "%s: %s", srcs[i].name, err.msg);
+        cr_assert_eq(d.can_window, srcs[i].windowable, "%s", srcs[i].name);
+        int windows = 0;
+        for (uint64_t k = 0; k < 30; k++) {
+            int dw, dh, wa, wb, da, db;
+            LoaderCropSpec spec = random_spec(203, 141, k + 7000 * (uint64_t)i, &dw, &dh);
+            d.use_windows = 0;
+            uint8_t *a = crop(&d, p, n, &spec, dw, dh, &wa, &da);
+            d.use_windows = 1;
+            uint8_t *b = crop(&d, p, n, &spec, dw, dh, &wb, &db);
+            cr_assert(!memcmp(a, b, (size_t)dw * dh * 3), "%s crop %llu differs", srcs[i].name,
+                      (unsigned long long)k);
+            windows += wb;
+            free(a), free(b);
+        }
+        cr_expect(srcs[i].windowable ? windows > 10 : windows == 0, "%s: %d windows", srcs[i].name, windows);
+        free(p);
     }
     loader_decoder_free(&d);
 }
