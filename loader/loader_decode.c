@@ -135,8 +135,10 @@ static int read_header(LoaderDecoder *d, StkErr *err) {
     d->components = d->cinfo.num_components;
     if ((uint64_t)d->width * (uint64_t)d->height > d->max_pixels) {
         jpeg_abort_decompress(&d->cinfo);
-        return stk_errf(err, "%dx%d = %.1f megapixels, over the %.1f megapixel cap", d->width,
-                        d->height, (double)d->width * d->height / 1e6, d->max_pixels / 1e6);
+        int w = d->width, h = d->height;
+        d->width = d->height = 0; /* nothing open */
+        return stk_errf(err, "%dx%d = %.1f megapixels, over the %.1f megapixel cap", w, h,
+                        (double)w * h / 1e6, d->max_pixels / 1e6);
     }
     d->can_window = loader_window_geom(&d->cinfo, d->file, d->file_len, &d->geom);
     return 0;
