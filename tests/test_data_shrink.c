@@ -12,6 +12,8 @@
 #include <turbojpeg.h>
 
 #include "data_shrink.h"
+#include "data_synth.h"
+#include "loader_batch.h"
 #include "data_tree.h"
 #include "loader_decode.h"
 #include "loader_index.h"
@@ -191,6 +193,49 @@ Test(data_shrink, restart_rewrites_every_file_to_the_same_pixels) {
     data_shrink_result_free(&plain);
     data_shrink_result_free(&res);
     free(rdst);
+}
+
+/* The loader's batches (RandomResizedCrop 64 + flip, two epochs) from a synthetic
+ * dataset and from its restart-marked copy: the same bytes, and the copy's decoder cut
+ * windows. The whole path a training run takes, shrink to batch. */
+Test(data_shrink, restart_copy_gives_the_loader_the_same_batches) {
+    char *sy = fx_path(root, "synth"), *rs = fx_path(root, "synth-restart");
+    DataSynthOptions so = {.classes = 2, .per_class = 6, .val_per_class = 0, .width = 300,
+                           .height = 200, .seed = 5, .quality = 90, .threads = 2};
+    DataSynthResult sr;
+    StkErr err;
+    cr_assert_eq(data_synth_write(sy, &so, &sr, &err), 0, "%s", err.msg);
+    DataShrinkOptions o = {.max_side = 8192, .quality = 90, .threads = 2, .restart = 1};
+    DataShrinkResult res;
+    cr_assert_eq(data_shrink_run(sy, rs, &o, &res, &err), 0, "%s", err.msg);
+    cr_assert_eq(res.copied, 12);
+    LoaderIndex a, b;
+    open_index(sy, &a);
+    open_index(rs, &b);
+    LoaderBatchConfig c = loader_batch_config_default();
+    c.batch = 4, c.crop = 64, c.seed = 3, c.train = 1, c.split = LOADER_TRAIN;
+    LoaderBatcher ba, bb;
+    cr_assert_eq(loader_batcher_init(&ba, &a, sy, &c, &err), 0, "%s", err.msg);
+    cr_assert_eq(loader_batcher_init(&bb, &b, rs, &c, &err), 0, "%s", err.msg);
+    static uint8_t pa[4 * 64 * 64 * 3], pb[4 * 64 * 64 * 3];
+    int32_t la[4], lb[4];
+    uint64_t ia[4], ib[4];
+    uint32_t na, nb;
+    int windows = 0;
+    for (uint32_t e = 0; e < 2; e++)
+        for (uint64_t i = 0; i < loader_batcher_batches(&ba); i++) {
+            cr_assert_eq(loader_batch_fill(&ba, e, i, pa, la, ia, &na, NULL, NULL, &err), 0, "%s", err.msg);
+            cr_assert_eq(loader_batch_fill(&bb, e, i, pb, lb, ib, &nb, NULL, NULL, &err), 0, "%s", err.msg);
+            cr_assert(na == nb && !memcmp(la, lb, sizeof la) && !memcmp(ia, ib, sizeof ia));
+            cr_assert(!memcmp(pa, pb, sizeof pa), "epoch %u batch %llu differs", e, (unsigned long long)i);
+            cr_expect(bb.dec.can_window && !ba.dec.can_window);
+            windows += bb.dec.windowed; /* the batch's last crop */
+        }
+    cr_expect_gt(windows, 0, "no crop of the copy was cut to a window");
+    loader_batcher_free(&ba), loader_batcher_free(&bb);
+    loader_index_close(&a), loader_index_close(&b);
+    data_shrink_result_free(&res);
+    free(sy), free(rs);
 }
 
 Test(data_shrink, shrinks_a_1200x900_photo_to_512x384_that_decodes_to_the_same_picture) {
