@@ -7,7 +7,9 @@
 # Build first on the development machine (not here: this machine has no network):
 #   STOKER_CMAKE_ARGS=-DCMAKE_CUDA_ARCHITECTURES=90 scripts/setup.sh
 #   ../shared/tools/devlibs build/bin/* build/tests/test_*
-# STAGES picks what runs (default "tests memcheck e2e train loader"); BIN the binaries.
+# STAGES picks what runs (default "tests memcheck e2e train loader"); BIN the binaries;
+# TRAIN_MODELS the models of the train stage (default all four: about 10 minutes with
+# their torch.compile runs, so a device command of 10 minutes wants two halves).
 # usage: [STAGES=...] scripts/gpu_check.sh [OUTDIR]
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +18,7 @@ bin=${BIN:-build/bin}
 tests=$(dirname "$bin")/tests
 stages=" ${STAGES:-tests memcheck e2e train loader} "
 mkdir -p "$out"
-export LD_LIBRARY_PATH=$PWD/.devlibs:/opt/torch/.venv/lib/python3.12/site-packages/nvidia/cudnn/lib:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export LD_LIBRARY_PATH=$PWD/.devlibs:$PWD/$(dirname "$bin")/.devlibs:/opt/torch/.venv/lib/python3.12/site-packages/nvidia/cudnn/lib:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >"$out/gpu.txt" 2>&1
 # PyTorch must not see the Debian libraries in .devlibs: its python gets a clean path.
 printf '#!/bin/sh\nLD_LIBRARY_PATH= exec python3 "$@"\n' >"$out/python3"
@@ -48,7 +50,7 @@ if [[ $stages == *" e2e "* ]]; then
 fi
 
 if [[ $stages == *" train "* ]]; then
-  BIN=$bin PYTHON=$py scripts/bench_train.sh >"$out/bench_train.md" 2>"$out/bench_train.err"
+  BIN=$bin PYTHON=$py scripts/bench_train.sh ${TRAIN_MODELS:-} >"$out/bench_train.md" 2>"$out/bench_train.err"
   summary+=("bench_train: $(grep -E '^min_ratio' "$out/bench_train.md" | tr '\n' ' ')")
 fi
 
