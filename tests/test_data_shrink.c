@@ -417,6 +417,17 @@ Test(data_shrink, cli_lists_bad_files_and_prints_a_summary) {
     cr_expect(strstr(out, "index: 3 classes, 12 train + 6 val samples") != NULL, "%s", out);
 }
 
+Test(data_shrink, cli_restart_writes_files_the_loader_can_cut) {
+    char args[8192];
+    snprintf(args, sizeof args, "shrink '%s' '%s' --max-side 8192 --restart -j 2", src, dst);
+    cr_assert_eq(fx_run_tool(root, "stoker-data", args, out, sizeof out, errout,
+                             sizeof errout), 0, "%s", errout);
+    cr_expect(strstr(out, ": 18 copied, 0 shrunk, 3 bad; ") != NULL, "%s", out);
+    int w, h, win;
+    free(decode_whole(dst, "train/a/big.jpg", &w, &h, &win));
+    cr_expect(win && w == 1200 && h == 900, "%dx%d, windows %d", w, h, win);
+}
+
 Test(data_shrink, cli_refuses_an_existing_destination_with_status_1) {
     fx_mkdir(dst, ".");
     char args[8192];
