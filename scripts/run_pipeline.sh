@@ -31,6 +31,14 @@ if [ $# -ge 1 ]; then
   data=$1; shift
   [ -d "$data" ] || { echo "run_pipeline.sh: $data: no such directory" >&2; exit 2; }
   build/bin/stoker-data index "$data"
+  # a tip, from one file: photos (over 20 KB) without restart markers (no DRI segment,
+  # FF DD, in the headers) make the loaders entropy-decode whole rows; a lossless copy
+  # with markers is decoded faster
+  first=$(find "$data/train" -type f \( -iname '*.jpg' -o -iname '*.jpeg' \) -size +20k 2>/dev/null | head -1 || true)
+  if [ -n "$first" ] && ! LC_ALL=C grep -q $'\xff\xdd' < <(head -c 65536 "$first"); then
+    echo "run_pipeline.sh: tip: build/bin/stoker-data shrink $data $data-restart --max-side 8192 --restart" \
+      "writes a copy with the same pixels that the loaders decode ~1.4x faster (docs/BENCHMARKS.md)"
+  fi
   set -- --data-path "$data" "$@"
 else
   data=data/fashion-mnist
