@@ -446,10 +446,11 @@ static int cmd_verify(int argc, char **argv) {
 
 /* Prints shrink's summary: counts, bytes before and after, time. */
 static void print_shrink(const char *src, const char *dst, const DataShrinkResult *r,
-                         double dt, int threads) {
+                         double dt, int threads, int restart) {
     uint64_t n = r->copied + r->shrunk + r->bad.count;
-    printf("shrunk %s -> %s: %llu copied, %llu shrunk, %zu bad; %.1f MiB -> %.1f MiB (%.0f%%) "
+    printf("shrunk %s -> %s: %llu %s, %llu shrunk, %zu bad; %.1f MiB -> %.1f MiB (%.0f%%) "
            "in %.1f s (%.0f files/s, -j %d)\n", src, dst, (unsigned long long)r->copied,
+           restart ? "rewritten with restart markers" : "copied",
            (unsigned long long)r->shrunk, r->bad.count, r->bytes_in / 1048576.0,
            r->bytes_out / 1048576.0, r->bytes_in ? 100.0 * r->bytes_out / r->bytes_in : 100.0,
            dt, dt > 0 ? n / dt : 0.0, threads);
@@ -492,7 +493,7 @@ static int cmd_shrink(int argc, char **argv) {
         fprintf(stderr, "stoker-data: note: %s has no %s: shrank the files of a scan of it\n",
                 src, LOADER_INDEX_DEFAULT_NAME);
     print_bad(&res.bad);
-    print_shrink(src, dst, &res, now_s() - t0, o.threads);
+    print_shrink(src, dst, &res, now_s() - t0, o.threads, o.restart);
     print_scan("index", &res.index);
     data_shrink_result_free(&res);
     return EXIT_SUCCESS;
