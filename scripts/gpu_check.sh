@@ -10,7 +10,8 @@
 # STAGES picks what runs (default "tests memcheck e2e train loader"); BIN the binaries;
 # TRAIN_MODELS the models of the train stage (default all four: about 10 minutes with
 # their torch.compile runs, so a device command of 10 minutes wants two halves).
-# usage: [STAGES=...] scripts/gpu_check.sh [OUTDIR]
+# From a device_pack.sh pack: tar xJf build-pack/pack.tar.xz, then BIN=build-gpu/bin.
+# usage: [STAGES=...] [TRAIN_MODELS=...] [PYTHON=...] scripts/gpu_check.sh [OUTDIR]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-gpu-check-out}
@@ -21,7 +22,9 @@ mkdir -p "$out"
 export LD_LIBRARY_PATH=$PWD/.devlibs:$PWD/$(dirname "$bin")/.devlibs:/opt/torch/.venv/lib/python3.12/site-packages/nvidia/cudnn/lib:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >"$out/gpu.txt" 2>&1
 # PyTorch must not see the Debian libraries in .devlibs: its python gets a clean path.
-printf '#!/bin/sh\nLD_LIBRARY_PATH= exec python3 "$@"\n' >"$out/python3"
+# PYTHON: the interpreter with PyTorch (default: python3 on PATH; the GPU machine's is
+# /opt/torch/.venv/bin/python3)
+printf '#!/bin/sh\nLD_LIBRARY_PATH= exec %s "$@"\n' "${PYTHON:-python3}" >"$out/python3"
 chmod +x "$out/python3"
 py=$(cd "$out" && pwd)/python3
 summary=()
