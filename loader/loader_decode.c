@@ -242,8 +242,8 @@ static void start(LoaderDecoder *d, int denom, AugBox box, Region *r, int ox, in
 
 /* For a restart-marked file: the window of the box's MCUs, with one MCU more on each
  * side where the image goes on (upsampling reads a sample past each edge), widened to
- * where segments start, cut into d->window; its origin in *ox, *oy. Returns 1 with a window, 0 to decode the file whole,
- * -1 out of memory. */
+ * where segments start, cut into d->window; its origin in *ox, *oy. Returns 1 with a
+ * window, 0 to decode the file whole, -1 out of memory. */
 static int cut_window(LoaderDecoder *d, AugBox box, int *ox, int *oy) {
     const LoaderWindowGeom *g = &d->geom;
     int c0 = (int)floor(box.x0 / g->mcu_w) - 1, c1 = (int)ceil(box.x1 / g->mcu_w) + 1;
