@@ -260,8 +260,8 @@ __global__ void __launch_bounds__(DW_THREADS, DW_MIN_BLOCKS)
         for (int v = 0; v < V; v++) acc[v] = 0.0f;
         if (S == 2 && KW) {
             /* the taps whose output holds (ih, iw) have the parity of ih + ph and iw + pw:
-             * ceil(kw/2)^2 candidates (the dispatch sends kh > kw elsewhere), all loaded (clamped, then masked: no branches, so
-             * the loads issue together) */
+             * ceil(kw/2)^2 candidates (the dispatch sends kh > kw elsewhere), all loaded
+             * (clamped, then masked: no branches, so the loads issue together) */
             const int HALF = (KW + 1) / 2;
             int kh0 = (ih + g.ph) & 1, kw0 = (iw + g.pw) & 1;
 #pragma unroll

@@ -273,9 +273,9 @@ int loader_decode_crop(LoaderDecoder *d, const LoaderCropSpec *spec, AugImage *d
     volatile int rc = -1;
     int ox = 0, oy = 0;
     d->scale_denom = pick_denom(box, spec->out_w, spec->out_h);
-    d->windowed = d->use_windows && d->can_window ? cut_window(d, box, &ox, &oy) : 0;
-    if (d->windowed < 0) {
-        d->windowed = 0;
+    int cut = d->use_windows && d->can_window ? cut_window(d, box, &ox, &oy) : 0;
+    d->windowed = cut > 0;
+    if (cut < 0) {
         stk_errf(err, "out of memory (the crop's window)");
         goto out;
     }

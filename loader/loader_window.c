@@ -115,8 +115,9 @@ static int put_headers(LoaderWindow *w, const LoaderWindowGeom *g, const uint8_t
 }
 
 /* Segments [s0, s1) of every row in [r0, r1) (by columns), or segments [s0, s1) of the
- * file (rows: per_row 0), renumbered, then EOI. */
-static int put_segments(LoaderWindow *w, int r0, int r1, int per_row, size_t s0, size_t s1) {
+ * file (rows: per_row 0), from p, renumbered, then EOI. */
+static int put_segments(LoaderWindow *w, const uint8_t *p, int r0, int r1, int per_row, size_t s0,
+                        size_t s1) {
     static const uint8_t rst[8][2] = {{0xFF, 0xD0}, {0xFF, 0xD1}, {0xFF, 0xD2}, {0xFF, 0xD3},
                                       {0xFF, 0xD4}, {0xFF, 0xD5}, {0xFF, 0xD6}, {0xFF, 0xD7}};
     static const uint8_t eoi[2] = {0xFF, 0xD9};
@@ -126,7 +127,7 @@ static int put_segments(LoaderWindow *w, int r0, int r1, int per_row, size_t s0,
         for (size_t s = s0; s < s1; s++, k++) {
             size_t i = per_row ? (size_t)r * per_row + s : s;
             if (k && (rc = put(w, rst[(k - 1) & 7], 2))) return rc;
-            if ((rc = put(w, w->seg_src + w->seg[2 * i], w->seg[2 * i + 1] - w->seg[2 * i]))) return rc;
+            if ((rc = put(w, p + w->seg[2 * i], w->seg[2 * i + 1] - w->seg[2 * i]))) return rc;
         }
     return put(w, eoi, 2);
 }
@@ -147,9 +148,8 @@ int loader_window_build(LoaderWindow *w, const LoaderWindowGeom *g, const uint8_
     if (x1 > g->width) x1 = g->width;
     if (y1 > g->height) y1 = g->height;
     w->out_len = 0;
-    w->seg_src = p;
     if ((rc = put_headers(w, g, p, y1 - y0, x1 - x0))) return rc;
-    return put_segments(w, r0, r1, per_row, s0, s1);
+    return put_segments(w, p, r0, r1, per_row, s0, s1);
 }
 
 void loader_window_free(LoaderWindow *w) {

@@ -38,7 +38,6 @@ typedef struct LoaderWindow {
     size_t out_len, out_cap;
     uint32_t *seg; /* start and end offset of each segment scanned */
     size_t seg_cap;
-    const uint8_t *seg_src; /* the file they are offsets into (during a build) */
 } LoaderWindow;
 
 /* 1 with g filled when the JPEG whose header ci has read (its bytes p, n) can be cut

@@ -18,7 +18,7 @@
 #define HOST_DW_CH_PER_BLOCK 128
 #define HOST_DW_GRID_BLOCKS 1024
 
-size_t vram_host_colsum_scratch(int c) { return ((size_t)HOST_COLSUM_SPLIT_MAX * 2 + 6) * (size_t)c; }
+static size_t host_colsum_scratch(int c) { return ((size_t)HOST_COLSUM_SPLIT_MAX * 2 + 6) * (size_t)c; }
 
 size_t vram_host_dw_scratch(const ConvDesc *d, Shape4 in, Shape4 out) {
     (void)in;
@@ -86,7 +86,7 @@ static uint64_t dw_scratch_floats(const Model *m, int batch, const VramKernels *
 
 static VramArenas arenas(const Model *m, int batch, const OptimConfig *opt, VramPrecision prec,
                          uint64_t workspace, const VramKernels *kin, int inference, int recompute) {
-    VramKernels k = {vram_host_colsum_scratch, vram_host_dw_scratch};
+    VramKernels k = {host_colsum_scratch, vram_host_dw_scratch};
     if (kin && kin->colsum_scratch) k.colsum_scratch = kin->colsum_scratch;
     if (kin && kin->dw_scratch) k.dw_scratch = kin->dw_scratch;
     VramArenas p = {0};

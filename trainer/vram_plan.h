@@ -48,8 +48,8 @@ typedef struct VramKernels {
                                                       0 for a conv the kernels do not run */
 } VramKernels;
 
-/* The host rules VramKernels' NULL members stand for (what a build without CUDA plans). */
-size_t vram_host_colsum_scratch(int c);
+/* The host rule a NULL dw_scratch stands for (what a build without CUDA plans); tests
+ * compare it with the kernels' layer by layer. */
 size_t vram_host_dw_scratch(const ConvDesc *d, Shape4 in, Shape4 out);
 
 /* Bytes of each device arena (CudaNetPlan's fields, same meaning). */
